@@ -1,0 +1,45 @@
+"""A deterministic 64-bit hash of word-id tuples, the same vectorized and scalar.
+
+Multitokens are tuples of up to four stem ids. Tables keyed by a tuple (the
+sorted n-gram table) store the sorted hashes and look keys up with
+``np.searchsorted``, which works memory-mapped and needs no Python dict at load
+time. Every lookup verifies the stored word tuple, so a collision can cost a
+miss, never a wrong match.
+
+The mixer is splitmix64 (Steele, Lea & Flood, "Fast splittable pseudorandom
+number generators", OOPSLA 2014).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+WIDTH = 4  # words per padded tuple row
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def hash_rows(words: np.ndarray) -> np.ndarray:
+    """Hash each row of an ``(n, 4)`` int array of word ids padded with -1."""
+    words = np.asarray(words, dtype=np.int64).reshape(-1, WIDTH)
+    h = np.zeros(len(words), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(WIDTH):
+            h = _mix(h ^ (words[:, j] + 1).astype(np.uint64))
+    return h
+
+
+def sort_rows(words: np.ndarray) -> np.ndarray:
+    """Sort each padded row ascending, keeping the -1 padding at the end."""
+    w = np.asarray(words, dtype=np.int64)
+    big = np.iinfo(np.int64).max
+    s = np.sort(np.where(w < 0, big, w), axis=1)
+    return np.where(s == big, -1, s)

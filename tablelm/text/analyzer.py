@@ -1,0 +1,185 @@
+"""Text → word ids: normalization, tokenization, stopwords, KW_map, stemming.
+
+The same :class:`Analyzer` serves the build (fast path: one ``re.findall`` and
+one dict lookup per token) and the query and citation paths (with character
+spans). Its rules:
+
+- Text is NFKC-normalized (only when it is not ASCII) and lowercased.
+- A word is a run of letters and digits, with inner underscores kept
+  (``read_file`` is one word). Single letters are dropped; single digits are kept.
+- ``. ! ? ; :`` followed by a space, and blank lines, end a *sentence*;
+  commas, parentheses and brackets end a *clause*. Multitokens never cross a
+  clause; contextual pairs never cross a sentence.
+- Stopwords are removed and bridged: "read the file" gives the multitoken
+  ``read file``.
+- ``KW_map`` maps a word to one or more words before stemming (plural →
+  singular, acronym → expansion, synonyms).
+- Words are reduced to their Snowball English stem; answers show the most
+  frequent surface form of a stem instead ("unstemming").
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import Stemmer
+
+from .stopwords import STOPWORDS
+
+# One pattern for words and for the punctuation that ends sentences/clauses.
+TOKEN_RE = re.compile(r"[^\W_]+(?:_+[^\W_]+)*|[.!?;:](?=\s|$)|[,()\[\]{}]|\n[ \t\r\f\v]*\n")
+
+# Codes of the special tokens in a surface-id stream (real stems are >= 0).
+SENTENCE = -1
+CLAUSE = -2
+DROP = -3
+
+_SENTENCE_MARKS = frozenset(".!?;:")
+_CLAUSE_MARKS = frozenset(",()[]{}")
+
+MAX_WORD_CHARS = 40
+
+
+def normalize(text: str) -> str:
+    """NFKC (non-ASCII text only) and lowercase."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return text.lower()
+
+
+def _marker(tok: str) -> int | None:
+    if tok in _SENTENCE_MARKS or tok[0] == "\n":
+        return SENTENCE
+    if tok in _CLAUSE_MARKS:
+        return CLAUSE
+    return None
+
+
+@lru_cache(maxsize=4)
+def _stemmer():
+    return Stemmer.Stemmer("english")
+
+
+class Analyzer:
+    """Maps surface words to stems and stems to ids.
+
+    Parameters
+    ----------
+    stem : bool
+        Apply the Snowball stemmer.
+    stopwords : iterable of str
+        Words removed (and bridged) before multitokens are formed.
+    kw_map : dict of str to str
+        Word → replacement word(s), applied before stemming.
+    """
+
+    def __init__(self, *, stem: bool = True, stopwords=STOPWORDS, kw_map: dict | None = None):
+        self.stem = stem
+        self.stopwords = frozenset(stopwords)
+        self.kw_map = {normalize(k).strip(): normalize(v).split() for k, v in (kw_map or {}).items()}
+
+    # -------------------------------------------------------------- single words
+    def stem_word(self, word: str) -> str:
+        return _stemmer().stemWord(word) if self.stem else word
+
+    def word_stems(self, word: str) -> list[str]:
+        """Stems a surface word stands for: [] for a stopword or a dropped token."""
+        words = self.kw_map.get(word, (word,))
+        out = []
+        for w in words:
+            if w in self.stopwords or len(w) > MAX_WORD_CHARS or (len(w) == 1 and not w.isdigit()):
+                continue
+            out.append(self.stem_word(w))
+        return out
+
+    # -------------------------------------------------------------- with spans
+    def tokens_with_spans(self, text: str):
+        """Yield ``(kind, stem, start, end)`` over ``text`` with character spans.
+
+        ``kind`` is ``SENTENCE`` or ``CLAUSE`` for a boundary (``stem`` None), or
+        0 for a word. Spans index ``text`` itself (not its normalized form).
+        """
+        for m in TOKEN_RE.finditer(text):
+            tok = m.group()
+            mark = _marker(tok)
+            if mark is not None:
+                yield mark, None, m.start(), m.end()
+                continue
+            for s in self.word_stems(normalize(tok)):
+                yield 0, s, m.start(), m.end()
+
+    def prompt_stems(self, text: str) -> list[str]:
+        """Stems of a prompt's content words, in order (boundaries ignored)."""
+        return [s for kind, s, _, _ in self.tokens_with_spans(text) if kind == 0]
+
+    def config(self) -> dict:
+        """What the manifest records so that a query uses the build's rules."""
+        return {"stem": self.stem, "stemmer": "snowball-english" if self.stem else None,
+                "stopwords": sorted(self.stopwords),
+                "kw_map": {k: " ".join(v) for k, v in sorted(self.kw_map.items())}}
+
+
+class SurfaceVocabulary:
+    """Build-time map surface word → surface id, with each surface's stem.
+
+    Surface ids 0 and 1 are the sentence and clause markers. ``stem_of`` holds, per
+    surface id, a stem index into ``stems`` (first-seen order), or a negative code
+    (SENTENCE, CLAUSE, DROP). Words that the KW_map expands to several words get
+    one surface id per produced stem, recorded in ``expansions``.
+    """
+
+    def __init__(self, analyzer: Analyzer):
+        self.analyzer = analyzer
+        self.ids: dict[str, int] = {}
+        self.surfaces: list[str] = []
+        self.stem_of: list[int] = []
+        self.stems: list[str] = []
+        self._stem_ids: dict[str, int] = {}
+        self.expansions: dict[str, list[int]] = {}
+        for tok, code in (("\n\n", SENTENCE), (",", CLAUSE)):
+            self._add(tok, code)
+        for tok in _SENTENCE_MARKS:
+            self.ids[tok] = 0
+        for tok in _CLAUSE_MARKS:
+            self.ids[tok] = 1
+
+    def _add(self, surface: str, code: int) -> int:
+        sid = len(self.surfaces)
+        self.surfaces.append(surface)
+        self.stem_of.append(code)
+        self.ids[surface] = sid
+        return sid
+
+    def _stem_id(self, stem: str) -> int:
+        i = self._stem_ids.get(stem)
+        if i is None:
+            i = self._stem_ids[stem] = len(self.stems)
+            self.stems.append(stem)
+        return i
+
+    def new(self, tok: str) -> int:
+        """Register a token not seen before and return its surface id."""
+        if tok[0] == "\n":
+            self.ids[tok] = 0
+            return 0
+        stems = self.analyzer.word_stems(tok)
+        if len(stems) <= 1:
+            return self._add(tok, self._stem_id(stems[0]) if stems else DROP)
+        # KW_map expansion to several words: one pseudo-surface per stem
+        sids = [self._add(f"{tok}\x00{i}", self._stem_id(s)) for i, s in enumerate(stems)]
+        self.expansions[tok] = sids
+        self.ids[tok] = sids[0]
+        return sids[0]
+
+    def encode(self, text: str) -> list[int]:
+        """Surface ids of ``text`` (markers included), the build's hot path."""
+        ids = self.ids
+        toks = TOKEN_RE.findall(normalize(text))
+        out = [ids[t] if t in ids else self.new(t) for t in toks]
+        if self.expansions and not self.expansions.keys().isdisjoint(toks):
+            out = []
+            for t in toks:
+                out.extend(self.expansions.get(t) or (ids[t],))
+        return out
