@@ -1,0 +1,326 @@
+"""tablelm against bm25s on judged collections: quality, build time, speed, memory.
+
+Each (system, collection) pair runs in its own subprocess (this script with
+``--worker``), so that peak memory is that process's own
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` and a crash or a missing engine
+fails one row, not the table. Quality uses ``tablelm.evaluation`` (trec_eval
+definitions, top 100).
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_bm25.py                       # scifact, cranfield, cacm; all systems
+    python benchmarks/bench_bm25.py --quick               # cranfield only
+    python benchmarks/bench_bm25.py --systems bm25s --collections cacm,scifact
+    python benchmarks/bench_bm25.py --out docs/benchmarks.md
+
+Systems
+-------
+bm25s               bm25s Lucene BM25 (k1=1.5, b=0.75), English stopwords + Snowball
+                    stemmer, document = title + " " + text (as BEIR), one thread.
+tablelm             ``tablelm.build([corpus.jsonl])`` then ``model.search``, default parameters.
+tablelm-reference   the same model queried with ``ranker="reference"``.
+
+What is measured
+----------------
+build s     corpus file → searchable index (bm25s: read JSONL + tokenize + index;
+            tablelm: ``tablelm.build``), ``time.perf_counter``.
+q/s         all judged queries in one batch call (bm25s: tokenize + retrieve;
+            tablelm: ``search_many``), one thread, after a warm-up batch; the
+            batch is repeated until at least 1 s has been timed.
+p50/p95 ms  the same queries one call at a time.
+peak MB     ``ru_maxrss`` of the worker process (includes the interpreter, imports,
+            queries and qrels); Δ MB = peak − ``ru_maxrss`` just before the build,
+            i.e. what building and querying added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = (REPO / ".." / "shared" / "data").resolve()
+COLLECTIONS = {  # name → qrels file evaluated
+    "scifact": "qrels/test.tsv",
+    "cranfield": "qrels/test.tsv",
+    "cacm": "qrels/test.tsv",
+}
+#: system → (build parameters, query parameters) for tablelm; bm25s is separate.
+TABLELM_SYSTEMS = {
+    "tablelm": ({}, {}),
+    "tablelm-reference": ({}, {"ranker": "reference"}),
+}
+SYSTEMS = ["bm25s", *TABLELM_SYSTEMS]
+K = 100
+METRICS = ("ndcg@10", "recall@100", "map@100")
+BM25_PARAMS = dict(method="lucene", k1=1.5, b=0.75)
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _maxrss_mb() -> float:
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _percentile(values, q):
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float) * 1000.0, q))
+
+
+def _bm25s_engine(corpus_path: Path):
+    """Build bm25s; return (build seconds, batch search fn, single search fn)."""
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    t0 = time.perf_counter()
+    ids, texts = [], []
+    with corpus_path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                doc = json.loads(line)
+                ids.append(str(doc["_id"]))
+                texts.append((doc.get("title") or "") + " " + (doc.get("text") or ""))
+    retriever = bm25s.BM25(**BM25_PARAMS)
+    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False),
+                    show_progress=False)
+    build_s = time.perf_counter() - t0
+    del texts
+
+    def search_many(queries: dict[str, str]):
+        qids = list(queries)
+        tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer,
+                                show_progress=False, return_ids=False)
+        k = min(K, len(ids))
+        docs, scores = retriever.retrieve(tokens, k=k, n_threads=1, show_progress=False)
+        return {q: [(ids[j], float(s)) for j, s in zip(docs[i], scores[i])] for i, q in enumerate(qids)}
+
+    def search(text: str):
+        return search_many({"q": text})["q"]
+
+    return build_s, search_many, search
+
+
+def _tablelm_engine(corpus_path: Path, build_params: dict, query_params: dict):
+    try:
+        import tablelm
+    except ImportError as exc:
+        raise SystemExit(f"cannot import tablelm ({exc}); run from the repository root or pip install -e .")
+    if not callable(getattr(tablelm, "build", None)):
+        raise SystemExit(f"tablelm.build is missing (tablelm imported from "
+                         f"{getattr(tablelm, '__file__', None) or list(getattr(tablelm, '__path__', []))}); "
+                         "the engine is not there yet")
+    t0 = time.perf_counter()
+    model = tablelm.build([str(corpus_path)], out_dir=None, **build_params)
+    build_s = time.perf_counter() - t0
+
+    def search_many(queries):
+        return {q: list(r) for q, r in model.search_many(queries, k=K, **query_params).items()}
+
+    def search(text):
+        return list(model.search(text, k=K, **query_params))
+
+    return build_s, search_many, search
+
+
+def run_worker(system: str, folder: Path, qrels_name: str) -> dict:
+    """Measure one system on one collection; return a JSON-able dict."""
+    from tablelm.evaluation import evaluate_run, read_qrels, read_queries
+
+    queries = read_queries(folder / "queries.jsonl")
+    qrels = read_qrels(folder / qrels_name)
+    judged = {q: queries[q] for q in qrels}
+    rss_before = _maxrss_mb()
+    if system == "bm25s":
+        build_s, search_many, search = _bm25s_engine(folder / "corpus.jsonl")
+    elif system in TABLELM_SYSTEMS:
+        build_s, search_many, search = _tablelm_engine(folder / "corpus.jsonl", *TABLELM_SYSTEMS[system])
+    else:
+        raise SystemExit(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+
+    search_many(judged)  # warm-up: first-call costs (lazy loads, caches, numba/JIT) are not throughput
+    # Repeat the batch until ≥ 1 s has been timed: 52 CACM queries alone take a few ms.
+    repeats, batch_s = 0, 0.0
+    while repeats == 0 or batch_s < 1.0:
+        t0 = time.perf_counter()
+        run = search_many(judged)
+        batch_s += time.perf_counter() - t0
+        repeats += 1
+    latencies = []
+    for text in judged.values():
+        t = time.perf_counter()
+        search(text)
+        latencies.append(time.perf_counter() - t)
+    scores = evaluate_run(run, qrels, METRICS)["mean"]
+    peak = _maxrss_mb()
+    return {
+        "system": system, "collection": folder.name, "n_queries": len(judged), **scores,
+        "build_s": build_s, "qps": repeats * len(judged) / batch_s,
+        "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
+        "peak_mb": peak, "delta_mb": peak - rss_before,
+    }
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def machine_facts(argv: list[str]) -> list[str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    versions = []
+    for pkg in ("tablelm", "bm25s", "numpy", "scipy", "PyStemmer"):
+        try:
+            versions.append(f"{pkg} {metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{pkg} not installed")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or "none"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return [
+        f"- CPU: {cpu}; cores: {os.cpu_count()}; {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; {'; '.join(versions)}",
+        f"- git commit: {commit}; date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"- command: `{shlex.join(['python', 'benchmarks/bench_bm25.py', *argv])}`",
+    ]
+
+
+def spawn(system: str, folder: Path, qrels_name: str, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", system,
+               "--folder", str(folder), "--qrels", qrels_name, "--result", str(out)]
+        env = dict(os.environ)
+        # The worker imports tablelm from this checkout even when it is not installed.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return {"system": system, "collection": folder.name, "error": f"timed out after {timeout:.0f} s"}
+        if proc.returncode != 0 or not out.exists():
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            return {"system": system, "collection": folder.name,
+                    "error": f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}"}
+        return json.loads(out.read_text())
+
+
+def fmt(x, digits):
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def render(results: list[dict], facts: list[str]) -> str:
+    lines = ["# tablelm vs bm25s", "",
+             f"Top-{K}, trec_eval metrics (tablelm.evaluation). One subprocess per row; peak MB = ru_maxrss "
+             "of that process, Δ MB = growth from just before the build. Times vary ±30% between runs: "
+             "compare rows of the same run.", "",
+             "| collection | system | queries | nDCG@10 | Recall@100 | MAP@100 | build s | q/s | p50 ms "
+             "| p95 ms | peak MB | Δ MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['collection']} | {r['system']} | FAILED: {r['error'].replace('|', '/')} "
+                         "| | | | | | | | | |")
+            continue
+        lines.append(f"| {r['collection']} | {r['system']} | {r['n_queries']} | {r['ndcg@10']:.3f} "
+                     f"| {r['recall@100']:.3f} | {r['map@100']:.3f} | {fmt(r['build_s'], 2)} "
+                     f"| {fmt(r['qps'], 0)} | {fmt(r['p50_ms'], 2)} | {fmt(r['p95_ms'], 2)} "
+                     f"| {fmt(r['peak_mb'], 0)} | {fmt(r['delta_mb'], 0)} |")
+    ratios = []
+    by_key = {(r["collection"], r["system"]): r for r in results if "error" not in r}
+    for r in results:
+        base = by_key.get((r["collection"], "bm25s"))
+        if r["system"] == "bm25s" or "error" in r or base is None:
+            continue
+
+        def ratio(key):
+            return "–" if not base[key] else f"{r[key] / base[key]:.2f}"
+
+        ratios.append(f"| {r['collection']} | {r['system']} | {ratio('ndcg@10')} | {ratio('recall@100')} "
+                      f"| {ratio('map@100')} | {ratio('build_s')} | {ratio('qps')} | {ratio('p50_ms')} "
+                      f"| {ratio('peak_mb')} |")
+    if ratios:
+        lines += ["", "Ratios tablelm / bm25s (quality and q/s: higher is better for tablelm; "
+                  "build s, p50 and memory: lower is better):", "",
+                  "| collection | system | nDCG@10 | Recall@100 | MAP@100 | build s | q/s | p50 ms | peak MB |",
+                  "|---|---|---|---|---|---|---|---|---|", *ratios]
+    lines += ["", "Machine:", "", *facts, ""]
+    return "\n".join(lines)
+
+
+def parse_list(value: str, allowed: list[str], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"unknown {what} {bad or value!r}; choose from {', '.join(allowed)}")
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help=f"folder holding the collections (default: ../shared/data from the repo root = "
+                         f"{DEFAULT_DATA})")
+    ap.add_argument("--collections", type=lambda v: parse_list(v, list(COLLECTIONS), "collection"),
+                    default=list(COLLECTIONS), help=f"comma-separated, from {', '.join(COLLECTIONS)}")
+    ap.add_argument("--systems", type=lambda v: parse_list(v, SYSTEMS, "system"), default=SYSTEMS,
+                    help=f"comma-separated, from {', '.join(SYSTEMS)}")
+    ap.add_argument("--quick", action="store_true", help="cranfield only")
+    ap.add_argument("--out", type=Path, help="also write the Markdown report here (e.g. docs/benchmarks.md)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per (system, collection) (1800)")
+    # worker mode (internal)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--qrels", help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        result = run_worker(args.worker, args.folder, args.qrels)
+        args.result.write_text(json.dumps(result))
+        return 0
+
+    collections = ["cranfield"] if args.quick else args.collections
+    missing = [c for c in collections if not (args.data / c / "corpus.jsonl").exists()]
+    if missing:
+        ap.error(f"no corpus.jsonl for {', '.join(missing)} under {args.data}; pass --data FOLDER")
+    results = []
+    for name in collections:
+        for system in args.systems:
+            print(f"[bench] {system} on {name} ...", file=sys.stderr, flush=True)
+            r = spawn(system, args.data / name, COLLECTIONS[name], args.timeout)
+            status = r["error"] if "error" in r else f"nDCG@10 {r['ndcg@10']:.3f}, build {r['build_s']:.2f} s"
+            print(f"[bench]   {status}", file=sys.stderr, flush=True)
+            results.append(r)
+    report = render(results, machine_facts(argv))
+    print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report, encoding="utf-8")
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
