@@ -1,0 +1,82 @@
+"""Text rendering of an :class:`Answer` (JSON is ``Answer.to_json``)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from .types import Answer
+
+
+def _snippet_text(card, color: bool) -> str:
+    sn = card.snippet
+    if sn is None:
+        return ""
+    text, out, last = sn.text, [], 0
+    for s, e in sorted(sn.highlights):
+        if s < last:
+            continue
+        out.append(text[last:s])
+        out.append(f"\x1b[1m{text[s:e]}\x1b[0m" if color else f"[{text[s:e]}]")
+        last = e
+    out.append(text[last:])
+    body = " ".join("".join(out).split())
+    pre = "…" if sn.start > 0 else ""
+    return f"{pre}{body}{'…' if sn.end < sn.end + 1 and sn.text and sn.end < sn.start + len(sn.text) + 1 else ''}"
+
+
+def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str:
+    """A human-readable rendering: the plan, the cards, the sections."""
+    plan = answer.plan
+    lines = [f"Prompt: {answer.prompt}"]
+    facts = []
+    if plan.get("agent"):
+        facts.append(f"agent: {plan['agent']}")
+    if plan["multitokens_matched"]:
+        facts.append("matched: " + ", ".join(plan["multitokens_matched"]))
+    dropped = [f"{w} ({why})" for why, ws in plan["dropped"].items() for w in ws]
+    if dropped:
+        facts.append("distilled: " + ", ".join(dropped))
+    for key, label in (("unknown", "not in corpus"), ("excluded", "excluded"), ("ignored", "ignored")):
+        if plan.get(key):
+            facts.append(f"{label}: " + ", ".join(plan[key]))
+    for f in facts:
+        lines.append("  " + f)
+    if not answer.cards:
+        lines.append("\nNo entity matches this prompt. Try other words, or look at the suggestions below.")
+    for c in answer.cards:
+        lines.append("")
+        lines.append(f"{c.rank:>2}. {c.title or c.id}   [{c.id}]   score {c.score:.3f}")
+        meta = []
+        if c.category:
+            meta.append(" > ".join(c.category))
+        if c.tags:
+            meta.append("tags: " + ", ".join(c.tags[:6]))
+        if meta:
+            lines.append("    " + " · ".join(meta))
+        why = []
+        for w in c.why[:6]:
+            if "contribution" in w:
+                why.append(f"{w['multitoken']} +{w['contribution']:.2f}")
+            else:
+                why.append(f"{w['multitoken']} (count {w['corpus_count']})")
+        if why:
+            lines.append("    why: " + ", ".join(why))
+        snip = _snippet_text(c, color)
+        if snip:
+            for ln in textwrap.wrap(snip, width=width - 6):
+                lines.append("      " + ln)
+        if c.source:
+            lines.append(f"    source: {c.source}")
+    sections = [(n, rows) for n, rows in answer.sections.items() if rows]
+    if sections:
+        lines.append("")
+        lines.append("Sections")
+        for name, rows in sections:
+            key = "multitoken" if name == "embeddings" else "label"
+            label = "follow-up prompts" if name == "embeddings" else name
+            items = ", ".join(str(r[key]) for r in rows)
+            for i, ln in enumerate(textwrap.wrap(items, width=width - 22) or [""]):
+                lines.append(f"  {label if i == 0 else '':<19} {ln}")
+    lines.append("")
+    lines.append(f"({len(answer.cards)} cards in {answer.timings_ms['total']:.1f} ms)")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The structured answer: cards with scores, reasons and citations, plus sections."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Citation:
+    """Where evidence sits: entity id, field, character span, and the exact text."""
+
+    entity: str
+    field: str
+    start: int
+    end: int
+    text: str
+    multitoken: str
+
+
+@dataclass
+class Snippet:
+    """A window of the entity's text with the matched spans (relative offsets)."""
+
+    text: str
+    start: int
+    end: int
+    highlights: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class Card:
+    """One ranked entity."""
+
+    rank: int
+    id: str
+    title: str
+    category: list[str]
+    tags: list[str]
+    score: float
+    why: list[dict]
+    citations: list[Citation]
+    snippet: Snippet | None
+    source: str = ""
+    related: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """What ``Model.ask`` returns; text, JSON and HTML are renderings of it."""
+
+    prompt: str
+    plan: dict
+    cards: list[Card]
+    sections: dict
+    params: dict
+    timings_ms: dict
+    model: dict
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "plan": self.plan,
+            "cards": [c.to_dict() for c in self.cards],
+            "sections": self.sections,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
+            "timings_ms": self.timings_ms,
+            "model": self.model,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

@@ -1,0 +1,40 @@
+"""The built-in model: Python's own documentation, built on first use and cached.
+
+The cache key holds the Python version and the tablelm model format, so a new
+Python or a new format gets its own model instead of a stale one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .tables.store import FORMAT_VERSION, MANIFEST
+
+
+def builtin_dir() -> Path:
+    """Where the built-in model lives (``TABLELM_CACHE`` overrides the user cache dir)."""
+    from platformdirs import user_cache_dir
+
+    from .model import __version__
+
+    root = Path(os.environ.get("TABLELM_CACHE") or user_cache_dir("tablelm"))
+    py = ".".join(map(str, sys.version_info[:3]))
+    return root / f"python-docs-py{py}-tablelm{__version__}-f{FORMAT_VERSION}"
+
+
+def builtin_model(progress: bool = False):
+    """Load the built-in model, building it first if it is not cached yet."""
+    from .errors import ModelError
+    from .model import build, load
+
+    path = builtin_dir()
+    if (path / MANIFEST).exists():
+        try:
+            return load(path)
+        except ModelError:
+            pass  # damaged cache: rebuild below
+    if progress:
+        print(f"Building the built-in model of Python's documentation into {path} (once)...", file=sys.stderr)
+    return build(None, path, progress=progress)

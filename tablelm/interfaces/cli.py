@@ -1,0 +1,244 @@
+"""The ``tablelm`` command line: it parses flags, calls the library, renders.
+
+Exit codes: 0 ok, 1 error (a clear message, no traceback), 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .. import params as P
+from ..errors import TablelmError
+
+PARAM_HELP = "A parameter as name=value; repeatable. 'tablelm params' lists them."
+
+
+class _Group(click.Group):
+    """Turns library errors into one-line messages with exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TablelmError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+        except KeyError as e:
+            click.echo(f"Error: {e.args[0] if e.args else e}", err=True)
+            sys.exit(1)
+
+
+def _params(items, stage) -> dict:
+    return P.resolve(P.parse_assignments(items), stage=stage, base={})
+
+
+def _model(path):
+    from ..builtin import builtin_model
+    from ..model import load
+
+    return load(path) if path else builtin_model(progress=True)
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="tablelm")
+def main():
+    """tablelm: an untrained LLM. A corpus becomes tables; prompts get ranked, cited cards.
+
+    With no model (-m), commands use the built-in model of Python's own documentation,
+    built on first use and cached.
+    """
+
+
+# ------------------------------------------------------------------------------- build
+@main.command()
+@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path),
+              help="Model directory to write (replaced atomically). Default with no SOURCE: the built-in model cache.")
+@click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
+@click.option("--id-field", help="JSONL field holding the entity id (default: _id, then id).")
+@click.option("--text-field", help="JSONL field holding the text (default: text).")
+@click.option("--title-field", help="JSONL field holding the title (default: title).")
+@click.option("--category-field", help="JSONL field holding the category (string or list = path).")
+@click.option("--tags-field", help="JSONL field holding the tags (list or string).")
+@click.option("--related-field", help="JSONL field holding related items (list).")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the sources, e.g. cp1252.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="A malformed record stops the build, or is reported and skipped.")
+@click.option("--kw-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def build(sources, out, param_items, id_field, text_field, title_field, category_field, tags_field,
+          related_field, encoding, on_error, kw_map, as_json):
+    """Build a model from SOURCES (files or folders; none: Python's documentation)."""
+    from ..builtin import builtin_dir
+    from ..corpus import FieldMap
+    from ..model import build as build_model
+
+    bp = _params(param_items, "build")
+    if out is None:
+        if sources:
+            raise click.UsageError("Pass -o MODEL_DIR to say where the model goes.")
+        out = builtin_dir()
+    fm_args = {k: v for k, v in dict(id_field=id_field, text_field=text_field, title_field=title_field,
+                                     category_field=category_field, tags_field=tags_field,
+                                     related_field=related_field).items() if v}
+    field_map = FieldMap(**fm_args) if fm_args else None
+    kw = None
+    if kw_map:
+        try:
+            kw = json.loads(kw_map.read_text("utf-8"))
+            if not isinstance(kw, dict) or not all(isinstance(v, str) for v in kw.values()):
+                raise ValueError("expected an object of word → replacement strings")
+        except ValueError as e:
+            raise TablelmError(f"{kw_map}: not a usable KW map ({e}). Example: {{\"ml\": \"machine learning\"}}")
+    report = {}
+    t0 = time.perf_counter()
+    model = build_model(list(sources) or None, out, field_map=field_map, encoding=encoding, on_error=on_error,
+                        kw_map=kw, progress=True, report=report, **bp)
+    elapsed = time.perf_counter() - t0
+    stats = model.manifest["stats"]
+    summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
+               "pairs": stats["pairs"], "postings": stats["postings"], "seconds": round(elapsed, 3),
+               "skipped": report.get("skipped", 0), "duplicates": report.get("duplicates", 0),
+               "errors": report.get("errors", [])[:20], "skipped_files": report.get("skipped_files", [])[:20]}
+    if as_json:
+        _emit_json(summary)
+        return
+    click.echo(f"Built {out}: {stats['entities']:,} entities, {stats['multitokens']:,} multitokens, "
+               f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s.")
+    if summary["duplicates"]:
+        click.echo(f"  {summary['duplicates']:,} duplicate records dropped.")
+    if summary["skipped"]:
+        click.echo(f"  {summary['skipped']:,} malformed records skipped:", err=True)
+        for path, line, msg in report["errors"][:10]:
+            click.echo(f"    {path}{'' if line is None else f' line {line}'}: {msg}", err=True)
+    if report.get("skipped_files"):
+        click.echo(f"  {len(report['skipped_files']):,} files skipped (no reader for them).")
+
+
+# ------------------------------------------------------------------------------- ask
+@main.command()
+@click.argument("prompt", nargs=-1, required=True)
+@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
+@click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
+def ask(prompt, model_dir, k, param_items, as_json):
+    """Answer PROMPT with ranked, cited cards. Syntax: !word excludes, a~b forces a multitoken."""
+    from ..answer.render import render_text
+
+    qp = _params(param_items, ("query", "render"))
+    model = _model(model_dir)
+    answer = model.ask(" ".join(prompt), k=k, **qp)
+    if as_json:
+        click.echo(answer.to_json())
+    else:
+        click.echo(render_text(answer, color=sys.stdout.isatty()))
+
+
+# ------------------------------------------------------------------------------- search
+@main.command()
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@click.option("--queries", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Queries in BEIR queries.jsonl form ({\"_id\", \"text\"} per line).")
+@click.option("--top-k", default=100, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--format", "fmt", type=click.Choice(["trec", "jsonl"]), default="trec", show_default=True)
+@click.option("--tag", default="tablelm", show_default=True, help="Run tag (last TREC column).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Run file (default: standard output).")
+@click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
+def search(model_dir, queries, top_k, fmt, tag, output, param_items):
+    """Run every query of a file and write a TREC run (qid Q0 docid rank score tag)."""
+    from ..evaluation import read_queries
+
+    qp = _params(param_items, ("query", "render"))
+    model = _model(model_dir)
+    qs = read_queries(queries)
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        for qid, text in qs.items():
+            hits = model.search(text, top_k, **qp)
+            if fmt == "trec":
+                for rank, (doc, score) in enumerate(hits, 1):
+                    out.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+            else:
+                out.write(json.dumps({"qid": qid, "hits": [{"id": d, "score": s} for d, s in hits]}) + "\n")
+    finally:
+        if output:
+            out.close()
+    if output:
+        click.echo(f"Wrote {len(qs):,} queries to {output}.", err=True)
+
+
+# ------------------------------------------------------------------------------- show / info / params
+@main.command()
+@click.argument("ids", nargs=-1, required=True)
+@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@click.option("--json", "as_json", is_flag=True)
+def show(ids, model_dir, as_json):
+    """Show the full content of entities by id."""
+    model = _model(model_dir)
+    ents = [model.entity(i) for i in ids]
+    if as_json:
+        _emit_json([e.to_dict() for e in ents])
+        return
+    for e in ents:
+        click.echo(f"== {e.id}: {e.title}")
+        for label, value in (("category", " > ".join(e.category)), ("tags", ", ".join(e.tags)),
+                             ("related", ", ".join(e.related)), ("source", e.source)):
+            if value:
+                click.echo(f"{label}: {value}")
+        click.echo("")
+        click.echo(e.text)
+        click.echo("")
+
+
+@main.command()
+@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@click.option("--json", "as_json", is_flag=True)
+def info(model_dir, as_json):
+    """Table sizes, build parameters, corpus and tuned profile of a model."""
+    model = _model(model_dir)
+    data = model.info()
+    if as_json:
+        _emit_json(data)
+        return
+    click.echo(f"model        {data['path']}")
+    click.echo(f"format       {data['format_version']} (tablelm {data['tablelm_version']})")
+    click.echo(f"fingerprint  {data['fingerprint'][:16]}")
+    click.echo(f"corpus       {', '.join(data['corpus']['sources'])}")
+    for k, v in data["stats"].items():
+        click.echo(f"{k:<24} {v:,}" if isinstance(v, int) else f"{k:<24} {v}")
+    click.echo("build parameters: " + ", ".join(f"{k}={v}" for k, v in data["build_params"].items()))
+    prof = data.get("profile") or {}
+    if prof.get("params"):
+        click.echo(f"profile {prof.get('name', 'tuned')}: " + ", ".join(f"{k}={v}" for k, v in prof["params"].items()))
+    click.echo("tables:")
+    for name, shape in data["tables"].items():
+        click.echo(f"  {name:<22} {' x '.join(f'{s:,}' for s in shape)}")
+
+
+@main.command("params")
+@click.option("--stage", type=click.Choice(["build", "query", "render"]), help="Only this stage.")
+@click.option("--json", "as_json", is_flag=True)
+def params_cmd(stage, as_json):
+    """List every parameter: name, default, rule, stage and help."""
+    rows = [p.to_dict() for p in P.REGISTRY.values() if stage is None or p.stage == stage]
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        default = ",".join(r["default"]) if isinstance(r["default"], list) else r["default"]
+        click.echo(f"{r['name']}  [{r['stage']}]  default {default}  ({r['rule']})")
+        click.echo(f"    {r['help']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

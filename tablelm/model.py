@@ -1,0 +1,379 @@
+"""The model: tables + analyzer + entity store, and the one core call, ``ask``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import sys
+import time
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import params as P
+from .answer.citations import cite
+from .answer.types import Answer, Card
+from .corpus.entity import TextEntity
+from .errors import TablelmError
+from .query.agents import agent_bit, entity_agents
+from .query.plan import Planner
+from .query.rank import Scorer, top_k
+from .query.sections import build_sections, neighbours
+from .tables.build import FIELDS, Tables, build_tables, entity_records
+from .tables.hashing import hash_rows, sort_rows
+from .tables.store import FORMAT_VERSION, load_tables, save_tables
+from .text.analyzer import Analyzer
+
+__version__ = "0.1.0"
+
+
+class Model:
+    """An untrained LLM: backend tables that answer prompts with cited cards.
+
+    Create one with :func:`tablelm.build` or :func:`tablelm.load`.
+    """
+
+    def __init__(self, tables: Tables, manifest: dict, entity_store, path: Path | None = None):
+        self.arrays = tables.arrays
+        self.strings = tables.strings
+        self.manifest = manifest
+        self.path = path
+        self._store = entity_store  # bytes or mmap of entities.jsonl
+        self.build_params = manifest["build_params"]
+        a = manifest["analyzer"]
+        self.analyzer = Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"])
+        self.n_docs = int(manifest["stats"]["entities"])
+        self.n_words = int(manifest["stats"]["words"])
+        for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
+                     "pair_adj", "pair_ctx", "sng_hash", "sng_mt", "entity_offsets", "entity_agents"):
+            setattr(self, name, self.arrays[name])
+        self.mt_len = (np.asarray(self.mt_words) >= 0).sum(axis=1)
+        self.mt_total = np.asarray(self.arrays["mt_counts"]).sum(axis=1, dtype=np.int64)
+        self._planner = Planner(self)
+        self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
+
+    # ------------------------------------------------------------ lookups
+    @cached_property
+    def stem_ids(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.strings["stems"])}
+
+    @cached_property
+    def ids(self) -> list[str]:
+        return [json.loads(x) for x in self.strings["ids"]]
+
+    @cached_property
+    def _id_index(self) -> dict[str, int]:
+        return {x: i for i, x in enumerate(self.ids)}
+
+    def index_of(self, entity_id: str) -> int | None:
+        return self._id_index.get(entity_id)
+
+    def display_stem(self, stem_id: int) -> str:
+        return self.strings["display"][stem_id]
+
+    def display(self, mt: int) -> str:
+        """A multitoken as users read it: the most frequent surface of each word."""
+        words = self.strings["display"]
+        return " ".join(words[int(w)] for w in self.mt_words[mt] if w >= 0)
+
+    def lookup_multitoken(self, stem_ids: list[int]) -> int | None:
+        """The multitoken id of an exact word sequence, or None."""
+        if len(stem_ids) == 1:
+            return int(stem_ids[0])
+        if not 2 <= len(stem_ids) <= 4:
+            return None
+        row = np.full((1, 4), -1, dtype=np.int64)
+        row[0, : len(stem_ids)] = stem_ids
+        h = hash_rows(sort_rows(row))[0]
+        lo, hi = np.searchsorted(self.sng_hash, h, "left"), np.searchsorted(self.sng_hash, h, "right")
+        for j in range(lo, hi):
+            mt = int(self.sng_mt[j])
+            if list(self.mt_words[mt][: len(stem_ids)]) == list(stem_ids) and self.mt_len[mt] == len(stem_ids):
+                return mt
+        return None
+
+    @lru_cache(maxsize=8)
+    def doc_len_weighted(self, fw: tuple) -> np.ndarray:
+        return np.asarray(self.arrays["doc_len"], dtype=np.float64) @ np.asarray(fw)
+
+    def entity_at(self, index: int) -> TextEntity:
+        s, e = int(self.entity_offsets[index]), int(self.entity_offsets[index + 1])
+        return TextEntity.from_dict(json.loads(bytes(self._store[s:e])))
+
+    def entity(self, entity_id: str) -> TextEntity:
+        """The full entity with this id; KeyError names the id."""
+        i = self.index_of(entity_id)
+        if i is None:
+            raise KeyError(f"no entity with id {entity_id!r} in this model")
+        return self.entity_at(i)
+
+    # ------------------------------------------------------------ answering
+    def params(self, **overrides) -> dict:
+        """The query parameters a call would use: defaults (or the tuned profile) + overrides."""
+        return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
+
+    def _rank(self, prompt: str, params: dict):
+        plan = self._planner.plan(prompt, params)
+        scorer = Scorer(self, params)
+        if params["ranker"] == "reference":
+            scores, _ = scorer.reference(plan.active())
+        else:
+            scores = scorer.tablelm(plan.active())
+            if params["expansion_weight"] > 0 or params["prf_weight"] > 0:
+                scores = self._expand(plan, scorer, scores, params)
+            bit = agent_bit(plan.agent)
+            if bit and params["agent_boost"] != 1.0:
+                scores = np.where(self.entity_agents & bit, scores * params["agent_boost"], scores)
+        exclude = None
+        if plan.excluded_mts:
+            exclude = np.unique(np.concatenate([
+                self.post_docs[int(self.post_indptr[t]):int(self.post_indptr[t + 1])] for t in plan.excluded_mts]))
+        return plan, scorer, scores, exclude
+
+    def _expand(self, plan, scorer, scores, params):
+        """Add PMI neighbours and pseudo-relevance-feedback terms to the plan and rescore."""
+        from .query.plan import Term
+
+        present = {t.mt for t in plan.terms}
+        extra = []
+        if params["expansion_weight"] > 0:
+            for t in [t for t in plan.terms if t.role in ("prompt", "forced")
+                      and t.n >= params["embedding_key_min_size"]]:
+                nb = neighbours(self, t.mt, params, params["expansion_terms"] + len(present))
+                top = max((v for _, v, _ in nb), default=1.0) or 1.0
+                for mt, v, _ in nb:
+                    if mt not in present and len(extra) < 10 * params["expansion_terms"]:
+                        present.add(mt)
+                        extra.append(Term(mt, self.display(mt), int(self.mt_len[mt]), "expansion",
+                                          params["expansion_weight"] * v / top, via=t.text))
+        if params["prf_weight"] > 0:
+            extra += self._feedback_terms(scores, present, params)
+        if not extra:
+            return scores
+        plan.terms.extend(extra)
+        return scores + scorer.tablelm(extra)
+
+    def _feedback_terms(self, scores, present, params):
+        """Terms that characterize the top answers (RM-style pseudo-relevance feedback)."""
+        from .query.plan import Term
+
+        top = top_k(scores, params["prf_docs"])
+        if len(top) == 0:
+            return []
+        # multitokens of the top entities, weighted by document score × tf × idf
+        weight = {}
+        tfidf_norm = scores[top] / scores[top].max()
+        starts = np.asarray(self.post_indptr[:-1])
+        for d, w in zip(top.tolist(), tfidf_norm.tolist()):
+            rows = np.flatnonzero(np.asarray(self.post_docs) == d)
+            if len(rows) == 0:
+                continue
+            mts = np.searchsorted(starts, rows, side="right") - 1
+            tf = np.asarray(self.post_tf[rows]).sum(axis=1)
+            df = np.asarray(self.post_indptr[mts + 1] - self.post_indptr[mts], dtype=np.float64)
+            val = w * tf * np.log1p((self.n_docs - df + 0.5) / (df + 0.5))
+            for mt, v in zip(mts.tolist(), val.tolist()):
+                if mt not in present and df[0] >= 0:
+                    weight[mt] = weight.get(mt, 0.0) + v
+        best = sorted(weight, key=lambda x: (-weight[x], x))[: params["prf_terms"]]
+        if not best:
+            return []
+        top_w = weight[best[0]]
+        return [Term(mt, self.display(mt), int(self.mt_len[mt]), "feedback",
+                     params["prf_weight"] * weight[mt] / top_w) for mt in best]
+
+    def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:
+        """Ranked ``(entity id, score)`` pairs: ``ask`` without cards or sections."""
+        p = self.params(**params)
+        _, _, scores, exclude = self._rank(query, p)
+        idx = top_k(scores, k, exclude)
+        ids = self.ids
+        return [(ids[i], float(scores[i])) for i in idx]
+
+    def search_many(self, queries: dict[str, str], k: int = 100, **params) -> dict[str, list[tuple[str, float]]]:
+        """:meth:`search` for each ``{query id: text}``."""
+        return {qid: self.search(text, k, **params) for qid, text in queries.items()}
+
+    def ask(self, prompt: str, k: int = 10, **params) -> Answer:
+        """Answer ``prompt`` with up to ``k`` ranked, cited cards and the sections.
+
+        Parameters
+        ----------
+        prompt : str
+            Free text; ``!word`` excludes entities containing the word, ``a~b`` forces the
+            multitoken "a b".
+        k : int
+            Number of cards.
+        **params
+            Any query or render parameter of the registry (``tablelm params``).
+        """
+        if not isinstance(prompt, str):
+            raise TablelmError(f"The prompt must be a string. Got {type(prompt).__name__}.")
+        t0 = time.perf_counter()
+        p = self.params(**params)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+            raise TablelmError(f"k must be an int in [1, 1000]. Got {k!r}.")
+        plan, scorer, scores, exclude = self._rank(prompt, p)
+        t1 = time.perf_counter()
+        idx = top_k(scores, k, exclude)
+        active = plan.active()
+        contrib = scorer.explain(active, idx) if p["ranker"] == "tablelm" else None
+        cards = []
+        for r, d in enumerate(idx.tolist()):
+            e = self.entity_at(d)
+            if contrib is not None:
+                row = contrib[r]
+                order = [j for j in np.argsort(-row, kind="stable") if row[j] > 0]
+            else:
+                present = [j for j, t in enumerate(active) if scorer.term_tf(t.mt, np.array([d])).sum() > 0]
+                order, row = present, None
+            why = []
+            for j in order:
+                t = active[j]
+                tf = scorer.term_tf(t.mt, np.array([d]))[0]
+                item = {"multitoken": t.text, "role": t.role,
+                        "tf": {f: int(v) for f, v in zip(FIELDS, tf) if v}}
+                if row is not None:
+                    item["contribution"] = round(float(row[j]), 6)
+                else:
+                    item["corpus_count"] = int(self.mt_total[t.mt])
+                why.append(item)
+            used = [active[j] for j in order]
+            citations, snippet = cite(self, e, used, p["snippet_chars"], used[0].text if used else None)
+            cards.append(Card(rank=r + 1, id=e.id, title=e.title, category=list(e.category), tags=list(e.tags),
+                              score=round(float(scores[d]), 6), why=why, citations=citations, snippet=snippet,
+                              source=e.source, related=list(e.related)))
+        t2 = time.perf_counter()
+        sections = build_sections(self, plan, p)
+        t3 = time.perf_counter()
+        return Answer(prompt=prompt, plan=plan.to_dict(), cards=cards, sections=sections, params=dict(p, k=k),
+                      timings_ms={"rank": round((t1 - t0) * 1e3, 3), "cards": round((t2 - t1) * 1e3, 3),
+                                  "sections": round((t3 - t2) * 1e3, 3), "total": round((t3 - t0) * 1e3, 3)},
+                      model={"fingerprint": self.manifest["fingerprint"], "path": str(self.path) if self.path else None})
+
+    # ------------------------------------------------------------ persistence and facts
+    def info(self) -> dict:
+        """Manifest facts and table sizes."""
+        sizes = {name: list(np.shape(a)) for name, a in sorted(self.arrays.items())}
+        return {
+            "path": str(self.path) if self.path else None,
+            "format_version": self.manifest["format_version"],
+            "tablelm_version": self.manifest["tablelm_version"],
+            "fingerprint": self.manifest["fingerprint"],
+            "corpus": self.manifest["corpus"],
+            "build_params": self.build_params,
+            "stats": self.manifest["stats"],
+            "profile": self.manifest.get("profile", {}),
+            "tables": sizes,
+        }
+
+    def save(self, out_dir) -> Path:
+        """Write the model to ``out_dir`` (atomically) and return the path."""
+        tables = Tables(arrays=dict(self.arrays), strings=dict(self.strings),
+                        blobs={"entities.jsonl": bytes(self._store)})
+        manifest = {k: v for k, v in self.manifest.items() if k not in ("tables", "folder", "format_version")}
+        return save_tables(out_dir, tables, manifest)
+
+
+def load(model_dir) -> Model:
+    """Load a model directory; arrays are memory-mapped, so this is fast."""
+    tables, manifest, folder = load_tables(model_dir)
+    with open(folder / "entities.jsonl", "rb") as f:
+        store = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if (folder / "entities.jsonl").stat().st_size \
+            else b""
+    return Model(tables, manifest, store, Path(model_dir))
+
+
+def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
+          kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None, **build_params) -> Model:
+    """Read a corpus, count its tables, and return the model (saved to ``out_dir`` if given).
+
+    Parameters
+    ----------
+    sources : list of path, optional
+        Files or folders (JSONL/BEIR, .txt/.md folders, xLLM ``ID~~{...}`` files). None: the
+        built-in corpus, Python's own documentation.
+    out_dir : path, optional
+        Model directory to write atomically; an existing model there is replaced only once the
+        new one is complete.
+    on_error : {'fail', 'skip'}
+        What a malformed record does: stop the build, or be reported and skipped.
+    progress : bool
+        Show progress bars on standard error.
+    report : dict, optional
+        Filled with the reading statistics (read, skipped, duplicates, errors) and timings.
+    **build_params
+        Build-stage parameters of the registry (``tablelm params``).
+    """
+    from .corpus import ReadStats, read_corpus
+
+    t0 = time.perf_counter()
+    bp = P.resolve(build_params, stage="build")
+    if on_error not in ("fail", "skip"):
+        raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
+    analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, **({"stopwords": stopwords} if stopwords else {}))
+    stats = ReadStats()
+    bar = _bar(progress, "reading", "entities")
+    entities = []
+    for e in read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats):
+        entities.append(e)
+        bar.update(1)
+    bar.close()
+    if not entities:
+        where = ", ".join(map(str, sources)) if sources else "the built-in corpus"
+        raise TablelmError(f"No entities found in {where}: nothing to build. Check the paths and the "
+                           "--text-field/--id-field options (tablelm build --help).")
+    t_read = time.perf_counter()
+    bar = _bar(progress, "counting", "entities", total=len(entities))
+
+    def step(n, stage=None):
+        if stage:
+            bar.set_postfix_str(stage)
+        elif n:
+            bar.update(n)
+
+    tables = build_tables(entities, analyzer, bp, progress=step)
+    bar.close()
+    blob, offsets = entity_records(entities)
+    tables.arrays["entity_offsets"] = offsets
+    tables.arrays["entity_agents"] = entity_agents(entities)
+    tables.strings["ids"] = [json.dumps(e.id, ensure_ascii=False) for e in entities]
+    tables.blobs["entities.jsonl"] = blob
+    corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"],
+              "entities": len(entities)}
+    if not sources:
+        from .corpus.pydocs import python_docs_fingerprint
+
+        corpus["python"] = python_docs_fingerprint()
+    h = hashlib.sha256(blob)
+    h.update(json.dumps([bp, analyzer.config(), FORMAT_VERSION], sort_keys=True).encode())
+    manifest = {
+        "tablelm_version": __version__,
+        "fingerprint": h.hexdigest(),
+        "build_params": bp,
+        "analyzer": analyzer.config(),
+        "corpus": corpus,
+        "stats": tables.stats,
+        "profile": {},
+    }
+    t_build = time.perf_counter()
+    if report is not None:
+        report.update(stats.to_dict() if hasattr(stats, "to_dict") else vars(stats))
+        report["seconds"] = {"read": round(t_read - t0, 3), "tables": round(t_build - t_read, 3)}
+    if out_dir is not None:
+        save_tables(out_dir, tables, manifest)
+        model = load(out_dir)
+        if report is not None:
+            report["seconds"]["save"] = round(time.perf_counter() - t_build, 3)
+        return model
+    manifest = dict(manifest, format_version=FORMAT_VERSION)
+    return Model(tables, manifest, blob, None)
+
+
+def _bar(enabled: bool, desc: str, unit: str, total=None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=f" {unit}", disable=None if enabled else True, file=sys.stderr,
+                dynamic_ncols=True, leave=False)

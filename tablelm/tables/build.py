@@ -1,0 +1,341 @@
+"""The counting pass: entities → backend tables, vectorized with numpy.
+
+Python touches each token once (``re.findall`` plus one dict lookup, in
+:meth:`SurfaceVocabulary.encode`); everything after that is array work over one
+concatenated token stream:
+
+1. surface ids → stem ids; sentence and clause ids by cumulative sums of the
+   boundary markers; stopwords removed (and so bridged).
+2. n-grams level by level: the id of the n-gram starting at ``i`` is the unique
+   index of ``(id of the (n-1)-gram at i) * V + word[i+n-1]``; n-grams never
+   cross a clause. Multitokens of two or more words are kept when they occur at
+   least ``min_multitoken_count`` times or in a knowledge-graph field.
+3. postings (multitoken, entity) → term frequency per field, dictionary counts,
+   field lengths.
+4. pairs of non-overlapping multitoken occurrences in one sentence whose gap is
+   at most ``max_dist`` words: adjacent (gap 0) and contextual (gap ≥ 1) counts.
+5. context tables: postings × entity labels (category, tags, title, related).
+6. sorted n-gram table: hash of the sorted word tuple → multitoken ids.
+
+Raw counts are the only thing stored; PMI, idf and every other weight are
+derived at query time, so counts of shards can be added (or a deleted
+entity's counts subtracted) later.
+
+Multitoken ids are ordered by length, then by the words' alphabetical order;
+labels and stems are sorted; so the same corpus gives identical tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
+from .hashing import WIDTH, hash_rows, sort_rows
+
+FIELDS = ("text", "title", "category", "tags")
+KG_FIELDS = (1, 2, 3)
+CONTEXTS = ("category", "tags", "titles", "related")
+
+
+@dataclass
+class Tables:
+    """Every table of a model: numpy arrays plus string lists.
+
+    ``arrays`` maps a table name to an array (saved as ``NAME.npy``); ``strings``
+    maps a name to a list of strings (saved one per line); ``blobs`` maps a name
+    to bytes (saved as is). Loaded models hold memory-mapped arrays.
+    """
+
+    arrays: dict = field(default_factory=dict)
+    strings: dict = field(default_factory=dict)
+    blobs: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+    def __getitem__(self, name):
+        return self.arrays[name]
+
+
+def _csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
+    return np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n_rows)))).astype(np.int64)
+
+
+def _symmetric_csr(qa, qb, adj, ctx, n):
+    """Both directions of the upper-triangular pairs (qa < qb, sorted by (qa, qb)).
+
+    Row r lists first its partners below r (from the pairs where r is ``qb``,
+    already in ascending ``qa`` after a stable sort by ``qb``), then those above.
+    """
+    c1 = np.bincount(qa, minlength=n)
+    c2 = np.bincount(qb, minlength=n)
+    indptr = np.concatenate(([0], np.cumsum(c1 + c2))).astype(np.int64)
+    cols = np.empty(2 * len(qa), dtype=np.int32)
+    n_adj = np.empty(2 * len(qa), dtype=np.uint32)
+    n_ctx = np.empty(2 * len(qa), dtype=np.uint32)
+    o2 = np.argsort(qb.astype(np.int32), kind="stable")
+    rb = qb[o2]
+    pos2 = indptr[rb] + np.arange(len(rb)) - (np.cumsum(c2) - c2)[rb]
+    pos1 = indptr[qa] + c2[qa] + np.arange(len(qa)) - (np.cumsum(c1) - c1)[qa]
+    cols[pos2], cols[pos1] = qa[o2], qb
+    n_adj[pos2], n_ctx[pos2] = adj[o2], ctx[o2]
+    n_adj[pos1], n_ctx[pos1] = adj, ctx
+    return indptr, cols, n_adj, n_ctx
+
+
+def label_path(parts) -> str:
+    return " > ".join(" ".join(p.split()) for p in parts if p.strip())
+
+
+def _labels_csr(values_per_doc: list[list[str]]):
+    """Doc → label ids (CSR) over the sorted set of distinct labels."""
+    labels = sorted({v for vs in values_per_doc for v in vs})
+    index = {v: i for i, v in enumerate(labels)}
+    lens = np.fromiter((len(vs) for vs in values_per_doc), dtype=np.int64, count=len(values_per_doc))
+    ids = np.fromiter((index[v] for vs in values_per_doc for v in vs), dtype=np.int32, count=int(lens.sum()))
+    return labels, np.concatenate(([0], np.cumsum(lens))), ids
+
+
+def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> Tables:
+    """Count everything about ``entities`` (a list of TextEntity).
+
+    Parameters
+    ----------
+    entities : list of TextEntity
+    analyzer : Analyzer
+    params : dict
+        Build-stage parameters (``max_ngram``, ``max_dist``, ``min_multitoken_count``).
+    progress : callable, optional
+        Called as ``progress(n)`` after every ``n`` entities tokenized, and with
+        ``progress(None, "stage name")`` between array stages.
+    """
+    step = progress or (lambda *a: None)
+    n_docs = len(entities)
+    vocab = SurfaceVocabulary(analyzer)
+    encode = vocab.encode
+
+    # ---- 1. tokenize every field of every entity into one surface-id stream
+    seg_ids, seg_doc, seg_field = [], [], []
+    for d, e in enumerate(entities):
+        for f, texts in ((0, (e.text,)), (1, (e.title,)), (2, e.category), (3, e.tags)):
+            for t in texts:
+                if t:
+                    ids = encode(t)
+                    ids.append(0)  # a segment ends a sentence
+                    seg_ids.append(ids)
+                    seg_doc.append(d)
+                    seg_field.append(f)
+        if d % 256 == 255:
+            step(256)
+    step(n_docs % 256)
+    step(None, "counting")
+    lengths = np.fromiter(map(len, seg_ids), dtype=np.int64, count=len(seg_ids))
+    sid = np.fromiter(itertools.chain.from_iterable(seg_ids), dtype=np.int32, count=int(lengths.sum()))
+    del seg_ids
+    doc = np.repeat(np.asarray(seg_doc, dtype=np.int32), lengths)
+    fld = np.repeat(np.asarray(seg_field, dtype=np.int8), lengths)
+
+    # stems in alphabetical order → ids; surfaces keep their first-seen ids
+    n_stems = len(vocab.stems)
+    order = sorted(range(n_stems), key=vocab.stems.__getitem__)
+    rank = np.empty(max(n_stems, 1), dtype=np.int64)
+    rank[order] = np.arange(n_stems)
+    stems = [vocab.stems[i] for i in order]
+    code_of_sid = np.asarray(vocab.stem_of, dtype=np.int64)
+    code_of_sid = np.where(code_of_sid >= 0, rank[np.maximum(code_of_sid, 0)], code_of_sid)
+    code = code_of_sid[sid]
+    is_sentence = code == SENTENCE
+    sentence = np.cumsum(is_sentence)
+    clause = np.cumsum(is_sentence | (code == CLAUSE))
+    keep = code >= 0
+    w = code[keep]
+    sent_k, clause_k, doc_k, fld_k = sentence[keep], clause[keep], doc[keep], fld[keep]
+    sid_k = sid[keep]
+    del code, sentence, clause, doc, fld, sid
+    n_words = len(w)
+    V = max(n_stems, 1)
+
+    # unstemming: most frequent surface of each stem (ties: alphabetical)
+    surf_count = np.bincount(sid_k, minlength=len(vocab.surfaces))
+    surf_stem = code_of_sid
+    real = np.array([("\x00" not in s) for s in vocab.surfaces], dtype=bool)
+    surf_alpha = np.empty(len(vocab.surfaces), dtype=np.int64)
+    surf_alpha[sorted(range(len(vocab.surfaces)), key=vocab.surfaces.__getitem__)] = np.arange(len(vocab.surfaces))
+    cand = np.flatnonzero((surf_stem >= 0) & real & (surf_count > 0))
+    o = np.lexsort((surf_alpha[cand], -surf_count[cand], surf_stem[cand]))
+    cand = cand[o]
+    first = np.ones(len(cand), dtype=bool)
+    first[1:] = surf_stem[cand][1:] != surf_stem[cand][:-1]
+    display = list(stems)
+    for s_id, c in zip(surf_stem[cand][first].tolist(), cand[first].tolist()):
+        display[s_id] = vocab.surfaces[c]
+
+    # ---- 2. n-grams level by level
+    min_count = int(params["min_multitoken_count"])
+    kg_tok = fld_k != 0
+    level_words = [np.arange(V, dtype=np.int64).reshape(-1, 1)]  # words of every distinct n-gram per level
+    level_kept = [np.bincount(w, minlength=V) > 0]
+    occ_level_ids = [w.astype(np.int64)]
+    prev = w.astype(np.int64)
+    valid_prev = np.ones(n_words, dtype=bool)
+    for n in range(2, int(params["max_ngram"]) + 1):
+        span = n_words - n + 1
+        if span <= 0:
+            break
+        valid = valid_prev[:span] & (clause_k[n - 1:] == clause_k[:span])
+        idx = np.flatnonzero(valid)
+        key = prev[idx] * V + w[idx + n - 1]
+        uniq, inv = np.unique(key, return_inverse=True)
+        counts = np.bincount(inv, minlength=len(uniq))
+        kg_counts = np.bincount(inv[kg_tok[idx]], minlength=len(uniq))
+        level_kept.append((counts >= min_count) | (kg_counts > 0))
+        level_words.append(np.hstack([level_words[-1][uniq // V], (uniq % V).reshape(-1, 1)]))
+        cur = np.full(n_words, -1, dtype=np.int64)
+        cur[idx] = inv
+        occ_level_ids.append(cur)
+        prev, valid_prev = cur, np.zeros(n_words, dtype=bool)
+        valid_prev[idx] = True
+
+    # global multitoken ids: by length, then words in alphabetical order
+    mt_of_level, words_rows, offset = [], [], 0
+    for lw, kept in zip(level_words, level_kept):
+        ids = np.full(len(lw), -1, dtype=np.int64)
+        k = np.flatnonzero(kept)
+        ids[k] = offset + np.arange(len(k))
+        offset += len(k)
+        mt_of_level.append(ids)
+        rows = np.full((len(k), WIDTH), -1, dtype=np.int64)
+        rows[:, : lw.shape[1]] = lw[k]
+        words_rows.append(rows)
+    n_mt = offset
+    mt_words = np.vstack(words_rows).astype(np.int32) if words_rows else np.zeros((0, WIDTH), np.int32)
+    mt_len = (mt_words >= 0).sum(axis=1).astype(np.int8)
+
+    # occurrences of kept multitokens: (mt, doc, field, start word, length)
+    occ = []
+    for n, (lvl_ids, mt_ids) in enumerate(zip(occ_level_ids, mt_of_level), start=1):
+        pos = np.flatnonzero(lvl_ids >= 0)
+        mts = mt_ids[lvl_ids[pos]]
+        ok = mts >= 0
+        occ.append((mts[ok], pos[ok], n))
+    occ_mt = np.concatenate([o[0] for o in occ])
+    occ_start = np.concatenate([o[1] for o in occ])
+    occ_len = np.concatenate([np.full(len(o[0]), o[2], dtype=np.int64) for o in occ])
+    del occ, occ_level_ids
+    occ_doc = doc_k[occ_start]
+    occ_fld = fld_k[occ_start]
+
+    # ---- 3. postings, dictionary counts, field lengths
+    step(None, "postings")
+    pkey = occ_mt * n_docs + occ_doc
+    puniq, pinv = np.unique(pkey, return_inverse=True)
+    post_rows = puniq // n_docs
+    post_tf = np.zeros((len(puniq), len(FIELDS)), dtype=np.uint16)
+    mt_counts = np.zeros((n_mt, len(FIELDS)), dtype=np.uint32)
+    for f in range(len(FIELDS)):
+        m = occ_fld == f
+        post_tf[:, f] = np.minimum(np.bincount(pinv[m], minlength=len(puniq)), 65535)
+        mt_counts[:, f] = np.bincount(occ_mt[m], minlength=n_mt)
+    post_indptr = _csr_from_sorted_rows(post_rows, n_mt)
+    post_docs = (puniq % n_docs).astype(np.int32)
+    doc_len = np.bincount(doc_k.astype(np.int64) * len(FIELDS) + fld_k, minlength=n_docs * len(FIELDS))
+    doc_len = doc_len.reshape(n_docs, len(FIELDS)).astype(np.uint32)
+    del pkey, pinv
+
+    # ---- 4. pairs within a sentence, gap <= max_dist
+    step(None, "pairs")
+    max_dist = int(params["max_dist"])
+    o = np.argsort(occ_start, kind="stable")
+    s_start, s_mt = occ_start[o], occ_mt[o]
+    s_end = s_start + occ_len[o] - 1
+    lo = np.searchsorted(s_start, s_end + 1, side="left")
+    hi = np.searchsorted(s_start, s_end + 2 + max_dist, side="left")
+    cnt = hi - lo
+    a_idx = np.repeat(np.arange(len(s_start)), cnt)
+    b_idx = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo, cnt)
+    same = sent_k[s_start[a_idx]] == sent_k[s_start[b_idx]]
+    a_idx, b_idx = a_idx[same], b_idx[same]
+    gap = s_start[b_idx] - s_end[a_idx] - 1
+    ma, mb = s_mt[a_idx], s_mt[b_idx]
+    diff = ma != mb
+    # one sort of packed keys (pair, gap > 0) instead of unique + inverse + argsort
+    packed = (np.minimum(ma, mb) * n_mt + np.maximum(ma, mb)) * 2 + (gap > 0)
+    packed = np.sort(packed[diff])
+    del a_idx, b_idx, same, ma, mb, diff, gap
+    pair_key = packed >> 1
+    starts = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1])))
+    ends = np.concatenate((starts[1:], [len(packed)]))
+    n_ctx = np.add.reduceat(packed & 1, starts) if len(packed) else np.zeros(0, np.int64)
+    adj = (ends - starts - n_ctx).astype(np.uint32)
+    ctx = n_ctx.astype(np.uint32)
+    quniq = pair_key[starts]
+    del packed, pair_key
+    pair_indptr, pair_cols, pair_adj, pair_ctx = _symmetric_csr(quniq // n_mt, quniq % n_mt, adj, ctx, n_mt)
+
+    # ---- 5. context tables: multitoken → label → summed term frequency
+    step(None, "context tables")
+    tf_total = post_tf.sum(axis=1, dtype=np.uint32)
+    label_lists = {
+        "category": [[label_path(e.category)] if label_path(e.category) else [] for e in entities],
+        "tags": [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities],
+        "titles": [[" ".join(e.title.split())] if e.title.strip() else [] for e in entities],
+        "related": [sorted({r.strip() for r in e.related if r.strip()}) for e in entities],
+    }
+    arrays, strings = {}, {}
+    for name in CONTEXTS:
+        labels, d_indptr, d_ids = _labels_csr(label_lists[name])
+        nl = np.diff(d_indptr)[post_docs]
+        rep = np.repeat(np.arange(len(post_docs)), nl)
+        within = np.arange(int(nl.sum())) - np.repeat(np.cumsum(nl) - nl, nl)
+        lab = d_ids[d_indptr[post_docs[rep]] + within].astype(np.int64)
+        ckey = post_rows[rep] * max(len(labels), 1) + lab
+        cuniq, cinv = np.unique(ckey, return_inverse=True)
+        arrays[f"ctx_{name}_indptr"] = _csr_from_sorted_rows(cuniq // max(len(labels), 1), n_mt)
+        arrays[f"ctx_{name}_labels"] = (cuniq % max(len(labels), 1)).astype(np.int32)
+        arrays[f"ctx_{name}_counts"] = np.bincount(cinv, weights=tf_total[rep], minlength=len(cuniq)).astype(np.uint32)
+        arrays[f"doc_{name}_indptr"] = d_indptr.astype(np.int64)
+        arrays[f"doc_{name}_labels"] = d_ids
+        strings[f"labels_{name}"] = labels
+
+    # ---- 6. sorted n-gram table (multitokens of two or more words)
+    multi = np.flatnonzero(mt_len >= 2)
+    sng_hash = hash_rows(sort_rows(mt_words[multi]))
+    so = np.argsort(sng_hash, kind="stable")
+
+    arrays.update({
+        "mt_words": mt_words,
+        "mt_counts": mt_counts,
+        "post_indptr": post_indptr,
+        "post_docs": post_docs,
+        "post_tf": post_tf,
+        "doc_len": doc_len,
+        "pair_indptr": pair_indptr,
+        "pair_cols": pair_cols,
+        "pair_adj": pair_adj,
+        "pair_ctx": pair_ctx,
+        "sng_hash": sng_hash[so],
+        "sng_mt": multi[so].astype(np.int32),
+    })
+    strings["stems"] = stems
+    strings["display"] = display
+    stats = {
+        "entities": n_docs,
+        "words": int(n_words),
+        "stems": n_stems,
+        "multitokens": int(n_mt),
+        "multitokens_by_length": {str(n): int((mt_len == n).sum()) for n in range(1, 5) if (mt_len == n).any()},
+        "postings": int(len(post_docs)),
+        "pairs": int(len(quniq)),
+        "adjacent_pairs": int((adj > 0).sum()),
+        "contextual_pairs": int((ctx > 0).sum()),
+    }
+    return Tables(arrays=arrays, strings=strings, stats=stats)
+
+
+def entity_records(entities) -> tuple[bytes, np.ndarray]:
+    """The entity store: one JSON line per entity, and byte offsets."""
+    lines = [json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in entities]
+    offsets = np.concatenate(([0], np.cumsum([len(x) for x in lines]))).astype(np.int64)
+    return b"".join(lines), offsets
