@@ -48,7 +48,8 @@ class Model:
         self.n_words = int(manifest["stats"]["words"])
         for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
                      "pair_adj", "pair_ctx", "sng_hash", "sng_mt", "entity_offsets", "entity_agents"):
-            setattr(self, name, self.arrays[name])
+            # a plain ndarray view of the memory map: same pages, no np.memmap indexing overhead
+            setattr(self, name, np.asarray(self.arrays[name]))
         self.mt_len = (np.asarray(self.mt_words) >= 0).sum(axis=1)
         self.mt_total = np.asarray(self.arrays["mt_counts"]).sum(axis=1, dtype=np.int64)
         self._planner = Planner(self)

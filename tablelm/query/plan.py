@@ -181,22 +181,31 @@ class Planner:
         words = words[~((words < 0) & ~pad).any(axis=1)]
         if len(words) == 0:
             return sorted(found)
-        words = np.unique(words, axis=0)  # prompt order kept
-        h = hash_rows(sort_rows(words))
+        _, first_seen = np.unique(hash_rows(words), return_index=True)
+        words = words[np.sort(first_seen)]  # distinct combinations, prompt order kept
+        key = sort_rows(words)
+        h = hash_rows(key)
         lo = np.searchsorted(m.sng_hash, h, side="left")
-        hi = np.searchsorted(m.sng_hash, h, side="right")
-        for i in np.flatnonzero(hi > lo):
-            # the corpus orders of these words: the prompt's own order if the corpus has it,
-            # else the most frequent one ("file read" finds "read file")
-            want = words[i]
-            key = sort_rows(want[np.newaxis])[0]
-            cands = [int(m.sng_mt[j]) for j in range(lo[i], hi[i])]
-            cands = [c for c in cands if np.array_equal(sort_rows(m.mt_words[c:c + 1])[0], key)]
-            exact = [c for c in cands if np.array_equal(m.mt_words[c], want)]
-            if exact:
-                found.update(exact)
-            elif cands:
-                found.add(max(cands, key=lambda c: (m.mt_total[c], -c)))
+        n_c = np.searchsorted(m.sng_hash, h, side="right") - lo
+        if n_c.sum() == 0:
+            return sorted(found)
+        row = np.repeat(np.arange(len(words)), n_c)
+        cand = np.asarray(m.sng_mt[np.arange(int(n_c.sum())) - np.repeat(np.cumsum(n_c) - n_c, n_c)
+                                   + np.repeat(lo, n_c)], dtype=np.int64)
+        cw = m.mt_words[cand]
+        ok = (sort_rows(cw) == key[row]).all(axis=1)  # a hash collision costs a miss, not a wrong match
+        row, cand, cw = row[ok], cand[ok], cw[ok]
+        # the corpus orders of these words: the prompt's own order if the corpus has it,
+        # else the most frequent one ("file read" finds "read file")
+        exact = (cw == words[row]).all(axis=1)
+        found.update(cand[exact].tolist())
+        rest = ~np.isin(row, row[exact])
+        row, cand = row[rest], cand[rest]
+        order = np.lexsort((cand, -m.mt_total[cand], row))
+        row, cand = row[order], cand[order]
+        first = np.ones(len(row), dtype=bool)
+        first[1:] = row[1:] != row[:-1]
+        found.update(cand[first].tolist())
         return sorted(found)
 
     def _distill(self, roles: dict, params: dict) -> None:

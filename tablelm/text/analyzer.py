@@ -79,6 +79,7 @@ class Analyzer:
         self.stem = stem
         self.stopwords = frozenset(stopwords)
         self.kw_map = {normalize(k).strip(): normalize(v).split() for k, v in (kw_map or {}).items()}
+        self._cache: dict[str, list[str]] = {}
 
     # -------------------------------------------------------------- single words
     def stem_word(self, word: str) -> str:
@@ -86,6 +87,14 @@ class Analyzer:
 
     def word_stems(self, word: str) -> list[str]:
         """Stems a surface word stands for: [] for a stopword or a dropped token."""
+        hit = self._cache.get(word)
+        if hit is None:
+            hit = self._cache[word] = self._word_stems(word)
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+        return hit
+
+    def _word_stems(self, word: str) -> list[str]:
         words = self.kw_map.get(word, (word,))
         out = []
         for w in words:

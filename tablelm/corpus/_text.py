@@ -1,0 +1,131 @@
+"""Decoding files into lines, with errors that say where the bad bytes are."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Iterator
+
+from tablelm.errors import CorpusError
+
+_UTF8_BOM = codecs.BOM_UTF8
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def codec_name(path, encoding: str) -> str:
+    """The canonical codec name of ``encoding``, or a CorpusError naming the option to fix."""
+    try:
+        return codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise CorpusError(
+            path,
+            f"unknown encoding {encoding!r}; fix: pass --encoding with a Python codec name "
+            "such as utf-8 or cp1252",
+        ) from None
+
+
+def _is_wide(name: str) -> bool:
+    # Codecs whose newline is not the single byte 0x0a: lines cannot be split on bytes.
+    return name.startswith(("utf-16", "utf-32"))
+
+
+def _check_wide_bom(path, head: bytes, name: str) -> None:
+    if _is_wide(name):
+        return
+    for bom, wide in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise CorpusError(
+                path,
+                f"the file starts with a {wide.upper()} byte-order mark but is read as {name}; "
+                f"fix: pass --encoding {wide}",
+                line=1,
+            )
+
+
+def decode_error(path, name: str, bad_byte: int, line: int, column: int,
+                 file_offset: int) -> CorpusError:
+    """A CorpusError for a byte that is not valid in codec ``name``.
+
+    ``column`` is the 0-based byte position in the line, ``file_offset`` in the file.
+    """
+    alt = "cp1252" if name == "utf-8" else "utf-8"
+    return CorpusError(
+        path,
+        f"bytes not valid {name} at byte {column + 1} of the line (offset {file_offset} in "
+        f"the file, byte 0x{bad_byte:02x}); fix: pass --encoding {alt} or the file's real encoding",
+        line=line,
+    )
+
+
+def decode_text(path, data: bytes, encoding: str = "utf-8") -> str:
+    """Decode a whole file, drop a BOM, normalize newlines to ``\\n``."""
+    name = codec_name(path, encoding)
+    _check_wide_bom(path, data[:4], name)
+    if name.startswith("utf-8") and data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM):]
+    try:
+        text = data.decode(name)
+    except UnicodeDecodeError as err:
+        if _is_wide(name):
+            line = data[:err.start].decode(name, errors="replace").count("\n") + 1
+            line_start = err.start
+        else:
+            line = data.count(b"\n", 0, err.start) + 1
+            line_start = data.rfind(b"\n", 0, err.start) + 1
+        raise decode_error(path, name, data[err.start], line, err.start - line_start,
+                           err.start) from None
+    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str | CorpusError]]:
+    """Yield ``(line_number, text)`` for every line of ``path``, 1-based, without the newline.
+
+    A line that does not decode yields ``(line_number, CorpusError)`` instead, so a reader
+    can skip it and go on. A UTF-8 byte-order mark at the start is dropped.
+    """
+    name = codec_name(path, encoding)
+    if _is_wide(name):
+        try:
+            text = decode_text(path, Path(path).read_bytes(), name)
+        except CorpusError as err:  # the whole file is one unit here: report and stop
+            yield err.line or 1, err
+            return
+        for number, line in enumerate(text.split("\n"), 1):
+            yield number, line
+        return
+    offset = 0
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            start = offset
+            offset += len(raw)
+            if number == 1:
+                _check_wide_bom(path, raw, name)
+                if raw.startswith(_UTF8_BOM) and name.startswith("utf-8"):
+                    raw = raw[len(_UTF8_BOM):]
+                    start += len(_UTF8_BOM)
+            raw = raw.rstrip(b"\n").rstrip(b"\r")
+            try:
+                yield number, raw.decode(name)
+            except UnicodeDecodeError as err:
+                yield number, decode_error(path, name, raw[err.start], number, err.start,
+                                           start + err.start)
+
+
+def first_content_line(path: Path, limit: int = 1 << 20) -> str:
+    """The first non-blank line of ``path`` (BOM dropped, undecodable bytes replaced), for sniffing."""
+    read = 0
+    with open(path, "rb") as fh:
+        for raw in fh:
+            read += len(raw)
+            line = raw.lstrip(_UTF8_BOM) if read == len(raw) else raw
+            text = line.decode("utf-8", errors="replace").strip()
+            if text:
+                return text
+            if read > limit:
+                break
+    return ""

@@ -1,0 +1,333 @@
+"""Folder reader: ``.txt`` files (one entity each) and Markdown files (one entity per section).
+
+A folder is walked recursively in sorted order; hidden files and folders (``.git``) are not
+read. Files of other types are listed in ``ReadStats.skipped_files`` with the reason. A
+``.txt`` file in the reference record format (``ID~~{...}`` lines) is read by
+:mod:`tablelm.corpus.xllm`.
+
+Markdown: ATX headings (``#`` .. ``######``, not inside fenced code) split a file into
+sections. A section's entity has
+
+* ``id`` ``relpath#slug`` (GitHub-style slug, repeats numbered ``-2``, ``-3``); text before the
+  first heading is the entity ``relpath``;
+* ``title`` the heading text, ``category`` the folder parts, then the file title, then the
+  enclosing headings: ``("guide", "Install", "Linux")`` for ``### Debian`` under
+  ``## Linux`` in ``guide/install.md`` titled ``# Install``;
+* ``related`` the targets of ``[text](target)`` and ``<scheme:...>`` links, in order; relative
+  targets are resolved against the file (``../api.md#load`` → ``api.md#load``) so that they
+  name other entities;
+* ``text`` the section body (Markdown kept, heading line and front matter removed),
+  ``source`` ``relpath:line``.
+
+Front matter (``---`` ... ``---`` at the top) gives ``title:`` (the file title) and ``tags:``
+(``[a, b]``, ``a, b`` or ``- a`` lines: the tags of every section); other keys go to
+``metadata["front_matter"]``. Sections with an empty body are dropped (``ReadStats.empty``).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote
+
+from tablelm.corpus.entity import TextEntity
+from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
+from tablelm.corpus._text import decode_text, first_content_line
+from tablelm.errors import CorpusError
+
+TEXT_SUFFIXES = (".txt",)
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES
+#: Longest first line still taken as a .txt file's title.
+MAX_TITLE_CHARS = 120
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+_CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_LINK = re.compile(r"(?<!!)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*(<[^>]*>|[^\s()]+(?:\([^\s()]*\))?)"
+                   r"(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?\s*\)")
+_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\s<>]+)>")
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:|^//")
+_FM_KEY = re.compile(r"^([A-Za-z_][\w\-]*)[ \t]*:(?:[ \t]+(.*)|[ \t]*)$")
+_FM_ITEM = re.compile(r"^[ \t]*-[ \t]+(.*)$")
+
+
+def slugify(text: str) -> str:
+    """GitHub-style anchor: lower case, punctuation dropped, blanks to ``-``."""
+    slug = re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+    return slug or "section"
+
+
+def plain_heading(text: str) -> str:
+    """Heading text without Markdown markup: links → their text, no backquotes or bold."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = text.replace("`", "").replace("**", "").replace("__", "")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _unquote_scalar(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def parse_front_matter(lines: list[str]) -> dict:
+    """The simple YAML subset of front matter: ``key: value``, ``key: [a, b]``, ``- item`` lists."""
+    data: dict = {}
+    key = None
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = _FM_KEY.match(line)
+        if m:
+            key, value = m.group(1), (m.group(2) or "").strip()
+            if value.startswith("[") and value.endswith("]"):
+                data[key] = [_unquote_scalar(v) for v in value[1:-1].split(",") if v.strip()]
+            elif value:
+                data[key] = _unquote_scalar(value)
+            else:
+                data[key] = []
+            continue
+        m = _FM_ITEM.match(line)
+        if m and key is not None and isinstance(data.get(key), list):
+            data[key].append(_unquote_scalar(m.group(1)))
+    return data
+
+
+def _front_matter(lines: list[str]) -> tuple[dict, int]:
+    """(front matter, index of the first body line)."""
+    if not lines or lines[0].rstrip() != "---":
+        return {}, 0
+    for j in range(1, len(lines)):
+        if lines[j].rstrip() in ("---", "..."):
+            return parse_front_matter(lines[1:j]), j + 1
+    return {}, 0
+
+
+def _links(body_lines: list[str], relpath: str) -> tuple[str, ...]:
+    """Link targets of a section (outside code), relative ones resolved against ``relpath``."""
+    out: list[str] = []
+    for line in body_lines:
+        if "[" not in line and "<" not in line:
+            continue
+        line = _CODE_SPAN.sub("", line)
+        targets = [m.group(1) for m in _LINK.finditer(line)]
+        targets += [m.group(1) for m in _AUTOLINK.finditer(line)]
+        for target in targets:
+            target = resolve_link(target.strip("<>").strip(), relpath)
+            if target and target not in out:
+                out.append(target)
+    return tuple(out)
+
+
+def resolve_link(target: str, relpath: str) -> str:
+    """``../api.md#load`` seen in ``guide/x.md`` → ``api.md#load``; URLs are kept as they are."""
+    if not target or _SCHEME.match(target):
+        return target
+    if target.startswith("#"):
+        return f"{relpath}#{target[1:]}" if len(target) > 1 else relpath
+    path, _, anchor = target.partition("#")
+    path = unquote(path.split("?", 1)[0])
+    if not path:
+        return target
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(relpath), path))
+    if joined.startswith("../") or joined == ".." or path.startswith("/"):
+        return target
+    return f"{joined}#{anchor}" if anchor else joined
+
+
+def _tags(front: dict) -> tuple[str, ...]:
+    value = front.get("tags", ())
+    items = value.split(",") if isinstance(value, str) else value
+    out: list[str] = []
+    for item in items:
+        item = str(item).strip()
+        if item and item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def split_markdown(text: str, relpath: str, dir_parts: tuple[str, ...] = (),
+                   stats: ReadStats | None = None) -> list[TextEntity]:
+    """Split one Markdown document into section entities (see the module notes).
+
+    ``text`` must already use ``\\n`` newlines; ``relpath`` is the file's path relative to
+    the corpus folder, POSIX style.
+    """
+    lines = text.split("\n")
+    front, start = _front_matter(lines)
+    headings: list[tuple[int, int, str]] = []  # (line index, level, text)
+    fence = None
+    code_lines: set[int] = set()
+    for i in range(start, len(lines)):
+        line = lines[i]
+        m = _FENCE.match(line)
+        if fence is not None:
+            code_lines.add(i)
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
+                    and not m.group(2).strip():
+                fence = None
+            continue
+        if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+            fence = m.group(1)
+            code_lines.add(i)
+            continue
+        h = _ATX.match(line)
+        if h:
+            raw = _CLOSING_HASHES.sub("", (h.group(2) or "").strip()).strip()
+            headings.append((i, len(h.group(1)), plain_heading(raw)))
+
+    stem = posixpath.splitext(posixpath.basename(relpath))[0]
+    fm_title = front.get("title") if isinstance(front.get("title"), str) else ""
+    title_heading = None
+    if headings and headings[0][1] == 1 and headings[0][2] and (
+            not fm_title.strip() or fm_title.strip().casefold() == headings[0][2].casefold()):
+        title_heading = headings[0][0]
+    file_title = fm_title.strip() or (headings[0][2] if title_heading is not None else stem)
+    tags = _tags(front)
+    extra = {k: v for k, v in front.items() if k not in ("title", "tags")}
+
+    def make(eid, title, category, level, first, last, line_no):
+        body = "\n".join(lines[first:last]).strip("\n")
+        if not body.strip():
+            if stats is not None and (level or not headings):  # an empty preamble is no section
+                stats.empty += 1
+            return None
+        meta = {"path": relpath, "level": level}
+        if extra:
+            meta["front_matter"] = extra
+        related = _links([lines[j] for j in range(first, last) if j not in code_lines], relpath)
+        return TextEntity(id=eid, text=body, title=title, category=category, tags=tags,
+                          related=tuple(r for r in related if r != eid),
+                          source=f"{relpath}:{line_no}", metadata=meta)
+
+    entities: list[TextEntity] = []
+    first_heading = headings[0][0] if headings else len(lines)
+    pre_first = next((j for j in range(start, first_heading) if lines[j].strip()), start)
+    pre = make(relpath, file_title, dir_parts, 0, start, first_heading, pre_first + 1)
+    if pre is not None:
+        entities.append(pre)
+
+    used: set[str] = set()
+    stack: list[tuple[int, str, int]] = []  # enclosing (level, text, line index)
+    for k, (i, level, title) in enumerate(headings):
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        base = slugify(title)
+        slug, n = base, 1
+        while slug in used:
+            n += 1
+            slug = f"{base}-{n}"
+        used.add(slug)
+        top = stack[0][2] if stack else i
+        if top == title_heading:
+            category = dir_parts + tuple(s[1] for s in stack)
+        else:
+            category = dir_parts + (file_title,) + tuple(s[1] for s in stack)
+        end = headings[k + 1][0] if k + 1 < len(headings) else len(lines)
+        entity = make(f"{relpath}#{slug}", title or file_title, category, level, i + 1, end, i + 1)
+        if entity is not None:
+            entities.append(entity)
+        stack.append((level, title, i))
+    return entities
+
+
+def read_text_file(path: Path, relpath: str, dir_parts: tuple[str, ...] = (), *,
+                   encoding: str = "utf-8", stats: ReadStats | None = None) -> list[TextEntity]:
+    """A ``.txt`` file as one entity; raises :class:`CorpusError` on undecodable bytes."""
+    text = decode_text(path, Path(path).read_bytes(), encoding).strip()
+    if not text:
+        if stats is not None:
+            stats.empty += 1
+        return []
+    first = next(line.strip() for line in text.split("\n") if line.strip())
+    title = first if len(first) < MAX_TITLE_CHARS else Path(relpath).stem
+    return [TextEntity(id=relpath, text=text, title=title, category=dir_parts,
+                       source=f"{relpath}:1", metadata={"path": relpath})]
+
+
+def read_markdown_file(path: Path, relpath: str, dir_parts: tuple[str, ...] = (), *,
+                       encoding: str = "utf-8", stats: ReadStats | None = None) -> list[TextEntity]:
+    """A Markdown file as section entities; raises :class:`CorpusError` on undecodable bytes."""
+    text = decode_text(path, Path(path).read_bytes(), encoding)
+    return split_markdown(text, relpath, dir_parts, stats)
+
+
+def walk_files(root: Path) -> list[tuple[Path, str]]:
+    """``(path, relpath)`` of every non-hidden file under ``root``, sorted by relative path.
+
+    Sorting the whole list (not each folder) makes ``a/x.md`` come before ``b.md`` whatever
+    the file system's order.
+    """
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):
+                full = Path(dirpath, name)
+                found.append((full.relative_to(root).parts, full))
+    found.sort(key=lambda item: item[0])
+    return [(full, "/".join(parts)) for parts, full in found]
+
+
+def is_xllm_file(path: Path) -> bool:
+    """Whether the first non-blank line looks like ``ID~~{...}``."""
+    from tablelm.corpus.xllm import RECORD_LINE
+
+    return bool(RECORD_LINE.match(first_content_line(path)))
+
+
+def read_folder(path: str | Path, *, encoding: str = "utf-8", on_error: str = "fail",
+                stats: ReadStats | None = None) -> Iterator[TextEntity]:
+    """Read a folder (recursively) or one ``.txt`` / ``.md`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder, or a single ``.txt`` / ``.md`` file (ids are then relative to its folder).
+    encoding : str
+        Codec of the files (``--encoding``).
+    on_error : {"fail", "skip"}
+        Raise the first :class:`CorpusError`, or record it in ``stats`` and go on with the
+        next file.
+    stats : ReadStats, optional
+        Receives ``empty``, ``skipped_files`` and skipped files' errors.
+
+    Yields
+    ------
+    TextEntity
+    """
+    check_on_error(on_error)
+    path = Path(path)
+    if path.is_dir():
+        files = walk_files(path)
+    else:
+        files = [(path, path.name)]
+    for full, relpath in files:
+        suffix = full.suffix.lower()
+        parts = tuple(relpath.split("/")[:-1])
+        try:
+            if suffix in MARKDOWN_SUFFIXES:
+                yield from read_markdown_file(full, relpath, parts, encoding=encoding, stats=stats)
+            elif suffix in TEXT_SUFFIXES:
+                if is_xllm_file(full):
+                    from tablelm.corpus.xllm import read_xllm
+
+                    yield from read_xllm(full, encoding=encoding, on_error=on_error, stats=stats)
+                else:
+                    yield from read_text_file(full, relpath, parts, encoding=encoding, stats=stats)
+            elif stats is not None:
+                stats.skipped_files.append(
+                    (str(full), f"unsupported file type {suffix or '(no extension)'!r}: folders "
+                     f"are read for {', '.join(SUFFIXES)}; pass other files as sources")
+                )
+        except CorpusError as err:
+            handle_error(err, on_error, stats)
+        except OSError as err:
+            handle_error(CorpusError(full, f"cannot read the file ({err.strerror or err}); "
+                                     "fix: check its permissions"), on_error, stats)

@@ -1,0 +1,439 @@
+"""The built-in corpus: Python's own documentation, from the running interpreter.
+
+Nothing here imports a standard-library module to document it (``antigravity`` opens a
+browser, ``this`` prints): the language-reference topics come from ``pydoc_data.topics`` (a
+dict of strings, safe to import) and the library documentation from the docstrings of the
+stdlib source files, parsed with :mod:`ast`.
+
+Entities (ids are stable for one Python version):
+
+* ``topic:NAME``: a language-reference topic, category ``("Language reference",)``.
+* ``mod:json.decoder``: a public module's docstring.
+* ``cls:json.JSONDecoder``, ``fn:os.path.join``, ``fn:json.JSONDecoder.decode``: public
+  classes, functions and methods of public classes. The qualified name is the public one: an
+  object a package re-exports (``from .decoder import JSONDecoder`` in ``json/__init__.py``)
+  is named after the package, and ``posixpath`` is ``os.path``. ``category`` is the package
+  path of the module that defines it: ``("json", "json.decoder")``.
+
+Text is the signature rendered from the source (``join(a, *p)``; ``self`` dropped), then the
+cleaned docstring. Tags: the kind (``module`` / ``class`` / ``function`` / ``method``) and
+``example`` when the docstring shows ``>>>`` or says "Example". Related: references in the
+docstring (``:func:`x```, ```x```, "See also x") that name another entity produced here.
+
+Public means: not ``_``-prefixed, listed in ``__all__`` when the module assigns a literal
+``__all__``, outside test packages (``test``, ``tests``, ``idle_test``), ``site-packages``
+and ``pydoc_data`` (read as topics). ``__main__.py`` is skipped; objects without a docstring
+are skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import gc
+import os
+import re
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from tablelm.corpus.entity import TextEntity
+from tablelm.corpus.stats import ReadStats
+
+BUILTIN_CORPUS_ID = "python-docs"
+TOPIC_CATEGORY = "Language reference"
+SKIP_DIRS = frozenset({"test", "tests", "idle_test", "__pycache__", "site-packages",
+                       "dist-packages", "pydoc_data"})
+_PREFIX = {"module": "mod:", "class": "cls:", "function": "fn:", "method": "fn:"}
+_EXAMPLE = re.compile(r">>>|\bExamples?\b")
+_ROLE = re.compile(r":(?:py:)?[a-z]+:`([^`]+)`")
+_TICKS = re.compile(r"``?([A-Za-z_][\w.]*)(?:\(\))?``?")
+_SEE = re.compile(r"\b[Ss]ee (?:also|the)\b:?(.{0,200})", re.S)
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(\(\))?")
+_SENTENCE_END = re.compile(r"\.(?:\s|$)|\n\s*\n")
+_CALL = re.compile(r"\b([A-Za-z_][\w.]*\w)\(\)")
+_QUALIFIED = re.compile(r"\b([a-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+
+
+def stdlib_path() -> Path:
+    """Folder of the running interpreter's standard library sources."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def builtin_corpus_id() -> str:
+    """Name of the built-in corpus, as shown to users and stored in a model's manifest."""
+    return BUILTIN_CORPUS_ID
+
+
+def python_docs_fingerprint() -> str:
+    """What the built-in corpus depends on: the Python version and the stdlib folder."""
+    return f"{BUILTIN_CORPUS_ID}; python {sys.version}; stdlib {stdlib_path()}"
+
+
+# --------------------------------------------------------------------------- collecting
+
+
+@dataclass
+class _Obj:
+    kind: str
+    module: str          # defining module, public name (posixpath -> os.path)
+    local: str           # "" (module), "JSONDecoder", "JSONDecoder.decode"
+    doc: str
+    signature: str
+    relpath: str
+    lineno: int
+
+
+@dataclass
+class _Module:
+    name: str
+    relpath: str
+    is_package: bool
+    all_names: frozenset | None
+    objs: list = field(default_factory=list)
+    public_defs: list = field(default_factory=list)
+    imports: list = field(default_factory=list)  # (public name | "*", source module, name)
+
+
+def _flat(body) -> Iterator[ast.stmt]:
+    """Statements of a body, looking into ``if`` / ``try`` blocks (platform variants)."""
+    for st in body:
+        if isinstance(st, ast.If):
+            yield from _flat(st.body)
+            yield from _flat(st.orelse)
+        elif isinstance(st, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+            yield from _flat(st.body)
+            for handler in st.handlers:
+                yield from _flat(handler.body)
+            yield from _flat(st.orelse)
+            yield from _flat(st.finalbody)
+        else:
+            yield st
+
+
+def _literal_all(stmts: list) -> frozenset | None:
+    """``__all__`` when assigned once as a literal list/tuple of strings, else None."""
+    found = None
+    for st in stmts:
+        targets = []
+        if isinstance(st, ast.Assign):
+            targets = st.targets
+        elif isinstance(st, (ast.AugAssign, ast.AnnAssign)):
+            targets = [st.target]
+        elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+            f = st.value.func
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
+                    and f.value.id == "__all__":
+                return None
+        if not any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            continue
+        if found is not None or not isinstance(st, ast.Assign):
+            return None
+        value = st.value
+        if not isinstance(value, (ast.List, ast.Tuple)) or not all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts):
+            return None
+        found = frozenset(e.value for e in value.elts)
+    return found
+
+
+def _drop_first(args: ast.arguments) -> ast.arguments:
+    pos, plain = list(args.posonlyargs), list(args.args)
+    if pos:
+        pos.pop(0)
+    elif plain:
+        plain.pop(0)
+    else:
+        return args
+    defaults = list(args.defaults)[-(len(pos) + len(plain)):] if pos or plain else []
+    return ast.arguments(posonlyargs=pos, args=plain, vararg=args.vararg,
+                         kwonlyargs=args.kwonlyargs, kw_defaults=args.kw_defaults,
+                         kwarg=args.kwarg, defaults=defaults)
+
+
+def _unparse(node) -> str:
+    try:
+        return ast.unparse(node)
+    except Exception:  # pragma: no cover - ast.unparse handles every node the parser makes
+        return "..."
+
+
+def _signature(node, kind: str) -> str:
+    if isinstance(node, ast.ClassDef):
+        for st in _flat(node.body):
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == "__init__":
+                return f"{node.name}({_unparse(_drop_first(st.args))})"
+        bases = [_unparse(b) for b in node.bases] + [_unparse(k) for k in node.keywords]
+        return f"class {node.name}({', '.join(bases)})" if bases else f"class {node.name}"
+    args = node.args
+    static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
+    if kind == "method" and not static:
+        args = _drop_first(args)
+    ret = f" -> {_unparse(node.returns)}" if node.returns is not None else ""
+    prefix = "async " if isinstance(node, ast.AsyncFunctionDef) else ""
+    return f"{prefix}{node.name}({_unparse(args)}){ret}"
+
+
+def _is_public(name: str, all_names: frozenset | None) -> bool:
+    return not name.startswith("_") and (all_names is None or name in all_names)
+
+
+def _module_files(root: Path) -> Iterator[tuple[str, Path, str, bool]]:
+    """``(module name, path, relpath, is_package)`` of public stdlib modules, sorted."""
+    aliases = {os.path.__name__: "os.path"}  # os is always imported; posixpath or ntpath
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        rel = here.relative_to(root).parts
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if d not in SKIP_DIRS and not d.startswith(("_", ".")) and d.isidentifier()
+            and (here / d / "__init__.py").is_file()
+        )
+        if rel and not (here / "__init__.py").is_file():
+            continue
+        for name in sorted(filenames):
+            if not name.endswith(".py"):
+                continue
+            stem = name[:-3]
+            if stem == "__init__":
+                if not rel:
+                    continue
+                modname, is_pkg = ".".join(rel), True
+            elif stem.startswith("_") or stem.startswith("test_") or not stem.isidentifier():
+                continue
+            else:
+                modname, is_pkg = ".".join(rel + (stem,)), False
+            path = here / name
+            yield aliases.get(modname, modname), path, path.relative_to(root).as_posix(), is_pkg
+
+
+def _collect_module(name: str, path: Path, relpath: str, is_pkg: bool) -> _Module | None:
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return None
+    stmts = list(_flat(tree.body))
+    mod = _Module(name, relpath, is_pkg, _literal_all(stmts))
+    doc = ast.get_docstring(tree, clean=True)
+    if doc:
+        mod.objs.append(_Obj("module", name, "", doc, "", relpath, tree.body[0].lineno))
+    seen: set[str] = set()
+    for st in stmts:
+        if isinstance(st, ast.ImportFrom) and is_pkg:
+            if st.level:
+                parts = name.split(".")
+                base = parts[:len(parts) - st.level + 1]
+                src = ".".join(base + ([st.module] if st.module else []))
+            else:
+                src = st.module or ""
+            if src.startswith(name + "."):
+                for alias in st.names:
+                    mod.imports.append((alias.asname or alias.name, src, alias.name))
+            continue
+        if not isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if not _is_public(st.name, mod.all_names):
+            continue
+        if st.name not in mod.public_defs:
+            mod.public_defs.append(st.name)
+        is_class = isinstance(st, ast.ClassDef)
+        kind = "class" if is_class else "function"
+        doc = ast.get_docstring(st, clean=True)
+        if doc and st.name not in seen:  # first definition that has a docstring
+            seen.add(st.name)
+            mod.objs.append(_Obj(kind, name, st.name, doc, _signature(st, kind), relpath,
+                                 st.lineno))
+        if not is_class:
+            continue
+        for sub in _flat(st.body):
+            if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and not sub.name.startswith("_"):
+                local = f"{st.name}.{sub.name}"
+                doc = ast.get_docstring(sub, clean=True)
+                if doc and local not in seen:
+                    seen.add(local)
+                    mod.objs.append(_Obj("method", name, local, doc, _signature(sub, "method"),
+                                         relpath, sub.lineno))
+    return mod
+
+
+def _reverse_exports(modules: dict[str, _Module]) -> dict[str, dict[tuple[str, str], str]]:
+    """For each package: ``(defining module, name) -> public name`` it re-exports."""
+    reverse: dict[str, dict[tuple[str, str], str]] = {}
+    for pkg in modules.values():
+        if not pkg.imports:
+            continue
+        exports: dict[str, tuple[str, str]] = {}
+        for public, src, name in pkg.imports:
+            if public == "*":
+                source = modules.get(src)
+                if source is None:
+                    continue
+                names = source.all_names if source.all_names is not None else source.public_defs
+                for n in sorted(names) if isinstance(names, frozenset) else names:
+                    if _is_public(n, pkg.all_names):
+                        exports[n] = (src, n)
+            elif _is_public(public, pkg.all_names):
+                exports[public] = (src, name)
+        rev: dict[tuple[str, str], str] = {}
+        for public, target in exports.items():
+            rev.setdefault(target, public)
+        reverse[pkg.name] = rev
+    return reverse
+
+
+def _canonical(module: str, name: str, reverse) -> tuple[str, str]:
+    while True:
+        parent = module.rpartition(".")[0]
+        public = reverse.get(parent, {}).get((module, name)) if parent else None
+        if public is None:
+            return module, name
+        module, name = parent, public
+
+
+def _prefixes(module: str) -> tuple[str, ...]:
+    parts = module.split(".")
+    return tuple(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+
+def _references(doc: str) -> list[tuple[str, bool]]:
+    """Names a docstring points at, each with whether it may be relative to the module.
+
+    Roles (``:func:`x```), backquoted names, "See also" / "See the" mentions and ``name()``
+    calls may be relative; other dotted names (``os.path.join``) count only when absolute.
+    """
+    refs: list[str] = []
+    for m in _ROLE.finditer(doc):
+        target = m.group(1)
+        if "<" in target and target.endswith(">"):
+            target = target[target.rindex("<") + 1:-1]
+        refs.append(target)
+    refs += [m.group(1) for m in _TICKS.finditer(doc)]
+    for m in _SEE.finditer(doc):
+        sentence = _SENTENCE_END.split(m.group(1), 1)[0]
+        for t in _DOTTED.finditer(sentence):
+            word = t.group(0)
+            if "." in word or t.group(1) or "_" in word or word[1:] != word[1:].lower():
+                refs.append(word)
+    refs += [m.group(1) for m in _CALL.finditer(doc)]
+    out: list[tuple[str, bool]] = []
+    seen = set()
+    for r in refs:
+        r = r.strip().lstrip("~!.").removesuffix("()")
+        if r and r not in seen:
+            seen.add(r)
+            out.append((r, True))
+    for m in _QUALIFIED.finditer(doc):
+        if m.group(1) not in seen:
+            seen.add(m.group(1))
+            out.append((m.group(1), False))
+    return out
+
+
+def _resolve(ref: str, obj: _Obj, names: dict[str, str], relative: bool = True) -> str | None:
+    if not relative:
+        return names.get(ref)
+    candidates = []
+    cls = obj.local.split(".")[0] if obj.kind in ("class", "method") else ""
+    if ref.startswith("self.") and cls:
+        candidates.append(f"{obj.module}.{cls}.{ref[5:]}")
+    candidates.append(ref)
+    if cls:
+        candidates.append(f"{obj.module}.{cls}.{ref}")
+    candidates += [f"{p}.{ref}" for p in reversed(_prefixes(obj.module))]
+    for c in candidates:
+        if c in names:
+            return names[c]
+    return None
+
+
+def read_python_docs(*, stats: ReadStats | None = None, topics: bool = True,
+                     stdlib: bool = True) -> Iterator[TextEntity]:
+    """Entities of the running Python's documentation (see the module notes).
+
+    Parameters
+    ----------
+    stats : ReadStats, optional
+        Receives ``duplicates`` (two objects with one public name; the first is kept) and,
+        in ``skipped_files``, stdlib files that do not parse.
+    topics, stdlib : bool
+        Include the language-reference topics / the standard library docstrings.
+
+    Yields
+    ------
+    TextEntity
+        Topics (sorted by name), then modules in sorted file order, each followed by its
+        classes, functions and methods in source order.
+    """
+    if topics:
+        from pydoc_data.topics import topics as topic_texts
+
+        for name in sorted(topic_texts):
+            yield TextEntity(id=f"topic:{name}", text=topic_texts[name].strip(), title=name,
+                             category=(TOPIC_CATEGORY,), tags=("topic",),
+                             source=f"pydoc_data/topics.py:{name}",
+                             metadata={"kind": "topic"})
+    if stdlib:
+        yield from _stdlib_entities(stdlib_path(), stats)
+
+
+def _stdlib_entities(root: Path, stats: ReadStats | None) -> Iterator[TextEntity]:
+    modules: dict[str, _Module] = {}
+    # Parsing allocates millions of AST nodes that form no reference cycles: the cyclic GC
+    # would only walk them again and again (about a third of the time). No yield in here.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for name, path, relpath, is_pkg in _module_files(root):
+            if name in modules:
+                continue
+            mod = _collect_module(name, path, relpath, is_pkg)
+            if mod is None:
+                if stats is not None:
+                    stats.skipped_files.append((str(path), "does not parse with this Python"))
+                continue
+            modules[name] = mod
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    reverse = _reverse_exports(modules)
+
+    names: dict[str, str] = {}      # any known qualified name -> entity id
+    planned: list[tuple[_Obj, str, str]] = []
+    ids: set[str] = set()
+    for mod in modules.values():
+        for obj in mod.objs:
+            if obj.kind == "module":
+                qualified = obj.module
+            else:
+                top, _, rest = obj.local.partition(".")
+                cm, cn = _canonical(obj.module, top, reverse)
+                qualified = f"{cm}.{cn}" + (f".{rest}" if rest else "")
+            eid = _PREFIX[obj.kind] + qualified
+            if eid in ids:
+                if stats is not None:
+                    stats.duplicates += 1
+                continue
+            ids.add(eid)
+            names.setdefault(qualified, eid)
+            if obj.local:
+                names.setdefault(f"{obj.module}.{obj.local}", eid)
+            planned.append((obj, eid, qualified))
+
+    for obj, eid, qualified in planned:
+        related = []
+        for ref, relative in _references(obj.doc):
+            target = _resolve(ref, obj, names, relative)
+            if target and target != eid and target not in related:
+                related.append(target)
+        tags = (obj.kind, "example") if _EXAMPLE.search(obj.doc) else (obj.kind,)
+        text = f"{obj.signature}\n{obj.doc}" if obj.signature else obj.doc
+        meta = {"kind": obj.kind, "module": qualified if obj.kind == "module"
+                else qualified.rsplit(".", 2 if obj.kind == "method" else 1)[0],
+                "defined_in": obj.module}
+        if obj.signature:
+            meta["signature"] = obj.signature
+        yield TextEntity(id=eid, text=text, title=qualified, category=_prefixes(obj.module),
+                         tags=tags, related=tuple(related), source=f"{obj.relpath}:{obj.lineno}",
+                         metadata=meta)
