@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
-_FORMATS = ("folder", "jsonl", "xllm", "text")
 
 
 def detect_format(path: str | Path) -> str:

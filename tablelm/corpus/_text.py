@@ -104,7 +104,11 @@ def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str |
             start = offset
             offset += len(raw)
             if number == 1:
-                _check_wide_bom(path, raw, name)
+                try:
+                    _check_wide_bom(path, raw, name)
+                except CorpusError as err:  # every line would be wrong: report once, stop
+                    yield 1, err
+                    return
                 if raw.startswith(_UTF8_BOM) and name.startswith("utf-8"):
                     raw = raw[len(_UTF8_BOM):]
                     start += len(_UTF8_BOM)
@@ -122,7 +126,7 @@ def first_content_line(path: Path, limit: int = 1 << 20) -> str:
     with open(path, "rb") as fh:
         for raw in fh:
             read += len(raw)
-            line = raw.lstrip(_UTF8_BOM) if read == len(raw) else raw
+            line = raw.removeprefix(_UTF8_BOM) if read == len(raw) else raw
             text = line.decode("utf-8", errors="replace").strip()
             if text:
                 return text

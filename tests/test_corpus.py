@@ -1,0 +1,452 @@
+"""Corpus readers: real slices of ../shared/data, error messages, the built-in corpus."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tablelm.corpus import (
+    FieldMap,
+    ReadStats,
+    TextEntity,
+    builtin_corpus_id,
+    detect_format,
+    python_docs_fingerprint,
+    read_corpus,
+    read_jsonl,
+    read_python_docs,
+    read_xllm,
+    split_markdown,
+)
+from tablelm.corpus.xllm import repair_quotes
+from tablelm.errors import CorpusError, ParamError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test data not found at {DATA}")
+
+
+def head_lines(path: Path, n: int) -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        return [line.rstrip("\n") for line in islice(fh, n)]
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def jsonl(*records) -> str:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
+
+
+# --------------------------------------------------------------------------- JSON Lines
+
+
+@needs_data
+def test_scifact_slice_reads_beir_fields(tmp_path):
+    lines = head_lines(DATA / "scifact" / "corpus.jsonl", 50)
+    path = write(tmp_path / "corpus.jsonl", "\n".join(lines) + "\n")
+    stats = ReadStats()
+    entities = list(read_corpus([path], stats=stats))
+    raw = [json.loads(line) for line in lines]
+    assert [e.id for e in entities] == [r["_id"] for r in raw]
+    assert [e.title for e in entities] == [r["title"].strip() for r in raw]
+    assert [e.text for e in entities] == [r["text"] for r in raw]
+    assert entities[9].source == "corpus.jsonl:10"
+    assert stats.read == 50 and stats.sources == {str(path): 50}
+    assert stats.skipped == stats.duplicates == 0
+
+
+@needs_data
+def test_cacm_keywords_categories_and_links():
+    path = DATA / "cacm" / "corpus.jsonl"
+    entities = {e.id: e for e in read_jsonl(path)}
+    assert len(entities) == 3204
+    with open(path, encoding="utf-8") as fh:
+        raw = {r["_id"]: r for r in map(json.loads, fh)}
+    with_links = with_tags = 0
+    for doc_id, record in raw.items():
+        meta = record["metadata"]
+        e = entities[doc_id]
+        # oracle: keywords then CR categories, first occurrence kept
+        expected_tags = list(dict.fromkeys(
+            t.strip() for t in meta.get("keywords", []) + meta.get("cr_categories", [])
+            if t.strip()))
+        assert list(e.tags) == expected_tags
+        targets = {str(link[0]) for link in meta.get("links", []) if str(link[0]) != doc_id}
+        assert set(e.related) == targets
+        assert list(e.related) == sorted(targets, key=int)
+        assert e.metadata["authors"] == meta["authors"]
+        with_links += bool(e.related)
+        with_tags += bool(e.tags)
+    assert entities["1"].related[:3] == ("43", "53", "91")
+    assert with_links > 1000 and with_tags > 1400
+
+
+def test_malformed_json_line_names_file_and_line(tmp_path):
+    path = write(tmp_path / "bad.jsonl", jsonl({"_id": "a", "text": "x"}, "", '{"_id": "b", "text": }'))
+    with pytest.raises(CorpusError) as info:
+        list(read_corpus([path]))
+    err = info.value
+    assert err.path == str(path) and err.line == 3
+    assert str(err).startswith(f"{path} line 3: invalid JSON")
+    assert "fix:" in err.message
+
+
+@pytest.mark.parametrize(
+    "record, expected",
+    [
+        ({"id": "1", "body": "some words"}, "no 'text' field (found: id, body); fix: pass --text-field body"),
+        ({"docid": "1", "text": "t"}, "no id field (tried '_id', 'id'; found: docid, text); fix: pass --id-field docid"),
+        ({"_id": "1", "text": 42}, "the 'text' field must be a string, found a number"),
+        ({"_id": "1", "title": ["x"]}, "the 'title' field must be a string, found a list"),
+        ({"_id": [1], "text": "t"}, "the id field '_id' must be a non-empty string or an integer"),
+        ([1, 2], "expected a JSON object, found a list"),
+    ],
+)
+def test_field_errors_say_what_and_how_to_fix(tmp_path, record, expected):
+    path = write(tmp_path / "c.jsonl", jsonl({"_id": "ok", "text": "fine"}, record))
+    with pytest.raises(CorpusError) as info:
+        list(read_jsonl(path))
+    assert info.value.line == 2
+    assert expected in info.value.message
+
+
+def test_skip_collects_errors_and_continues(tmp_path):
+    path = write(tmp_path / "c.jsonl", jsonl({"_id": "1", "text": "a"}, "not json", [], {"_id": "2", "title": "b"},
+                                          {"_id": "3"}))
+    stats = ReadStats()
+    entities = list(read_corpus([path], on_error="skip", stats=stats))
+    assert [e.id for e in entities] == ["1", "2"]
+    assert entities[1].text == "" and entities[1].title == "b"
+    assert stats.skipped == 3
+    assert [(p, line) for p, line, _ in stats.errors] == [(str(path), 2), (str(path), 3), (str(path), 5)]
+
+
+def test_field_map_dotted_paths_and_lists(tmp_path):
+    record = {"key": 7, "body": "text here", "name": "T", "crumbs": ["guide", "install"],
+              "meta": {"kw": ["a", "b", "a"], "see": "x9"}, "extra": 1}
+    path = write(tmp_path / "c.jsonl", jsonl(record))
+    fm = FieldMap(id_field="key", text_field="body", title_field="name", category_field="crumbs",
+                  tags_field="meta.kw", related_field="meta.see")
+    (e,) = read_corpus([path], field_map=fm)
+    assert (e.id, e.text, e.title) == ("7", "text here", "T")
+    assert e.category == ("guide", "install") and e.tags == ("a", "b") and e.related == ("x9",)
+    assert e.metadata["extra"] == 1
+    assert FieldMap.option("text_field") == "--text-field"
+
+
+def test_non_utf8_line_gives_line_offset_and_encoding_fix(tmp_path):
+    good = json.dumps({"_id": "1", "text": "plain"}).encode() + b"\n"
+    bad = b'{"_id": "2", "text": "\x93smart\x94"}\n'
+    path = write(tmp_path / "c.jsonl", good + bad)
+    with pytest.raises(CorpusError) as info:
+        list(read_corpus([path]))
+    err = info.value
+    assert err.line == 2
+    assert f"offset {len(good) + 22} in the file" in err.message and "byte 0x93" in err.message
+    assert "--encoding cp1252" in err.message
+    entities = list(read_corpus([path], encoding="cp1252"))
+    assert entities[1].text == "\u201csmart\u201d"
+
+
+def test_bom_is_skipped_and_empty_file_is_empty(tmp_path):
+    path = write(tmp_path / "bom.jsonl", b"\xef\xbb\xbf" + jsonl({"_id": "1", "text": "x"}).encode())
+    assert [e.id for e in read_corpus([path])] == ["1"]
+    empty = write(tmp_path / "empty.jsonl", "")
+    stats = ReadStats()
+    assert list(read_corpus([empty], stats=stats)) == []
+    assert stats.read == 0 and stats.sources == {str(empty): 0}
+    blank_md = write(tmp_path / "blank.md", "\n\n   \n")
+    assert list(read_corpus([blank_md])) == []
+
+
+def test_utf16_bom_read_as_utf8_says_which_encoding(tmp_path):
+    path = write(tmp_path / "c.jsonl", jsonl({"_id": "1", "text": "x"}).encode("utf-16"))
+    with pytest.raises(CorpusError, match="--encoding utf-16"):
+        list(read_corpus([path]))
+    assert [e.id for e in read_corpus([path], encoding="utf-16")] == ["1"]
+    stats = ReadStats()
+    assert list(read_corpus([path], on_error="skip", stats=stats)) == []
+    assert stats.skipped == 1 and "--encoding utf-16" in stats.errors[0][2]
+
+
+def test_json_array_file_gets_a_conversion_hint(tmp_path):
+    path = write(tmp_path / "c.json", '[{"_id": "1", "text": "x"},\n {"_id": "2", "text": "y"}]\n')
+    with pytest.raises(CorpusError, match="JSON array, not JSON Lines"):
+        list(read_corpus([path]))
+
+
+# --------------------------------------------------------------------------- xllm records
+
+
+@needs_data
+def test_repository3_duplicates_removed_and_counted():
+    path = DATA / "xllm-enterprise" / "repository3.txt"
+    assert detect_format(path) == "xllm"
+    stats = ReadStats()
+    entities = list(read_corpus([path], stats=stats))
+    assert stats.skipped == 0 and stats.errors == []
+    assert len(entities) + stats.duplicates == 1800
+    assert stats.duplicates > 100
+    # no two kept records share an id or a content (title, text, category, tags)
+    assert len({e.id for e in entities}) == len(entities)
+
+    def norm(s):
+        return " ".join(s.split()).casefold()
+
+    contents = {(norm(e.title), norm(e.text), e.category, tuple(sorted(map(norm, e.tags))))
+                for e in entities}
+    assert len(contents) == len(entities)
+    by_id = {e.id: e for e in entities}
+    first = by_id["2000"]
+    assert first.title == "3P Distribution - TBS/BDL Canada" and first.category == ("Logistics",)
+    assert first.tags == ("3PWM",)  # ['3PWM', '3PWM'] deduplicated
+    # the 62 records with an unescaped apostrophe are read, not lost
+    assert stats.repaired == 62
+    assert "company's assets" in by_id["2036"].text and not by_id["2036"].text.startswith('"')
+    with_links = [e for e in entities if e.related]
+    assert sum(r.startswith("https://") for e in with_links for r in e.related) > 10
+    assert by_id["249"].related == ("Master Data Management Policy",)  # a title, kept raw
+    assert by_id["3"].metadata["tower_option_tower"] == "Data"
+    assert by_id["3"].tags == ("example1", "example2")
+
+
+def test_xllm_bad_line_and_no_eval(tmp_path, capsys):
+    path = write(tmp_path / "r.txt",
+                 "1~~{'title_text': 'A', 'description_text': 'a'}\n"
+                 "2~~{'title_text': __import__('os').system('echo pwned')}\n")
+    with pytest.raises(CorpusError) as info:
+        list(read_corpus([path]))
+    assert info.value.line == 2 and "not a Python literal" in info.value.message
+    assert "pwned" not in capsys.readouterr().out
+    stats = ReadStats()
+    assert [e.id for e in read_xllm(path, on_error="skip", stats=stats)] == ["1"]
+    assert stats.skipped == 1
+
+
+def test_repair_quotes_only_escapes_quotes_inside_strings():
+    assert repair_quotes("{'a': 'it's', 'b': ['x', 'y']}") == "{'a': 'it\\'s', 'b': ['x', 'y']}"
+    assert repair_quotes("{'a': 'fine'}") == "{'a': 'fine'}"
+
+
+# --------------------------------------------------------------------------- Markdown and text
+
+MARKDOWN = """---
+title: Installing
+tags: [setup, "linux"]
+author: someone
+---
+# Installing
+
+Read [the API](../api.md#load) first, or <https://example.org/docs>.
+
+```bash
+# not a heading
+pip install tablelm
+```
+
+## Linux
+
+Use the [Debian notes](#debian). ![img](pic.png) `[not](a-link)`
+
+### Debian
+
+apt-get install python3
+
+### Debian
+
+Again.
+
+## Empty
+
+## Windows ##
+
+Run the installer.
+"""
+
+
+def test_markdown_sections_front_matter_and_fences():
+    entities = split_markdown(MARKDOWN, "guide/install.md", ("guide",))
+    by_id = {e.id: e for e in entities}
+    assert list(by_id) == ["guide/install.md#installing", "guide/install.md#linux",
+                           "guide/install.md#debian", "guide/install.md#debian-2",
+                           "guide/install.md#windows"]
+    top = by_id["guide/install.md#installing"]
+    assert top.title == "Installing" and top.category == ("guide",)
+    assert "# not a heading" in top.text and not top.text.startswith("#")
+    assert "---" not in top.text and "author" not in top.text
+    assert top.related == ("api.md#load", "https://example.org/docs")
+    assert top.source == "guide/install.md:6"
+    deb = by_id["guide/install.md#debian"]
+    assert deb.category == ("guide", "Installing", "Linux")
+    assert deb.text == "apt-get install python3" and deb.source == "guide/install.md:19"
+    assert by_id["guide/install.md#linux"].related == ("guide/install.md#debian",)
+    assert by_id["guide/install.md#windows"].title == "Windows"
+    assert all(e.tags == ("setup", "linux") for e in entities)
+    assert top.metadata["front_matter"] == {"author": "someone"}
+
+
+def test_markdown_without_h1_puts_file_title_in_category():
+    text = "Intro line.\n\n## Usage\n\nCall it.\n"
+    preamble, usage = split_markdown(text, "notes.md")
+    assert (preamble.id, preamble.title, preamble.category) == ("notes.md", "notes", ())
+    assert (usage.id, usage.category) == ("notes.md#usage", ("notes",))
+
+
+def test_folder_walk_is_sorted_and_reports_other_files(tmp_path):
+    root = tmp_path / "docs"
+    write(root / "b.txt", "Short title\nbody of b\n")
+    write(root / "a" / "long.txt", "x" * 130 + "\nmore\n")
+    write(root / "a" / "page.md", "# Page\n\nText.\n")
+    write(root / "image.png", b"\x89PNG")
+    write(root / ".hidden" / "secret.md", "# Secret\n\nno\n")
+    write(root / "empty.txt", "   \n")
+    stats = ReadStats()
+    entities = list(read_corpus([root], stats=stats))
+    assert [e.id for e in entities] == ["a/long.txt", "a/page.md#page", "b.txt"]
+    long, page, b = entities
+    assert long.title == "long" and long.category == ("a",)
+    assert b.title == "Short title" and b.text == "Short title\nbody of b" and b.source == "b.txt:1"
+    assert page.category == ("a",)
+    assert [p for p, _ in stats.skipped_files] == [str(root / "image.png")]
+    assert "'.png'" in stats.skipped_files[0][1]
+    assert stats.empty == 1
+    # deterministic
+    assert list(read_corpus([root])) == entities
+
+
+def test_single_markdown_file_and_undecodable_file(tmp_path):
+    md = write(tmp_path / "one.md", "# One\n\nBody.\n")
+    assert [e.id for e in read_corpus([md])] == ["one.md#one"]
+    bad = write(tmp_path / "bad.md", b"# T\n\nok\ncaf\xe9\n")
+    with pytest.raises(CorpusError) as info:
+        list(read_corpus([bad]))
+    assert info.value.line == 4 and "--encoding cp1252" in info.value.message
+    (e,) = read_corpus([bad], encoding="latin-1")
+    assert e.text.endswith("café")
+
+
+# --------------------------------------------------------------------------- façade
+
+
+def test_missing_source_and_unknown_format(tmp_path):
+    with pytest.raises(CorpusError, match="no such file or folder"):
+        read_corpus([tmp_path / "nope.jsonl"], on_error="skip")
+    odd = write(tmp_path / "data.csv", "a,b\n1,2\n")
+    with pytest.raises(CorpusError, match="unknown corpus format"):
+        read_corpus([odd])
+    stats = ReadStats()
+    assert list(read_corpus([odd], on_error="skip", stats=stats)) == []
+    assert stats.skipped == 1 and stats.errors[0][0] == str(odd)
+    with pytest.raises(ParamError, match="'on_error'"):
+        read_corpus([odd], on_error="ignore")
+    with pytest.raises(ParamError, match="'encoding'"):
+        read_corpus([odd], encoding="no-such-codec")
+
+
+def test_duplicate_ids_across_sources(tmp_path):
+    a = write(tmp_path / "a.jsonl", jsonl({"_id": "1", "text": "x"}, {"_id": "2", "text": "y"}))
+    b = write(tmp_path / "b.jsonl", jsonl({"_id": "3", "text": "z"}, {"_id": "1", "text": "again"}))
+    with pytest.raises(CorpusError) as info:
+        list(read_corpus([a, b]))
+    msg = str(info.value)
+    assert "duplicate id '1'" in msg and "a.jsonl:1" in msg and "b.jsonl:2" in msg
+    assert info.value.line == 2
+    stats = ReadStats()
+    assert [e.id for e in read_corpus([a, b], on_error="skip", stats=stats)] == ["1", "2", "3"]
+    assert stats.duplicates == 1 and stats.sources == {str(a): 2, str(b): 1}
+
+
+# --------------------------------------------------------------------------- built-in corpus
+
+
+@pytest.fixture(scope="module")
+def pydocs_run():
+    before = set(sys.modules)
+    stats = ReadStats()
+    entities = list(read_corpus(None, stats=stats))
+    return before, set(sys.modules), entities, stats
+
+
+def test_builtin_corpus_content(pydocs_run):
+    _, _, entities, stats = pydocs_run
+    assert len(entities) > 3000 and stats.read == len(entities)
+    assert stats.sources == {builtin_corpus_id(): len(entities)}
+    by_id = {e.id: e for e in entities}
+    assert len(by_id) == len(entities)
+    join = by_id["fn:os.path.join"]
+    assert join.category == ("os", "os.path") and join.title == "os.path.join"
+    assert join.text.startswith("join(a, *p)\n") and join.tags == ("function",)
+    decode = by_id["fn:json.JSONDecoder.decode"]
+    assert decode.category == ("json", "json.decoder") and decode.tags == ("method",)
+    assert decode.text.startswith("decode(s, ")  # self dropped
+    assert by_id["cls:json.JSONDecoder"].source.startswith("json/decoder.py:")
+    assert by_id["mod:json"].tags == ("module", "example")
+    topics = [e for e in entities if e.id.startswith("topic:")]
+    assert len(topics) >= 50 and all(e.category == ("Language reference",) for e in topics)
+    ids = set(by_id)
+    assert all(r in ids for e in entities for r in e.related)
+    assert sum(bool(e.related) for e in entities) > 100
+    assert "fn:shutil.copystat" in by_id["fn:shutil.copy2"].related  # "see the copystat function"
+    # nothing private, nothing from test packages
+    for e in entities:
+        name = e.id.split(":", 1)[1]
+        assert not any(part.startswith("_") for part in name.split(".")), e.id
+        assert not e.source.startswith(("test/", "idlelib/idle_test/")), e.id
+    assert sys.version in python_docs_fingerprint()
+
+
+def test_builtin_corpus_imports_nothing_it_documents(pydocs_run):
+    before, after, _, _ = pydocs_run
+    for name in ("antigravity", "this", "tkinter", "turtle", "idlelib"):
+        assert name not in before, f"{name} was imported before the test"
+        assert name not in after, f"reading the built-in corpus imported {name}"
+
+
+def test_builtin_corpus_is_deterministic(pydocs_run):
+    _, _, entities, _ = pydocs_run
+    again = list(read_python_docs())
+    assert [e.to_dict() for e in again] == [e.to_dict() for e in entities]
+
+
+# --------------------------------------------------------------------------- never another exception
+
+_PIECES = ["{", "}", "[", "]", '"', "'", ":", ",", "~~", "#", "## ", "```", "---", "\n", " ",
+           "_id", "text", "title", "1", "\\", "<http://x>", "[a](b)", "\x00", "é", "\ufeff", "null"]
+_noise = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(lambda s: s.encode("utf-8", errors="surrogatepass")),
+    st.lists(st.sampled_from(_PIECES), max_size=60).map(lambda xs: "".join(xs).encode("utf-8")),
+    st.lists(st.sampled_from(_PIECES), max_size=40).map(lambda xs: ("7~~{" + "".join(xs)).encode()),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_noise, suffix=st.sampled_from([".jsonl", ".md", ".txt"]),
+       encoding=st.sampled_from(["utf-8", "cp1252"]))
+def test_any_bytes_read_or_raise_corpus_error(data, suffix, encoding):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"f{suffix}"
+        path.write_bytes(data)
+        for on_error in ("fail", "skip"):
+            try:
+                entities = list(read_corpus([path], encoding=encoding, on_error=on_error))
+            except CorpusError:
+                assert on_error == "fail"
+                continue
+            assert all(isinstance(e, TextEntity) and e.id for e in entities)
+            assert len({e.id for e in entities}) == len(entities)
+            for e in entities:
+                json.dumps(e.to_dict())
