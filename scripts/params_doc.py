@@ -1,4 +1,4 @@
-"""Print the parameter table of README.md from the registry (python scripts/params_doc.py)."""
+"""The parameter table of README.md, from the registry: ``python scripts/params_doc.py --write``."""
 
 from tablelm.params import REGISTRY
 
@@ -12,5 +12,20 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def write_readme(path="README.md") -> None:
+    """Replace the table between the params markers of README.md."""
+    import re
+
+    text = open(path, encoding="utf-8").read()
+    new = re.sub(r"(<!-- params:start -->\n).*?(\n<!-- params:end -->)",
+                 lambda m: m.group(1) + table() + m.group(2), text, flags=re.S)
+    open(path, "w", encoding="utf-8").write(new)
+
+
 if __name__ == "__main__":
-    print(table())
+    import sys
+
+    if "--write" in sys.argv:
+        write_readme()
+    else:
+        print(table())

@@ -19,7 +19,7 @@ from .corpus.entity import TextEntity
 from .errors import TablelmError
 from .query.agents import agent_bit, entity_agents
 from .query.plan import Planner
-from .query.rank import Scorer, top_k
+from .query.rank import Scorer, field_weights, top_k
 from .query.sections import build_sections, neighbours
 from .tables.build import FIELDS, Tables, build_tables, entity_records
 from .tables.hashing import hash_rows, sort_rows
@@ -47,7 +47,8 @@ class Model:
         self.n_docs = int(manifest["stats"]["entities"])
         self.n_words = int(manifest["stats"]["words"])
         for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
-                     "pair_adj", "pair_ctx", "sng_hash", "sng_mt", "entity_offsets", "entity_agents"):
+                     "pair_adj", "pair_ctx", "sng_hash", "sng_mt", "entity_offsets", "entity_agents",
+                     "fwd_indptr", "fwd_mt", "fwd_post"):
             # a plain ndarray view of the memory map: same pages, no np.memmap indexing overhead
             setattr(self, name, np.asarray(self.arrays[name]))
         self.mt_len = (np.asarray(self.mt_words) >= 0).sum(axis=1)
@@ -157,33 +158,41 @@ class Model:
         return scores + scorer.tablelm(extra)
 
     def _feedback_terms(self, scores, present, params):
-        """Terms that characterize the top answers (RM-style pseudo-relevance feedback)."""
+        """Terms that characterize the top answers: pseudo-relevance feedback over the tables.
+
+        Relevance model RM3 (Lavrenko & Croft, "Relevance-based language models", SIGIR 2001;
+        Abdul-Jaleel et al., UMass at TREC 2004): P(t|R) ∝ Σ_d score(d) · tf(t, d) / |d| over the
+        ``prf_docs`` best entities, here multiplied by idf(t) so that corpus-wide words do not win,
+        read from the forward index (entity → postings) instead of re-reading texts.
+        """
         from .query.plan import Term
+        from .query.rank import idf
 
         top = top_k(scores, params["prf_docs"])
         if len(top) == 0:
             return []
-        # multitokens of the top entities, weighted by document score × tf × idf
-        weight = {}
-        tfidf_norm = scores[top] / scores[top].max()
-        starts = np.asarray(self.post_indptr[:-1])
-        for d, w in zip(top.tolist(), tfidf_norm.tolist()):
-            rows = np.flatnonzero(np.asarray(self.post_docs) == d)
-            if len(rows) == 0:
-                continue
-            mts = np.searchsorted(starts, rows, side="right") - 1
-            tf = np.asarray(self.post_tf[rows]).sum(axis=1)
-            df = np.asarray(self.post_indptr[mts + 1] - self.post_indptr[mts], dtype=np.float64)
-            val = w * tf * np.log1p((self.n_docs - df + 0.5) / (df + 0.5))
-            for mt, v in zip(mts.tolist(), val.tolist()):
-                if mt not in present and df[0] >= 0:
-                    weight[mt] = weight.get(mt, 0.0) + v
-        best = sorted(weight, key=lambda x: (-weight[x], x))[: params["prf_terms"]]
-        if not best:
+        w_doc = scores[top] / scores[top].sum()
+        fw_mt, fw_post, fw_ptr = self.fwd_mt, self.fwd_post, self.fwd_indptr
+        lens = fw_ptr[top + 1] - fw_ptr[top]
+        idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(fw_ptr[top], lens)
+        mts = fw_mt[idx].astype(np.int64)
+        tf = self.post_tf[fw_post[idx]].astype(np.float64) @ field_weights(params)
+        dl = np.maximum(np.repeat(self.doc_len_weighted(tuple(field_weights(params)))[top], lens), 1.0)
+        val = np.repeat(w_doc, lens) * tf / dl
+        keep = np.ones(len(mts), dtype=bool)
+        if present:
+            keep &= ~np.isin(mts, np.fromiter(present, dtype=np.int64))
+        if not params.get("prf_phrases", False):
+            keep &= self.mt_len[mts] == 1
+        mts, val = mts[keep], val[keep]
+        if len(mts) == 0:
             return []
-        top_w = weight[best[0]]
-        return [Term(mt, self.display(mt), int(self.mt_len[mt]), "feedback",
-                     params["prf_weight"] * weight[mt] / top_w) for mt in best]
+        uniq, inv = np.unique(mts, return_inverse=True)
+        weight = np.bincount(inv, weights=val) * idf(self, uniq.tolist())
+        order = np.lexsort((uniq, -weight))[: params["prf_terms"]]
+        best, top_w = uniq[order], weight[order[0]]
+        return [Term(int(mt), self.display(int(mt)), int(self.mt_len[mt]), "feedback",
+                     params["prf_weight"] * float(w) / top_w) for mt, w in zip(best, weight[order])]
 
     def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:
         """Ranked ``(entity id, score)`` pairs: ``ask`` without cards or sections."""

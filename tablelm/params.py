@@ -164,9 +164,9 @@ _PARAMS = [
           "single words always do.", "build"),
     Param("stem", True, Flag(), "Reduce words to their Snowball stem (answers show the most frequent real word).", "build"),
     # ---- query: matching and distillation
-    Param("match_window", 6, Interval(int, 2, 12),
-          "Prompt words combined into sorted n-gram lookups must lie within this many positions of each other "
-          "(bounds the 2^n sub-combinations on long prompts).", "query"),
+    Param("match_skip", 0, Interval(int, 0, 8),
+          "Prompt words that a multitoken lookup may skip: 0 = consecutive prompt words only (in any order). "
+          "Bounds the 2^n sub-combinations of long prompts.", "query"),
     Param("max_token_count", 0, Interval(int, 0, 10**9),
           "Distillation: drop a matched multitoken whose corpus count is above this (overly generic); 0 = no limit.", "query"),
     Param("ignore", (), WordList(), "Words never used for matching (the ignore list).", "query"),
@@ -174,13 +174,15 @@ _PARAMS = [
           "Entity ranking: 'tablelm' (BM25F over multitokens with phrase and knowledge-graph weights) or "
           "'reference' (the xLLM four-score dense-rank combination).", "query"),
     # ---- query: the tablelm ranker
-    Param("k1", 1.2, Interval(float, 0.0, 5.0), "BM25 term-frequency saturation.", "query"),
+    Param("k1", 1.5, Interval(float, 0.0, 5.0), "BM25 term-frequency saturation.", "query"),
     Param("b", 0.75, Interval(float, 0.0, 1.0), "BM25 length normalization.", "query"),
-    Param("w_title", 1.0, Interval(float, 0.0, 10.0),
+    Param("w_title", 2.0, Interval(float, 0.0, 10.0),
           "Weight of an occurrence in the title relative to one in the text (BM25F field weight).", "query"),
     Param("w_category", 0.3, Interval(float, 0.0, 10.0), "Weight of an occurrence in the category path.", "query"),
-    Param("w_tags", 0.4, Interval(float, 0.0, 10.0), "Weight of an occurrence in the tags.", "query"),
-    Param("phrase_weight", 0.3, Interval(float, 0.0, 5.0),
+    Param("w_tags", 1.0, Interval(float, 0.0, 10.0), "Weight of an occurrence in the tags.", "query"),
+    Param("w_meta", 0.1, Interval(float, 0.0, 10.0),
+          "Weight of an occurrence in the metadata strings (authors, dates, other fields).", "query"),
+    Param("phrase_weight", 0.2, Interval(float, 0.0, 5.0),
           "Weight of a matched multitoken of two or more words relative to a single word.", "query"),
     Param("contained_weight", 1.0, Interval(float, 0.0, 1.0),
           "Weight kept by a word that distillation finds inside a longer matched multitoken "

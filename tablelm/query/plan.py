@@ -14,10 +14,10 @@ words; the matched multitokens with their role:
     a multitoken whose corpus count exceeds ``max_token_count`` (distillation).
 
 Matching sorts the prompt's stems and looks every sub-combination of up to
-``max_ngram`` words that lie within ``match_window`` positions up in the sorted
-n-gram table, so "file read" finds the corpus multitoken "read file". The
-window bounds the work: a prompt of P words costs at most P·C(window-1, ≤3)
-lookups instead of 2^P, all done in one vectorized hash + binary search.
+``max_ngram`` words that skips at most ``match_skip`` prompt words up in the
+sorted n-gram table, so "file read" finds the corpus multitoken "read file".
+The skip bound bounds the work: a prompt of P words costs P times a small
+constant of lookups instead of 2^P, all in one vectorized hash + binary search.
 """
 
 from __future__ import annotations
@@ -87,13 +87,13 @@ class Plan:
 
 
 @lru_cache(maxsize=64)
-def _patterns(window: int, max_n: int) -> np.ndarray:
-    """Offsets of every sub-combination starting at 0 within ``window`` positions."""
+def _patterns(skip: int, max_n: int) -> np.ndarray:
+    """Offsets of the multi-word sub-combinations starting at 0 that skip at most ``skip`` words."""
     rows = []
-    for k in range(0, max_n):
-        for rest in itertools.combinations(range(1, window), k):
-            rows.append((0, *rest) + (-1,) * (WIDTH - 1 - k))
-    return np.asarray(rows, dtype=np.int64)
+    for n in range(2, max_n + 1):
+        for rest in itertools.combinations(range(1, n + skip), n - 1):
+            rows.append((0, *rest) + (-1,) * (WIDTH - n))
+    return np.asarray(rows, dtype=np.int64).reshape(-1, WIDTH)
 
 
 class Planner:
@@ -170,8 +170,7 @@ class Planner:
         max_n = min(int(m.build_params["max_ngram"]), WIDTH)
         if max_n < 2 or len(known) < 2 or len(m.sng_hash) == 0:
             return sorted(found)
-        pat = _patterns(int(params["match_window"]), max_n)
-        pat = pat[(pat >= 0).sum(axis=1) >= 2]
+        pat = _patterns(int(params["match_skip"]), max_n)
         pos = np.arange(len(seq)).reshape(-1, 1, 1) + pat.reshape(1, *pat.shape)
         pos = pos.reshape(-1, WIDTH)
         pad = pat[np.newaxis].repeat(len(seq), axis=0).reshape(-1, WIDTH) < 0

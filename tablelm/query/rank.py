@@ -4,7 +4,7 @@ tablelm ranker
     BM25F (Robertson, Zaragoza & Taylor, "Simple BM25 extension to multiple
     weighted fields", CIKM 2004) over multitokens instead of words. The
     term frequency of multitoken ``t`` in entity ``d`` is the weighted sum over
-    fields, ``tf = tf_text + w_title·tf_title + w_category·tf_category + w_tags·tf_tags``,
+    fields, ``tf = tf_text + w_title·tf_title + w_category·tf_category + w_tags·tf_tags + w_meta·tf_meta``,
     the length the same weighted sum of field lengths, and
 
         score(d) = Σ_t  q_t · idf(t) · tf·(k1 + 1) / (tf + k1·(1 − b + b·len(d)/avglen))
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FIELD_WEIGHTS = ("w_title", "w_category", "w_tags")
+FIELD_WEIGHTS = ("w_title", "w_category", "w_tags", "w_meta")
 
 
 def field_weights(params: dict) -> np.ndarray:
@@ -99,7 +99,7 @@ class Scorer:
         pos = np.searchsorted(row_docs, docs)
         hit = (pos < len(row_docs)) & (row_docs[np.minimum(pos, len(row_docs) - 1)] == docs) if e > s else \
             np.zeros(len(docs), dtype=bool)
-        tf = np.zeros((len(docs), 4))
+        tf = np.zeros((len(docs), m.post_tf.shape[1]))
         tf[hit] = m.post_tf[s + pos[hit]]
         return tf
 

@@ -36,8 +36,8 @@ import numpy as np
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
 from .hashing import WIDTH, hash_rows, sort_rows
 
-FIELDS = ("text", "title", "category", "tags")
-KG_FIELDS = (1, 2, 3)
+FIELDS = ("text", "title", "category", "tags", "meta")
+KG_FIELDS = (1, 2, 3, 4)
 CONTEXTS = ("category", "tags", "titles", "related")
 
 
@@ -85,6 +85,18 @@ def _symmetric_csr(qa, qb, adj, ctx, n):
     return indptr, cols, n_adj, n_ctx
 
 
+def meta_values(entity) -> list[str]:
+    """Metadata strings indexed as the ``meta`` field: string values and lists of strings, by key order."""
+    out = []
+    for key in sorted(entity.metadata or {}):
+        v = entity.metadata[key]
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v):
+            out.extend(v)
+    return out
+
+
 def label_path(parts) -> str:
     return " > ".join(" ".join(p.split()) for p in parts if p.strip())
 
@@ -119,7 +131,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     # ---- 1. tokenize every field of every entity into one surface-id stream
     seg_ids, seg_doc, seg_field = [], [], []
     for d, e in enumerate(entities):
-        for f, texts in ((0, (e.text,)), (1, (e.title,)), (2, e.category), (3, e.tags)):
+        for f, texts in ((0, (e.text,)), (1, (e.title,)), (2, e.category), (3, e.tags), (4, meta_values(e))):
             for t in texts:
                 if t:
                     ids = encode(t)
@@ -240,6 +252,10 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
         mt_counts[:, f] = np.bincount(occ_mt[m], minlength=n_mt)
     post_indptr = _csr_from_sorted_rows(post_rows, n_mt)
     post_docs = (puniq % n_docs).astype(np.int32)
+    # forward index (entity → its postings), for pseudo-relevance feedback and incremental updates
+    fwd_post = np.argsort(post_docs, kind="stable").astype(np.int64)
+    fwd_indptr = _csr_from_sorted_rows(post_docs[fwd_post], n_docs)
+    fwd_mt = post_rows[fwd_post].astype(np.int32)
     doc_len = np.bincount(doc_k.astype(np.int64) * len(FIELDS) + fld_k, minlength=n_docs * len(FIELDS))
     doc_len = doc_len.reshape(n_docs, len(FIELDS)).astype(np.uint32)
     del pkey, pinv
@@ -276,7 +292,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
 
     # ---- 5. context tables: multitoken → label → summed term frequency
     step(None, "context tables")
-    tf_total = post_tf.sum(axis=1, dtype=np.uint32)
+    tf_total = post_tf[:, :4].sum(axis=1, dtype=np.uint32)  # metadata strings are not context
     label_lists = {
         "category": [[label_path(e.category)] if label_path(e.category) else [] for e in entities],
         "tags": [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities],
@@ -311,6 +327,9 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
         "post_docs": post_docs,
         "post_tf": post_tf,
         "doc_len": doc_len,
+        "fwd_indptr": fwd_indptr,
+        "fwd_mt": fwd_mt,
+        "fwd_post": fwd_post,
         "pair_indptr": pair_indptr,
         "pair_cols": pair_cols,
         "pair_adj": pair_adj,
