@@ -16,7 +16,7 @@ from . import params as P
 from .answer.citations import cite
 from .answer.types import Answer, Card
 from .corpus.entity import TextEntity
-from .errors import TablelmError
+from .errors import ModelError, TablelmError
 from .query.agents import agent_bit, entity_agents
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, top_k
@@ -49,11 +49,14 @@ class Model:
         for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
                      "pair_adj", "pair_ctx", "sng_hash", "sng_mt", "entity_offsets", "entity_agents",
                      "fwd_indptr", "fwd_mt", "fwd_post"):
+            if name not in self.arrays:
+                raise ModelError(f"{path or 'the model'} has no {name!r} table; rebuild it with tablelm build.")
             # a plain ndarray view of the memory map: same pages, no np.memmap indexing overhead
             setattr(self, name, np.asarray(self.arrays[name]))
         self.mt_len = (np.asarray(self.mt_words) >= 0).sum(axis=1)
         self.mt_total = np.asarray(self.arrays["mt_counts"]).sum(axis=1, dtype=np.int64)
         self._planner = Planner(self)
+        self._display_cache: dict[int, str] = {}
         self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
 
     # ------------------------------------------------------------ lookups
@@ -77,8 +80,11 @@ class Model:
 
     def display(self, mt: int) -> str:
         """A multitoken as users read it: the most frequent surface of each word."""
-        words = self.strings["display"]
-        return " ".join(words[int(w)] for w in self.mt_words[mt] if w >= 0)
+        text = self._display_cache.get(mt)
+        if text is None:
+            words = self.strings["display"]
+            text = self._display_cache[mt] = " ".join(words[int(w)] for w in self.mt_words[mt] if w >= 0)
+        return text
 
     def lookup_multitoken(self, stem_ids: list[int]) -> int | None:
         """The multitoken id of an exact word sequence, or None."""
@@ -99,6 +105,18 @@ class Model:
     @lru_cache(maxsize=8)
     def doc_len_weighted(self, fw: tuple) -> np.ndarray:
         return np.asarray(self.arrays["doc_len"], dtype=np.float64) @ np.asarray(fw)
+
+    @lru_cache(maxsize=4)
+    def impacts(self, k1: float, b: float, fw: tuple) -> np.ndarray:
+        """BM25F saturation of every posting, tf·(k1+1)/(tf + k1·(1−b+b·len/avglen)).
+
+        Computed once per (k1, b, field weights) and kept (a float32 per posting), so a
+        query costs one gather and one bincount; changing these parameters costs one pass.
+        """
+        dl = self.doc_len_weighted(fw)
+        norm = k1 * (1.0 - b + b * dl / max(dl.mean(), 1e-9))
+        tfw = self.post_tf @ np.asarray(fw)
+        return (tfw * (k1 + 1.0) / (tfw + norm[self.post_docs])).astype(np.float32)
 
     def entity_at(self, index: int) -> TextEntity:
         s, e = int(self.entity_offsets[index]), int(self.entity_offsets[index + 1])

@@ -180,8 +180,6 @@ class Planner:
         words = words[~((words < 0) & ~pad).any(axis=1)]
         if len(words) == 0:
             return sorted(found)
-        _, first_seen = np.unique(hash_rows(words), return_index=True)
-        words = words[np.sort(first_seen)]  # distinct combinations, prompt order kept
         key = sort_rows(words)
         h = hash_rows(key)
         lo = np.searchsorted(m.sng_hash, h, side="left")
@@ -198,7 +196,9 @@ class Planner:
         # else the most frequent one ("file read" finds "read file")
         exact = (cw == words[row]).all(axis=1)
         found.update(cand[exact].tolist())
-        rest = ~np.isin(row, row[exact])
+        has_exact = np.zeros(len(words), dtype=bool)
+        has_exact[row[exact]] = True
+        rest = ~has_exact[row]
         row, cand = row[rest], cand[rest]
         order = np.lexsort((cand, -m.mt_total[cand], row))
         row, cand = row[order], cand[order]
@@ -215,13 +215,15 @@ class Planner:
                 if roles[mt] != "forced" and m.mt_total[mt] > cap:
                     roles[mt] = "generic"
         # a multitoken whose words all lie inside a longer matched multitoken is contained
-        word_sets = {mt: tuple(sorted(int(x) for x in m.mt_words[mt] if x >= 0)) for mt in roles}
+        longer = [mt for mt in roles if m.mt_len[mt] >= 2 and roles[mt] != "generic"]
+        if not longer:
+            return
         by_words = {}
-        for mt, ws in word_sets.items():
-            by_words.setdefault(ws, []).append(mt)
-        for mt, ws in word_sets.items():
-            if len(ws) < 2 or roles[mt] == "generic":
-                continue
+        for mt in roles:
+            key = tuple(sorted(int(x) for x in m.mt_words[mt][: m.mt_len[mt]]))
+            by_words.setdefault(key, []).append(mt)
+        for mt in longer:
+            ws = tuple(sorted(int(x) for x in m.mt_words[mt][: m.mt_len[mt]]))
             for k in range(1, len(ws)):
                 for sub in itertools.combinations(ws, k):
                     for c in by_words.get(sub, ()):

@@ -34,19 +34,17 @@ def field_weights(params: dict) -> np.ndarray:
 
 
 def _gather(model, mts):
-    """Concatenated postings of ``mts``: (term index, doc, tf (n, 4))."""
-    indptr = model.post_indptr
-    starts = np.asarray([indptr[t] for t in mts], dtype=np.int64)
-    ends = np.asarray([indptr[t + 1] for t in mts], dtype=np.int64)
-    lens = ends - starts
-    total = int(lens.sum())
-    idx = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-    term = np.repeat(np.arange(len(mts)), lens)
-    return term, model.post_docs[idx], model.post_tf[idx], lens
+    """Positions in the postings of ``mts``, concatenated: (term index, posting index)."""
+    mts = np.asarray(mts, dtype=np.int64)
+    starts = model.post_indptr[mts]
+    lens = model.post_indptr[mts + 1] - starts
+    idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+    return np.repeat(np.arange(len(mts)), lens), idx
 
 
 def idf(model, mts) -> np.ndarray:
-    df = np.asarray([model.post_indptr[t + 1] - model.post_indptr[t] for t in mts], dtype=np.float64)
+    mts = np.asarray(mts, dtype=np.int64)
+    df = (model.post_indptr[mts + 1] - model.post_indptr[mts]).astype(np.float64)
     n = model.n_docs
     return np.log1p((n - df + 0.5) / (df + 0.5))
 
@@ -65,42 +63,39 @@ class Scorer:
         scores = np.zeros(m.n_docs)
         if not mts:
             return scores
-        fw = field_weights(p)
-        dl = m.doc_len_weighted(tuple(fw))
-        k1, b = p["k1"], p["b"]
-        norm = k1 * (1.0 - b + b * dl / max(dl.mean(), 1e-9))
-        term, docs, tf, _ = _gather(m, mts)
-        tfw = tf @ fw
+        term, idx = _gather(m, mts)
         qw = np.asarray([t.weight for t in terms]) * idf(m, mts)
-        contrib = qw[term] * tfw * (k1 + 1.0) / (tfw + norm[docs])
-        return np.bincount(docs, weights=contrib, minlength=m.n_docs)
+        impact = m.impacts(p["k1"], p["b"], tuple(field_weights(p)))
+        return np.bincount(m.post_docs[idx], weights=qw[term] * impact[idx], minlength=m.n_docs)
 
     def explain(self, terms, docs: np.ndarray) -> np.ndarray:
-        """Contribution of each term (columns) to each entity in ``docs`` (rows)."""
+        """Contribution of each term (columns) to each entity in ``docs`` (rows); rows sum to the scores."""
         m, p = self.model, self.params
         out = np.zeros((len(docs), len(terms)))
         if not terms or len(docs) == 0:
             return out
-        fw = field_weights(p)
-        dl = m.doc_len_weighted(tuple(fw))
-        k1, b = p["k1"], p["b"]
-        norm = k1 * (1.0 - b + b * dl[docs] / max(dl.mean(), 1e-9))
+        impact = m.impacts(p["k1"], p["b"], tuple(field_weights(p)))
         weights = np.asarray([t.weight for t in terms]) * idf(m, [t.mt for t in terms])
         for j, t in enumerate(terms):
-            tf = self.term_tf(t.mt, docs) @ fw
-            out[:, j] = weights[j] * tf * (k1 + 1.0) / (tf + norm)
+            hit, post = self._postings(t.mt, docs)
+            out[hit, j] = weights[j] * impact[post[hit]]
         return out
 
-    def term_tf(self, mt: int, docs: np.ndarray) -> np.ndarray:
-        """Field term frequencies (len(docs), 4) of one multitoken in ``docs``."""
+    def _postings(self, mt: int, docs: np.ndarray):
+        """For each of ``docs``: whether ``mt`` occurs in it, and the posting's index."""
         m = self.model
         s, e = int(m.post_indptr[mt]), int(m.post_indptr[mt + 1])
         row_docs = m.post_docs[s:e]
-        pos = np.searchsorted(row_docs, docs)
-        hit = (pos < len(row_docs)) & (row_docs[np.minimum(pos, len(row_docs) - 1)] == docs) if e > s else \
-            np.zeros(len(docs), dtype=bool)
+        pos = np.minimum(np.searchsorted(row_docs, docs), max(e - s - 1, 0))
+        hit = (row_docs[pos] == docs) if e > s else np.zeros(len(docs), dtype=bool)
+        return hit, s + pos
+
+    def term_tf(self, mt: int, docs: np.ndarray) -> np.ndarray:
+        """Field term frequencies (len(docs), number of fields) of one multitoken in ``docs``."""
+        m = self.model
+        hit, post = self._postings(mt, docs)
         tf = np.zeros((len(docs), m.post_tf.shape[1]))
-        tf[hit] = m.post_tf[s + pos[hit]]
+        tf[hit] = m.post_tf[post[hit]]
         return tf
 
     def reference(self, terms):
@@ -110,7 +105,8 @@ class Scorer:
         raw = np.zeros((m.n_docs, 4))
         if not mts:
             return np.zeros(m.n_docs), raw
-        term, docs, tf, _ = _gather(m, mts)
+        term, idx = _gather(m, mts)
+        docs, tf = m.post_docs[idx], m.post_tf[idx]
         spec = 1.0 / np.power(np.maximum(m.mt_total[mts].astype(np.float64), 1.0), p["beta"])
         in_text = tf[:, 0] > 0
         in_graph = tf[:, 1:].sum(axis=1) > 0
