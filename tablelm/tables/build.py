@@ -63,28 +63,6 @@ def _csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n_rows)))).astype(np.int64)
 
 
-def _symmetric_csr(qa, qb, adj, ctx, n):
-    """Both directions of the upper-triangular pairs (qa < qb, sorted by (qa, qb)).
-
-    Row r lists first its partners below r (from the pairs where r is ``qb``,
-    already in ascending ``qa`` after a stable sort by ``qb``), then those above.
-    """
-    c1 = np.bincount(qa, minlength=n)
-    c2 = np.bincount(qb, minlength=n)
-    indptr = np.concatenate(([0], np.cumsum(c1 + c2))).astype(np.int64)
-    cols = np.empty(2 * len(qa), dtype=np.int32)
-    n_adj = np.empty(2 * len(qa), dtype=np.uint32)
-    n_ctx = np.empty(2 * len(qa), dtype=np.uint32)
-    o2 = np.argsort(qb.astype(np.int32), kind="stable")
-    rb = qb[o2]
-    pos2 = indptr[rb] + np.arange(len(rb)) - (np.cumsum(c2) - c2)[rb]
-    pos1 = indptr[qa] + c2[qa] + np.arange(len(qa)) - (np.cumsum(c1) - c1)[qa]
-    cols[pos2], cols[pos1] = qa[o2], qb
-    n_adj[pos2], n_ctx[pos2] = adj[o2], ctx[o2]
-    n_adj[pos1], n_ctx[pos1] = adj, ctx
-    return indptr, cols, n_adj, n_ctx
-
-
 def meta_values(entity) -> list[str]:
     """Metadata strings indexed as the ``meta`` field: string values and lists of strings, by key order."""
     out = []
@@ -263,36 +241,46 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     # ---- 4. pairs within a sentence, gap <= max_dist
     step(None, "pairs")
     max_dist = int(params["max_dist"])
+    # spread positions so that sentence s+1 starts max_dist + 1 words after sentence s ends:
+    # a window of max_dist words then never crosses a sentence, with no per-pair check
+    spread = np.arange(n_words, dtype=np.int64) + sent_k * (max_dist + 1)
     o = np.argsort(occ_start, kind="stable")
-    s_start, s_mt = occ_start[o], occ_mt[o]
+    s_start, s_mt = spread[occ_start[o]], occ_mt[o]
     s_end = s_start + occ_len[o] - 1
     lo = np.searchsorted(s_start, s_end + 1, side="left")
     hi = np.searchsorted(s_start, s_end + 2 + max_dist, side="left")
-    cnt = hi - lo
-    a_idx = np.repeat(np.arange(len(s_start)), cnt)
-    b_idx = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo, cnt)
-    same = sent_k[s_start[a_idx]] == sent_k[s_start[b_idx]]
-    a_idx, b_idx = a_idx[same], b_idx[same]
-    gap = s_start[b_idx] - s_end[a_idx] - 1
-    ma, mb = s_mt[a_idx], s_mt[b_idx]
-    diff = ma != mb
-    # one sort of packed keys (pair, gap > 0) instead of unique + inverse + argsort
-    packed = (np.minimum(ma, mb) * n_mt + np.maximum(ma, mb)) * 2 + (gap > 0)
-    packed = np.sort(packed[diff])
-    del a_idx, b_idx, same, ma, mb, diff, gap
+    keys = []
+    for d in range(int((hi - lo).max(initial=0))):
+        a = np.flatnonzero(lo + d < hi)  # occurrences with a (d+1)-th partner
+        bb = lo[a] + d
+        ma, mb = s_mt[a], s_mt[bb]
+        gap = s_start[bb] - s_end[a] - 1
+        k = ma != mb
+        ma, mb, flag = ma[k], mb[k], gap[k] > 0
+        # both orientations, so that one sort yields the symmetric table row by row
+        keys.append((ma * n_mt + mb) * 2 + flag)
+        keys.append((mb * n_mt + ma) * 2 + flag)
+    packed = np.sort(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    del keys, spread
     pair_key = packed >> 1
-    starts = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1])))
+    starts = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(packed) else \
+        np.zeros(0, dtype=np.int64)
     ends = np.concatenate((starts[1:], [len(packed)]))
     n_ctx = np.add.reduceat(packed & 1, starts) if len(packed) else np.zeros(0, np.int64)
-    adj = (ends - starts - n_ctx).astype(np.uint32)
-    ctx = n_ctx.astype(np.uint32)
-    quniq = pair_key[starts]
+    pair_ctx = n_ctx.astype(np.uint32)
+    pair_adj = (ends - starts - n_ctx).astype(np.uint32)
+    keys_u = pair_key[starts]
     del packed, pair_key
-    pair_indptr, pair_cols, pair_adj, pair_ctx = _symmetric_csr(quniq // n_mt, quniq % n_mt, adj, ctx, n_mt)
+    pair_cols = (keys_u % n_mt).astype(np.int32)
+    pair_indptr = _csr_from_sorted_rows(keys_u // n_mt, n_mt)
+    upper = pair_cols > keys_u // n_mt
+    adj, ctx = pair_adj[upper], pair_ctx[upper]
+    del keys_u
 
     # ---- 5. context tables: multitoken → label → summed term frequency
     step(None, "context tables")
     tf_total = post_tf[:, :4].sum(axis=1, dtype=np.uint32)  # metadata strings are not context
+    in_ctx = np.flatnonzero(tf_total > 0)
     label_lists = {
         "category": [[label_path(e.category)] if label_path(e.category) else [] for e in entities],
         "tags": [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities],
@@ -302,14 +290,14 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     arrays, strings = {}, {}
     for name in CONTEXTS:
         labels, d_indptr, d_ids = _labels_csr(label_lists[name])
-        nl = np.diff(d_indptr)[post_docs]
-        rep = np.repeat(np.arange(len(post_docs)), nl)
+        n_lab = max(len(labels), 1)
+        nl = np.diff(d_indptr)[post_docs[in_ctx]]
+        rep = np.repeat(in_ctx, nl)  # one row per (posting, label of its entity)
         within = np.arange(int(nl.sum())) - np.repeat(np.cumsum(nl) - nl, nl)
         lab = d_ids[d_indptr[post_docs[rep]] + within].astype(np.int64)
-        ckey = post_rows[rep] * max(len(labels), 1) + lab
-        cuniq, cinv = np.unique(ckey, return_inverse=True)
-        arrays[f"ctx_{name}_indptr"] = _csr_from_sorted_rows(cuniq // max(len(labels), 1), n_mt)
-        arrays[f"ctx_{name}_labels"] = (cuniq % max(len(labels), 1)).astype(np.int32)
+        cuniq, cinv = np.unique(post_rows[rep] * n_lab + lab, return_inverse=True)
+        arrays[f"ctx_{name}_indptr"] = _csr_from_sorted_rows(cuniq // n_lab, n_mt)
+        arrays[f"ctx_{name}_labels"] = (cuniq % n_lab).astype(np.int32)
         arrays[f"ctx_{name}_counts"] = np.bincount(cinv, weights=tf_total[rep], minlength=len(cuniq)).astype(np.uint32)
         arrays[f"doc_{name}_indptr"] = d_indptr.astype(np.int64)
         arrays[f"doc_{name}_labels"] = d_ids
@@ -346,7 +334,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
         "multitokens": int(n_mt),
         "multitokens_by_length": {str(n): int((mt_len == n).sum()) for n in range(1, 5) if (mt_len == n).any()},
         "postings": int(len(post_docs)),
-        "pairs": int(len(quniq)),
+        "pairs": int(len(adj)),
         "adjacent_pairs": int((adj > 0).sum()),
         "contextual_pairs": int((ctx > 0).sum()),
     }

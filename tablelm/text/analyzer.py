@@ -4,7 +4,8 @@ The same :class:`Analyzer` serves the build (fast path: one ``re.findall`` and
 one dict lookup per token) and the query and citation paths (with character
 spans). Its rules:
 
-- Text is NFKC-normalized (only when it is not ASCII) and lowercased.
+- Tokens and boundaries are found in the raw text; each token is then
+  NFKC-normalized (only when it is not ASCII) and lowercased.
 - A word is a run of letters and digits, with inner underscores kept
   (``read_file`` is one word). Single letters are dropped; single digits are kept.
 - ``. ! ? ; :`` followed by a space, and blank lines, end a *sentence*;
@@ -185,8 +186,13 @@ class SurfaceVocabulary:
     def encode(self, text: str) -> list[int]:
         """Surface ids of ``text`` (markers included), the build's hot path."""
         ids = self.ids
-        toks = TOKEN_RE.findall(normalize(text))
-        out = [ids[t] if t in ids else self.new(t) for t in toks]
+        if text.isascii():
+            toks = TOKEN_RE.findall(text.lower())
+        else:  # boundaries from the raw text, then each token normalized: as tokens_with_spans does
+            toks = [normalize(t) for t in TOKEN_RE.findall(text)]
+        for t in set(toks).difference(ids):
+            self.new(t)
+        out = list(map(ids.__getitem__, toks))
         if self.expansions and not self.expansions.keys().isdisjoint(toks):
             out = []
             for t in toks:
