@@ -240,5 +240,8 @@ def params_cmd(stage, as_json):
         click.echo(f"    {r['help']}")
 
 
+from .chat import chat_command; from .server import serve_command  # noqa: E402,E702
+main.add_command(serve_command); main.add_command(chat_command)  # noqa: E702
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,632 @@
+"""The HTTP interface: JSON API, web page and an OpenAI-compatible endpoint.
+
+Every route parses its input, makes the one core call (:meth:`Model.ask`,
+:meth:`Model.entity`, :meth:`Model.params`, :meth:`Model.info`) and renders the
+result; nothing here ranks, matches or invents text.
+
+Routes
+------
+``GET /ask?q=...&k=...&<param>=...`` and ``POST /ask`` (JSON ``{"q", "k", <param>: value}``)
+    The answer, the same JSON as ``tablelm ask --json``.
+``GET /entities/{id}``
+    The full entity.
+``GET /params``, ``GET /info``, ``GET /samples``, ``GET /healthz``
+    Parameter registry (defaults, bounds, help), manifest and table sizes, sample
+    prompts, liveness.
+``POST /v1/chat/completions``, ``GET /v1/models``
+    OpenAI-compatible: the last user message is the prompt; the reply is the answer
+    rendered as Markdown with numbered citations (``stream: true`` gives SSE chunks).
+``/``
+    The web page (static files in ``interfaces/web``, no front-end build step).
+``/openapi.json``, ``/docs``, ``/redoc``
+    The API schema and interactive docs.
+
+Every error, whatever raised it (a bad parameter, an unknown route, a body too
+large, a crash), has one shape, ``{"error": {"code", "message", "details"}}``,
+with the HTTP status that fits it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import params as P
+from ..errors import ParamError, TablelmError
+
+log = logging.getLogger("tablelm.server")
+
+WEB_DIR = Path(__file__).parent / "web"
+
+#: Defaults of the request limits (``tablelm serve`` flags change them).
+MAX_BODY_BYTES = 64 * 1024
+MAX_PROMPT_CHARS = 1000
+MAX_K = 100
+
+#: The model name the OpenAI-compatible endpoint announces.
+OPENAI_MODEL_ID = "tablelm"
+
+_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
+                 415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error"}
+
+# The page builds its DOM with textContent only; this policy is a second line of defence
+# against injected markup: no inline script, nothing loaded from elsewhere.
+_PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+# --------------------------------------------------------------------------- errors
+class APIError(Exception):
+    """An error with an HTTP status, a stable ``code`` and structured ``details``."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or {}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """The one error envelope of the HTTP API."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _error(status: int, code: str, message: str, details: dict | None = None, headers=None) -> JSONResponse:
+    return JSONResponse(jsonable_encoder(error_body(code, message, details)), status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies larger than ``limit`` bytes with a 413 envelope.
+
+    The body is read (at most ``limit + 1`` bytes) before the app sees it, so a client
+    that sends no Content-Length, or lies about it, cannot get past the limit.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, receive, send, int(declared))
+        chunks, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._refuse(scope, receive, send, size)
+            chunks.append(chunk)
+            more = msg.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send, size):
+        resp = _error(413, "request_too_large",
+                      f"The request body is larger than the limit of {self.limit:,} bytes (got at least {size:,}). "
+                      "Send a shorter prompt, or start the server with a larger --max-body-bytes.",
+                      {"limit_bytes": self.limit, "size_bytes": size}, headers={"Connection": "close"})
+        await resp(scope, receive, send)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        return _error(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No route {request.method} {request.url.path}. The API is listed at /docs."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}."
+        return _error(exc.status_code, code, message, {"path": request.url.path}, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return _error(400, "invalid_json", "The request body is not valid JSON.", {"errors": errors})
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"] if x != "body") or "request"
+        return _error(422, "invalid_request", f"Invalid {where}: {first['msg']}.", {"errors": errors})
+
+    @app.exception_handler(ParamError)
+    async def _param_error(request: Request, exc: ParamError):
+        return _error(422, "invalid_parameter", str(exc), getattr(exc, "details", {}))
+
+    @app.exception_handler(TablelmError)
+    async def _tablelm_error(request: Request, exc: TablelmError):
+        return _error(400, "bad_request", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error",
+                      f"Internal server error ({type(exc).__name__}); the server log has the traceback.")
+
+
+# --------------------------------------------------------------------------- request parsing
+class AskBody(BaseModel):
+    """``POST /ask``: the same names as the query arguments of ``GET /ask``."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "examples": [{"q": "data governance policy", "k": 5, "beta": 0.7, "ignore": ["data"]}]})
+
+    q: str = Field(description="The prompt. `!word` excludes entities with the word, `a~b` forces a multitoken.")
+    k: int = Field(10, description="Number of cards.")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """The OpenAI chat-completions request; sampling fields (temperature, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    tablelm: dict[str, Any] | None = Field(
+        None, description="Optional tablelm parameters for this call, e.g. {\"k\": 5, \"beta\": 0.7}.")
+
+
+class Limits:
+    def __init__(self, max_body_bytes: int, max_prompt_chars: int, max_k: int):
+        self.max_body_bytes, self.max_prompt_chars, self.max_k = max_body_bytes, max_prompt_chars, max_k
+
+
+def _check_prompt(q: Any, limits: Limits) -> str:
+    if not isinstance(q, str) or not q.strip():
+        raise APIError(422, "missing_prompt", "The 'q' argument (the prompt) is required and must not be empty.",
+                       {"parameter": "q"})
+    if len(q) > limits.max_prompt_chars:
+        raise APIError(422, "prompt_too_long",
+                       f"The prompt has {len(q):,} characters; the limit is {limits.max_prompt_chars:,}.",
+                       {"parameter": "q", "length": len(q), "limit": limits.max_prompt_chars})
+    return q
+
+
+def _check_k(k: Any, limits: Limits) -> int:
+    try:
+        if isinstance(k, bool):
+            raise ValueError
+        value = int(k.strip()) if isinstance(k, str) else k
+        if not isinstance(value, int) or not 1 <= value <= limits.max_k:
+            raise ValueError
+        return value
+    except (ValueError, TypeError):
+        raise APIError(422, "invalid_parameter",
+                       f"The 'k' parameter must be an int in [1, {limits.max_k}]. Got {k!r}.",
+                       {"parameter": "k", "rule": f"an int in [1, {limits.max_k}]", "value": k}) from None
+
+
+def _check_params(model, overrides: dict) -> dict:
+    """Validate per-call parameters one by one so the error names the culprit."""
+    for name, value in overrides.items():
+        try:
+            model.params(**{name: value})
+        except ParamError as e:
+            p = P.REGISTRY.get(name)
+            e.details = {"parameter": name, "value": value,
+                         "rule": p.constraint.describe() if p and p.stage in ("query", "render") else None}
+            raise
+    return overrides
+
+
+def _query_overrides(request: Request) -> dict:
+    out: dict[str, Any] = {}
+    for name in request.query_params.keys():
+        if name in ("q", "k"):
+            continue
+        values = request.query_params.getlist(name)
+        out[name] = ",".join(values) if len(values) > 1 else values[0]
+    return out
+
+
+def _param_openapi() -> list[dict]:
+    """OpenAPI descriptions of every per-call parameter, generated from the registry."""
+    out = []
+    for p in P.REGISTRY.values():
+        if p.stage not in ("query", "render"):
+            continue
+        d = p.to_dict()
+        schema: dict[str, Any] = {"type": {"int": "integer", "float": "number"}.get(d["type"], "string")}
+        for key, skey in (("min", "minimum"), ("max", "maximum")):
+            if key in d:
+                schema[skey] = d[key]
+        if "choices" in d and d["type"] == "options":
+            schema["enum"] = d["choices"]
+        default = d["default"]
+        schema["default"] = ",".join(default) if isinstance(default, list) else default
+        out.append({"name": p.name, "in": "query", "required": False, "schema": schema,
+                    "description": f"{p.help} Must be {d['rule']}. Stage: {p.stage}."})
+    return out
+
+
+# --------------------------------------------------------------------------- Markdown rendering
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def md_escape(text: str) -> str:
+    """Escape Markdown and HTML-significant characters so corpus text is shown, never interpreted."""
+    return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", str(text)))
+
+
+def merge_spans(spans) -> list[tuple[int, int]]:
+    """Overlapping highlight spans merged (a word inside a matched phrase is one highlight)."""
+    out: list[list[int]] = []
+    for s, e in sorted((int(a), int(b)) for a, b in spans if b > a):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _md_snippet(card) -> str:
+    sn = card.snippet
+    if sn is None or not sn.text:
+        return ""
+    text, out, last = sn.text, [], 0
+    for s, e in merge_spans(sn.highlights):
+        out.append(md_escape(text[last:s]))
+        out.append(f"**{md_escape(text[s:e]).strip()}**")
+        last = e
+    out.append(md_escape(text[last:]))
+    body = re.sub(r" {2,}", " ", "".join(out)).strip()
+    return ("…" if sn.start > 0 else "") + body + ("" if re.search(r"[.!?][\"')\]]?$", body) else "…")
+
+
+def render_markdown(answer, max_cards: int = 5) -> str:
+    """The answer as concise Markdown: ranked passages with numbered citations.
+
+    Only text taken from the answer (titles, snippets, ids, sources, section labels)
+    appears, so the reply says nothing that is not in the corpus.
+    """
+    lines = []
+    matched = answer.plan.get("multitokens_matched") or []
+    cards = answer.cards[:max_cards]
+    if not cards:
+        lines.append("No passage of the corpus matches this prompt.")
+        unknown = answer.plan.get("unknown") or []
+        if unknown:
+            lines.append("")
+            lines.append("Not in the corpus: " + ", ".join(md_escape(w) for w in unknown) + ".")
+    else:
+        head = f"Top {len(cards)} passages of the corpus"
+        if matched:
+            head += " for " + ", ".join(f"*{md_escape(m)}*" for m in matched)
+        lines.append(head + ":")
+        lines.append("")
+        for i, c in enumerate(cards, 1):
+            title = md_escape(c.title or c.id)
+            meta = []
+            if c.category:
+                meta.append(md_escape(" > ".join(c.category)))
+            meta.append(f"score {c.score:.2f}")
+            snip = _md_snippet(c)
+            lines.append(f"{i}. **{title}** ({'; '.join(meta)}){' — ' + snip if snip else ''} [{i}]")
+    follow = [r.get("multitoken") for r in (answer.sections.get("embeddings") or [])][:5]
+    if follow:
+        lines.append("")
+        lines.append("Related: " + ", ".join(md_escape(f) for f in follow if f))
+    if cards:
+        lines.append("")
+        lines.append("Sources:")
+        for i, c in enumerate(cards, 1):
+            src = f" — {md_escape(c.source)}" if c.source else ""
+            lines.append(f"[{i}] `{c.id.replace('`', '')}` — {md_escape(c.title or c.id)}{src}")
+    return "\n".join(lines)
+
+
+def _message_text(msg: ChatMessage) -> str:
+    if isinstance(msg.content, str):
+        return msg.content
+    if isinstance(msg.content, list):
+        return " ".join(str(part.get("text", "")) for part in msg.content if part.get("type") == "text")
+    return ""
+
+
+# --------------------------------------------------------------------------- sample prompts
+def sample_prompts(model, n: int = 10) -> list[str]:
+    """Prompts that show what a corpus is about: its most frequent knowledge-graph multitokens.
+
+    Multitokens of two words or more, ranked by their count in the title, category and
+    tags fields (graph tokens weigh most, see BACKGROUND), words made of letters only.
+    Single words fill in when a corpus has few phrases.
+    """
+    import numpy as np
+
+    counts = np.asarray(model.arrays["mt_counts"]).astype(np.int64)
+    graph = counts[:, 1:].sum(axis=1) if counts.shape[1] > 1 else counts[:, 0]
+    order = np.argsort(-(graph * 4 + counts[:, 0]), kind="stable")
+    phrases, words = [], []
+    for mt in order[: 50 * n].tolist():
+        text = model.display(mt)
+        if not all(w.isalpha() and len(w) > 1 for w in text.split()):
+            continue
+        (phrases if model.mt_len[mt] >= 2 else words).append(text)
+        if len(phrases) >= n:
+            break
+    out = []
+    for t in phrases + words:
+        if not any(t in o or o in t for o in out):
+            out.append(t)
+    return out[:n]
+
+
+# --------------------------------------------------------------------------- the app
+def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars: int = MAX_PROMPT_CHARS,
+               max_k: int = MAX_K) -> FastAPI:
+    """The ASGI app serving ``model`` (loaded once by the caller, memory-mapped).
+
+    Parameters
+    ----------
+    model : tablelm.model.Model
+        The model every request is answered with.
+    max_body_bytes : int
+        Largest request body accepted (413 above).
+    max_prompt_chars : int
+        Longest prompt accepted (422 above).
+    max_k : int
+        Largest number of cards per request.
+    """
+    limits = Limits(max_body_bytes, max_prompt_chars, max_k)
+    app = FastAPI(
+        title="tablelm",
+        version=model.manifest.get("tablelm_version", ""),
+        summary="An untrained LLM: ranked, cited cards from backend tables.",
+        description="Every error has the shape `{\"error\": {\"code\", \"message\", \"details\"}}`. "
+                    "The web page is at `/`; `tablelm params` lists the parameters.",
+        docs_url=None, redoc_url=None,
+    )
+    app.state.model = model
+    app.state.limits = limits
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    started = time.time()
+
+    def ask(q, k, overrides):
+        q = _check_prompt(q, limits)
+        k = _check_k(k, limits)
+        _check_params(model, overrides)
+        return model.ask(q, k=k, **overrides)
+
+    # ---------------------------------------------------------------- JSON API
+    @app.get("/ask", tags=["answer"], summary="Answer a prompt",
+             openapi_extra={"parameters": _param_openapi()})
+    def ask_get(request: Request, q: str | None = None, k: str = "10"):
+        """Ranked, cited cards and sections for the prompt ``q``; every parameter of
+        ``GET /params`` (stage query or render) may be given as a query argument."""
+        return JSONResponse(ask(q, k, _query_overrides(request)).to_dict())
+
+    @app.post("/ask", tags=["answer"], summary="Answer a prompt (JSON body)")
+    def ask_post(body: AskBody):
+        """The same as ``GET /ask``, with the arguments as a JSON object; word lists may be JSON arrays."""
+        return JSONResponse(ask(body.q, body.k, dict(body.model_extra or {})).to_dict())
+
+    @app.get("/entities/{entity_id:path}", tags=["model"], summary="Full content of an entity")
+    def entity(entity_id: str):
+        try:
+            e = model.entity(entity_id)
+        except KeyError:
+            raise APIError(404, "entity_not_found", f"No entity with id {entity_id!r} in this model.",
+                           {"id": entity_id}) from None
+        return e.to_dict()
+
+    @app.get("/params", tags=["model"], summary="The parameter registry")
+    def params():
+        """Every parameter: name, default, rule, bounds or choices, help and stage. ``model_default``
+        is the value this model uses when a request does not set it (a tuned profile may change it);
+        ``settable`` says whether it can be set per request (stages query and render)."""
+        current = model.params()
+        rows = []
+        for p in P.REGISTRY.values():
+            d = p.to_dict()
+            d["settable"] = p.stage in ("query", "render")
+            value = current.get(p.name, model.build_params.get(p.name, p.default))
+            d["model_default"] = list(value) if isinstance(value, tuple) else value
+            rows.append(d)
+        return {"params": rows, "k": {"default": 10, "min": 1, "max": limits.max_k, "help": "Number of cards."}}
+
+    @app.get("/info", tags=["model"], summary="Manifest and table sizes")
+    def info():
+        data = model.info()
+        data["limits"] = {"max_body_bytes": limits.max_body_bytes, "max_prompt_chars": limits.max_prompt_chars,
+                          "max_k": limits.max_k}
+        return jsonable_encoder(data)
+
+    @app.get("/samples", tags=["model"], summary="Sample prompts for this corpus")
+    def samples(n: int = 10):
+        return {"prompts": sample_prompts(model, max(1, min(n, 50)))}
+
+    @app.get("/healthz", tags=["model"], summary="Liveness")
+    def healthz():
+        return {"status": "ok", "fingerprint": model.manifest["fingerprint"][:16],
+                "entities": model.n_docs, "uptime_s": round(time.time() - started, 3)}
+
+    # ---------------------------------------------------------------- OpenAI-compatible
+    @app.get("/v1/models", tags=["openai"], summary="OpenAI-compatible model list")
+    def models():
+        return {"object": "list", "data": [{"id": OPENAI_MODEL_ID, "object": "model", "created": int(started),
+                                            "owned_by": "tablelm",
+                                            "fingerprint": model.manifest["fingerprint"][:16]}]}
+
+    @app.post("/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion")
+    async def chat_completions(body: ChatRequest):
+        """The last user message is the prompt; the reply is the answer as Markdown with numbered
+        citations. ``tablelm`` (optional object) sets parameters, e.g. ``{"k": 5}``."""
+        users = [m for m in body.messages if m.role == "user"]
+        if not users:
+            raise APIError(422, "missing_prompt", "The messages contain no 'user' message to answer.",
+                           {"parameter": "messages"})
+        overrides = dict(body.tablelm or {})
+        k = overrides.pop("k", 5)
+        answer = await run_in_threadpool(ask, _message_text(users[-1]), k, overrides)
+        text = render_markdown(answer, max_cards=len(answer.cards))
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        n_in, n_out = len(answer.prompt.split()), len(text.split())
+        usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+        if not body.stream:
+            return {"id": cid, "object": "chat.completion", "created": created, "model": OPENAI_MODEL_ID,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "stop"}], "usage": usage}
+
+        def chunk(delta: dict, finish=None) -> str:
+            return "data: " + json.dumps({
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": OPENAI_MODEL_ID,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}, ensure_ascii=False) + "\n\n"
+
+        def events():
+            yield chunk({"role": "assistant", "content": ""})
+            for line in text.splitlines(keepends=True):
+                yield chunk({"content": line})
+            yield chunk({}, "stop")
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    # ---------------------------------------------------------------- docs and the web page
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        try:  # swagger-ui-bundle ships the Swagger UI assets, so the docs work offline
+            import swagger_ui_bundle  # noqa: F401
+
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="tablelm API",
+                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css",
+                                       swagger_favicon_url="/docs-assets/favicon-32x32.png")
+        except ImportError:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="tablelm API")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc():
+        return get_redoc_html(openapi_url="/openapi.json", title="tablelm API")
+
+    with contextlib.suppress(ImportError):
+        from swagger_ui_bundle import swagger_ui_path
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8",
+                            headers={"Content-Security-Policy": _PAGE_CSP, "X-Content-Type-Options": "nosniff",
+                                     "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app
+
+
+# --------------------------------------------------------------------------- running it
+@contextlib.contextmanager
+def background_server(app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+    """Serve ``app`` with uvicorn in a background thread; yields the base URL.
+
+    ``port=0`` binds a free port. Used by the tests and handy in notebooks.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the uvicorn server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``tablelm serve --workers N``: each worker process loads the model
+    (memory-mapped, so the pages are shared) named by ``TABLELM_SERVE_MODEL``."""
+    from ..builtin import builtin_model
+    from ..model import load
+
+    model_dir = os.environ.get("TABLELM_SERVE_MODEL")
+    limits = json.loads(os.environ.get("TABLELM_SERVE_LIMITS") or "{}")
+    return create_app(load(model_dir) if model_dir else builtin_model(), **limits)
+
+
+@click.command("serve")
+@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: a free one).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes (answers are CPU-bound: up to one per core).")
+@click.option("--max-prompt-chars", default=MAX_PROMPT_CHARS, show_default=True, type=click.IntRange(1, 10**6),
+              help="Longest prompt accepted.")
+@click.option("--max-body-bytes", default=MAX_BODY_BYTES, show_default=True, type=click.IntRange(256, 10**8),
+              help="Largest request body accepted.")
+@click.option("--max-k", default=MAX_K, show_default=True, type=click.IntRange(1, 1000),
+              help="Largest number of cards per request.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve_command(model_dir, host, port, workers, max_prompt_chars, max_body_bytes, max_k, log_level):
+    """Serve the JSON API, the web page (/) and an OpenAI-compatible endpoint (/v1)."""
+    import uvicorn
+
+    from ..builtin import builtin_model
+    from ..model import load
+
+    model = load(model_dir) if model_dir else builtin_model(progress=True)  # built once, before any worker
+    limits = dict(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_k=max_k)
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    click.echo(f"tablelm: {model.n_docs:,} entities from {model.path}; web page http://{shown}:{port}/ , "
+               f"API docs http://{shown}:{port}/docs (Ctrl+C stops)", err=True)
+    if workers == 1:
+        uvicorn.run(create_app(model, **limits), host=host, port=port, log_level=log_level)
+        return
+    os.environ["TABLELM_SERVE_MODEL"] = str(model.path)
+    os.environ["TABLELM_SERVE_LIMITS"] = json.dumps(limits)
+    uvicorn.run("tablelm.interfaces.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level)
