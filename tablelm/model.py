@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mmap
+import os
 import sys
 import time
 from functools import cached_property, lru_cache
@@ -23,7 +24,7 @@ from .query.rank import Scorer, field_weights, top_k
 from .query.sections import build_sections, neighbours
 from .tables.build import FIELDS, Tables, build_tables, entity_records
 from .tables.hashing import hash_rows, sort_rows
-from .tables.store import FORMAT_VERSION, load_tables, save_tables
+from .tables.store import FORMAT_VERSION, load_tables, save_tables, update_manifest
 from .text.analyzer import Analyzer
 
 __version__ = "0.1.0"
@@ -57,6 +58,8 @@ class Model:
         self.mt_total = np.asarray(self.arrays["mt_counts"]).sum(axis=1, dtype=np.int64)
         self._planner = Planner(self)
         self._display_cache: dict[int, str] = {}
+        #: opt-in: append the parameters users set to a local file (see tablelm.tune)
+        self.record_usage = os.environ.get("TABLELM_RECORD_USAGE", "") not in ("", "0")
         self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
 
     # ------------------------------------------------------------ lookups
@@ -241,6 +244,10 @@ class Model:
             raise TablelmError(f"The prompt must be a string. Got {type(prompt).__name__}.")
         t0 = time.perf_counter()
         p = self.params(**params)
+        if self.record_usage and params:
+            from .tune import record_usage
+
+            record_usage(self, P.resolve(params, stage=("query", "render"), base={}))
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise TablelmError(f"k must be an int in [1, 1000]. Got {k!r}.")
         plan, scorer, scores, exclude = self._rank(prompt, p)
@@ -296,6 +303,19 @@ class Model:
             "profile": self.manifest.get("profile", {}),
             "tables": sizes,
         }
+
+    def set_profile(self, profile: dict) -> None:
+        """Make ``profile['params']`` this model's default query parameters, saved in its manifest.
+
+        An empty ``params`` restores the registry defaults.
+        """
+        validated = P.resolve(profile.get("params", {}), stage=("query", "render"), base={})
+        profile = dict(profile, params=validated)
+        if self.path is not None:
+            self.manifest = dict(self.manifest, **update_manifest(self.path, {"profile": profile}))
+        else:
+            self.manifest = dict(self.manifest, profile=profile)
+        self.defaults = P.resolve(validated, stage=("query", "render"))
 
     def save(self, out_dir) -> Path:
         """Write the model to ``out_dir`` (atomically) and return the path."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -44,7 +44,17 @@ class Card:
     related: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # written out rather than dataclasses.asdict, which deep-copies and costs ms per answer
+        sn = self.snippet
+        return {
+            "rank": self.rank, "id": self.id, "title": self.title, "category": self.category,
+            "tags": self.tags, "score": self.score, "why": self.why,
+            "citations": [{"entity": c.entity, "field": c.field, "start": c.start, "end": c.end,
+                           "text": c.text, "multitoken": c.multitoken} for c in self.citations],
+            "snippet": None if sn is None else {"text": sn.text, "start": sn.start, "end": sn.end,
+                                                "highlights": [list(h) for h in sn.highlights]},
+            "source": self.source, "related": self.related,
+        }
 
 
 @dataclass

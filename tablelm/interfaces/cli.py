@@ -19,7 +19,27 @@ PARAM_HELP = "A parameter as name=value; repeatable. 'tablelm params' lists them
 
 
 class _Group(click.Group):
-    """Turns library errors into one-line messages with exit code 1."""
+    """Turns library errors into one-line messages with exit code 1.
+
+    Commands with heavy imports (the web server) live in their own modules and are
+    imported only when used, so ``tablelm ask`` starts fast.
+    """
+
+    LAZY = {
+        "serve": ("tablelm.interfaces.server", "serve_command"),
+        "chat": ("tablelm.interfaces.chat", "chat_command"),
+    }
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.LAZY))
+
+    def get_command(self, ctx, name):
+        if name in self.LAZY and name not in self.commands:
+            import importlib
+
+            module, attr = self.LAZY[name]
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
@@ -177,6 +197,111 @@ def search(model_dir, queries, top_k, fmt, tag, output, param_items):
         click.echo(f"Wrote {len(qs):,} queries to {output}.", err=True)
 
 
+# ------------------------------------------------------------------------------- eval / tune
+def _is_prompt_file(path: Path) -> bool:
+    """The reference system's ``prompt | reference answer`` file rather than BEIR queries.jsonl."""
+    with open(path, "rb") as f:
+        head = f.read(4096).decode("utf-8", "replace").lstrip()
+    return not head.startswith("{") and "|" in head.splitlines()[0] if head else False
+
+
+@main.command("eval")
+@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@click.option("--queries", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="BEIR queries.jsonl, or a 'prompt | reference answer' file (coverage is reported then).")
+@click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Judgments (BEIR qrels TSV or TREC qrels); required with queries.jsonl.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="Cards a user sees: the cutoff of exhaustivity and of prompt coverage.")
+@click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(model_dir, queries, qrels, k, param_items, as_json):
+    """Measure answer quality and latency: nDCG@10, MAP@100, Recall@100, MRR@10, exhaustivity."""
+    from .. import evaluation as E
+
+    qp = _params(param_items, ("query", "render"))
+    model = _model(model_dir)
+    if _is_prompt_file(queries):
+        rep = E.prompt_coverage(model, E.read_prompts(queries), k=k, **qp)
+        if as_json:
+            _emit_json(rep.to_dict())
+            return
+        click.echo(f"{len(rep.per_prompt)} prompts; mean coverage of the reference answers' content words "
+                   f"by the top {k} cards: {rep.mean_coverage:.3f}")
+        return
+    if qrels is None:
+        raise click.UsageError("--qrels is required with a queries.jsonl file.")
+    metrics = ("ndcg@10", "map@100", "recall@100", "mrr@10", f"exhaustivity@{k}")
+    rep = E.evaluate_model(model, E.read_queries(queries), E.read_qrels(qrels), k=max(100, k), metrics=metrics, **qp)
+    if as_json:
+        _emit_json(rep.to_dict())
+        return
+    click.echo(f"{rep.n_queries} judged queries ({rep.n_missing} returned nothing)")
+    for name, value in rep.metrics.items():
+        click.echo(f"  {name:<16} {value:.4f}")
+    click.echo(f"  latency p50 {rep.latency_ms_p50:.2f} ms, p95 {rep.latency_ms_p95:.2f} ms; "
+               f"{rep.queries_per_s:,.0f} queries/s")
+
+
+@main.command()
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@click.option("--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="BEIR queries.jsonl.")
+@click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Judgments to tune on.")
+@click.option("--heldout-qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Judgments reported before/after but never used to choose (shows overfitting).")
+@click.option("--metric", default="ndcg@10", show_default=True, help="Metric to maximize.")
+@click.option("--budget", default=60, show_default=True, type=click.IntRange(1, 10000), help="Metric evaluations.")
+@click.option("--name", default="tuned", show_default=True, help="Name of the saved profile.")
+@click.option("--from-usage", is_flag=True, help="Promote the parameter values users chose most often instead.")
+@click.option("--min-count", default=3, show_default=True, help="With --from-usage: times a value must be chosen.")
+@click.option("--reset", is_flag=True, help="Remove the profile: back to the registry defaults.")
+@click.option("--dry-run", is_flag=True, help="Search and report, but do not save the profile.")
+@click.option("--json", "as_json", is_flag=True)
+def tune(model_dir, queries, qrels, heldout_qrels, metric, budget, name, from_usage, min_count, reset, dry_run, as_json):
+    """Optimize the query parameters directly for a metric and save them as the model's default profile."""
+    from .. import evaluation as E
+    from ..model import load
+    from ..tune import profile_from_usage, tune as run_tune
+
+    model = load(model_dir)
+    if reset:
+        model.set_profile({"name": "defaults", "params": {}})
+        click.echo("Profile removed: the model uses the registry defaults.")
+        return
+    if from_usage:
+        result = profile_from_usage(model, min_count=min_count)
+        profile = {"name": name, "source": "usage", "params": result["params"], "records": result["records"]}
+    else:
+        if queries is None or qrels is None:
+            raise click.UsageError("--queries and --qrels are required (or use --from-usage).")
+        E.parse_metric(metric)
+        qs = E.read_queries(queries)
+        heldout = (qs, E.read_qrels(heldout_qrels)) if heldout_qrels else None
+
+        def show(step):
+            if not as_json:
+                mark = "*" if step["accepted"] else " "
+                click.echo(f"{mark} {step['step']:>4}  {metric}={step['score']:.4f}  "
+                           + ", ".join(f"{k}={v}" for k, v in step["params"].items()))
+
+        result = run_tune(model, qs, E.read_qrels(qrels), metric=metric, budget=budget, heldout=heldout,
+                          progress=show)
+        profile = {"name": name, "source": "tune", "metric": metric, "params": result["params"],
+                   "train": result["train"], "heldout": result.get("heldout"),
+                   "queries": str(queries), "qrels": str(qrels)}
+    if not dry_run:
+        model.set_profile(profile)
+    if as_json:
+        _emit_json(dict(profile, saved=not dry_run, **({"path": result["path"]} if "path" in result else {})))
+        return
+    click.echo(f"profile {name!r}: " + (", ".join(f"{k}={v}" for k, v in profile["params"].items()) or "(defaults)"))
+    if "train" in result:
+        click.echo(f"  train   {metric} {result['train']['before']:.4f} -> {result['train']['after']:.4f}")
+    if result.get("heldout"):
+        click.echo(f"  heldout {metric} {result['heldout']['before']:.4f} -> {result['heldout']['after']:.4f}")
+    click.echo("saved in the model's manifest; used by default from now on." if not dry_run else "not saved (--dry-run).")
+
+
 # ------------------------------------------------------------------------------- show / info / params
 @main.command()
 @click.argument("ids", nargs=-1, required=True)
@@ -239,9 +364,6 @@ def params_cmd(stage, as_json):
         click.echo(f"{r['name']}  [{r['stage']}]  default {default}  ({r['rule']})")
         click.echo(f"    {r['help']}")
 
-
-from .chat import chat_command; from .server import serve_command  # noqa: E402,E702
-main.add_command(serve_command); main.add_command(chat_command)  # noqa: E702
 
 if __name__ == "__main__":  # pragma: no cover
     main()

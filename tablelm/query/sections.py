@@ -59,7 +59,7 @@ def embedding_rows(model, plan, params: dict) -> list[dict]:
             if mt in in_prompt:
                 continue
             if mt not in best or pmi > best[mt]["pmi"]:
-                best[mt] = {"multitoken": model.display(mt), "pmi": round(pmi, 6), "n_ab": n_ab, "via": t.text}
+                best[mt] = {"multitoken": model.display(mt), "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
     rows = sorted(best.values(), key=lambda r: (-r["pmi"], r["multitoken"]))
     return rows[:limit]
 

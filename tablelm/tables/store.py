@@ -111,6 +111,17 @@ def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
     return out
 
 
+def update_manifest(model_dir, changes: dict) -> dict:
+    """Replace top-level manifest entries (e.g. the tuned profile) atomically; tables are untouched."""
+    out = Path(model_dir)
+    manifest = dict(read_manifest(out), **changes)
+    mtmp = out / f".tablelm-tmp-{uuid.uuid4().hex}.json"
+    _write_file(mtmp, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    os.replace(mtmp, out / MANIFEST)
+    _fsync_dir(out)
+    return manifest
+
+
 def read_manifest(model_dir) -> dict:
     path = Path(model_dir) / MANIFEST
     if not path.exists():
