@@ -137,8 +137,8 @@ class Model:
         """The query parameters a call would use: defaults (or the tuned profile) + overrides."""
         return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
 
-    def _rank(self, prompt: str, params: dict):
-        plan = self._planner.plan(prompt, params)
+    def _rank(self, prompt: str, params: dict, plan=None):
+        plan = plan or self._planner.plan(prompt, params)
         scorer = Scorer(self, params)
         if params["ranker"] == "reference":
             scores, _ = scorer.reference(plan.active())
@@ -217,15 +217,19 @@ class Model:
 
     def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:
         """Ranked ``(entity id, score)`` pairs: ``ask`` without cards or sections."""
-        p = self.params(**params)
-        _, _, scores, exclude = self._rank(query, p)
-        idx = top_k(scores, k, exclude)
-        ids = self.ids
-        return [(ids[i], float(scores[i])) for i in idx]
+        return self.search_many({0: query}, k, **params)[0]
 
-    def search_many(self, queries: dict[str, str], k: int = 100, **params) -> dict[str, list[tuple[str, float]]]:
-        """:meth:`search` for each ``{query id: text}``."""
-        return {qid: self.search(text, k, **params) for qid, text in queries.items()}
+    def search_many(self, queries: dict, k: int = 100, **params) -> dict[str, list[tuple[str, float]]]:
+        """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch."""
+        p = self.params(**params)
+        ids = self.ids
+        out = {}
+        plans = self._planner.plan_many(list(queries.values()), p)
+        for qid, text, plan in zip(queries, queries.values(), plans):
+            _, _, scores, exclude = self._rank(text, p, plan)
+            idx = top_k(scores, k, exclude)
+            out[qid] = [(ids[i], s) for i, s in zip(idx.tolist(), scores[idx].tolist())]
+        return out
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:
         """Answer ``prompt`` with up to ``k`` ranked, cited cards and the sections.

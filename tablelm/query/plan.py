@@ -106,6 +106,17 @@ class Planner:
         return self.model.analyzer.prompt_stems(text)
 
     def plan(self, prompt: str, params: dict) -> Plan:
+        """The plan of one prompt."""
+        return self.plan_many([prompt], params)[0]
+
+    def plan_many(self, prompts: list[str], params: dict) -> list[Plan]:
+        """Plans of several prompts; the n-gram lookups of all of them are one vectorized pass."""
+        prepared = [self._prepare(p, params) for p in prompts]
+        found = self._match([seq for _, seq, _ in prepared], params)
+        return [self._finish(plan, f, forced, params) for (plan, _, forced), f in zip(prepared, found)]
+
+    def _prepare(self, prompt: str, params: dict):
+        """Syntax, intent and the prompt's stem ids in order (-1: not in the corpus)."""
         m = self.model
         plan = Plan(prompt=prompt, agent=detect_agent(prompt))
         text = prompt
@@ -123,7 +134,7 @@ class Planner:
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.stem_ids
-        seq = []  # stem id or -1 (unknown)
+        seq = []
         seen_words = set()
         for kind, s, start, end in m.analyzer.tokens_with_spans(text):
             if kind != 0:
@@ -142,9 +153,13 @@ class Planner:
                 seen_words.add(s)
                 plan.words.append(m.display_stem(sid))
         plan.excluded_mts = sorted({stem_ids[s] for s in excluded_stems if s in stem_ids})
+        return plan, seq, forced
 
-        matched = self._match(np.asarray(seq, dtype=np.int64), params)
-        roles = {mt: "prompt" for mt in matched}
+    def _finish(self, plan: Plan, matched: set, forced: list, params: dict) -> Plan:
+        """Forced multitokens, distillation and term weights."""
+        m = self.model
+        stem_ids = m.stem_ids
+        roles = {mt: "prompt" for mt in sorted(matched)}
         for parts in forced:
             flat = [stem_ids.get(s, -1) for p in parts for s in p]
             mt = m.lookup_multitoken(flat) if flat and min(flat) >= 0 else None
@@ -162,30 +177,37 @@ class Planner:
             plan.terms.append(Term(mt=mt, text=m.display(mt), n=n, role=roles[mt], weight=w))
         return plan
 
-    def _match(self, seq: np.ndarray, params: dict) -> list[int]:
-        """Multitoken ids found among the sub-combinations of the prompt's stems."""
+    def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
+        """Multitoken ids found among the sub-combinations of each prompt's stems."""
         m = self.model
-        known = seq[seq >= 0]
-        found = set(int(x) for x in np.unique(known))  # single words: mt id == stem id
+        found = [{x for x in seq if x >= 0} for seq in seqs]  # single words: mt id == stem id
         max_n = min(int(m.build_params["max_ngram"]), WIDTH)
-        if max_n < 2 or len(known) < 2 or len(m.sng_hash) == 0:
-            return sorted(found)
-        pat = _patterns(int(params["match_skip"]), max_n)
-        pos = np.arange(len(seq)).reshape(-1, 1, 1) + pat.reshape(1, *pat.shape)
-        pos = pos.reshape(-1, WIDTH)
-        pad = pat[np.newaxis].repeat(len(seq), axis=0).reshape(-1, WIDTH) < 0
-        ok = ~((pos >= len(seq)) & ~pad).any(axis=1)
-        pos, pad = pos[ok], pad[ok]
-        words = np.where(pad, -1, seq[np.minimum(pos, len(seq) - 1)])
-        words = words[~((words < 0) & ~pad).any(axis=1)]
+        if max_n < 2 or len(m.sng_hash) == 0 or not any(len(f) > 1 for f in found):
+            return found
+        skip = int(params["match_skip"])
+        pat = _patterns(skip, max_n)
+        # all prompts in one array, apart by more than a combination's span (-2 never matches)
+        gap = [-2] * (max_n + skip)
+        flat, owner = [], []
+        for i, seq in enumerate(seqs):
+            flat.extend(seq)
+            flat.extend(gap)
+            owner.extend([i] * (len(seq) + len(gap)))
+        seq, owner = np.asarray(flat, dtype=np.int64), np.asarray(owner, dtype=np.int64)
+        n = len(seq)
+        pos = (np.arange(n).reshape(-1, 1, 1) + pat.reshape(1, *pat.shape)).reshape(-1, WIDTH)
+        pad = np.broadcast_to(pat < 0, (n,) + pat.shape).reshape(-1, WIDTH)
+        words = np.where(pad, -1, seq[np.minimum(pos, n - 1)])
+        ok = ~((pos >= n) & ~pad).any(axis=1) & ~((words < 0) & ~pad).any(axis=1)
+        words, who = words[ok], owner[pos[ok, 0]]
         if len(words) == 0:
-            return sorted(found)
+            return found
         key = sort_rows(words)
         h = hash_rows(key)
         lo = np.searchsorted(m.sng_hash, h, side="left")
         n_c = np.searchsorted(m.sng_hash, h, side="right") - lo
         if n_c.sum() == 0:
-            return sorted(found)
+            return found
         row = np.repeat(np.arange(len(words)), n_c)
         cand = np.asarray(m.sng_mt[np.arange(int(n_c.sum())) - np.repeat(np.cumsum(n_c) - n_c, n_c)
                                    + np.repeat(lo, n_c)], dtype=np.int64)
@@ -195,17 +217,18 @@ class Planner:
         # the corpus orders of these words: the prompt's own order if the corpus has it,
         # else the most frequent one ("file read" finds "read file")
         exact = (cw == words[row]).all(axis=1)
-        found.update(cand[exact].tolist())
         has_exact = np.zeros(len(words), dtype=bool)
         has_exact[row[exact]] = True
         rest = ~has_exact[row]
-        row, cand = row[rest], cand[rest]
-        order = np.lexsort((cand, -m.mt_total[cand], row))
-        row, cand = row[order], cand[order]
-        first = np.ones(len(row), dtype=bool)
-        first[1:] = row[1:] != row[:-1]
-        found.update(cand[first].tolist())
-        return sorted(found)
+        r2, c2 = row[rest], cand[rest]
+        order = np.lexsort((c2, -m.mt_total[c2], r2))
+        r2, c2 = r2[order], c2[order]
+        first = np.ones(len(r2), dtype=bool)
+        first[1:] = r2[1:] != r2[:-1]
+        for q, mt in zip(np.concatenate([who[row[exact]], who[r2[first]]]).tolist(),
+                         np.concatenate([cand[exact], c2[first]]).tolist()):
+            found[q].add(mt)
+        return found
 
     def _distill(self, roles: dict, params: dict) -> None:
         m = self.model
@@ -218,14 +241,16 @@ class Planner:
         longer = [mt for mt in roles if m.mt_len[mt] >= 2 and roles[mt] != "generic"]
         if not longer:
             return
-        by_words = {}
+        rows = m.mt_words[longer]
+        inside = set(rows[rows >= 0].tolist())
+        sets = [set(r) - {-1} for r in rows.tolist()]
         for mt in roles:
-            key = tuple(sorted(int(x) for x in m.mt_words[mt][: m.mt_len[mt]]))
-            by_words.setdefault(key, []).append(mt)
-        for mt in longer:
-            ws = tuple(sorted(int(x) for x in m.mt_words[mt][: m.mt_len[mt]]))
-            for k in range(1, len(ws)):
-                for sub in itertools.combinations(ws, k):
-                    for c in by_words.get(sub, ()):
-                        if roles[c] == "prompt":
-                            roles[c] = "contained"
+            if roles[mt] != "prompt":
+                continue
+            if m.mt_len[mt] == 1:  # a single word's multitoken id is its stem id
+                if mt in inside:
+                    roles[mt] = "contained"
+                continue
+            ws = set(m.mt_words[mt].tolist()) - {-1}
+            if any(len(s) > len(ws) and ws <= s for s in sets):
+                roles[mt] = "contained"

@@ -130,11 +130,13 @@ class Scorer:
 
 def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``k`` best positive scores; ties broken by entity order."""
-    cand = np.flatnonzero(scores > 0)
     if exclude is not None and len(exclude):
-        cand = cand[~np.isin(cand, exclude)]
-    if len(cand) > k:
-        kth = np.partition(scores[cand], len(cand) - k)[len(cand) - k]
-        cand = cand[scores[cand] >= kth]
+        scores = scores.copy()
+        scores[exclude] = 0.0
+    if k < len(scores):
+        kth = -np.partition(-scores, k - 1)[k - 1]
+        cand = np.flatnonzero((scores >= kth) & (scores > 0))
+    else:
+        cand = np.flatnonzero(scores > 0)
     order = np.lexsort((cand, -scores[cand]))
     return cand[order][:k]
