@@ -21,12 +21,13 @@ class Agent:
     prompt: re.Pattern          # intent words in a prompt
     entity: re.Pattern | None   # what an entity serving this agent contains (None: no entity rule)
     help: str
+    hints: tuple = ()           # lowercase substrings one of which a match must contain (a cheap pre-check)
 
 
 AGENTS = (
     Agent("example", re.compile(r"\b(examples?|sample code|snippet|demo|show me)\b", re.I),
           re.compile(r">>>|\bfor example\b|\bexamples?\b|\be\.g\.", re.I),
-          "The user wants an example; entities with examples are boosted."),
+          "The user wants an example; entities with examples are boosted.", (">>>", "xample", "e.g.")),
     Agent("howto", re.compile(r"\bhow (do|to|can|should|would|does)\b|\bhow\b", re.I),
           None, "The user wants a procedure."),
     Agent("definition", re.compile(r"\bwhat (is|are|does)\b|\bdefin(e|ition)\b|\bmeaning of\b", re.I),
@@ -53,7 +54,9 @@ def entity_agents(entities) -> np.ndarray:
         if a.entity is None:
             continue
         for d, e in enumerate(entities):
-            if a.name in e.tags or a.entity.search(e.text):
+            text = e.text
+            if a.name in e.tags or (any(h in text or h.upper() in text for h in a.hints) or not a.hints) \
+                    and a.entity.search(text):
                 bits[d] |= 1 << i
     return bits
 
