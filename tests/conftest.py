@@ -1,0 +1,125 @@
+"""Shared fixtures: real data slices, models built once per session, the built-in model.
+
+Models are built into session temporary folders and shared (session scope), so the
+whole suite builds each of them once. ``TABLELM_CACHE`` points at a session folder
+for every test (and every ``tablelm`` subprocess the tests start), so the suite
+never reads nor writes the user's real cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from itertools import islice
+from pathlib import Path
+
+import pytest
+
+import tablelm
+from tablelm.corpus import read_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SCIFACT = DATA / "scifact" / "corpus.jsonl"
+SCIFACT_QUERIES = DATA / "scifact" / "queries.jsonl"
+CACM = DATA / "cacm" / "corpus.jsonl"
+XLLM = DATA / "xllm-enterprise" / "repository3.txt"
+
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test data not found at {DATA}")
+
+
+def head_lines(path: Path, n: int, start: int = 0) -> list[str]:
+    """Lines ``start .. start+n`` of a text file, without their newlines."""
+    with open(path, encoding="utf-8") as fh:
+        return [line.rstrip("\n") for line in islice(fh, start, start + n)]
+
+
+def read_slice(path: Path, n: int, start: int = 0) -> list:
+    """Entities ``start .. start+n`` of a corpus file, through the normal readers."""
+    return list(islice(read_corpus([path]), start, start + n))
+
+
+def cli_env(cache: Path) -> dict:
+    """Environment for a ``tablelm`` subprocess: this checkout first on the path, our cache."""
+    env = dict(os.environ)
+    env["TABLELM_CACHE"] = str(cache)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def tablelm_cmd(*args) -> list[str]:
+    """The ``tablelm`` console command, run by this interpreter (works without an install)."""
+    return [sys.executable, "-m", "tablelm.interfaces.cli", *map(str, args)]
+
+
+# --------------------------------------------------------------------------- session-wide
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tablelm_cache(tmp_path_factory):
+    """Point the built-in model cache at a session folder for every test."""
+    cache = tmp_path_factory.mktemp("tablelm-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TABLELM_CACHE", str(cache))
+    yield cache
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def builtin_model(tablelm_cache):
+    """The built-in model (Python's documentation), built once into the session cache (~5 s)."""
+    from tablelm.builtin import builtin_dir, builtin_model as load_builtin
+
+    model = load_builtin()
+    assert Path(model.path) == builtin_dir()
+    assert str(builtin_dir()).startswith(str(tablelm_cache))
+    return model
+
+
+@pytest.fixture(scope="session")
+def scifact_file(tmp_path_factory):
+    """The first 300 SciFact records as a JSONL file."""
+    if not SCIFACT.exists():
+        pytest.skip(f"test data not found at {SCIFACT}")
+    path = tmp_path_factory.mktemp("scifact") / "corpus.jsonl"
+    path.write_text("\n".join(head_lines(SCIFACT, 300)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scifact_queries_file(tmp_path_factory):
+    """Eight SciFact queries (BEIR queries.jsonl form)."""
+    if not SCIFACT_QUERIES.exists():
+        pytest.skip(f"test data not found at {SCIFACT_QUERIES}")
+    path = tmp_path_factory.mktemp("queries") / "queries.jsonl"
+    path.write_text("\n".join(head_lines(SCIFACT_QUERIES, 8)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scifact_model_dir(scifact_file, tmp_path_factory):
+    """A model of the SciFact slice, saved to a session folder."""
+    out = tmp_path_factory.mktemp("scifact-model") / "model"
+    tablelm.build([scifact_file], out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def scifact_model(scifact_model_dir):
+    return tablelm.load(scifact_model_dir)
+
+
+@pytest.fixture(scope="session")
+def xllm_model_dir(tmp_path_factory):
+    """A model of the whole xLLM enterprise repository (1,800 records with tags and categories)."""
+    if not XLLM.exists():
+        pytest.skip(f"test data not found at {XLLM}")
+    out = tmp_path_factory.mktemp("xllm-model") / "model"
+    tablelm.build([XLLM], out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def xllm_model(xllm_model_dir):
+    return tablelm.load(xllm_model_dir)
