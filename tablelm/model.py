@@ -21,7 +21,7 @@ from .errors import ModelError, TablelmError
 from .query.agents import agent_bit, entity_agents
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, top_k
-from .query.sections import build_sections, neighbours
+from .query.sections import build_sections, context_factor, neighbours
 from .tables.build import FIELDS, Tables, build_tables, entity_records
 from .tables.hashing import hash_rows, sort_rows
 from .tables.store import FORMAT_VERSION, load_tables, save_tables, update_manifest
@@ -146,6 +146,9 @@ class Model:
             scores = scorer.tablelm(plan.active())
             if params["expansion_weight"] > 0 or params["prf_weight"] > 0:
                 scores = self._expand(plan, scorer, scores, params)
+            factor = context_factor(self, plan, params)
+            if factor is not None:
+                scores = scores * factor
             bit = agent_bit(plan.agent)
             if bit and params["agent_boost"] != 1.0:
                 scores = np.where(self.entity_agents & bit, scores * params["agent_boost"], scores)

@@ -182,6 +182,9 @@ _PARAMS = [
     Param("w_tags", 1.0, Interval(float, 0.0, 10.0), "Weight of an occurrence in the tags.", "query"),
     Param("w_meta", 0.1, Interval(float, 0.0, 10.0),
           "Weight of an occurrence in the metadata strings (authors, dates, other fields).", "query"),
+    Param("w_context", 0.0, Interval(float, 0.0, 5.0),
+          "Knowledge-graph vote: an entity's score is multiplied by 1 + w_context x the relevance of its best "
+          "category or tag to the prompt (from the context tables), relative to the best one.", "query"),
     Param("phrase_weight", 0.2, Interval(float, 0.0, 5.0),
           "Weight of a matched multitoken of two or more words relative to a single word.", "query"),
     Param("contained_weight", 1.0, Interval(float, 0.0, 1.0),

@@ -33,11 +33,11 @@ def field_weights(params: dict) -> np.ndarray:
     return np.array([1.0] + [params[p] for p in FIELD_WEIGHTS])
 
 
-def _gather(model, mts):
-    """Positions in the postings of ``mts``, concatenated: (term index, posting index)."""
+def gather(indptr, mts):
+    """Positions of the rows ``mts`` of a CSR table, concatenated: (term index, entry index)."""
     mts = np.asarray(mts, dtype=np.int64)
-    starts = model.post_indptr[mts]
-    lens = model.post_indptr[mts + 1] - starts
+    starts = indptr[mts]
+    lens = indptr[mts + 1] - starts
     idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
     return np.repeat(np.arange(len(mts)), lens), idx
 
@@ -63,7 +63,7 @@ class Scorer:
         scores = np.zeros(m.n_docs)
         if not mts:
             return scores
-        term, idx = _gather(m, mts)
+        term, idx = gather(m.post_indptr, mts)
         qw = np.asarray([t.weight for t in terms]) * idf(m, mts)
         impact = m.impacts(p["k1"], p["b"], tuple(field_weights(p)))
         return np.bincount(m.post_docs[idx], weights=qw[term] * impact[idx], minlength=m.n_docs)
@@ -105,7 +105,7 @@ class Scorer:
         raw = np.zeros((m.n_docs, 4))
         if not mts:
             return np.zeros(m.n_docs), raw
-        term, idx = _gather(m, mts)
+        term, idx = gather(m.post_indptr, mts)
         docs, tf = m.post_docs[idx], m.post_tf[idx]
         spec = 1.0 / np.power(np.maximum(m.mt_total[mts].astype(np.float64), 1.0), p["beta"])
         in_text = tf[:, 0] > 0

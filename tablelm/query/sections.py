@@ -12,14 +12,14 @@ derived at query time from raw counts so that ``pmi``, ``min_pmi`` and
 
 Sections group what the context tables say about the distilled prompt
 multitokens: each label (category, tag, title, related item) scores
-Σ_t idf(t) · count(t, label).
+Σ_t idf(t) · (1 + ln count(t, label)).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .rank import idf
+from .rank import gather, idf
 
 CONTEXT_SECTIONS = ("categories", "tags", "titles", "related")
 _TABLE = {"categories": "category", "tags": "tags", "titles": "titles", "related": "related"}
@@ -64,34 +64,68 @@ def embedding_rows(model, plan, params: dict) -> list[dict]:
     return rows[:limit]
 
 
+def context_terms(plan, params: dict):
+    """The prompt multitokens that feed the context sections."""
+    return [t for t in plan.terms if t.role in ("prompt", "forced") and t.n >= params["context_multitoken_min_size"]]
+
+
+def label_scores(model, table: str, terms):
+    """Σ_t idf(t)·count(t, label) and Σ_t count(t, label) for every label of a context table."""
+    n_lab = len(model.strings[f"labels_{table}"])
+    if not terms or n_lab == 0:
+        return np.zeros(n_lab), np.zeros(n_lab), None
+    term, idx = gather(model.arrays[f"ctx_{table}_indptr"], [t.mt for t in terms])
+    labels = np.asarray(model.arrays[f"ctx_{table}_labels"][idx], dtype=np.int64)
+    counts = np.asarray(model.arrays[f"ctx_{table}_counts"][idx], dtype=np.float64)
+    # log-damped counts: a label is relevant when many prompt multitokens point to it, not when
+    # one of them is repeated in a long entity
+    w = idf(model, [t.mt for t in terms])[term] * (1.0 + np.log(np.maximum(counts, 1.0)))
+    return (np.bincount(labels, weights=w, minlength=n_lab),
+            np.bincount(labels, weights=counts, minlength=n_lab), (term, labels))
+
+
 def context_rows(model, plan, name: str, params: dict) -> list[dict]:
     table = _TABLE[name]
-    terms = [t for t in plan.terms if t.role in ("prompt", "forced")
-             and t.n >= params["context_multitoken_min_size"]]
+    terms = context_terms(plan, params)
     if not terms or params["max_rows"] == 0:
         return []
-    indptr = model.arrays[f"ctx_{table}_indptr"]
-    labels = model.arrays[f"ctx_{table}_labels"]
-    counts = model.arrays[f"ctx_{table}_counts"]
-    weights = idf(model, [t.mt for t in terms])
-    score, count, via = {}, {}, {}
-    for t, w in zip(terms, weights):
-        s, e = int(indptr[t.mt]), int(indptr[t.mt + 1])
-        for lab, c in zip(labels[s:e].tolist(), counts[s:e].tolist()):
-            score[lab] = score.get(lab, 0.0) + w * c
-            count[lab] = count.get(lab, 0) + c
-            via.setdefault(lab, []).append(t.text)
+    score, count, hits = label_scores(model, table, terms)
+    cand = np.flatnonzero(score > 0)
     names = model.strings[f"labels_{table}"]
-    best = sorted(score, key=lambda lab: (-score[lab], names[lab]))[: params["max_rows"]]
+    best = sorted(cand.tolist(), key=lambda lab: (-score[lab], names[lab]))[: params["max_rows"]]
     rows = []
     for lab in best:
-        row = {"label": names[lab], "score": round(score[lab], 6), "count": count[lab], "via": via[lab]}
+        via = sorted({terms[j].text for j in hits[0][hits[1] == lab].tolist()})
+        row = {"label": names[lab], "score": round(float(score[lab]), 6), "count": int(count[lab]), "via": via}
         if name == "related":
             target = model.index_of(names[lab])
             if target is not None:
                 row["title"] = model.entity_at(target).title
         rows.append(row)
     return rows
+
+
+def context_factor(model, plan, params: dict) -> np.ndarray | None:
+    """Per-entity score factor 1 + w_context · (best score of the entity's categories and tags,
+    relative to the best label of the prompt): the knowledge graph's vote for an entity."""
+    w = params["w_context"]
+    if w <= 0:
+        return None
+    terms = context_terms(plan, params)
+    best = np.zeros(model.n_docs)
+    for table in ("category", "tags"):
+        score, _, _ = label_scores(model, table, terms)
+        if not len(score) or score.max() <= 0:
+            continue
+        score = score / score.max()
+        indptr = np.asarray(model.arrays[f"doc_{table}_indptr"])
+        labels = np.asarray(model.arrays[f"doc_{table}_labels"], dtype=np.int64)
+        if len(labels) == 0:
+            continue
+        has = np.flatnonzero(np.diff(indptr) > 0)
+        per_doc = np.maximum.reduceat(score[labels], indptr[has])
+        best[has] = np.maximum(best[has], per_doc)
+    return 1.0 + w * best
 
 
 def build_sections(model, plan, params: dict) -> dict:
