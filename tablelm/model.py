@@ -138,8 +138,11 @@ class Model:
         return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
 
     def _rank(self, prompt: str, params: dict, plan=None):
+        """Plan and score. Returns the plan, the scorer, the scores, the excluded entities and the
+        per-entity factors applied on top of the term contributions ({name: array}, for ``why``)."""
         plan = plan or self._planner.plan(prompt, params)
         scorer = Scorer(self, params)
+        factors = {}
         if params["ranker"] == "reference":
             scores, _ = scorer.reference(plan.active())
         else:
@@ -148,15 +151,17 @@ class Model:
                 scores = self._expand(plan, scorer, scores, params)
             factor = context_factor(self, plan, params)
             if factor is not None:
-                scores = scores * factor
+                factors["knowledge graph"] = factor
             bit = agent_bit(plan.agent)
             if bit and params["agent_boost"] != 1.0:
-                scores = np.where(self.entity_agents & bit, scores * params["agent_boost"], scores)
+                factors[f"agent {plan.agent}"] = np.where(self.entity_agents & bit, params["agent_boost"], 1.0)
+            for f in factors.values():
+                scores = scores * f
         exclude = None
         if plan.excluded_mts:
             exclude = np.unique(np.concatenate([
                 self.post_docs[int(self.post_indptr[t]):int(self.post_indptr[t + 1])] for t in plan.excluded_mts]))
-        return plan, scorer, scores, exclude
+        return plan, scorer, scores, exclude, factors
 
     def _expand(self, plan, scorer, scores, params):
         """Add PMI neighbours and pseudo-relevance-feedback terms to the plan and rescore."""
@@ -229,7 +234,7 @@ class Model:
         out = {}
         plans = self._planner.plan_many(list(queries.values()), p)
         for qid, text, plan in zip(queries, queries.values(), plans):
-            _, _, scores, exclude = self._rank(text, p, plan)
+            _, _, scores, exclude, _ = self._rank(text, p, plan)
             idx = top_k(scores, k, exclude)
             out[qid] = [(ids[i], s) for i, s in zip(idx.tolist(), scores[idx].tolist())]
         return out
@@ -257,7 +262,7 @@ class Model:
             record_usage(self, P.resolve(params, stage=("query", "render"), base={}))
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise TablelmError(f"k must be an int in [1, 1000]. Got {k!r}.")
-        plan, scorer, scores, exclude = self._rank(prompt, p)
+        plan, scorer, scores, exclude, factors = self._rank(prompt, p)
         t1 = time.perf_counter()
         idx = top_k(scores, k, exclude)
         active = plan.active()
@@ -265,8 +270,11 @@ class Model:
         cards = []
         for r, d in enumerate(idx.tolist()):
             e = self.entity_at(d)
+            applied = [{"name": name, "multiplier": round(float(f[d]), 6)} for name, f in factors.items()
+                       if f[d] != 1.0]
             if contrib is not None:
-                row = contrib[r]
+                # contributions include the factors, so that they add up to the score
+                row = contrib[r] * float(np.prod([f[d] for f in factors.values()]))
                 order = [j for j in np.argsort(-row, kind="stable") if row[j] > 0]
             else:
                 present = [j for j, t in enumerate(active) if scorer.term_tf(t.mt, np.array([d])).sum() > 0]
@@ -286,7 +294,7 @@ class Model:
             citations, snippet = cite(self, e, used, p["snippet_chars"], used[0].text if used else None)
             cards.append(Card(rank=r + 1, id=e.id, title=e.title, category=list(e.category), tags=list(e.tags),
                               score=round(float(scores[d]), 6), why=why, citations=citations, snippet=snippet,
-                              source=e.source, related=list(e.related)))
+                              source=e.source, related=list(e.related), factors=applied))
         t2 = time.perf_counter()
         sections = build_sections(self, plan, p)
         t3 = time.perf_counter()
@@ -366,6 +374,10 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
 
     t0 = time.perf_counter()
     bp = P.resolve(build_params, stage="build")
+    if not sources and kw_map is None:
+        from .text.analyzer import python_kw_map
+
+        kw_map = python_kw_map()  # the built-in corpus's synonyms
     if on_error not in ("fail", "skip"):
         raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
     analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, **({"stopwords": stopwords} if stopwords else {}))

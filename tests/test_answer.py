@@ -145,10 +145,6 @@ def test_citations_cover_the_text_occurrences(builtin_model):
             assert cited.get(mt, 0) == min(tf, 3), (c.id, mt, tf, cited.get(mt, 0))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Model.ask (model.py, the `why` of a card) explains the BM25F contributions but not the agent_boost "
-    "factor applied in Model._rank, so for a prompt with a detected agent ('example') the contributions of "
-    "boosted entities sum to score/agent_boost, not to the score"))
 def test_why_explains_the_agent_boost(builtin_model):
     a = builtin_model.ask("show me an example of sorting a list", k=10)
     assert a.plan["agent"] == "example"

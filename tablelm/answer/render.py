@@ -61,6 +61,8 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str
                 why.append(f"{w['multitoken']} (count {w['corpus_count']})")
         if why:
             lines.append("    why: " + ", ".join(why))
+        if c.factors:
+            lines.append("    boosted: " + ", ".join(f"{f['name']} x{f['multiplier']:.2f}" for f in c.factors))
         snip = _snippet_text(c, color)
         if snip:
             for ln in textwrap.wrap(snip, width=width - 6):

@@ -42,6 +42,7 @@ class Card:
     snippet: Snippet | None
     source: str = ""
     related: list[str] = field(default_factory=list)
+    factors: list[dict] = field(default_factory=list)  # score multipliers (agent, knowledge graph)
 
     def to_dict(self) -> dict:
         # written out rather than dataclasses.asdict, which deep-copies and costs ms per answer
@@ -53,7 +54,7 @@ class Card:
                            "text": c.text, "multitoken": c.multitoken} for c in self.citations],
             "snippet": None if sn is None else {"text": sn.text, "start": sn.start, "end": sn.end,
                                                 "highlights": [list(h) for h in sn.highlights]},
-            "source": self.source, "related": self.related,
+            "source": self.source, "related": self.related, "factors": self.factors,
         }
 
 

@@ -28,6 +28,8 @@ class _Group(click.Group):
     LAZY = {
         "serve": ("tablelm.interfaces.server", "serve_command"),
         "chat": ("tablelm.interfaces.chat", "chat_command"),
+        "graph": ("tablelm.interfaces.cli_graph", "graph"),
+        "taxonomy": ("tablelm.interfaces.cli_graph", "taxonomy"),
     }
 
     def list_commands(self, ctx):
@@ -101,6 +103,7 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
     from ..builtin import builtin_dir
     from ..corpus import FieldMap
     from ..model import build as build_model
+    from ..text.analyzer import read_kw_map
 
     bp = _params(param_items, "build")
     if out is None:
@@ -111,14 +114,7 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
                                      category_field=category_field, tags_field=tags_field,
                                      related_field=related_field).items() if v}
     field_map = FieldMap(**fm_args) if fm_args else None
-    kw = None
-    if kw_map:
-        try:
-            kw = json.loads(kw_map.read_text("utf-8"))
-            if not isinstance(kw, dict) or not all(isinstance(v, str) for v in kw.values()):
-                raise ValueError("expected an object of word → replacement strings")
-        except ValueError as e:
-            raise TablelmError(f"{kw_map}: not a usable KW map ({e}). Example: {{\"ml\": \"machine learning\"}}")
+    kw = read_kw_map(kw_map) if kw_map else None
     report = {}
     t0 = time.perf_counter()
     model = build_model(list(sources) or None, out, field_map=field_map, encoding=encoding, on_error=on_error,
@@ -363,6 +359,7 @@ def params_cmd(stage, as_json):
         default = ",".join(r["default"]) if isinstance(r["default"], list) else r["default"]
         click.echo(f"{r['name']}  [{r['stage']}]  default {default}  ({r['rule']})")
         click.echo(f"    {r['help']}")
+
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,8 @@ spans). Its rules:
 - Stopwords are removed and bridged: "read the file" gives the multitoken
   ``read file``.
 - ``KW_map`` maps a word to one or more words before stemming (plural →
-  singular, acronym → expansion, synonyms).
+  singular, acronym → expansion, synonyms: map "remove" to "remove delete").
+  A key matches the word itself and any word with the same stem.
 - Words are reduced to their Snowball English stem; answers show the most
   frequent surface form of a stem instead ("unstemming").
 """
@@ -81,6 +82,7 @@ class Analyzer:
         self.stopwords = frozenset(stopwords)
         self.kw_map = {normalize(k).strip(): normalize(v).split() for k, v in (kw_map or {}).items()}
         self._cache: dict[str, list[str]] = {}
+        self._kw_stems = {self.stem_word(k): v for k, v in self.kw_map.items() if " " not in k}
 
     # -------------------------------------------------------------- single words
     def stem_word(self, word: str) -> str:
@@ -96,7 +98,9 @@ class Analyzer:
         return hit
 
     def _word_stems(self, word: str) -> list[str]:
-        words = self.kw_map.get(word, (word,))
+        words = self.kw_map.get(word)
+        if words is None:  # a key also matches the words of its stem ("directories" for "directory")
+            words = self._kw_stems.get(self.stem_word(word), (word,)) if self._kw_stems else (word,)
         out = []
         for w in words:
             if w in self.stopwords or len(w) > MAX_WORD_CHARS or (len(w) == 1 and not w.isdigit()):
@@ -129,6 +133,28 @@ class Analyzer:
         return {"stem": self.stem, "stemmer": "snowball-english" if self.stem else None,
                 "stopwords": sorted(self.stopwords),
                 "kw_map": {k: " ".join(v) for k, v in sorted(self.kw_map.items())}}
+
+
+def read_kw_map(path) -> dict[str, str]:
+    """A KW_map file: a JSON object ``{word: replacement words}``; keys starting with ``_`` are comments."""
+    import json
+
+    from ..errors import TablelmError
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ValueError("expected an object of word -> replacement strings")
+    except (OSError, ValueError) as e:
+        raise TablelmError(f"{path}: not a usable KW map ({e}). Example: {{\"ml\": \"machine learning\"}}") from None
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def python_kw_map() -> dict[str, str]:
+    """The KW_map of the built-in corpus (package data)."""
+    from pathlib import Path
+
+    return read_kw_map(Path(__file__).resolve().parent.parent / "data" / "python_kw_map.json")
 
 
 class SurfaceVocabulary:
