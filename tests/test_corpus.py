@@ -344,7 +344,7 @@ def test_single_markdown_file_and_undecodable_file(tmp_path):
 def test_missing_source_and_unknown_format(tmp_path):
     with pytest.raises(CorpusError, match="no such file or folder"):
         read_corpus([tmp_path / "nope.jsonl"], on_error="skip")
-    odd = write(tmp_path / "data.csv", "a,b\n1,2\n")
+    odd = write(tmp_path / "data.xyz", "a,b\n1,2\n")
     with pytest.raises(CorpusError, match="unknown corpus format"):
         read_corpus([odd])
     stats = ReadStats()
@@ -450,3 +450,33 @@ def test_any_bytes_read_or_raise_corpus_error(data, suffix, encoding):
             assert len({e.id for e in entities}) == len(entities)
             for e in entities:
                 json.dumps(e.to_dict())
+
+
+def test_builtin_corpus_has_the_builtins(pydocs_run):
+    import builtins
+
+    _, _, entities, _ = pydocs_run
+    by_id = {e.id: e for e in entities}
+    for eid in ("fn:open", "fn:sorted", "fn:len", "fn:print", "cls:dict", "cls:list", "cls:str",
+                "fn:dict.get", "fn:dict.fromkeys", "fn:list.append", "fn:str.join", "attr:int.real"):
+        assert eid in by_id, eid
+        assert by_id[eid].category == ("builtins",)
+    sorted_ = by_id["fn:sorted"]
+    assert sorted_.text.startswith("sorted(iterable, /, *, key=None, reverse=False)\n")
+    assert sorted_.tags == ("function",) and sorted_.title == "sorted"
+    assert by_id["fn:dict.get"].text.startswith("get(key, default=None, /)\n")  # self dropped
+    assert by_id["fn:dict.get"].tags == ("method",)
+    assert by_id["fn:dict.fromkeys"].text.startswith("fromkeys(iterable, value=None, /)\n")
+    # no signature from inspect: the docstring's first line is the signature, not repeated
+    assert by_id["cls:dict"].text.startswith("dict() -> new empty dictionary\n")
+    assert by_id["attr:int.real"].tags == ("attribute",)
+    # aliases read once under the object's own name; instances (help, exit) are not objects
+    assert builtins.IOError is builtins.OSError
+    assert "cls:OSError" in by_id and "cls:IOError" not in by_id
+    assert not {"fn:help", "fn:exit", "cls:help"} & set(by_id)
+    # every public builtin function with a docstring is there
+    import inspect
+
+    for name, obj in vars(builtins).items():
+        if not name.startswith("_") and inspect.isbuiltin(obj) and inspect.getdoc(obj):
+            assert f"fn:{name}" in by_id, name

@@ -7,21 +7,33 @@ source                                    reader
 ========================================  =====================================================
 ``None`` or ``[]``                        the built-in corpus: Python's documentation
                                           (:mod:`tablelm.corpus.pydocs`)
-a folder                                  ``.txt`` / ``.md`` files, recursively
-                                          (:mod:`tablelm.corpus.folder`)
+a folder                                  every file by its type, recursively: .txt, .md, .html,
+                                          .pdf, .jsonl, .csv (:func:`tablelm.corpus.folder.read_folder`)
 ``*.jsonl``, ``*.json``, ``*.ndjson``     JSON Lines, BEIR layout by default
                                           (:mod:`tablelm.corpus.jsonl`)
 a file whose first line is ``ID~~{...}``  the reference system's records (:mod:`tablelm.corpus.xllm`)
+a file whose first line is                the reference system's crawl (:mod:`tablelm.corpus.crawl`)
+``URL<TAB>(...)<TAB>~HTML``
+``*.html``, ``*.htm``, ``*.xhtml``        one page and its sections (:mod:`tablelm.corpus.html`)
+``*.pdf``                                 paragraphs or pages (:mod:`tablelm.corpus.pdf`)
+``*.csv``, ``*.tsv``                      rows, fields named by a FieldMap (:mod:`tablelm.corpus.csvfile`)
 ``*.txt``, ``*.md``, ``*.markdown``       that one file, as in a folder
 another file starting with ``{``          JSON Lines
 ========================================  =====================================================
 
 Every reader is deterministic (sorted file order, no network, no writes) and raises
-:class:`~tablelm.errors.CorpusError` with the file, the line and a fix.
+:class:`~tablelm.errors.CorpusError` with the file, the line (or page) and a fix.
+
+Duplicates: an id seen before is an error (``on_error="fail"``) or dropped; an entity whose
+normalized content (title, text, category, tags, related; case and blanks ignored) equals an
+earlier one's is dropped and counted in ``ReadStats.duplicates`` either way, the pair listed in
+``ReadStats.duplicate_ids``. Entities without text are never content duplicates.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -31,7 +43,11 @@ from tablelm.corpus.jsonl import FieldMap, read_jsonl
 from tablelm.corpus.pydocs import builtin_corpus_id, python_docs_fingerprint, read_python_docs
 from tablelm.corpus.stats import ON_ERROR_CHOICES, ReadStats, check_on_error, handle_error
 from tablelm.corpus.xllm import RECORD_LINE, read_xllm
-from tablelm.corpus._text import codec_name, first_content_line
+from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
+from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
+from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
+from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, check_pdf_unit, read_pdf
+from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file, codec_name, first_content_line
 from tablelm.errors import CorpusError, ParamError
 
 __all__ = [
@@ -46,6 +62,12 @@ __all__ = [
     "read_jsonl",
     "read_folder",
     "read_xllm",
+    "read_crawl",
+    "read_csv",
+    "read_pdf",
+    "read_html_pages",
+    "PDF_UNITS",
+    "DEFAULT_MAX_FILE_MB",
     "read_python_docs",
     "split_markdown",
     "builtin_corpus_id",
@@ -56,7 +78,8 @@ JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
 
 def detect_format(path: str | Path) -> str:
-    """The reader of one source: ``"folder"``, ``"jsonl"``, ``"xllm"`` or ``"text"``.
+    """The reader of one source: ``"folder"``, ``"jsonl"``, ``"xllm"``, ``"crawl"``, ``"html"``,
+    ``"pdf"``, ``"csv"`` or ``"text"``.
 
     Raises
     ------
@@ -66,12 +89,18 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise CorpusError(path, "no such file or folder; fix: check the path (a source is a "
-                          "folder of .txt/.md files, a .jsonl file, or an ID~~{...} records file)")
+                          "folder, or a .jsonl .csv .html .pdf .md .txt file)")
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
         return "jsonl"
+    if suffix in PDF_SUFFIXES:
+        return "pdf"
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in HTML_SUFFIXES:
+        return "html"
     try:
         first = first_content_line(path)
     except OSError as err:
@@ -79,18 +108,23 @@ def detect_format(path: str | Path) -> str:
                           "fix: check its permissions") from None
     if RECORD_LINE.match(first):
         return "xllm"
+    if CRAWL_LINE.match(first):
+        return "crawl"
     if suffix in TEXT_SUFFIXES + MARKDOWN_SUFFIXES:
         return "text"
     if first.startswith("{"):
         return "jsonl"
-    known = ", ".join(JSONL_SUFFIXES + TEXT_SUFFIXES + MARKDOWN_SUFFIXES)
+    known = ", ".join(JSONL_SUFFIXES + CSV_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
+                      + TEXT_SUFFIXES + MARKDOWN_SUFFIXES)
     raise CorpusError(path, f"unknown corpus format (extension {suffix or 'none'!r}, first line "
                       f"not JSON nor ID~~{{...}}); fix: pass a folder or a file ending in {known}")
 
 
 def read_corpus(sources: Iterable[str | Path] | str | Path | None = None, *,
                 field_map: FieldMap | None = None, encoding: str = "utf-8",
-                on_error: str = "fail", stats: ReadStats | None = None) -> Iterator[TextEntity]:
+                on_error: str = "fail", stats: ReadStats | None = None,
+                pdf_unit: str = "paragraph", max_file_mb: float | None = None,
+                dedupe_content: bool = True) -> Iterator[TextEntity]:
     """Read every source into one stream of entities with unique ids.
 
     Parameters
@@ -108,6 +142,13 @@ def read_corpus(sources: Iterable[str | Path] | str | Path | None = None, *,
     stats : ReadStats, optional
         Filled while the iterator is consumed: entities read per source, skipped records,
         duplicates, ignored files. An empty corpus is not an error here.
+    pdf_unit : {"paragraph", "page"}
+        The entity of a PDF: a paragraph or a page (:mod:`tablelm.corpus.pdf`).
+    max_file_mb : float, optional
+        Files larger than this are reported (CorpusError) instead of read; default
+        :data:`DEFAULT_MAX_FILE_MB` (512).
+    dedupe_content : bool
+        Drop entities whose normalized content repeats an earlier one's (module notes).
 
     Returns
     -------
@@ -125,6 +166,11 @@ def read_corpus(sources: Iterable[str | Path] | str | Path | None = None, *,
         ``on_error`` or ``encoding`` is not valid.
     """
     check_on_error(on_error)
+    check_pdf_unit(pdf_unit)
+    if max_file_mb is not None and (isinstance(max_file_mb, bool) or not
+                                    isinstance(max_file_mb, (int, float)) or max_file_mb <= 0):
+        raise ParamError(f"The 'max_file_mb' parameter must be a positive number. "
+                         f"Got {max_file_mb!r}.")
     try:
         codec_name("<options>", encoding)
     except CorpusError:
@@ -147,18 +193,47 @@ def read_corpus(sources: Iterable[str | Path] | str | Path | None = None, *,
             handle_error(err, on_error, stats)
     if not sources:
         plan.append(("builtin", None))
-    return _read_all(plan, field_map, encoding, on_error, stats)
+    options = {"field_map": field_map, "encoding": encoding, "on_error": on_error,
+               "pdf_unit": pdf_unit, "max_file_mb": max_file_mb}
+    return _read_all(plan, options, stats, dedupe_content)
 
 
-def _entities(kind: str, path: Path | None, field_map, encoding, on_error, stats):
+def _entities(kind: str, path: Path | None, options: dict, stats):
     if kind == "builtin":
         return read_python_docs(stats=stats)
-    if kind == "jsonl":
-        return read_jsonl(path, field_map=field_map, encoding=encoding, on_error=on_error,
-                          stats=stats)
-    if kind == "xllm":
-        return read_xllm(path, encoding=encoding, on_error=on_error, stats=stats)
-    return read_folder(path, encoding=encoding, on_error=on_error, stats=stats)
+    if kind in ("jsonl", "xllm", "crawl"):
+        limit = DEFAULT_MAX_FILE_MB if options["max_file_mb"] is None else options["max_file_mb"]
+        try:
+            check_file(path, limit, text=True, encoding=options["encoding"])
+        except CorpusError as err:
+            handle_error(err, options["on_error"], stats)
+            return iter(())
+        common = {"encoding": options["encoding"], "on_error": options["on_error"], "stats": stats}
+        if kind == "jsonl":
+            return read_jsonl(path, field_map=options["field_map"], **common)
+        if kind == "xllm":
+            return read_xllm(path, **common)
+        return read_crawl(path, **common)
+    return read_folder(path, stats=stats, **options)
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def _norm(s: str) -> str:
+    return _SPACES.sub(" ", s).strip().casefold()
+
+
+def content_key(entity: TextEntity) -> str | None:
+    """A digest of an entity's normalized content, or None when it has no text."""
+    text = _norm(entity.text)
+    if not text:
+        return None
+    h = hashlib.sha256()
+    for part in (_norm(entity.title), text, *map(_norm, entity.category), "\x00",
+                 *sorted(map(_norm, entity.tags)), "\x00", *sorted(entity.related)):
+        h.update(part.encode("utf-8", "surrogatepass") + b"\x1f")
+    return h.hexdigest()
 
 
 def _line_of(source: str) -> int | None:
@@ -166,12 +241,14 @@ def _line_of(source: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def _read_all(plan, field_map, encoding, on_error, stats: ReadStats) -> Iterator[TextEntity]:
+def _read_all(plan, options: dict, stats: ReadStats, dedupe_content: bool) -> Iterator[TextEntity]:
+    on_error = options["on_error"]
     seen: dict[str, str] = {}  # id -> where it was first read
+    contents: dict[str, str] = {}  # content digest -> id of the first entity
     for kind, path in plan:
         label = builtin_corpus_id() if path is None else str(path)
         stats.sources.setdefault(label, 0)
-        for entity in _entities(kind, path, field_map, encoding, on_error, stats):
+        for entity in _entities(kind, path, options, stats):
             where = f"{label} ({entity.source})" if entity.source else label
             first = seen.get(entity.id)
             if first is not None:
@@ -184,6 +261,15 @@ def _read_all(plan, field_map, encoding, on_error, stats: ReadStats) -> Iterator
                     )
                 stats.duplicates += 1
                 continue
+            if dedupe_content:
+                key = content_key(entity)
+                if key is not None:
+                    first_id = contents.get(key)
+                    if first_id is not None:
+                        stats.duplicates += 1
+                        stats.duplicate_ids.append((entity.id, first_id))
+                        continue
+                    contents[key] = entity.id
             seen[entity.id] = where
             stats.read += 1
             stats.sources[label] += 1

@@ -133,3 +133,37 @@ def first_content_line(path: Path, limit: int = 1 << 20) -> str:
             if read > limit:
                 break
     return ""
+
+
+#: Default largest file a reader opens (``max_file_mb``): bigger files are reported, not read.
+DEFAULT_MAX_FILE_MB = 512.0
+
+
+def check_file(path, max_file_mb: float | None, text: bool = True, encoding: str = "utf-8") -> None:
+    """Raise a CorpusError for a file over the size limit, or binary data in a text file.
+
+    ``text`` files must not hold NUL bytes in their first 8 KiB (unless UTF-16/32, where they
+    are normal): a NUL there means an image, archive or other binary file with a text name.
+    """
+    size = Path(path).stat().st_size
+    if max_file_mb is not None and size > max_file_mb * 1024 * 1024:
+        raise CorpusError(
+            path,
+            f"the file is {size / 1024 / 1024:,.1f} MB, over the {max_file_mb:g} MB limit; fix: "
+            "split it, or raise the limit (read_corpus(max_file_mb=...))",
+        )
+    if not text:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if any(head.startswith(bom) for bom, _ in _WIDE_BOMS) or _is_wide(codec_name(path, encoding)):
+        return
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        line = head.count(b"\n", 0, nul) + 1
+        raise CorpusError(
+            path,
+            f"binary data in a text file (a NUL byte at offset {nul}); fix: remove the file, "
+            "or give it its real extension",
+            line=line,
+        )

@@ -1,9 +1,10 @@
-"""Folder reader: ``.txt`` files (one entity each) and Markdown files (one entity per section).
+"""Folder reader: every file of a folder by its type; ``.txt`` and Markdown files read here.
 
 A folder is walked recursively in sorted order; hidden files and folders (``.git``) are not
-read. Files of other types are listed in ``ReadStats.skipped_files`` with the reason. A
-``.txt`` file in the reference record format (``ID~~{...}`` lines) is read by
-:mod:`tablelm.corpus.xllm`.
+read. :func:`read_folder` chooses the reader of each file (its table lists them); files of
+other types are listed in ``ReadStats.skipped_files`` with the reason. A ``.txt`` file in the
+reference record format (``ID~~{...}`` lines) is read by :mod:`tablelm.corpus.xllm`, a crawl
+file (``URL<TAB>(...)<TAB>~HTML``) by :mod:`tablelm.corpus.crawl`.
 
 Markdown: ATX headings (``#`` .. ``######``, not inside fenced code) split a file into
 sections. A section's entity has
@@ -282,19 +283,67 @@ def is_xllm_file(path: Path) -> bool:
     return bool(RECORD_LINE.match(first_content_line(path)))
 
 
+#: Folders of a Sphinx build that copy the pages' sources or hold theme files: next to HTML
+#: pages they are not read (the pages are).
+SPHINX_SIDE_DIRS = frozenset({"_sources", "_static"})
+
+
+def _plan(root: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """Files to read under ``root`` and the folders left out, with the reason."""
+    from tablelm.corpus.html import HTML_SUFFIXES
+
+    files = walk_files(root)
+    html_dirs = {rel.rpartition("/")[0] for _, rel in files
+                 if rel.lower().endswith(HTML_SUFFIXES)}
+    kept, left_out = [], {}
+    for full, rel in files:
+        parts = rel.split("/")
+        side = next((k for k in range(len(parts) - 1) if parts[k] in SPHINX_SIDE_DIRS
+                     and "/".join(parts[:k]) in html_dirs), None)
+        if side is None:
+            kept.append((full, rel))
+        else:
+            d = "/".join(parts[:side + 1])
+            left_out.setdefault(d, 0)
+            left_out[d] += 1
+    reasons = [(str(root / d), f"Sphinx build folder next to HTML pages ({n} files): the "
+                f"pages are read instead") for d, n in sorted(left_out.items())]
+    return kept, reasons
+
+
 def read_folder(path: str | Path, *, encoding: str = "utf-8", on_error: str = "fail",
-                stats: ReadStats | None = None) -> Iterator[TextEntity]:
-    """Read a folder (recursively) or one ``.txt`` / ``.md`` file.
+                stats: ReadStats | None = None, field_map=None, pdf_unit: str = "paragraph",
+                max_file_mb: float | None = None) -> Iterator[TextEntity]:
+    """Read a folder (recursively) or one file, choosing the reader of each file by type.
+
+    ==============================  =========================================================
+    file                            reader
+    ==============================  =========================================================
+    ``.md``, ``.markdown``          Markdown sections (this module)
+    ``.txt``                        one entity; ``ID~~{...}`` records (:mod:`.xllm`) and
+                                    ``URL<TAB>(...)<TAB>~HTML`` crawls (:mod:`.crawl`) by
+                                    their first line
+    ``.html``, ``.htm``, ``.xhtml`` pages and sections, links resolved between all the pages
+                                    of the folder (:mod:`.html`)
+    ``.pdf``                        paragraphs or pages (:mod:`.pdf`, ``pdf_unit``)
+    ``.jsonl``, ``.json``, ...      JSON Lines (:mod:`.jsonl`, ``field_map``)
+    ``.csv``, ``.tsv``              rows (:mod:`.csvfile`, ``field_map``)
+    ==============================  =========================================================
+
+    Other files are listed in ``stats.skipped_files`` with the reason; so are Sphinx's
+    ``_sources`` / ``_static`` folders next to HTML pages. Every file is first checked:
+    larger than ``max_file_mb`` (default :data:`~tablelm.corpus._text.DEFAULT_MAX_FILE_MB`),
+    or binary data (NUL bytes) in a text file, is a :class:`CorpusError` for that file.
 
     Parameters
     ----------
     path : str or Path
-        A folder, or a single ``.txt`` / ``.md`` file (ids are then relative to its folder).
+        A folder, or a single file (ids are then relative to its folder).
     encoding : str
-        Codec of the files (``--encoding``).
+        Codec of the text files (``--encoding``); HTML pages follow their ``<meta charset>``.
     on_error : {"fail", "skip"}
         Raise the first :class:`CorpusError`, or record it in ``stats`` and go on with the
-        next file.
+        next record or file.
     stats : ReadStats, optional
         Receives ``empty``, ``skipped_files`` and skipped files' errors.
 
@@ -302,30 +351,82 @@ def read_folder(path: str | Path, *, encoding: str = "utf-8", on_error: str = "f
     ------
     TextEntity
     """
+    from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
+    from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
+    from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
+    from tablelm.corpus.jsonl import read_jsonl
+    from tablelm.corpus.pdf import PDF_SUFFIXES, check_pdf_unit, read_pdf
+    from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file
+
     check_on_error(on_error)
+    check_pdf_unit(pdf_unit)
+    limit = DEFAULT_MAX_FILE_MB if max_file_mb is None else max_file_mb
     path = Path(path)
     if path.is_dir():
-        files = walk_files(path)
+        files, left_out = _plan(path)
+        if stats is not None:
+            stats.skipped_files.extend(left_out)
     else:
         files = [(path, path.name)]
+    jsonl_suffixes = (".jsonl", ".json", ".ndjson")
+
+    def checked(full: Path, text: bool = True) -> bool:
+        try:
+            check_file(full, limit, text=text, encoding=encoding)
+            return True
+        except CorpusError as err:
+            handle_error(err, on_error, stats)
+        except OSError as err:
+            handle_error(CorpusError(full, f"cannot read the file ({err.strerror or err}); "
+                                     "fix: check its permissions"), on_error, stats)
+        return False
+
+    # HTML pages first read together (links between them are resolved), emitted in file order
+    html_files = [(f, r) for f, r in files if f.suffix.lower() in HTML_SUFFIXES]
+    html_entities: dict[str, list[TextEntity]] = {}
+    if html_files:
+        html_ok = [(f, r) for f, r in html_files if checked(f)]
+        for e in read_html_pages(html_ok, encoding=encoding, on_error=on_error, stats=stats):
+            html_entities.setdefault(e.metadata.get("path", ""), []).append(e)
+
     for full, relpath in files:
         suffix = full.suffix.lower()
         parts = tuple(relpath.split("/")[:-1])
         try:
+            if suffix in HTML_SUFFIXES:
+                yield from html_entities.pop(relpath, [])
+                continue
+            known = suffix in MARKDOWN_SUFFIXES + TEXT_SUFFIXES + PDF_SUFFIXES + CSV_SUFFIXES \
+                + jsonl_suffixes
+            if not known:
+                if stats is not None:
+                    stats.skipped_files.append(
+                        (str(full), f"unsupported file type {suffix or '(no extension)'!r}: "
+                         "folders are read for .txt .md .html .pdf .jsonl .json .csv .tsv"))
+                continue
+            if not checked(full, text=suffix not in PDF_SUFFIXES):
+                continue
             if suffix in MARKDOWN_SUFFIXES:
                 yield from read_markdown_file(full, relpath, parts, encoding=encoding, stats=stats)
             elif suffix in TEXT_SUFFIXES:
+                first = first_content_line(full)
                 if is_xllm_file(full):
                     from tablelm.corpus.xllm import read_xllm
 
                     yield from read_xllm(full, encoding=encoding, on_error=on_error, stats=stats)
+                elif CRAWL_LINE.match(first):
+                    yield from read_crawl(full, encoding=encoding, on_error=on_error, stats=stats)
                 else:
                     yield from read_text_file(full, relpath, parts, encoding=encoding, stats=stats)
-            elif stats is not None:
-                stats.skipped_files.append(
-                    (str(full), f"unsupported file type {suffix or '(no extension)'!r}: folders "
-                     f"are read for {', '.join(SUFFIXES)}; pass other files as sources")
-                )
+            elif suffix in PDF_SUFFIXES:
+                yield from read_pdf(full, relpath, parts, unit=pdf_unit, on_error=on_error,
+                                    stats=stats)
+            elif suffix in CSV_SUFFIXES:
+                yield from read_csv(full, field_map=field_map, encoding=encoding,
+                                    on_error=on_error, stats=stats)
+            else:
+                yield from read_jsonl(full, field_map=field_map, encoding=encoding,
+                                      on_error=on_error, stats=stats)
         except CorpusError as err:
             handle_error(err, on_error, stats)
         except OSError as err:

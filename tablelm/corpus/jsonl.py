@@ -46,6 +46,9 @@ class FieldMap:
         ``metadata.keywords`` + ``metadata.cr_categories`` and related ids from
         ``metadata.links`` (``[docid, type, self]``: the distinct docids other than self,
         sorted numerically).
+    list_separators : str
+        CSV only: the characters that split a cell of the category, tags or related column
+        into a list (``"a; b | c"`` → ``a``, ``b``, ``c``). ``""`` keeps cells whole.
     """
 
     id_field: str | None = None
@@ -55,6 +58,7 @@ class FieldMap:
     tags_field: str | None = None
     related_field: str | None = None
     beir_metadata: bool = True
+    list_separators: str = ";|"
 
     @staticmethod
     def option(name: str) -> str:

@@ -8,6 +8,13 @@ stdlib source files, parsed with :mod:`ast`.
 Entities (ids are stable for one Python version):
 
 * ``topic:NAME``: a language-reference topic, category ``("Language reference",)``.
+* ``fn:open``, ``cls:dict``, ``fn:dict.get``, ``attr:int.real``: the built-in functions and
+  classes, with the public methods and descriptors of the classes, category ``("builtins",)``.
+  They are C code with no ``.py`` source, so they are read from ``builtins.__dict__`` with
+  :func:`inspect.getdoc` (``builtins`` is always imported: no side effect). The signature comes
+  from :func:`inspect.signature` (``self`` dropped) or else from the docstring's first line.
+  Aliases (``IOError`` is ``OSError``) are read once, under the object's own name; tags are the
+  kind (``function`` / ``class`` / ``method`` / ``attribute``) and ``example``.
 * ``mod:json.decoder``: a public module's docstring.
 * ``cls:json.JSONDecoder``, ``fn:os.path.join``, ``fn:json.JSONDecoder.decode``: public
   classes, functions and methods of public classes. The qualified name is the public one: an
@@ -29,7 +36,9 @@ are skipped.
 from __future__ import annotations
 
 import ast
+import builtins
 import gc
+import inspect
 import os
 import re
 import sys
@@ -45,7 +54,8 @@ BUILTIN_CORPUS_ID = "python-docs"
 TOPIC_CATEGORY = "Language reference"
 SKIP_DIRS = frozenset({"test", "tests", "idle_test", "__pycache__", "site-packages",
                        "dist-packages", "pydoc_data"})
-_PREFIX = {"module": "mod:", "class": "cls:", "function": "fn:", "method": "fn:"}
+_PREFIX = {"module": "mod:", "class": "cls:", "function": "fn:", "method": "fn:", "attribute": "attr:"}
+BUILTINS_CATEGORY = "builtins"
 _EXAMPLE = re.compile(r">>>|\bExamples?\b")
 _ROLE = re.compile(r":(?:py:)?[a-z]+:`([^`]+)`")
 _TICKS = re.compile(r"``?([A-Za-z_][\w.]*)(?:\(\))?``?")
@@ -349,7 +359,7 @@ def _resolve(ref: str, obj: _Obj, names: dict[str, str], relative: bool = True) 
 
 
 def read_python_docs(*, stats: ReadStats | None = None, topics: bool = True,
-                     stdlib: bool = True) -> Iterator[TextEntity]:
+                     builtin_objects: bool = True, stdlib: bool = True) -> Iterator[TextEntity]:
     """Entities of the running Python's documentation (see the module notes).
 
     Parameters
@@ -357,13 +367,15 @@ def read_python_docs(*, stats: ReadStats | None = None, topics: bool = True,
     stats : ReadStats, optional
         Receives ``duplicates`` (two objects with one public name; the first is kept) and,
         in ``skipped_files``, stdlib files that do not parse.
-    topics, stdlib : bool
-        Include the language-reference topics / the standard library docstrings.
+    topics, builtin_objects, stdlib : bool
+        Include the language-reference topics / the built-in functions and classes / the
+        standard library docstrings.
 
     Yields
     ------
     TextEntity
-        Topics (sorted by name), then modules in sorted file order, each followed by its
+        Topics (sorted by name), then the builtins (sorted by name, each class followed by its
+        methods and descriptors sorted by name), then modules in sorted file order, each followed by its
         classes, functions and methods in source order.
     """
     if topics:
@@ -374,8 +386,90 @@ def read_python_docs(*, stats: ReadStats | None = None, topics: bool = True,
                              category=(TOPIC_CATEGORY,), tags=("topic",),
                              source=f"pydoc_data/topics.py:{name}",
                              metadata={"kind": "topic"})
+    if builtin_objects:
+        yield from _builtin_entities()
     if stdlib:
         yield from _stdlib_entities(stdlib_path(), stats)
+
+
+# --------------------------------------------------------------------------- builtins
+
+
+def _builtin_signature(name: str, obj, drop_first: bool, doc: str) -> tuple[str, bool]:
+    """``(signature, taken from the docstring)``: inspect's when it has one, else line one."""
+    try:
+        sig = inspect.signature(obj)
+    except (ValueError, TypeError):
+        first = doc.split("\n", 1)[0].strip()
+        return (first, True) if first.startswith(f"{name}(") else ("", False)
+    params = list(sig.parameters.values())
+    if drop_first and params:
+        sig = sig.replace(parameters=params[1:])
+    return f"{name}{sig}", False
+
+
+def _builtin_members(cls: type) -> Iterator[tuple[str, str, object, str, bool]]:
+    """``(kind, name, object, docstring, drop_first)`` of a class's own public members."""
+    for name in sorted(vars(cls)):
+        if name.startswith("_"):
+            continue
+        raw = vars(cls)[name]
+        doc = inspect.getdoc(raw) or ""
+        if not doc:
+            continue
+        if isinstance(raw, (classmethod, staticmethod)) or type(raw).__name__ == "classmethod_descriptor":
+            yield "method", name, getattr(cls, name), doc, False
+        elif callable(raw):
+            yield "method", name, raw, doc, True
+        elif inspect.isdatadescriptor(raw) or inspect.isgetsetdescriptor(raw) \
+                or inspect.ismemberdescriptor(raw):
+            yield "attribute", name, raw, doc, False
+
+
+def _builtin_entities() -> Iterator[TextEntity]:
+    """The built-in functions and classes (see the module notes), read without importing."""
+    planned: list[tuple[str, str, str, str, str]] = []  # kind, qualified, doc, signature, owner
+    for name in sorted(vars(builtins)):
+        obj = vars(builtins)[name]
+        if name.startswith("_") or getattr(obj, "__name__", None) != name:
+            continue  # private, an instance (help, exit, True), or an alias (IOError)
+        if inspect.isclass(obj):
+            kind = "class"
+        elif inspect.isbuiltin(obj) or inspect.isfunction(obj):
+            kind = "function"
+        else:
+            continue
+        doc = inspect.getdoc(obj) or ""
+        if not doc:
+            continue
+        planned.append((kind, name, doc, *_builtin_signature(name, obj, False, doc), name))
+        if kind == "class":
+            for mkind, mname, mobj, mdoc, drop in _builtin_members(obj):
+                sig = ("", False) if mkind == "attribute" else _builtin_signature(mname, mobj, drop, mdoc)
+                planned.append((mkind, f"{name}.{mname}", mdoc, *sig, name))
+    names: dict[str, str] = {}
+    for kind, qualified, *_ in planned:
+        eid = _PREFIX[kind] + qualified
+        names.setdefault(qualified, eid)
+        names.setdefault(f"builtins.{qualified}", eid)
+    for kind, qualified, doc, signature, from_doc, owner in planned:
+        eid = _PREFIX[kind] + qualified
+        obj = _Obj("method" if kind == "attribute" else kind, "builtins",
+                   qualified, doc, signature, "builtins", 0)
+        related = []
+        for ref, relative in _references(doc):
+            target = _resolve(ref, obj, names, relative)
+            if target and target != eid and target not in related:
+                related.append(target)
+        tags = (kind, "example") if _EXAMPLE.search(doc) else (kind,)
+        text = doc if from_doc or not signature else f"{signature}\n{doc}"
+        meta = {"kind": kind, "module": "builtins" if kind in ("class", "function")
+                else f"builtins.{owner}", "defined_in": "builtins"}
+        if signature:
+            meta["signature"] = signature
+        yield TextEntity(id=eid, text=text, title=qualified, category=(BUILTINS_CATEGORY,),
+                         tags=tags, related=tuple(related), source=f"builtins:{qualified}",
+                         metadata=meta)
 
 
 def _stdlib_entities(root: Path, stats: ReadStats | None) -> Iterator[TextEntity]:

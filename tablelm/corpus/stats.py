@@ -30,7 +30,9 @@ class ReadStats:
         Bad records skipped because ``on_error="skip"``; their errors are in ``errors``.
     duplicates : int
         Records dropped because an earlier record had the same id (any reader) or the same
-        normalized content (xllm reader).
+        normalized content (see :func:`tablelm.corpus.read_corpus`).
+    duplicate_ids : list of (dropped id, kept id)
+        The content duplicates found by :func:`tablelm.corpus.read_corpus`.
     empty : int
         Files or Markdown sections dropped because they have no body text.
     repaired : int
@@ -50,6 +52,7 @@ class ReadStats:
     empty: int = 0
     repaired: int = 0
     errors: list = field(default_factory=list)
+    duplicate_ids: list = field(default_factory=list)
     skipped_files: list = field(default_factory=list)
     sources: dict = field(default_factory=dict)
 
@@ -67,6 +70,7 @@ class ReadStats:
             "empty": self.empty,
             "repaired": self.repaired,
             "errors": [list(e) for e in self.errors],
+            "duplicate_ids": [list(d) for d in self.duplicate_ids],
             "skipped_files": [list(s) for s in self.skipped_files],
             "sources": dict(self.sources),
         }
