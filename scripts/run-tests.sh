@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and runs all of it (fast, slow and browser tests).
-# Used as is by .ci/run. Debian's chromium is installed when missing (needs root or sudo).
+# Used as is by .ci/run. Debian's chromium and python3.11-doc are installed when missing (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check -e ".[test]"
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests use: chromium (browser tests), python3.11-doc (a real HTML site to read)
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+[ -d /usr/share/doc/python3.11/html ] || missing="$missing python3.11-doc"
+if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  echo "Installing Debian's chromium for the browser tests..." >&2
-  $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
-    || echo "Could not install chromium: the browser tests will fail." >&2
+  echo "Installing Debian packages for the tests:$missing" >&2
+  $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null \
+    || echo "Could not install$missing: the tests that need them will fail." >&2
 fi
 exec python -m pytest -q "$@"

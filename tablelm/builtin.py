@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .tables.store import FORMAT_VERSION, MANIFEST
 
+#: Bumped whenever the built-in corpus or its KW_map changes, so that caches are rebuilt.
+CORPUS_REVISION = 2
+
 
 def builtin_dir() -> Path:
     """Where the built-in model lives (``TABLELM_CACHE`` overrides the user cache dir)."""
@@ -21,7 +24,7 @@ def builtin_dir() -> Path:
 
     root = Path(os.environ.get("TABLELM_CACHE") or user_cache_dir("tablelm"))
     py = ".".join(map(str, sys.version_info[:3]))
-    return root / f"python-docs-py{py}-tablelm{__version__}-f{FORMAT_VERSION}"
+    return root / f"python-docs-py{py}-tablelm{__version__}-f{FORMAT_VERSION}-c{CORPUS_REVISION}"
 
 
 def builtin_model(progress: bool = False):

@@ -350,7 +350,8 @@ def load(model_dir) -> Model:
 
 
 def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
-          kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None, **build_params) -> Model:
+          kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None,
+          reader_options: dict | None = None, **build_params) -> Model:
     """Read a corpus, count its tables, and return the model (saved to ``out_dir`` if given).
 
     Parameters
@@ -367,6 +368,9 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         Show progress bars on standard error.
     report : dict, optional
         Filled with the reading statistics (read, skipped, duplicates, errors) and timings.
+    reader_options : dict, optional
+        More options of :func:`tablelm.corpus.read_corpus`: ``pdf_unit`` ('paragraph' or 'page'),
+        ``max_file_mb``, ``dedupe_content``.
     **build_params
         Build-stage parameters of the registry (``tablelm params``).
     """
@@ -384,7 +388,8 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     stats = ReadStats()
     bar = _bar(progress, "reading", "entities")
     entities = []
-    for e in read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats):
+    for e in read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,
+                         **(reader_options or {})):
         entities.append(e)
         bar.update(1)
     bar.close()

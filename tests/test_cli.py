@@ -239,9 +239,9 @@ def _errors(tmp_path):
     latin = _write(tmp_path / "latin.jsonl", '{"_id": "1", "text": "caf\xe9 cr\xe8me"}\n'.encode("latin-1"))
     good = _write(tmp_path / "good.jsonl", '{"_id": "1", "text": "hello world"}\n')
     return [
-        ("malformed", ["build", bad, "-o", tmp_path / "o1"], rf"{re.escape(str(bad))} line 3\b"),
+        ("malformed", ["build", bad, "-o", tmp_path / "o1", "--on-error", "fail"], rf"{re.escape(str(bad))} line 3\b"),
         ("empty", ["build", empty, "-o", tmp_path / "o2"], rf"No entities found in {re.escape(str(empty))}"),
-        ("encoding", ["build", latin, "-o", tmp_path / "o3"], r"(?i)utf-8.*--encoding"),
+        ("encoding", ["build", latin, "-o", tmp_path / "o3", "--on-error", "fail"], r"(?i)utf-8.*--encoding"),
         ("bad-param", ["build", good, "-o", tmp_path / "o4", "-p", "max_ngram=9"],
          r"The 'max_ngram' parameter must be an int in \[1, 4\]\. Got '9'\."),
         ("bad-query-param", ["ask", "-m", tmp_path / "o4", "-p", "k1=abc", "hello"],
@@ -251,6 +251,16 @@ def _errors(tmp_path):
         ("no-model", ["ask", "-m", tmp_path / "nomodel", "hello"], r"not a tablelm model.*tablelm build"),
         ("missing-source", ["build", tmp_path / "nope.jsonl", "-o", tmp_path / "o5"], r"nope\.jsonl.*no such file"),
     ]
+
+
+def test_malformed_records_are_reported_and_skipped_by_default(tmp_path):
+    bad = _write(tmp_path / "bad.jsonl", '{"_id": "1", "text": "fine words"}\n{"_id": "2", "text": "ok words"}\n'
+                                         '{"_id": "3", "text": oops}\n')
+    r = CliRunner().invoke(main, ["build", str(bad), "-o", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    assert "2 entities" in r.stdout
+    assert re.search(rf"1 malformed records skipped:\n\s+{re.escape(str(bad))} line 3: ", r.stderr), r.stderr
+    assert "Traceback" not in r.stderr
 
 
 ERROR_NAMES = ["malformed", "empty", "encoding", "bad-param", "bad-query-param", "unknown-param", "no-model",

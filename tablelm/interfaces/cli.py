@@ -92,13 +92,19 @@ def main():
 @click.option("--tags-field", help="JSONL field holding the tags (list or string).")
 @click.option("--related-field", help="JSONL field holding related items (list).")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the sources, e.g. cp1252.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
-              help="A malformed record stops the build, or is reported and skipped.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="skip", show_default=True,
+              help="A malformed record is reported (file and line) and skipped, or stops the build.")
+@click.option("--pdf-unit", type=click.Choice(["paragraph", "page"]), default="paragraph", show_default=True,
+              help="One entity per PDF paragraph or per page.")
+@click.option("--max-file-mb", type=float, default=None, help="Files larger than this are reported and skipped.")
+@click.option("--list-separators", default=None, help="CSV: characters that split list cells (default ';|').")
+@click.option("--keep-duplicates", is_flag=True, help="Keep entities whose normalized content repeats another's.")
 @click.option("--kw-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(sources, out, param_items, id_field, text_field, title_field, category_field, tags_field,
-          related_field, encoding, on_error, kw_map, as_json):
+          related_field, encoding, on_error, pdf_unit, max_file_mb, list_separators, keep_duplicates, kw_map,
+          as_json):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..corpus import FieldMap
@@ -112,13 +118,15 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
         out = builtin_dir()
     fm_args = {k: v for k, v in dict(id_field=id_field, text_field=text_field, title_field=title_field,
                                      category_field=category_field, tags_field=tags_field,
-                                     related_field=related_field).items() if v}
+                                     related_field=related_field, list_separators=list_separators).items()
+               if v is not None}
     field_map = FieldMap(**fm_args) if fm_args else None
     kw = read_kw_map(kw_map) if kw_map else None
     report = {}
     t0 = time.perf_counter()
+    reader_options = {"pdf_unit": pdf_unit, "max_file_mb": max_file_mb, "dedupe_content": not keep_duplicates}
     model = build_model(list(sources) or None, out, field_map=field_map, encoding=encoding, on_error=on_error,
-                        kw_map=kw, progress=True, report=report, **bp)
+                        kw_map=kw, progress=True, report=report, reader_options=reader_options, **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -137,7 +145,11 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
         for path, line, msg in report["errors"][:10]:
             click.echo(f"    {path}{'' if line is None else f' line {line}'}: {msg}", err=True)
     if report.get("skipped_files"):
-        click.echo(f"  {len(report['skipped_files']):,} files skipped (no reader for them).")
+        click.echo(f"  {len(report['skipped_files']):,} files not read:")
+        for path, reason in report["skipped_files"][:10]:
+            click.echo(f"    {path}: {reason}")
+        if len(report["skipped_files"]) > 10:
+            click.echo(f"    ... and {len(report['skipped_files']) - 10:,} more (--json lists 20).")
 
 
 # ------------------------------------------------------------------------------- ask

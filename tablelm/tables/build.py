@@ -260,17 +260,19 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
         # both orientations, so that one sort yields the symmetric table row by row
         keys.append((ma * n_mt + mb) * 2 + flag)
         keys.append((mb * n_mt + ma) * 2 + flag)
-    packed = np.sort(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    pair_key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
     del keys, spread
-    pair_key = packed >> 1
-    starts = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(packed) else \
+    pair_key.sort()  # in place: this array is the largest of the build
+    flags = (pair_key & 1).astype(np.uint8)
+    pair_key >>= 1
+    starts = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
         np.zeros(0, dtype=np.int64)
-    ends = np.concatenate((starts[1:], [len(packed)]))
-    n_ctx = np.add.reduceat(packed & 1, starts) if len(packed) else np.zeros(0, np.int64)
+    ends = np.concatenate((starts[1:], [len(pair_key)]))
+    n_ctx = np.add.reduceat(flags, starts, dtype=np.int64) if len(pair_key) else np.zeros(0, np.int64)
     pair_ctx = n_ctx.astype(np.uint32)
     pair_adj = (ends - starts - n_ctx).astype(np.uint32)
     keys_u = pair_key[starts]
-    del packed, pair_key
+    del pair_key, flags
     pair_cols = (keys_u % n_mt).astype(np.int32)
     pair_indptr = _csr_from_sorted_rows(keys_u // n_mt, n_mt)
     upper = pair_cols > keys_u // n_mt
