@@ -249,7 +249,10 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     s_end = s_start + occ_len[o] - 1
     lo = np.searchsorted(s_start, s_end + 1, side="left")
     hi = np.searchsorted(s_start, s_end + 2 + max_dist, side="left")
-    keys = []
+    # the largest array of the build, filled in place: (pair, gap > 0) packed in one int64,
+    # in both orientations so that one sort yields the symmetric table row by row
+    pair_key = np.empty(2 * int((hi - lo).sum()), dtype=np.int64)
+    filled = 0
     for d in range(int((hi - lo).max(initial=0))):
         a = np.flatnonzero(lo + d < hi)  # occurrences with a (d+1)-th partner
         bb = lo[a] + d
@@ -257,13 +260,15 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
         gap = s_start[bb] - s_end[a] - 1
         k = ma != mb
         ma, mb, flag = ma[k], mb[k], gap[k] > 0
-        # both orientations, so that one sort yields the symmetric table row by row
-        keys.append((ma * n_mt + mb) * 2 + flag)
-        keys.append((mb * n_mt + ma) * 2 + flag)
-    pair_key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
-    del keys, spread
-    pair_key.sort()  # in place: this array is the largest of the build
-    flags = (pair_key & 1).astype(np.uint8)
+        n = len(ma)
+        pair_key[filled:filled + n] = (ma * n_mt + mb) * 2 + flag
+        pair_key[filled + n:filled + 2 * n] = (mb * n_mt + ma) * 2 + flag
+        filled += 2 * n
+    pair_key = pair_key[:filled]
+    del spread
+    pair_key.sort()
+    flags = np.empty(len(pair_key), dtype=np.uint8)
+    np.bitwise_and(pair_key, 1, out=flags, casting="unsafe")
     pair_key >>= 1
     starts = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
         np.zeros(0, dtype=np.int64)
