@@ -33,7 +33,6 @@ earlier one's is dropped and counted in ``ReadStats.duplicates`` either way, the
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -217,11 +216,8 @@ def _entities(kind: str, path: Path | None, options: dict, stats):
     return read_folder(path, stats=stats, **options)
 
 
-_SPACES = re.compile(r"\s+")
-
-
 def _norm(s: str) -> str:
-    return _SPACES.sub(" ", s).strip().casefold()
+    return " ".join(s.split()).casefold()  # str.split is the fastest whitespace collapse
 
 
 def content_key(entity: TextEntity) -> str | None:

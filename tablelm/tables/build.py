@@ -267,17 +267,22 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     pair_key = pair_key[:filled]
     del spread
     pair_key.sort()
-    flags = np.empty(len(pair_key), dtype=np.uint8)
-    np.bitwise_and(pair_key, 1, out=flags, casting="unsafe")
-    pair_key >>= 1
-    starts = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
+    # runs of equal packed keys: a pair has at most two runs, adjacent (gap 0) then contextual
+    run = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
         np.zeros(0, dtype=np.int64)
-    ends = np.concatenate((starts[1:], [len(pair_key)]))
-    n_ctx = np.add.reduceat(flags, starts, dtype=np.int64) if len(pair_key) else np.zeros(0, np.int64)
-    pair_ctx = n_ctx.astype(np.uint32)
-    pair_adj = (ends - starts - n_ctx).astype(np.uint32)
-    keys_u = pair_key[starts]
-    del pair_key, flags
+    run_len = np.diff(np.append(run, len(pair_key)))
+    run_key = pair_key[run]
+    del pair_key
+    is_ctx = (run_key & 1).astype(bool)
+    run_key >>= 1
+    new_pair = np.concatenate(([True], run_key[1:] != run_key[:-1])) if len(run_key) else np.zeros(0, bool)
+    pair_of_run = np.cumsum(new_pair) - 1
+    keys_u = run_key[new_pair]
+    pair_adj = np.zeros(len(keys_u), dtype=np.uint32)
+    pair_ctx = np.zeros(len(keys_u), dtype=np.uint32)
+    pair_adj[pair_of_run[~is_ctx]] = run_len[~is_ctx]
+    pair_ctx[pair_of_run[is_ctx]] = run_len[is_ctx]
+    del run, run_len, run_key, is_ctx, new_pair, pair_of_run
     pair_cols = (keys_u % n_mt).astype(np.int32)
     pair_indptr = _csr_from_sorted_rows(keys_u // n_mt, n_mt)
     upper = pair_cols > keys_u // n_mt
