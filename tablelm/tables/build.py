@@ -63,6 +63,36 @@ def _csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n_rows)))).astype(np.int64)
 
 
+def _symmetric(qa, qb, adj, ctx, n: int):
+    """Both directions of the pairs ``qa < qb`` (sorted by (qa, qb)) as one CSR table.
+
+    Row r lists first the partners below r (pairs where r is ``qb``), then those above. The
+    pairs grouped by ``qb`` come from sorting ``qb << 32 | index`` — a value sort, about twice
+    as fast as an argsort, stable because the index breaks ties — and both halves are then
+    written to increasing positions, so no step reads or writes memory at random.
+    """
+    m = len(qa)
+    c_up = np.bincount(qa, minlength=n)
+    c_low = np.bincount(qb, minlength=n)
+    indptr = np.concatenate(([0], np.cumsum(c_up + c_low))).astype(np.int64)
+    t = np.sort((qb.astype(np.int64) << 32) | np.arange(m, dtype=np.int64))
+    order = t & 0xFFFFFFFF
+    rows_low = t >> 32
+    del t
+    low_start = indptr[:-1]
+    up_start = indptr[:-1] + c_low
+    first_low = np.cumsum(c_low) - c_low
+    first_up = np.cumsum(c_up) - c_up
+    pos_low = low_start[rows_low] + np.arange(m) - first_low[rows_low]
+    pos_up = up_start[qa] + np.arange(m) - first_up[qa]
+    cols = np.empty(2 * m, dtype=np.int32)
+    n_adj = np.empty(2 * m, dtype=np.uint32)
+    n_ctx = np.empty(2 * m, dtype=np.uint32)
+    cols[pos_low], n_adj[pos_low], n_ctx[pos_low] = qa[order], adj[order], ctx[order]
+    cols[pos_up], n_adj[pos_up], n_ctx[pos_up] = qb, adj, ctx
+    return indptr, cols, n_adj, n_ctx
+
+
 def meta_values(entity) -> list[str]:
     """Metadata strings indexed as the ``meta`` field: string values and lists of strings, by key order."""
     out = []
@@ -249,9 +279,9 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     s_end = s_start + occ_len[o] - 1
     lo = np.searchsorted(s_start, s_end + 1, side="left")
     hi = np.searchsorted(s_start, s_end + 2 + max_dist, side="left")
-    # the largest array of the build, filled in place: (pair, gap > 0) packed in one int64,
-    # in both orientations so that one sort yields the symmetric table row by row
-    pair_key = np.empty(2 * int((hi - lo).sum()), dtype=np.int64)
+    # the largest array of the build, filled in place: (pair, gap > 0) packed in one int64, the
+    # pair as (smaller id, larger id); one sort then groups every pair's occurrences
+    pair_key = np.empty(int((hi - lo).sum()), dtype=np.int64)
     filled = 0
     for d in range(int((hi - lo).max(initial=0))):
         a = np.flatnonzero(lo + d < hi)  # occurrences with a (d+1)-th partner
@@ -261,9 +291,8 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
         k = ma != mb
         ma, mb, flag = ma[k], mb[k], gap[k] > 0
         n = len(ma)
-        pair_key[filled:filled + n] = (ma * n_mt + mb) * 2 + flag
-        pair_key[filled + n:filled + 2 * n] = (mb * n_mt + ma) * 2 + flag
-        filled += 2 * n
+        pair_key[filled:filled + n] = (np.minimum(ma, mb) * n_mt + np.maximum(ma, mb)) * 2 + flag
+        filled += n
     pair_key = pair_key[:filled]
     del spread
     pair_key.sort()
@@ -278,15 +307,12 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     new_pair = np.concatenate(([True], run_key[1:] != run_key[:-1])) if len(run_key) else np.zeros(0, bool)
     pair_of_run = np.cumsum(new_pair) - 1
     keys_u = run_key[new_pair]
-    pair_adj = np.zeros(len(keys_u), dtype=np.uint32)
-    pair_ctx = np.zeros(len(keys_u), dtype=np.uint32)
-    pair_adj[pair_of_run[~is_ctx]] = run_len[~is_ctx]
-    pair_ctx[pair_of_run[is_ctx]] = run_len[is_ctx]
+    adj = np.zeros(len(keys_u), dtype=np.uint32)
+    ctx = np.zeros(len(keys_u), dtype=np.uint32)
+    adj[pair_of_run[~is_ctx]] = run_len[~is_ctx]
+    ctx[pair_of_run[is_ctx]] = run_len[is_ctx]
     del run, run_len, run_key, is_ctx, new_pair, pair_of_run
-    pair_cols = (keys_u % n_mt).astype(np.int32)
-    pair_indptr = _csr_from_sorted_rows(keys_u // n_mt, n_mt)
-    upper = pair_cols > keys_u // n_mt
-    adj, ctx = pair_adj[upper], pair_ctx[upper]
+    pair_indptr, pair_cols, pair_adj, pair_ctx = _symmetric(keys_u // n_mt, keys_u % n_mt, adj, ctx, n_mt)
     del keys_u
 
     # ---- 5. context tables: multitoken → label → summed term frequency
