@@ -318,6 +318,18 @@ def test_build_tables_equal_the_oracle_on_real_slices(real_slice, params):
     assert all(o["context"][name] for name in CONTEXTS)
 
 
+def test_segment_end_character_in_a_text_is_a_space():
+    """The build joins texts with U+E000; a text that holds that character reads it as a space."""
+    with_char = [TextEntity(id="a", text="cell\ue000growth rate\ue000", title="t\ue000u")]
+    with_space = [TextEntity(id="a", text="cell growth rate ", title="t u")]
+    p = {"max_ngram": 3, "max_dist": 2, "min_multitoken_count": 1}
+    a = build_tables(with_char, Analyzer(), p)
+    b = build_tables(with_space, Analyzer(), p)
+    for name in b.arrays:
+        assert np.array_equal(a.arrays[name], b.arrays[name]), name
+    compare(with_char, Analyzer(), p)
+
+
 @needs_data
 def test_oracle_with_kw_map_and_without_stemming(real_slice):
     """KW_map expansions (one word → several) and the unstemmed analyzer follow the same rules."""

@@ -1,7 +1,7 @@
 """The counting pass: entities → backend tables, vectorized with numpy.
 
 Python touches each token once (``re.findall`` plus one dict lookup, in
-:meth:`SurfaceVocabulary.encode`); everything after that is array work over one
+:meth:`SurfaceVocabulary.encode_segments`); everything after that is array work over one
 concatenated token stream:
 
 1. surface ids → stem ids; sentence and clause ids by cumulative sums of the
@@ -27,7 +27,6 @@ labels and stems are sorted; so the same corpus gives identical tables.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass, field
 
@@ -134,26 +133,27 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     step = progress or (lambda *a: None)
     n_docs = len(entities)
     vocab = SurfaceVocabulary(analyzer)
-    encode = vocab.encode
 
     # ---- 1. tokenize every field of every entity into one surface-id stream
-    seg_ids, seg_doc, seg_field = [], [], []
-    for d, e in enumerate(entities):
-        for f, texts in ((0, (e.text,)), (1, (e.title,)), (2, e.category), (3, e.tags), (4, meta_values(e))):
-            for t in texts:
-                if t:
-                    ids = encode(t)
-                    ids.append(0)  # a segment ends a sentence
-                    seg_ids.append(ids)
-                    seg_doc.append(d)
-                    seg_field.append(f)
-        if d % 256 == 255:
-            step(256)
-    step(n_docs % 256)
+    chunks, lengths, seg_doc, seg_field = [], [], [], []
+    for start in range(0, n_docs, 1024):  # chunks bound the joined text and pace the progress bar
+        texts = []
+        for d in range(start, min(start + 1024, n_docs)):
+            e = entities[d]
+            for f, values in ((0, (e.text,)), (1, (e.title,)), (2, e.category), (3, e.tags), (4, meta_values(e))):
+                for t in values:
+                    if t:
+                        texts.append(t)
+                        seg_doc.append(d)
+                        seg_field.append(f)
+        sids, lens = vocab.encode_segments(texts)
+        chunks.append(sids)
+        lengths.append(lens)
+        step(min(1024, n_docs - start))
     step(None, "counting")
-    lengths = np.fromiter(map(len, seg_ids), dtype=np.int64, count=len(seg_ids))
-    sid = np.fromiter(itertools.chain.from_iterable(seg_ids), dtype=np.int32, count=int(lengths.sum()))
-    del seg_ids
+    sid = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    del chunks
     doc = np.repeat(np.asarray(seg_doc, dtype=np.int32), lengths)
     fld = np.repeat(np.asarray(seg_field, dtype=np.int8), lengths)
 

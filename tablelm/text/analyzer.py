@@ -26,12 +26,17 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import numpy as np
 import Stemmer
 
 from .stopwords import STOPWORDS
 
 # One pattern for words and for the punctuation that ends sentences/clauses.
 TOKEN_RE = re.compile(r"[^\W_]+(?:_+[^\W_]+)*|[.!?;:](?=\s|$)|[,()\[\]{}]|\n[ \t\r\f\v]*\n")
+
+# Ends a text in the build's joined stream: a private-use character, removed from the texts.
+SEGMENT_END = "\ue000"
+_SEGMENT_TOKEN_RE = re.compile(TOKEN_RE.pattern + "|" + SEGMENT_END)
 
 # Codes of the special tokens in a surface-id stream (real stems are >= 0).
 SENTENCE = -1
@@ -160,7 +165,8 @@ def python_kw_map() -> dict[str, str]:
 class SurfaceVocabulary:
     """Build-time map surface word → surface id, with each surface's stem.
 
-    Surface ids 0 and 1 are the sentence and clause markers. ``stem_of`` holds, per
+    Surface ids 0 and 1 are the sentence and clause markers, 2 the end of a segment
+    (a field of an entity; it also ends a sentence). ``stem_of`` holds, per
     surface id, a stem index into ``stems`` (first-seen order), or a negative code
     (SENTENCE, CLAUSE, DROP). Words that the KW_map expands to several words get
     one surface id per produced stem, recorded in ``expansions``.
@@ -174,7 +180,9 @@ class SurfaceVocabulary:
         self.stems: list[str] = []
         self._stem_ids: dict[str, int] = {}
         self.expansions: dict[str, list[int]] = {}
-        for tok, code in (("\n\n", SENTENCE), (",", CLAUSE)):
+        self.raw_ids: dict[str, int] = {}  # raw token (before lowercasing) → surface id
+        self.raw_expansions: dict[str, list[int]] = {}
+        for tok, code in (("\n\n", SENTENCE), (",", CLAUSE), (SEGMENT_END, SENTENCE)):
             self._add(tok, code)
         for tok in _SENTENCE_MARKS:
             self.ids[tok] = 0
@@ -209,18 +217,46 @@ class SurfaceVocabulary:
         self.ids[tok] = sids[0]
         return sids[0]
 
-    def encode(self, text: str) -> list[int]:
-        """Surface ids of ``text`` (markers included), the build's hot path."""
-        ids = self.ids
-        if text.isascii():
-            toks = TOKEN_RE.findall(text.lower())
-        else:  # boundaries from the raw text, then each token normalized: as tokens_with_spans does
-            toks = [normalize(t) for t in TOKEN_RE.findall(text)]
-        for t in set(toks).difference(ids):
-            self.new(t)
-        out = list(map(ids.__getitem__, toks))
-        if self.expansions and not self.expansions.keys().isdisjoint(toks):
+    def _raw_id(self, tok: str) -> int:
+        """Surface id of a raw (not yet normalized) token, registering it if new."""
+        if tok == SEGMENT_END:
+            return 2
+        norm = tok.lower() if tok.isascii() else normalize(tok)
+        sid = self.ids.get(norm)
+        if sid is None:
+            sid = self.new(norm)
+        if norm in self.expansions:
+            self.raw_expansions[tok] = self.expansions[norm]
+        return sid
+
+    def encode_segments(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Surface ids of several texts, each followed by a segment end (a sentence marker).
+
+        The build's hot path: the texts are joined with a private-use character that the
+        token pattern emits as a token of its own, so one ``re.findall`` and one dict lookup
+        per distinct token serve them all. Tokens are found in the raw text and then
+        normalized, exactly as :meth:`Analyzer.tokens_with_spans` does at query time.
+
+        Returns
+        -------
+        sids : ndarray of int32
+        lengths : ndarray of int64
+            Number of ids of each text, its segment end included.
+        """
+        if not texts:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        big = SEGMENT_END.join(t.replace(SEGMENT_END, " ") for t in texts) + SEGMENT_END
+        toks = _SEGMENT_TOKEN_RE.findall(big)
+        raw = self.raw_ids
+        distinct = set(toks)
+        for t in sorted(distinct.difference(raw)):  # sorted: ids independent of hash order
+            raw[t] = self._raw_id(t)
+        if self.raw_expansions and not self.raw_expansions.keys().isdisjoint(distinct):
             out = []
             for t in toks:
-                out.extend(self.expansions.get(t) or (ids[t],))
-        return out
+                out.extend(self.raw_expansions.get(t) or (raw[t],))
+            sids = np.asarray(out, dtype=np.int32)
+        else:
+            sids = np.fromiter(map(raw.__getitem__, toks), dtype=np.int32, count=len(toks))
+        ends = np.flatnonzero(sids == 2)
+        return sids, np.diff(np.concatenate(([-1], ends)))
