@@ -28,6 +28,7 @@ labels and stems are sorted; so the same corpus gives identical tables.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,6 +91,60 @@ def _symmetric(qa, qb, adj, ctx, n: int):
     cols[pos_low], n_adj[pos_low], n_ctx[pos_low] = qa[order], adj[order], ctx[order]
     cols[pos_up], n_adj[pos_up], n_ctx[pos_up] = qb, adj, ctx
     return indptr, cols, n_adj, n_ctx
+
+
+def _count_pairs(occ_start, occ_len, occ_mt, sent_k, n_mt: int, max_dist: int):
+    """Pairs of non-overlapping multitoken occurrences of one sentence, gap <= ``max_dist`` words.
+
+    Returns the symmetric CSR table (indptr, partner, adjacent count, contextual count) and
+    the upper half's counts (one entry per unordered pair) for the statistics. Runs in a
+    second thread of the build: it only reads the occurrence arrays, and numpy releases
+    the GIL in its sorts.
+    """
+    n_words = len(sent_k)
+    # spread positions so that sentence s+1 starts max_dist + 1 words after sentence s ends:
+    # a window of max_dist words then never crosses a sentence, with no per-pair check
+    spread = np.arange(n_words, dtype=np.int64) + sent_k * (max_dist + 1)
+    o = np.argsort(occ_start, kind="stable")
+    s_start, s_mt = spread[occ_start[o]], occ_mt[o]
+    s_end = s_start + occ_len[o] - 1
+    lo = np.searchsorted(s_start, s_end + 1, side="left")
+    hi = np.searchsorted(s_start, s_end + 2 + max_dist, side="left")
+    # the largest array of the build, filled in place: (pair, gap > 0) packed in one int64, the
+    # pair as (smaller id, larger id); one sort then groups every pair's occurrences
+    pair_key = np.empty(int((hi - lo).sum()), dtype=np.int64)
+    filled = 0
+    for d in range(int((hi - lo).max(initial=0))):
+        a = np.flatnonzero(lo + d < hi)  # occurrences with a (d+1)-th partner
+        bb = lo[a] + d
+        ma, mb = s_mt[a], s_mt[bb]
+        gap = s_start[bb] - s_end[a] - 1
+        k = ma != mb
+        ma, mb, flag = ma[k], mb[k], gap[k] > 0
+        n = len(ma)
+        pair_key[filled:filled + n] = (np.minimum(ma, mb) * n_mt + np.maximum(ma, mb)) * 2 + flag
+        filled += n
+    pair_key = pair_key[:filled]
+    del spread
+    pair_key.sort()
+    # runs of equal packed keys: a pair has at most two runs, adjacent (gap 0) then contextual
+    run = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
+        np.zeros(0, dtype=np.int64)
+    run_len = np.diff(np.append(run, len(pair_key)))
+    run_key = pair_key[run]
+    del pair_key
+    is_ctx = (run_key & 1).astype(bool)
+    run_key >>= 1
+    new_pair = np.concatenate(([True], run_key[1:] != run_key[:-1])) if len(run_key) else np.zeros(0, bool)
+    pair_of_run = np.cumsum(new_pair) - 1
+    keys_u = run_key[new_pair]
+    adj = np.zeros(len(keys_u), dtype=np.uint32)
+    ctx = np.zeros(len(keys_u), dtype=np.uint32)
+    adj[pair_of_run[~is_ctx]] = run_len[~is_ctx]
+    ctx[pair_of_run[is_ctx]] = run_len[is_ctx]
+    del run, run_len, run_key, is_ctx, new_pair, pair_of_run
+    pair_indptr, pair_cols, pair_adj, pair_ctx = _symmetric(keys_u // n_mt, keys_u % n_mt, adj, ctx, n_mt)
+    return pair_indptr, pair_cols, pair_adj, pair_ctx, adj, ctx
 
 
 def meta_values(entity) -> list[str]:
@@ -247,6 +302,11 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     occ_doc = doc_k[occ_start]
     occ_fld = fld_k[occ_start]
 
+    # ---- 4. pairs, in a second thread while the postings and context tables are counted
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tablelm-pairs")
+    pairs_job = pool.submit(_count_pairs, occ_start, occ_len, occ_mt, sent_k, n_mt, int(params["max_dist"]))
+    pool.shutdown(wait=False)
+
     # ---- 3. postings, dictionary counts, field lengths
     step(None, "postings")
     pkey = occ_mt * n_docs + occ_doc
@@ -267,53 +327,6 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     doc_len = np.bincount(doc_k.astype(np.int64) * len(FIELDS) + fld_k, minlength=n_docs * len(FIELDS))
     doc_len = doc_len.reshape(n_docs, len(FIELDS)).astype(np.uint32)
     del pkey, pinv
-
-    # ---- 4. pairs within a sentence, gap <= max_dist
-    step(None, "pairs")
-    max_dist = int(params["max_dist"])
-    # spread positions so that sentence s+1 starts max_dist + 1 words after sentence s ends:
-    # a window of max_dist words then never crosses a sentence, with no per-pair check
-    spread = np.arange(n_words, dtype=np.int64) + sent_k * (max_dist + 1)
-    o = np.argsort(occ_start, kind="stable")
-    s_start, s_mt = spread[occ_start[o]], occ_mt[o]
-    s_end = s_start + occ_len[o] - 1
-    lo = np.searchsorted(s_start, s_end + 1, side="left")
-    hi = np.searchsorted(s_start, s_end + 2 + max_dist, side="left")
-    # the largest array of the build, filled in place: (pair, gap > 0) packed in one int64, the
-    # pair as (smaller id, larger id); one sort then groups every pair's occurrences
-    pair_key = np.empty(int((hi - lo).sum()), dtype=np.int64)
-    filled = 0
-    for d in range(int((hi - lo).max(initial=0))):
-        a = np.flatnonzero(lo + d < hi)  # occurrences with a (d+1)-th partner
-        bb = lo[a] + d
-        ma, mb = s_mt[a], s_mt[bb]
-        gap = s_start[bb] - s_end[a] - 1
-        k = ma != mb
-        ma, mb, flag = ma[k], mb[k], gap[k] > 0
-        n = len(ma)
-        pair_key[filled:filled + n] = (np.minimum(ma, mb) * n_mt + np.maximum(ma, mb)) * 2 + flag
-        filled += n
-    pair_key = pair_key[:filled]
-    del spread
-    pair_key.sort()
-    # runs of equal packed keys: a pair has at most two runs, adjacent (gap 0) then contextual
-    run = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
-        np.zeros(0, dtype=np.int64)
-    run_len = np.diff(np.append(run, len(pair_key)))
-    run_key = pair_key[run]
-    del pair_key
-    is_ctx = (run_key & 1).astype(bool)
-    run_key >>= 1
-    new_pair = np.concatenate(([True], run_key[1:] != run_key[:-1])) if len(run_key) else np.zeros(0, bool)
-    pair_of_run = np.cumsum(new_pair) - 1
-    keys_u = run_key[new_pair]
-    adj = np.zeros(len(keys_u), dtype=np.uint32)
-    ctx = np.zeros(len(keys_u), dtype=np.uint32)
-    adj[pair_of_run[~is_ctx]] = run_len[~is_ctx]
-    ctx[pair_of_run[is_ctx]] = run_len[is_ctx]
-    del run, run_len, run_key, is_ctx, new_pair, pair_of_run
-    pair_indptr, pair_cols, pair_adj, pair_ctx = _symmetric(keys_u // n_mt, keys_u % n_mt, adj, ctx, n_mt)
-    del keys_u
 
     # ---- 5. context tables: multitoken → label → summed term frequency
     step(None, "context tables")
@@ -345,6 +358,9 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None) -> T
     multi = np.flatnonzero(mt_len >= 2)
     sng_hash = hash_rows(sort_rows(mt_words[multi]))
     so = np.argsort(sng_hash, kind="stable")
+
+    step(None, "pairs")
+    pair_indptr, pair_cols, pair_adj, pair_ctx, adj, ctx = pairs_job.result()
 
     arrays.update({
         "mt_words": mt_words,
