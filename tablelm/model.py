@@ -48,7 +48,7 @@ class Model:
         self.n_docs = int(manifest["stats"]["entities"])
         self.n_words = int(manifest["stats"]["words"])
         for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
-                     "pair_adj", "pair_ctx", "sng_hash", "sng_mt", "entity_offsets", "entity_agents",
+                     "pair_adj", "pair_ctx", "pair_t_indptr", "pair_t_order", "sng_hash", "sng_mt", "entity_offsets", "entity_agents",
                      "fwd_indptr", "fwd_mt", "fwd_post"):
             if name not in self.arrays:
                 raise ModelError(f"{path or 'the model'} has no {name!r} table; rebuild it with tablelm build.")
@@ -406,13 +406,9 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         elif n:
             bar.update(n)
 
-    tables = build_tables(entities, analyzer, bp, progress=step)
+    tables = build_tables(entities, analyzer, bp, progress=step, side_work=lambda: _entity_tables(entities))
     bar.close()
-    blob, offsets = entity_records(entities)
-    tables.arrays["entity_offsets"] = offsets
-    tables.arrays["entity_agents"] = entity_agents(entities)
-    tables.strings["ids"] = [json.dumps(e.id, ensure_ascii=False) for e in entities]
-    tables.blobs["entities.jsonl"] = blob
+    blob = tables.blobs["entities.jsonl"]
     corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"],
               "entities": len(entities)}
     if not sources:
@@ -442,6 +438,14 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         return model
     manifest = dict(manifest, format_version=FORMAT_VERSION)
     return Model(tables, manifest, blob, None)
+
+
+def _entity_tables(entities) -> Tables:
+    """The entity store, ids and agent bits (built while the counting pass counts pairs)."""
+    blob, offsets = entity_records(entities)
+    return Tables(arrays={"entity_offsets": offsets, "entity_agents": entity_agents(entities)},
+                  strings={"ids": [json.dumps(e.id, ensure_ascii=False) for e in entities]},
+                  blobs={"entities.jsonl": blob})
 
 
 def _bar(enabled: bool, desc: str, unit: str, total=None):

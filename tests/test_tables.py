@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from conftest import CACM, SCIFACT, XLLM, needs_data, read_slice
 from tablelm.corpus.entity import TextEntity
 from tablelm.tables import build as build_module
-from tablelm.tables.build import CONTEXTS, FIELDS, build_tables, label_path
+from tablelm.tables.build import CONTEXTS, FIELDS, build_tables, label_path, partners
 from tablelm.tables.hashing import hash_rows, sort_rows
 from tablelm.text.analyzer import CLAUSE, SENTENCE, Analyzer, normalize
 
@@ -214,15 +214,22 @@ def compare(entities, analyzer, params):
     # field lengths
     np.testing.assert_array_equal(t["doc_len"], o["doc_len"])
 
-    # pairs: symmetric CSR, columns strictly ascending, adjacent and contextual counts, no self-pair
+    # pairs: each unordered pair once under its smaller id (columns strictly ascending and larger
+    # than the row), adjacent and contextual counts, no self-pair; the transposed index finds it
+    # from the larger id
     indptr = np.asarray(t["pair_indptr"])
-    assert len(indptr) == n_mt + 1
+    assert len(indptr) == n_mt + 1 and len(t["pair_t_indptr"]) == n_mt + 1
     rows = np.repeat(np.arange(n_mt), np.diff(indptr))
-    got = np.column_stack([rows, t["pair_cols"], t["pair_adj"], t["pair_ctx"]]).astype(np.int64)
-    assert np.all(np.lexsort((got[:, 1], got[:, 0])) == np.arange(len(got))), "pair rows/columns not sorted"
-    assert len(np.unique(got[:, :2], axis=0)) == len(got), "duplicate pair"
-    assert not np.any(got[:, 0] == got[:, 1]), "self-pair stored"
-    assert np.all(got[:, 2] + got[:, 3] > 0), "pair with no count stored"
+    upper = np.column_stack([rows, t["pair_cols"], t["pair_adj"], t["pair_ctx"]]).astype(np.int64)
+    assert np.all(np.lexsort((upper[:, 1], upper[:, 0])) == np.arange(len(upper))), "pairs not sorted"
+    assert np.all(upper[:, 0] < upper[:, 1]), "pair not stored under its smaller id (or a self-pair)"
+    assert np.all(upper[:, 2] + upper[:, 3] > 0), "pair with no count stored"
+    got = []
+    for r in range(n_mt):
+        cols, a, c = partners(t.arrays, r)
+        assert list(cols) == sorted(cols), "partners not in ascending order"
+        got += [(r, int(x), int(y), int(z)) for x, y, z in zip(cols, a, c)]
+    got = np.array(got, dtype=np.int64).reshape(-1, 4)
     want = []
     for pair in set(o["adj"]) | set(o["ctx"]):
         a, b = mid[pair[0]], mid[pair[1]]
@@ -358,13 +365,9 @@ def test_hand_checked_example():
     # doc lengths: a.text = read file read file line close file (7 kept words), title 2, category 2, tags 2
     assert t["doc_len"][:, :4].tolist() == [[7, 2, 2, 2], [3, 0, 1, 0]]
     def pair(a, b):
-        ia, ib = idx[a], idx[b]
-        s, e = int(t["pair_indptr"][ia]), int(t["pair_indptr"][ia + 1])
-        cols = t["pair_cols"][s:e].tolist()
-        if ib not in cols:
-            return (0, 0)
-        j = s + cols.index(ib)
-        return int(t["pair_adj"][j]), int(t["pair_ctx"][j])
+        cols, adj, ctx = partners(t.arrays, idx[a])
+        hit = np.flatnonzero(cols == idx[b])
+        return (int(adj[hit[0]]), int(ctx[hit[0]])) if len(hit) else (0, 0)
 
     # sentence 2 of a.text is "read file line | close file" (one clause break, one sentence)
     assert pair(("read",), ("line",)) == (0, 1)            # gap 1: contextual
@@ -453,9 +456,9 @@ def test_property_pairs_symmetric_and_postings_sum_to_counts(entities, params):
     t = build_tables(entities, Analyzer(), params)
     n = len(t["mt_words"])
     pairs = {}
-    for r, (cols, a, c) in csr_rows(t["pair_indptr"], t["pair_cols"], t["pair_adj"], t["pair_ctx"]):
-        for col, na, nc in zip(cols, a, c):
-            pairs[(r, col)] = (na, nc)
+    for r in range(n):
+        for col, na, nc in zip(*partners(t.arrays, r)):
+            pairs[(r, int(col))] = (int(na), int(nc))
     assert all(pairs.get((b, a)) == v for (a, b), v in pairs.items()), "pair counts not symmetric"
     assert all(a != b for a, b in pairs)
     # per-field posting tf, summed over entities, equals the dictionary counts

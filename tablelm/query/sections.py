@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tables.build import partners
 from .rank import gather, idf
 
 CONTEXT_SECTIONS = ("categories", "tags", "titles", "related")
@@ -27,11 +28,12 @@ _TABLE = {"categories": "category", "tags": "tags", "titles": "titles", "related
 
 def neighbours(model, mt: int, params: dict, limit: int) -> list[tuple[int, float, int]]:
     """The embedding of ``mt``: up to ``limit`` (multitoken, pmi, n_AB), best first."""
-    s, e = int(model.pair_indptr[mt]), int(model.pair_indptr[mt + 1])
-    if e == s or limit <= 0:
+    if limit <= 0:
         return []
-    cols = np.asarray(model.pair_cols[s:e], dtype=np.int64)
-    n_ab = model.pair_adj[s:e].astype(np.float64) + model.pair_ctx[s:e]
+    cols, adj, ctx = partners(model.arrays, mt)
+    if len(cols) == 0:
+        return []
+    n_ab = adj.astype(np.float64) + ctx
     n_a = float(model.mt_total[mt])
     n_b = model.mt_total[cols].astype(np.float64)
     if params["pmi"] == "sqrt":

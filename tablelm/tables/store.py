@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ModelError
 from .build import Tables
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 
 
