@@ -385,8 +385,9 @@ async function start() {
     return;
   }
   fromURL();
+  if (!$("prompt").value.trim()) await loadSamples();  // ready means: the sample prompts are shown too
   document.body.dataset.ready = "1";
-  if ($("prompt").value.trim()) run(true); else loadSamples();
+  if ($("prompt").value.trim()) run(true);
 }
 
 document.addEventListener("DOMContentLoaded", start);
