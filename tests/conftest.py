@@ -53,6 +53,26 @@ def tablelm_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "tablelm.interfaces.cli", *map(str, args)]
 
 
+def reads_or_raises_corpus_error(source, **options) -> None:
+    """Fuzz check: ``source`` reads into valid, uniquely identified, JSON-ready entities, or
+    (only with ``on_error="fail"``) raises CorpusError; never any other exception."""
+    import json
+
+    from tablelm.corpus.entity import TextEntity
+    from tablelm.errors import CorpusError
+
+    for on_error in ("fail", "skip"):
+        try:
+            entities = list(read_corpus([source], on_error=on_error, **options))
+        except CorpusError:
+            assert on_error == "fail"
+            continue
+        assert all(isinstance(e, TextEntity) and e.id for e in entities)
+        assert len({e.id for e in entities}) == len(entities)
+        for e in entities:
+            json.dumps(e.to_dict())
+
+
 # --------------------------------------------------------------------------- session-wide
 
 

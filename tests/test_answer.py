@@ -8,9 +8,7 @@ writes them. Card ids and ranks must match exactly, scores to a relative 1e-6.
 from __future__ import annotations
 
 import json
-import sys
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import reads_or_raises_corpus_error
 from tablelm.corpus import (
     FieldMap,
     ReadStats,
-    TextEntity,
     builtin_corpus_id,
     detect_format,
     python_docs_fingerprint,
@@ -440,16 +440,7 @@ def test_any_bytes_read_or_raise_corpus_error(data, suffix, encoding):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"f{suffix}"
         path.write_bytes(data)
-        for on_error in ("fail", "skip"):
-            try:
-                entities = list(read_corpus([path], encoding=encoding, on_error=on_error))
-            except CorpusError:
-                assert on_error == "fail"
-                continue
-            assert all(isinstance(e, TextEntity) and e.id for e in entities)
-            assert len({e.id for e in entities}) == len(entities)
-            for e in entities:
-                json.dumps(e.to_dict())
+        reads_or_raises_corpus_error(path, encoding=encoding)
 
 
 def test_builtin_corpus_has_the_builtins(pydocs_run):

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tablelm.corpus import FieldMap, ReadStats, TextEntity, detect_format, read_corpus
+from conftest import reads_or_raises_corpus_error
+from tablelm.corpus import FieldMap, ReadStats, detect_format, read_corpus
 from tablelm.corpus.crawl import read_crawl
 from tablelm.corpus.pdf import read_pdf
 from tablelm.errors import CorpusError, ParamError
@@ -404,13 +405,4 @@ def test_every_reader_reads_or_raises_corpus_error(data, suffix):
         path = Path(tmp) / f"f{suffix}"
         path.write_bytes(data)
         for source in (path, Path(tmp)):
-            for on_error in ("fail", "skip"):
-                try:
-                    entities = list(read_corpus([source], on_error=on_error, field_map=fm))
-                except CorpusError:
-                    assert on_error == "fail"
-                    continue
-                assert all(isinstance(e, TextEntity) and e.id for e in entities)
-                assert len({e.id for e in entities}) == len(entities)
-                for e in entities:
-                    json.dumps(e.to_dict())
+            reads_or_raises_corpus_error(source, field_map=fm)

@@ -9,36 +9,20 @@ from __future__ import annotations
 import json
 import re
 import threading
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-import tablelm
 from tablelm import params as P
 from tablelm.interfaces.cli import main
 from tablelm.interfaces.server import background_server, create_app, md_escape, render_markdown
 
 PROMPT = "data governance policy"
 
-XLLM = Path(__file__).resolve().parents[2] / "shared" / "data" / "xllm-enterprise" / "repository3.txt"
 
 
-# Own fixtures (not conftest's), so this file stands alone: a model of the xLLM enterprise
-# repository (1,800 records with categories and tags), built once for the module (~1 s).
-@pytest.fixture(scope="module")
-def xllm_model_dir(tmp_path_factory):
-    if not XLLM.exists():
-        pytest.skip(f"test data not found at {XLLM}")
-    out = tmp_path_factory.mktemp("xllm-model") / "model"
-    tablelm.build([XLLM], out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def xllm_model(xllm_model_dir):
-    return tablelm.load(xllm_model_dir)
+# xllm_model_dir / xllm_model: the session fixtures of conftest.py (the xLLM enterprise repository).
 
 
 def strip_timings(d: dict) -> dict:

@@ -8,7 +8,6 @@ exactly as before.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -12,9 +12,7 @@ random text made of real corpus words (hypothesis).
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
-from itertools import islice
 
 import numpy as np
 import pytest

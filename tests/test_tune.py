@@ -25,13 +25,6 @@ def cran_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def xllm_model_dir_for_tune(tmp_path_factory):
-    out = tmp_path_factory.mktemp("xllm") / "model"
-    tablelm.build([DATA / "xllm-enterprise" / "repository3.txt"], out)
-    return out
-
-
 def _run(*args, env=None):
     res = CliRunner().invoke(main, [str(a) for a in args], env=env)
     assert res.exit_code == 0, res.output
@@ -51,8 +44,8 @@ def test_eval_matches_the_evaluation_module(cran_dir):
     assert out["latency_ms_p50"] > 0 and out["latency_ms_p95"] >= out["latency_ms_p50"]
 
 
-def test_eval_reports_prompt_coverage_for_reference_prompt_files(xllm_model_dir_for_tune):
-    out = json.loads(_run("eval", "-m", xllm_model_dir_for_tune, "--queries", XLLM_PROMPTS, "--json"))
+def test_eval_reports_prompt_coverage_for_reference_prompt_files(xllm_model_dir):
+    out = json.loads(_run("eval", "-m", xllm_model_dir, "--queries", XLLM_PROMPTS, "--json"))
     assert len(out["per_prompt"]) == sum(1 for line in open(XLLM_PROMPTS, encoding="utf-8") if "|" in line)
     assert 0.0 < out["mean_coverage"] <= 1.0
 

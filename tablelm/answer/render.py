@@ -82,3 +82,13 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str
     lines.append("")
     lines.append(f"({len(answer.cards)} cards in {answer.timings_ms['total']:.1f} ms)")
     return "\n".join(lines)
+
+
+def render_entity(e) -> str:
+    """The full content of an entity as text (``tablelm show``, the chat's ``-i``)."""
+    lines = [f"== {e.id}: {e.title}"]
+    for label, value in (("category", " > ".join(e.category)), ("tags", ", ".join(e.tags)),
+                         ("related", ", ".join(e.related)), ("source", e.source)):
+        if value:
+            lines.append(f"{label}: {value}")
+    return "\n".join(lines + ["", e.text, ""])

@@ -6,6 +6,7 @@ import codecs
 from pathlib import Path
 from typing import Iterator
 
+from tablelm.corpus.stats import handle_error
 from tablelm.errors import CorpusError
 
 _UTF8_BOM = codecs.BOM_UTF8
@@ -167,3 +168,14 @@ def check_file(path, max_file_mb: float | None, text: bool = True, encoding: str
             "or give it its real extension",
             line=line,
         )
+
+
+def content_lines(path: Path, encoding: str, on_error: str, stats) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of the non-blank lines; a line that cannot be decoded goes to
+    ``on_error`` (raised, or counted in ``stats`` and skipped)."""
+    for number, line in iter_lines(path, encoding):
+        if isinstance(line, CorpusError):
+            handle_error(line, on_error, stats)
+            continue
+        if line.strip():
+            yield number, line

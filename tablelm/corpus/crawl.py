@@ -30,7 +30,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.html import _clean, _meta, _parse, _text_of, parse_page
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import iter_lines
+from tablelm.corpus._text import content_lines
 from tablelm.errors import CorpusError
 
 #: A line of a crawl file: a URL, a tab, a tuple literal.
@@ -152,12 +152,7 @@ def read_crawl(path: str | Path, *, encoding: str = "utf-8", on_error: str = "fa
     path = Path(path)
     pages: list[tuple[TextEntity, list]] = []
     seen: set[str] = set()
-    for number, line in iter_lines(path, encoding):
-        if isinstance(line, CorpusError):
-            handle_error(line, on_error, stats)
-            continue
-        if not line.strip():
-            continue
+    for number, line in content_lines(path, encoding, on_error, stats):
         try:
             entity, links = parse_crawl_line(line, path, number)
         except CorpusError as err:

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import iter_lines
+from tablelm.corpus._text import content_lines
 from tablelm.errors import CorpusError
 
 #: A line in this format: an id without blanks, ``~~``, then a dict literal.
@@ -205,12 +205,7 @@ def read_xllm(path: str | Path, *, encoding: str = "utf-8", on_error: str = "fai
     path = Path(path)
     seen_ids: set[str] = set()
     seen_content: set[tuple] = set()
-    for number, line in iter_lines(path, encoding):
-        if isinstance(line, CorpusError):
-            handle_error(line, on_error, stats)
-            continue
-        if not line.strip():
-            continue
+    for number, line in content_lines(path, encoding, on_error, stats):
         try:
             entity = parse_record(line, path, number, stats)
         except CorpusError as err:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .. import params as P
+from ..answer.render import render_entity
 from ..errors import TablelmError
 
 MENU = """\
@@ -160,14 +161,7 @@ class ChatSession:
             except KeyError as err:
                 self.echo(f"Error: {err.args[0] if err.args else err}")
                 continue
-            self.echo(f"== {e.id}: {e.title}")
-            for label, value in (("category", " > ".join(e.category)), ("tags", ", ".join(e.tags)),
-                                 ("related", ", ".join(e.related)), ("source", e.source)):
-                if value:
-                    self.echo(f"{label}: {value}")
-            self.echo("")
-            self.echo(e.text)
-            self.echo("")
+            self.echo(render_entity(e))
 
     def cmd_sizes(self, args):
         info = self.model.info()

@@ -322,15 +322,10 @@ def show(ids, model_dir, as_json):
     if as_json:
         _emit_json([e.to_dict() for e in ents])
         return
+    from ..answer.render import render_entity
+
     for e in ents:
-        click.echo(f"== {e.id}: {e.title}")
-        for label, value in (("category", " > ".join(e.category)), ("tags", ", ".join(e.tags)),
-                             ("related", ", ".join(e.related)), ("source", e.source)):
-            if value:
-                click.echo(f"{label}: {value}")
-        click.echo("")
-        click.echo(e.text)
-        click.echo("")
+        click.echo(render_entity(e))
 
 
 @main.command()
