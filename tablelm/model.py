@@ -20,8 +20,9 @@ from .corpus.entity import TextEntity
 from .errors import ModelError, TablelmError
 from .query.agents import agent_bit, entity_agents
 from .query.plan import Planner
-from .query.rank import Scorer, field_weights, top_k
-from .query.sections import build_sections, context_factor, neighbours
+from .query.rank import Scorer, top_k
+from .query.expand import expand
+from .query.sections import build_sections, context_factor
 from .tables.build import FIELDS, Tables, build_tables, entity_records
 from .tables.hashing import hash_rows, sort_rows
 from .tables.store import FORMAT_VERSION, load_tables, save_tables, update_manifest
@@ -48,8 +49,8 @@ class Model:
         self.n_docs = int(manifest["stats"]["entities"])
         self.n_words = int(manifest["stats"]["words"])
         for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
-                     "pair_adj", "pair_ctx", "pair_t_indptr", "pair_t_order", "sng_hash", "sng_mt", "entity_offsets", "entity_agents",
-                     "fwd_indptr", "fwd_mt", "fwd_post"):
+                     "pair_adj", "pair_ctx", "pair_t_indptr", "pair_t_order", "sng_hash", "sng_mt",
+                     "entity_offsets", "entity_agents", "fwd_indptr", "fwd_mt", "fwd_post"):
             if name not in self.arrays:
                 raise ModelError(f"{path or 'the model'} has no {name!r} table; rebuild it with tablelm build.")
             # a plain ndarray view of the memory map: same pages, no np.memmap indexing overhead
@@ -148,7 +149,7 @@ class Model:
         else:
             scores = scorer.tablelm(plan.active())
             if params["expansion_weight"] > 0 or params["prf_weight"] > 0:
-                scores = self._expand(plan, scorer, scores, params)
+                scores = expand(self, plan, scorer, scores, params)
             factor = context_factor(self, plan, params)
             if factor is not None:
                 factors["knowledge graph"] = factor
@@ -163,66 +164,6 @@ class Model:
                 self.post_docs[int(self.post_indptr[t]):int(self.post_indptr[t + 1])] for t in plan.excluded_mts]))
         return plan, scorer, scores, exclude, factors
 
-    def _expand(self, plan, scorer, scores, params):
-        """Add PMI neighbours and pseudo-relevance-feedback terms to the plan and rescore."""
-        from .query.plan import Term
-
-        present = {t.mt for t in plan.terms}
-        extra = []
-        if params["expansion_weight"] > 0:
-            for t in [t for t in plan.terms if t.role in ("prompt", "forced")
-                      and t.n >= params["embedding_key_min_size"]]:
-                nb = neighbours(self, t.mt, params, params["expansion_terms"] + len(present))
-                top = max((v for _, v, _ in nb), default=1.0) or 1.0
-                for mt, v, _ in nb:
-                    if mt not in present and len(extra) < 10 * params["expansion_terms"]:
-                        present.add(mt)
-                        extra.append(Term(mt, self.display(mt), int(self.mt_len[mt]), "expansion",
-                                          params["expansion_weight"] * v / top, via=t.text))
-        if params["prf_weight"] > 0:
-            extra += self._feedback_terms(scores, present, params)
-        if not extra:
-            return scores
-        plan.terms.extend(extra)
-        return scores + scorer.tablelm(extra)
-
-    def _feedback_terms(self, scores, present, params):
-        """Terms that characterize the top answers: pseudo-relevance feedback over the tables.
-
-        Relevance model RM3 (Lavrenko & Croft, "Relevance-based language models", SIGIR 2001;
-        Abdul-Jaleel et al., UMass at TREC 2004): P(t|R) ∝ Σ_d score(d) · tf(t, d) / |d| over the
-        ``prf_docs`` best entities, here multiplied by idf(t) so that corpus-wide words do not win,
-        read from the forward index (entity → postings) instead of re-reading texts.
-        """
-        from .query.plan import Term
-        from .query.rank import idf
-
-        top = top_k(scores, params["prf_docs"])
-        if len(top) == 0:
-            return []
-        w_doc = scores[top] / scores[top].sum()
-        fw_mt, fw_post, fw_ptr = self.fwd_mt, self.fwd_post, self.fwd_indptr
-        lens = fw_ptr[top + 1] - fw_ptr[top]
-        idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(fw_ptr[top], lens)
-        mts = fw_mt[idx].astype(np.int64)
-        tf = self.post_tf[fw_post[idx]].astype(np.float64) @ field_weights(params)
-        dl = np.maximum(np.repeat(self.doc_len_weighted(tuple(field_weights(params)))[top], lens), 1.0)
-        val = np.repeat(w_doc, lens) * tf / dl
-        keep = np.ones(len(mts), dtype=bool)
-        if present:
-            keep &= ~np.isin(mts, np.fromiter(present, dtype=np.int64))
-        if not params.get("prf_phrases", False):
-            keep &= self.mt_len[mts] == 1
-        mts, val = mts[keep], val[keep]
-        if len(mts) == 0:
-            return []
-        uniq, inv = np.unique(mts, return_inverse=True)
-        weight = np.bincount(inv, weights=val) * idf(self, uniq.tolist())
-        order = np.lexsort((uniq, -weight))[: params["prf_terms"]]
-        best, top_w = uniq[order], weight[order[0]]
-        return [Term(int(mt), self.display(int(mt)), int(self.mt_len[mt]), "feedback",
-                     params["prf_weight"] * float(w) / top_w) for mt, w in zip(best, weight[order])]
-
     def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:
         """Ranked ``(entity id, score)`` pairs: ``ask`` without cards or sections."""
         return self.search_many({0: query}, k, **params)[0]
@@ -230,6 +171,8 @@ class Model:
     def search_many(self, queries: dict, k: int = 100, **params) -> dict[str, list[tuple[str, float]]]:
         """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch."""
         p = self.params(**params)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise TablelmError(f"k must be a positive int. Got {k!r}.")
         ids = self.ids
         out = {}
         plans = self._planner.plan_many(list(queries.values()), p)

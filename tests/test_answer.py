@@ -272,3 +272,16 @@ def test_top_k_is_a_prefix_of_top_k_plus_one(builtin_model, corpus_words, data):
     assert len(a) == min(k, len(b))
     cards = builtin_model.ask(prompt, k=k, ranker=ranker).cards
     assert [c.id for c in cards] == [i for i, _ in a]
+
+
+def test_expansion_and_feedback_terms_are_planned_and_explained(scifact_model):
+    a = scifact_model.ask("vitamin D deficiency", k=5, expansion_weight=0.2, prf_weight=0.3, prf_terms=4)
+    roles = {t["role"] for t in a.plan["expanded"]}
+    assert roles == {"expansion", "feedback"}
+    assert sum(1 for t in a.plan["expanded"] if t["role"] == "feedback") == 4
+    assert all(t["via"] for t in a.plan["expanded"] if t["role"] == "expansion")
+    for c in a.cards:
+        assert sum(w["contribution"] for w in c.why) == pytest.approx(c.score, rel=1e-5)
+    plain = scifact_model.ask("vitamin D deficiency", k=5)
+    assert plain.plan["expanded"] == []
+    assert [c.score for c in plain.cards] != [c.score for c in a.cards]
