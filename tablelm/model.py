@@ -210,34 +210,8 @@ class Model:
         idx = top_k(scores, k, exclude)
         active = plan.active()
         contrib = scorer.explain(active, idx) if p["ranker"] == "tablelm" else None
-        cards = []
-        for r, d in enumerate(idx.tolist()):
-            e = self.entity_at(d)
-            applied = [{"name": name, "multiplier": round(float(f[d]), 6)} for name, f in factors.items()
-                       if f[d] != 1.0]
-            if contrib is not None:
-                # contributions include the factors, so that they add up to the score
-                row = contrib[r] * float(np.prod([f[d] for f in factors.values()]))
-                order = [j for j in np.argsort(-row, kind="stable") if row[j] > 0]
-            else:
-                present = [j for j, t in enumerate(active) if scorer.term_tf(t.mt, np.array([d])).sum() > 0]
-                order, row = present, None
-            why = []
-            for j in order:
-                t = active[j]
-                tf = scorer.term_tf(t.mt, np.array([d]))[0]
-                item = {"multitoken": t.text, "role": t.role,
-                        "tf": {f: int(v) for f, v in zip(FIELDS, tf) if v}}
-                if row is not None:
-                    item["contribution"] = round(float(row[j]), 6)
-                else:
-                    item["corpus_count"] = int(self.mt_total[t.mt])
-                why.append(item)
-            used = [active[j] for j in order]
-            citations, snippet = cite(self, e, used, p["snippet_chars"], used[0].text if used else None)
-            cards.append(Card(rank=r + 1, id=e.id, title=e.title, category=list(e.category), tags=list(e.tags),
-                              score=round(float(scores[d]), 6), why=why, citations=citations, snippet=snippet,
-                              source=e.source, related=list(e.related), factors=applied))
+        cards = [self._card(r + 1, d, float(scores[d]), active, None if contrib is None else contrib[r],
+                            factors, scorer, p) for r, d in enumerate(idx.tolist())]
         t2 = time.perf_counter()
         sections = build_sections(self, plan, p)
         t3 = time.perf_counter()
@@ -245,6 +219,32 @@ class Model:
                       timings_ms={"rank": round((t1 - t0) * 1e3, 3), "cards": round((t2 - t1) * 1e3, 3),
                                   "sections": round((t3 - t2) * 1e3, 3), "total": round((t3 - t0) * 1e3, 3)},
                       model={"fingerprint": self.manifest["fingerprint"], "path": str(self.path) if self.path else None})
+
+    def _card(self, rank, d, score, active, contrib, factors, scorer, p) -> Card:
+        """One card: the entity, why it scored (term contributions, factors) and its evidence."""
+        e = self.entity_at(d)
+        applied = [{"name": name, "multiplier": round(float(f[d]), 6)} for name, f in factors.items() if f[d] != 1.0]
+        tfs = [scorer.term_tf(t.mt, np.array([d]))[0] for t in active]
+        if contrib is not None:
+            # contributions include the factors, so that they add up to the score
+            contrib = contrib * float(np.prod([f[d] for f in factors.values()]))
+            order = [j for j in np.argsort(-contrib, kind="stable") if contrib[j] > 0]
+        else:  # the reference ranker: the matched multitokens, with their corpus counts
+            order = [j for j, tf in enumerate(tfs) if tf.sum() > 0]
+        why = []
+        for j in order:
+            t = active[j]
+            item = {"multitoken": t.text, "role": t.role, "tf": {f: int(v) for f, v in zip(FIELDS, tfs[j]) if v}}
+            if contrib is not None:
+                item["contribution"] = round(float(contrib[j]), 6)
+            else:
+                item["corpus_count"] = int(self.mt_total[t.mt])
+            why.append(item)
+        used = [active[j] for j in order]
+        citations, snippet = cite(self, e, used, p["snippet_chars"], used[0].text if used else None)
+        return Card(rank=rank, id=e.id, title=e.title, category=list(e.category), tags=list(e.tags),
+                    score=round(score, 6), why=why, citations=citations, snippet=snippet,
+                    source=e.source, related=list(e.related), factors=applied)
 
     # ------------------------------------------------------------ persistence and facts
     def info(self) -> dict:
