@@ -35,6 +35,7 @@ import numpy as np
 
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
 from .hashing import WIDTH, hash_rows, sort_rows
+from .sorting import stable_argsort, unique_inverse
 
 FIELDS = ("text", "title", "category", "tags", "meta")
 KG_FIELDS = (1, 2, 3, 4)
@@ -104,7 +105,7 @@ def _count_pairs(occ_start, occ_len, occ_mt, sent_k, n_mt: int, max_dist: int):
     # spread positions so that sentence s+1 starts max_dist + 1 words after sentence s ends:
     # a window of max_dist words then never crosses a sentence, with no per-pair check
     spread = np.arange(n_words, dtype=np.int64) + sent_k * (max_dist + 1)
-    o = np.argsort(occ_start, kind="stable")
+    o = stable_argsort(occ_start)
     s_start, s_mt = spread[occ_start[o]], occ_mt[o]
     s_end = s_start + occ_len[o] - 1
     lo = np.searchsorted(s_start, s_end + 1, side="left")
@@ -267,7 +268,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
         valid = valid_prev[:span] & (clause_k[n - 1:] == clause_k[:span])
         idx = np.flatnonzero(valid)
         key = prev[idx] * V + w[idx + n - 1]
-        uniq, inv = np.unique(key, return_inverse=True)
+        uniq, inv = unique_inverse(key)
         counts = np.bincount(inv, minlength=len(uniq))
         kg_counts = np.bincount(inv[kg_tok[idx]], minlength=len(uniq))
         level_kept.append((counts >= min_count) | (kg_counts > 0))
@@ -315,7 +316,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     # ---- 3. postings, dictionary counts, field lengths
     step(None, "postings")
     pkey = occ_mt * n_docs + occ_doc
-    puniq, pinv = np.unique(pkey, return_inverse=True)
+    puniq, pinv = unique_inverse(pkey)
     post_rows = puniq // n_docs
     post_tf = np.zeros((len(puniq), len(FIELDS)), dtype=np.uint16)
     mt_counts = np.zeros((n_mt, len(FIELDS)), dtype=np.uint32)
@@ -326,7 +327,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     post_indptr = _csr_from_sorted_rows(post_rows, n_mt)
     post_docs = (puniq % n_docs).astype(np.int32)
     # forward index (entity → its postings), for pseudo-relevance feedback and incremental updates
-    fwd_post = np.argsort(post_docs, kind="stable").astype(np.int64)
+    fwd_post = stable_argsort(post_docs).astype(np.int64)
     fwd_indptr = _csr_from_sorted_rows(post_docs[fwd_post], n_docs)
     fwd_mt = post_rows[fwd_post].astype(np.int32)
     doc_len = np.bincount(doc_k.astype(np.int64) * len(FIELDS) + fld_k, minlength=n_docs * len(FIELDS))
@@ -351,7 +352,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
         rep = np.repeat(in_ctx, nl)  # one row per (posting, label of its entity)
         within = np.arange(int(nl.sum())) - np.repeat(np.cumsum(nl) - nl, nl)
         lab = d_ids[d_indptr[post_docs[rep]] + within].astype(np.int64)
-        cuniq, cinv = np.unique(post_rows[rep] * n_lab + lab, return_inverse=True)
+        cuniq, cinv = unique_inverse(post_rows[rep] * n_lab + lab)
         arrays[f"ctx_{name}_indptr"] = _csr_from_sorted_rows(cuniq // n_lab, n_mt)
         arrays[f"ctx_{name}_labels"] = (cuniq % n_lab).astype(np.int32)
         arrays[f"ctx_{name}_counts"] = np.bincount(cinv, weights=tf_total[rep], minlength=len(cuniq)).astype(np.uint32)
