@@ -179,7 +179,7 @@ class Model:
         for qid, text, plan in zip(queries, queries.values(), plans):
             _, _, scores, exclude, _ = self._rank(text, p, plan)
             idx = top_k(scores, k, exclude)
-            out[qid] = [(ids[i], s) for i, s in zip(idx.tolist(), scores[idx].tolist())]
+            out[qid] = list(zip(map(ids.__getitem__, idx.tolist()), scores[idx].tolist()))
         return out
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:

@@ -57,7 +57,7 @@ class Scorer:
         self.params = params
 
     def tablelm(self, terms):
-        """Return ``(scores (N,), contribution function)``."""
+        """The score of every entity (zero where no term matches)."""
         m, p = self.model, self.params
         mts = [t.mt for t in terms]
         scores = np.zeros(m.n_docs)
@@ -133,10 +133,9 @@ def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.n
     if exclude is not None and len(exclude):
         scores = scores.copy()
         scores[exclude] = 0.0
-    if k < len(scores):
-        kth = -np.partition(-scores, k - 1)[k - 1]
-        cand = np.flatnonzero((scores >= kth) & (scores > 0))
-    else:
-        cand = np.flatnonzero(scores > 0)
+    cand = np.flatnonzero(scores > 0)
+    if k < len(cand):  # partition the positive scores only: usually far fewer than the entities
+        kth = -np.partition(-scores[cand], k - 1)[k - 1]
+        cand = cand[scores[cand] >= kth]
     order = np.lexsort((cand, -scores[cand]))
     return cand[order][:k]
