@@ -76,7 +76,7 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str
         for name, rows in sections:
             key = "multitoken" if name == "embeddings" else "label"
             label = "follow-up prompts" if name == "embeddings" else name
-            items = ", ".join(str(r[key]) for r in rows)
+            items = ", ".join(f"{r[key]} ({r['title']})" if r.get("title") else str(r[key]) for r in rows)
             for i, ln in enumerate(textwrap.wrap(items, width=width - 22) or [""]):
                 lines.append(f"  {label if i == 0 else '':<19} {ln}")
     lines.append("")
