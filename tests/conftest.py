@@ -53,6 +53,16 @@ def tablelm_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "tablelm.interfaces.cli", *map(str, args)]
 
 
+def write(path: Path, content) -> Path:
+    """Write text (UTF-8) or bytes to ``path``, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
 def reads_or_raises_corpus_error(source, **options) -> None:
     """Fuzz check: ``source`` reads into valid, uniquely identified, JSON-ready entities, or
     (only with ``on_error="fail"``) raises CorpusError; never any other exception."""

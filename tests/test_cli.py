@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import tablelm
-from conftest import SCIFACT_QUERIES, cli_env, head_lines, needs_data, tablelm_cmd
+from conftest import SCIFACT_QUERIES, cli_env, head_lines, needs_data, tablelm_cmd, write
 from tablelm.interfaces.cli import main
 
 SUMMARY = re.compile(r"^Built (?P<out>.+): (?P<entities>[\d,]+) entities, (?P<mt>[\d,]+) multitokens, "
@@ -223,21 +223,15 @@ def test_params_command():
 # --------------------------------------------------------------------------- errors
 
 
-def _write(path, data):
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data, encoding="utf-8")
-    return path
 
 
 def _errors(tmp_path):
     """(name, args, pattern the message must match) for every user error."""
-    bad = _write(tmp_path / "bad.jsonl", '{"_id": "1", "text": "fine"}\n{"_id": "2", "text": "ok"}\n'
+    bad = write(tmp_path / "bad.jsonl", '{"_id": "1", "text": "fine"}\n{"_id": "2", "text": "ok"}\n'
                                          '{"_id": "3", "text": oops}\n')
-    empty = _write(tmp_path / "empty.jsonl", "")
-    latin = _write(tmp_path / "latin.jsonl", '{"_id": "1", "text": "caf\xe9 cr\xe8me"}\n'.encode("latin-1"))
-    good = _write(tmp_path / "good.jsonl", '{"_id": "1", "text": "hello world"}\n')
+    empty = write(tmp_path / "empty.jsonl", "")
+    latin = write(tmp_path / "latin.jsonl", '{"_id": "1", "text": "caf\xe9 cr\xe8me"}\n'.encode("latin-1"))
+    good = write(tmp_path / "good.jsonl", '{"_id": "1", "text": "hello world"}\n')
     return [
         ("malformed", ["build", bad, "-o", tmp_path / "o1", "--on-error", "fail"], rf"{re.escape(str(bad))} line 3\b"),
         ("empty", ["build", empty, "-o", tmp_path / "o2"], rf"No entities found in {re.escape(str(empty))}"),
@@ -254,7 +248,7 @@ def _errors(tmp_path):
 
 
 def test_malformed_records_are_reported_and_skipped_by_default(tmp_path):
-    bad = _write(tmp_path / "bad.jsonl", '{"_id": "1", "text": "fine words"}\n{"_id": "2", "text": "ok words"}\n'
+    bad = write(tmp_path / "bad.jsonl", '{"_id": "1", "text": "fine words"}\n{"_id": "2", "text": "ok words"}\n'
                                          '{"_id": "3", "text": oops}\n')
     r = CliRunner().invoke(main, ["build", str(bad), "-o", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
@@ -290,7 +284,7 @@ def test_errors_in_a_subprocess(tmp_path):
 
 
 def test_encoding_option_reads_the_file(tmp_path):
-    latin = _write(tmp_path / "latin.jsonl", '{"_id": "1", "text": "caf\xe9 cr\xe8me br\xfbl\xe9e"}\n'.encode("latin-1"))
+    latin = write(tmp_path / "latin.jsonl", '{"_id": "1", "text": "caf\xe9 cr\xe8me br\xfbl\xe9e"}\n'.encode("latin-1"))
     r = run("build", latin, "-o", tmp_path / "m", "--encoding", "cp1252")
     assert r.exit_code == 0, r.stderr
     assert "crème" in tablelm.load(tmp_path / "m").entity("1").text

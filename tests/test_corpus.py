@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import reads_or_raises_corpus_error
+from conftest import reads_or_raises_corpus_error, write
 from tablelm.corpus import (
     FieldMap,
     ReadStats,
@@ -37,13 +37,6 @@ def head_lines(path: Path, n: int) -> list[str]:
         return [line.rstrip("\n") for line in islice(fh, n)]
 
 
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 def jsonl(*records) -> str:

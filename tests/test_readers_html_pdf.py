@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import reads_or_raises_corpus_error
+from conftest import reads_or_raises_corpus_error, write
 from tablelm.corpus import FieldMap, ReadStats, detect_format, read_corpus
 from tablelm.corpus.crawl import read_crawl
 from tablelm.corpus.pdf import read_pdf
@@ -25,13 +25,6 @@ PYDOCS_HTML = Path("/usr/share/doc/python3.11/html")
 needs_data = pytest.mark.skipif(not WOLFRAM.exists(), reason=f"test data not found at {WOLFRAM}")
 
 
-def write(path: Path, content) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 def make_pdf(pages) -> bytes:
