@@ -35,7 +35,7 @@ import numpy as np
 
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
 from .hashing import WIDTH, hash_rows, sort_rows
-from .sorting import stable_argsort, unique_inverse
+from .sorting import sort_two_threads, stable_argsort, unique_inverse
 
 FIELDS = ("text", "title", "category", "tags", "meta")
 KG_FIELDS = (1, 2, 3, 4)
@@ -70,7 +70,7 @@ def _transpose_index(qa, qb, n: int):
     Sorting the values ``qb << 32 | index`` is an argsort by ``qb`` that is stable (the
     index breaks ties) and about twice as fast as ``np.argsort``.
     """
-    t = np.sort((qb.astype(np.int64) << 32) | np.arange(len(qb), dtype=np.int64))
+    t = sort_two_threads((qb.astype(np.int64) << 32) | np.arange(len(qb), dtype=np.int64))
     order = (t & 0xFFFFFFFF).astype(np.int32 if len(qb) < 2**31 else np.int64)
     return _csr_from_sorted_rows(qb, n), order
 
@@ -124,9 +124,8 @@ def _count_pairs(occ_start, occ_len, occ_mt, sent_k, n_mt: int, max_dist: int):
         n = len(ma)
         pair_key[filled:filled + n] = (np.minimum(ma, mb) * n_mt + np.maximum(ma, mb)) * 2 + flag
         filled += n
-    pair_key = pair_key[:filled]
+    pair_key = sort_two_threads(pair_key[:filled])
     del spread
-    pair_key.sort()
     # runs of equal packed keys: a pair has at most two runs, adjacent (gap 0) then contextual
     run = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
         np.zeros(0, dtype=np.int64)
