@@ -44,20 +44,21 @@ def unique_inverse(keys: np.ndarray):
 
 
 def sort_two_threads(values: np.ndarray) -> np.ndarray:
-    """``np.sort(values)`` for a large int array using both cores.
+    """The sorted values of a large int array, using both cores; ``values`` is reordered.
 
-    The halves are sorted at once (numpy releases the GIL while sorting), then merged by a
-    stable sort, which is timsort for 64-bit integers and merges two sorted runs in one
-    linear pass. Small arrays are sorted directly.
+    The two halves are sorted in place at once (numpy releases the GIL while sorting), then
+    merged by a stable sort, which is timsort for 64-bit integers and merges two sorted runs
+    in one linear pass. Small arrays are sorted directly.
     """
     n = len(values)
     if n < 1 << 20:
-        return np.sort(values)
+        values.sort()
+        return values
     import threading
 
-    first, second = values[: n // 2].copy(), values[n // 2:].copy()
+    first, second = values[: n // 2], values[n // 2:]
     worker = threading.Thread(target=first.sort)
     worker.start()
     second.sort()
     worker.join()
-    return np.sort(np.concatenate([first, second]), kind="stable")
+    return np.sort(values, kind="stable")
