@@ -464,3 +464,22 @@ def test_builtin_corpus_has_the_builtins(pydocs_run):
     for name, obj in vars(builtins).items():
         if not name.startswith("_") and inspect.isbuiltin(obj) and inspect.getdoc(obj):
             assert f"fn:{name}" in by_id, name
+
+
+def test_builtin_corpus_reads_compiled_modules_and_ignores_runtime_replacements(monkeypatch):
+    """os.listdir, time.sleep, io.TextIOWrapper.readline are there (C code, no .py source), and
+    a hook a program replaces at run time does not change the corpus."""
+    before = [e.to_dict() for e in read_python_docs(topics=False, builtin_objects=False)]
+    by_id = {e["id"]: e for e in before}
+    for eid, category in (("fn:os.listdir", ["os"]), ("fn:time.sleep", ["time"]),
+                          ("fn:io.TextIOWrapper.readline", ["io"]), ("cls:collections.deque", ["collections"])):
+        assert by_id[eid]["category"] == category, eid
+    assert "fn:sys.unraisablehook" in by_id
+
+    def replacement(unraisable):
+        """Not Python's."""
+
+    monkeypatch.setattr(sys, "unraisablehook", replacement)
+    monkeypatch.setattr(sys, "displayhook", replacement)
+    after = [e.to_dict() for e in read_python_docs(topics=False, builtin_objects=False)]
+    assert after == before

@@ -1,7 +1,8 @@
 """The built-in corpus: Python's own documentation, from the running interpreter.
 
 Nothing here imports a standard-library module to document it (``antigravity`` opens a
-browser, ``this`` prints): the language-reference topics come from ``pydoc_data.topics`` (a
+browser, ``this`` prints), except a fixed list of compiled modules that have no source and no
+import side effect: the language-reference topics come from ``pydoc_data.topics`` (a
 dict of strings, safe to import) and the library documentation from the docstrings of the
 stdlib source files, parsed with :mod:`ast`.
 
@@ -15,6 +16,10 @@ Entities (ids are stable for one Python version):
   from :func:`inspect.signature` (``self`` dropped) or else from the docstring's first line.
   Aliases (``IOError`` is ``OSError``) are read once, under the object's own name; tags are the
   kind (``function`` / ``class`` / ``method`` / ``attribute``) and ``example``.
+* ``fn:os.listdir``, ``fn:time.sleep``, ``cls:io.TextIOWrapper``: the compiled modules of
+  :data:`COMPILED_MODULES`, read the same way under their public module's name (``posix`` is
+  ``os``, ``_io`` is ``io``) when the stdlib sources do not define the name. Importing them
+  has no side effect.
 * ``mod:json.decoder``: a public module's docstring.
 * ``cls:json.JSONDecoder``, ``fn:os.path.join``, ``fn:json.JSONDecoder.decode``: public
   classes, functions and methods of public classes. The qualified name is the public one: an
@@ -389,7 +394,11 @@ def read_python_docs(*, stats: ReadStats | None = None, topics: bool = True,
     if builtin_objects:
         yield from _builtin_entities()
     if stdlib:
-        yield from _stdlib_entities(stdlib_path(), stats)
+        seen = set()
+        for e in _stdlib_entities(stdlib_path(), stats):
+            seen.add(e.id)
+            yield e
+        yield from _compiled_module_entities(seen)
 
 
 # --------------------------------------------------------------------------- builtins
@@ -426,16 +435,58 @@ def _builtin_members(cls: type) -> Iterator[tuple[str, str, object, str, bool]]:
             yield "attribute", name, raw, doc, False
 
 
+#: Compiled modules documented from their docstrings, with the public module that exports
+#: them. Importing them has no side effect (most are loaded when Python starts); they hold
+#: what people ask about most and has no ``.py`` source: ``os.listdir``, ``time.sleep``,
+#: ``io.TextIOWrapper.readline``, ``math.sqrt``, ``itertools.chain``, ``collections.deque``.
+COMPILED_MODULES = (
+    ("posix", "os"), ("_io", "io"), ("_collections", "collections"), ("_functools", "functools"),
+    ("time", "time"), ("math", "math"), ("cmath", "cmath"), ("itertools", "itertools"),
+    ("errno", "errno"), ("gc", "gc"), ("marshal", "marshal"), ("sys", "sys"),
+    ("binascii", "binascii"), ("zlib", "zlib"), ("array", "array"), ("select", "select"),
+)
+
+
 def _builtin_entities() -> Iterator[TextEntity]:
     """The built-in functions and classes (see the module notes), read without importing."""
+    return _compiled_entities(vars(builtins), "builtins", "builtins", qualify=False)
+
+
+def _compiled_module_entities(seen: set[str]) -> Iterator[TextEntity]:
+    """Entities of :data:`COMPILED_MODULES` whose ids the stdlib reader did not produce."""
+    import importlib
+
+    for module, public in COMPILED_MODULES:
+        if os.name != "posix" and module == "posix":
+            continue
+        try:
+            namespace = vars(importlib.import_module(module))
+        except ImportError:  # not built into this Python
+            continue
+        for e in _compiled_entities(namespace, module, public, qualify=True):
+            if e.id not in seen:
+                seen.add(e.id)
+                yield e
+
+
+def _compiled_entities(namespace: dict, module: str, public: str, qualify: bool) -> Iterator[TextEntity]:
+    """C functions and classes (with their members) of a compiled module's namespace.
+
+    Only C functions and classes defined by the module itself are read: a Python function put
+    there at run time (test runners replace ``sys.unraisablehook``) would make the corpus
+    depend on the process. ``qualify``: ids and titles carry the public module name
+    (``fn:os.listdir``); the builtins do not (``fn:open``).
+    """
+    own = {module, public}
     planned: list[tuple[str, str, str, str, str]] = []  # kind, qualified, doc, signature, owner
-    for name in sorted(vars(builtins)):
-        obj = vars(builtins)[name]
+    for name in sorted(namespace):
+        # sys keeps the originals of what programs may replace (sys.__excepthook__ ...)
+        obj = namespace.get(f"__{name}__", namespace[name])
         if name.startswith("_") or getattr(obj, "__name__", None) != name:
             continue  # private, an instance (help, exit, True), or an alias (IOError)
-        if inspect.isclass(obj):
+        if inspect.isclass(obj) and obj.__module__ in own:
             kind = "class"
-        elif inspect.isbuiltin(obj) or inspect.isfunction(obj):
+        elif inspect.isbuiltin(obj):
             kind = "function"
         else:
             continue
@@ -447,15 +498,16 @@ def _builtin_entities() -> Iterator[TextEntity]:
             for mkind, mname, mobj, mdoc, drop in _builtin_members(obj):
                 sig = ("", False) if mkind == "attribute" else _builtin_signature(mname, mobj, drop, mdoc)
                 planned.append((mkind, f"{name}.{mname}", mdoc, *sig, name))
+    prefix = f"{public}." if qualify else ""
     names: dict[str, str] = {}
     for kind, qualified, *_ in planned:
-        eid = _PREFIX[kind] + qualified
+        eid = _PREFIX[kind] + prefix + qualified
         names.setdefault(qualified, eid)
-        names.setdefault(f"builtins.{qualified}", eid)
+        names.setdefault(f"{public}.{qualified}", eid)
     for kind, qualified, doc, signature, from_doc, owner in planned:
-        eid = _PREFIX[kind] + qualified
-        obj = _Obj("method" if kind == "attribute" else kind, "builtins",
-                   qualified, doc, signature, "builtins", 0)
+        eid = _PREFIX[kind] + prefix + qualified
+        obj = _Obj("method" if kind == "attribute" else kind, public,
+                   qualified, doc, signature, public, 0)
         related = []
         for ref, relative in _references(doc):
             target = _resolve(ref, obj, names, relative)
@@ -463,12 +515,13 @@ def _builtin_entities() -> Iterator[TextEntity]:
                 related.append(target)
         tags = (kind, "example") if _EXAMPLE.search(doc) else (kind,)
         text = doc if from_doc or not signature else f"{signature}\n{doc}"
-        meta = {"kind": kind, "module": "builtins" if kind in ("class", "function")
-                else f"builtins.{owner}", "defined_in": "builtins"}
+        meta = {"kind": kind, "module": public if kind in ("class", "function")
+                else f"{public}.{owner}", "defined_in": public}
         if signature:
             meta["signature"] = signature
-        yield TextEntity(id=eid, text=text, title=qualified, category=(BUILTINS_CATEGORY,),
-                         tags=tags, related=tuple(related), source=f"builtins:{qualified}",
+        yield TextEntity(id=eid, text=text, title=prefix + qualified,
+                         category=(BUILTINS_CATEGORY,) if not qualify else (public,),
+                         tags=tags, related=tuple(related), source=f"{public}:{qualified}",
                          metadata=meta)
 
 
