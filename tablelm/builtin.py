@@ -13,7 +13,7 @@ from pathlib import Path
 from .tables.store import FORMAT_VERSION, MANIFEST
 
 #: Bumped whenever the built-in corpus or its KW_map changes, so that caches are rebuilt.
-CORPUS_REVISION = 3
+CORPUS_REVISION = 4
 
 
 def builtin_dir() -> Path:

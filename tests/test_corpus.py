@@ -483,3 +483,13 @@ def test_builtin_corpus_reads_compiled_modules_and_ignores_runtime_replacements(
     monkeypatch.setattr(sys, "displayhook", replacement)
     after = [e.to_dict() for e in read_python_docs(topics=False, builtin_objects=False)]
     assert after == before
+
+
+def test_builtin_corpus_leaves_out_deprecated_modules_and_programs():
+    stats = ReadStats()
+    ids = {e.id for e in read_python_docs(stats=stats, topics=False, builtin_objects=False)}
+    assert not any(i.startswith(("mod:distutils", "fn:distutils.", "mod:lib2to3", "mod:telnetlib", "mod:idlelib",
+                                 "mod:turtledemo")) for i in ids)
+    assert {"mod:shutil", "cls:tkinter.Tk", "mod:turtle"} <= ids  # not deprecated: kept
+    reasons = {r for _, r in stats.skipped_files}
+    assert "deprecated by this Python" in reasons

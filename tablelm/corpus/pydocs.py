@@ -33,8 +33,10 @@ cleaned docstring. Tags: the kind (``module`` / ``class`` / ``function`` / ``met
 docstring (``:func:`x```, ```x```, "See also x") that name another entity produced here.
 
 Public means: not ``_``-prefixed, listed in ``__all__`` when the module assigns a literal
-``__all__``, outside test packages (``test``, ``tests``, ``idle_test``), ``site-packages``
-and ``pydoc_data`` (read as topics). ``__main__.py`` is skipped; objects without a docstring
+``__all__``, outside test packages (``test``, ``tests``, ``idle_test``), ``site-packages``,
+``pydoc_data`` (read as topics) and the programs ``idlelib`` and ``turtledemo``, and not
+deprecated: a module that warns at import that it is deprecated (``distutils``, ``lib2to3``,
+``telnetlib``, ``imp``, ...) is left out with everything inside it. ``__main__.py`` is skipped; objects without a docstring
 are skipped.
 """
 
@@ -57,8 +59,9 @@ from tablelm.corpus.stats import ReadStats
 
 BUILTIN_CORPUS_ID = "python-docs"
 TOPIC_CATEGORY = "Language reference"
+# test packages; IDLE and the turtle demos, which are programs rather than library API
 SKIP_DIRS = frozenset({"test", "tests", "idle_test", "__pycache__", "site-packages",
-                       "dist-packages", "pydoc_data"})
+                       "dist-packages", "pydoc_data", "idlelib", "turtledemo"})
 _PREFIX = {"module": "mod:", "class": "cls:", "function": "fn:", "method": "fn:", "attribute": "attr:"}
 BUILTINS_CATEGORY = "builtins"
 _EXAMPLE = re.compile(r">>>|\bExamples?\b")
@@ -109,6 +112,22 @@ class _Module:
     objs: list = field(default_factory=list)
     public_defs: list = field(default_factory=list)
     imports: list = field(default_factory=list)  # (public name | "*", source module, name)
+    deprecated: bool = False  # warns at import that it is deprecated (removed in a later Python)
+
+
+def _warns_deprecated(stmts) -> bool:
+    """A module-level ``warnings.warn(..., DeprecationWarning)`` or ``warnings._deprecated(...)``."""
+    for st in stmts:
+        call = st.value if isinstance(st, ast.Expr) else None
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        if func == "_deprecated":
+            return True
+        if func == "warn" and any(isinstance(n, ast.Name) and n.id in ("DeprecationWarning", "PendingDeprecationWarning")
+                                  for a in call.args + [k.value for k in call.keywords] for n in ast.walk(a)):
+            return True
+    return False
 
 
 def _flat(body) -> Iterator[ast.stmt]:
@@ -229,7 +248,7 @@ def _collect_module(name: str, path: Path, relpath: str, is_pkg: bool) -> _Modul
     except (SyntaxError, ValueError, OSError):
         return None
     stmts = list(_flat(tree.body))
-    mod = _Module(name, relpath, is_pkg, _literal_all(stmts))
+    mod = _Module(name, relpath, is_pkg, _literal_all(stmts), deprecated=_warns_deprecated(stmts))
     doc = ast.get_docstring(tree, clean=True)
     if doc:
         mod.objs.append(_Obj("module", name, "", doc, "", relpath, tree.body[0].lineno))
@@ -544,6 +563,14 @@ def _stdlib_entities(root: Path, stats: ReadStats | None) -> Iterator[TextEntity
     finally:
         if gc_was_enabled:
             gc.enable()
+    # modules this Python deprecates (distutils, lib2to3, telnetlib, imp, asynchat, ...) and
+    # everything inside a deprecated package are left out: answers should not recommend them
+    gone = sorted(n for n, m in modules.items() if m.deprecated)
+    for name in list(modules):
+        if any(name == g or name.startswith(g + ".") for g in gone):
+            if stats is not None:
+                stats.skipped_files.append((str(root / modules[name].relpath), "deprecated by this Python"))
+            del modules[name]
     reverse = _reverse_exports(modules)
 
     names: dict[str, str] = {}      # any known qualified name -> entity id
