@@ -195,7 +195,7 @@ def search(model_dir, queries, top_k, fmt, tag, output, param_items):
             hits = model.search(text, top_k, **qp)
             if fmt == "trec":
                 for rank, (doc, score) in enumerate(hits, 1):
-                    out.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+                    out.write(f"{qid} Q0 {doc} {rank} {score!r} {tag}\n")  # full precision: no rounding ties
             else:
                 out.write(json.dumps({"qid": qid, "hits": [{"id": d, "score": s} for d, s in hits]}) + "\n")
     finally:
