@@ -107,24 +107,25 @@ def builtin_model(tablelm_cache):
     return model
 
 
+def _head_file(tmp_path_factory, source: Path, n: int, folder: str) -> Path:
+    """The first ``n`` lines of a data file, copied to a session folder (skip if the data is absent)."""
+    if not source.exists():
+        pytest.skip(f"test data not found at {source}")
+    path = tmp_path_factory.mktemp(folder) / source.name
+    path.write_text("\n".join(head_lines(source, n)) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def scifact_file(tmp_path_factory):
     """The first 300 SciFact records as a JSONL file."""
-    if not SCIFACT.exists():
-        pytest.skip(f"test data not found at {SCIFACT}")
-    path = tmp_path_factory.mktemp("scifact") / "corpus.jsonl"
-    path.write_text("\n".join(head_lines(SCIFACT, 300)) + "\n", encoding="utf-8")
-    return path
+    return _head_file(tmp_path_factory, SCIFACT, 300, "scifact")
 
 
 @pytest.fixture(scope="session")
 def scifact_queries_file(tmp_path_factory):
     """Eight SciFact queries (BEIR queries.jsonl form)."""
-    if not SCIFACT_QUERIES.exists():
-        pytest.skip(f"test data not found at {SCIFACT_QUERIES}")
-    path = tmp_path_factory.mktemp("queries") / "queries.jsonl"
-    path.write_text("\n".join(head_lines(SCIFACT_QUERIES, 8)) + "\n", encoding="utf-8")
-    return path
+    return _head_file(tmp_path_factory, SCIFACT_QUERIES, 8, "queries")
 
 
 @pytest.fixture(scope="session")
