@@ -64,8 +64,8 @@ def _csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n_rows)))).astype(np.int64)
 
 
-def _transpose_index(qa, qb, n: int):
-    """For pairs ``qa < qb`` sorted by (qa, qb): the pairs grouped by ``qb`` (rows) in ``qa`` order.
+def _transpose_index(qb, n: int):
+    """For pairs sorted by (smaller id, larger id ``qb``): the pairs grouped by ``qb`` (rows), in order.
 
     Sorting the values ``qb << 32 | index`` is an argsort by ``qb`` that is stable (the
     index breaks ties) and about twice as fast as ``np.argsort``.
@@ -92,59 +92,58 @@ def partners(arrays, mt: int):
             np.concatenate([adj[idx], adj[s:e]]), np.concatenate([ctx[idx], ctx[s:e]]))
 
 
-def _count_pairs(occ_start, occ_len, occ_mt, sent_k, n_mt: int, max_dist: int):
+def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int, max_dist: int):
     """Pairs of non-overlapping multitoken occurrences of one sentence, gap <= ``max_dist`` words.
 
-    Returns the pair tables: each unordered pair once, under its smaller multitoken id
-    (CSR ``pair_indptr``/``pair_cols`` with ``pair_adj``/``pair_ctx`` counts), and the
-    transposed index to find a pair from its larger id (see :func:`partners`). Runs in a
-    second thread of the build: it only reads the occurrence arrays, and numpy releases
-    the GIL in its sorts.
+    Occurrences come in start order; ``occ_end`` is the word after each one and ``sent_stop``
+    the word after its sentence. Returns each unordered pair once as (smaller id, larger id),
+    sorted, with its adjacent (gap 0) and contextual (gap >= 1) counts. Runs in a second thread
+    of the build: it only reads its arguments, and numpy releases the GIL in its loops and sorts.
     """
-    n_words = len(sent_k)
-    # spread positions so that sentence s+1 starts max_dist + 1 words after sentence s ends:
-    # a window of max_dist words then never crosses a sentence, with no per-pair check
-    spread = np.arange(n_words, dtype=np.int64) + sent_k * (max_dist + 1)
-    o = stable_argsort(occ_start)
-    s_start, s_mt = spread[occ_start[o]], occ_mt[o]
-    s_end = s_start + occ_len[o] - 1
-    lo = np.searchsorted(s_start, s_end + 1, side="left")
-    hi = np.searchsorted(s_start, s_end + 2 + max_dist, side="left")
-    # the largest array of the build, filled in place: (pair, gap > 0) packed in one int64, the
-    # pair as (smaller id, larger id); one sort then groups every pair's occurrences
-    pair_key = np.empty(int((hi - lo).sum()), dtype=np.int64)
+    # partners of occurrence i: occurrences i2 with occ_end[i] <= start <= occ_end[i] + max_dist,
+    # within the sentence; they are the index range [lo, hi) since occurrences are in start order
+    first_at = np.zeros(n_words + 1, dtype=np.int64)
+    np.cumsum(np.bincount(occ_start, minlength=n_words), out=first_at[1:])
+    lim = np.minimum(occ_end + max_dist + 1, sent_stop)
+    lo = first_at[np.minimum(occ_end, lim)]
+    n_partners = first_at[lim] - lo
+    # the largest array of the build, filled in place: the pair (smaller id, larger id) and the
+    # flag "gap > 0" packed in one int64, so that one sort groups every pair's occurrences
+    keys = np.empty(int(n_partners.sum()), dtype=np.int64)
     filled = 0
-    for d in range(int((hi - lo).max(initial=0))):
-        a = np.flatnonzero(lo + d < hi)  # occurrences with a (d+1)-th partner
-        bb = lo[a] + d
-        ma, mb = s_mt[a], s_mt[bb]
-        gap = s_start[bb] - s_end[a] - 1
+    for d in range(int(n_partners.max(initial=0))):
+        a = np.flatnonzero(n_partners > d)  # occurrences with a (d+1)-th partner
+        b = lo[a] + d
+        ma, mb = occ_mt[a], occ_mt[b]
         k = ma != mb
-        ma, mb, flag = ma[k], mb[k], gap[k] > 0
-        n = len(ma)
-        pair_key[filled:filled + n] = (np.minimum(ma, mb) * n_mt + np.maximum(ma, mb)) * 2 + flag
-        filled += n
-    pair_key = sort_two_threads(pair_key[:filled])
-    del spread
-    # runs of equal packed keys: a pair has at most two runs, adjacent (gap 0) then contextual
-    run = np.flatnonzero(np.concatenate(([True], pair_key[1:] != pair_key[:-1]))) if len(pair_key) else \
-        np.zeros(0, dtype=np.int64)
-    run_len = np.diff(np.append(run, len(pair_key)))
-    run_key = pair_key[run]
-    del pair_key
-    is_ctx = (run_key & 1).astype(bool)
-    run_key >>= 1
-    new_pair = np.concatenate(([True], run_key[1:] != run_key[:-1])) if len(run_key) else np.zeros(0, bool)
-    pair_of_run = np.cumsum(new_pair) - 1
-    keys_u = run_key[new_pair]
-    adj = np.zeros(len(keys_u), dtype=np.uint32)
-    ctx = np.zeros(len(keys_u), dtype=np.uint32)
-    adj[pair_of_run[~is_ctx]] = run_len[~is_ctx]
-    ctx[pair_of_run[is_ctx]] = run_len[is_ctx]
-    del run, run_len, run_key, is_ctx, new_pair, pair_of_run
-    qa, qb = keys_u // n_mt, keys_u % n_mt
-    del keys_u
-    t_indptr, t_order = _transpose_index(qa, qb, n_mt)
+        gap = occ_start[b[k]] > occ_end[a[k]]
+        ma, mb = ma[k], mb[k]
+        out = keys[filled:filled + len(ma)]
+        np.add(np.minimum(ma, mb) * n_mt, np.maximum(ma, mb), out=out)
+        out <<= 1
+        out |= gap
+        filled += len(ma)
+    keys = sort_two_threads(keys[:filled])
+    n = len(keys)
+    is_ctx = (keys & 1).astype(np.uint8)
+    keys >>= 1
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    starts = np.flatnonzero(new)  # a pair's adjacent occurrences sort before its contextual ones
+    del new
+    pair = keys[starts]
+    del keys
+    ctx = np.add.reduceat(is_ctx, starts, dtype=np.uint32) if n else np.zeros(0, dtype=np.uint32)
+    adj = np.diff(starts, append=n).astype(np.uint32)
+    adj -= ctx
+    qa, qb = np.divmod(pair, n_mt)
+    return qa, qb, adj, ctx
+
+
+def _pair_tables(qa, qb, adj, ctx, n_mt: int) -> dict:
+    """The stored pair tables (see :func:`partners`) from the sorted unique pairs."""
+    t_indptr, t_order = _transpose_index(qb, n_mt)
     return {"pair_indptr": _csr_from_sorted_rows(qa, n_mt), "pair_cols": qb.astype(np.int32),
             "pair_adj": adj, "pair_ctx": ctx, "pair_t_indptr": t_indptr, "pair_t_order": t_order}
 
@@ -293,23 +292,29 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     mt_words = np.vstack(words_rows).astype(np.int32) if words_rows else np.zeros((0, WIDTH), np.int32)
     mt_len = (mt_words >= 0).sum(axis=1).astype(np.int8)
 
-    # occurrences of kept multitokens: (mt, doc, field, start word, length)
-    occ = []
-    for n, (lvl_ids, mt_ids) in enumerate(zip(occ_level_ids, mt_of_level), start=1):
+    # occurrences of kept multitokens in (start word, length) order: (mt, start, end, doc, field)
+    n_len = len(mt_of_level)
+    mt_at = np.full((n_words, n_len), -1, dtype=np.int64)  # multitoken of length l+1 starting at each word
+    for n, (lvl_ids, mt_ids) in enumerate(zip(occ_level_ids, mt_of_level)):
         pos = np.flatnonzero(lvl_ids >= 0)
-        mts = mt_ids[lvl_ids[pos]]
-        ok = mts >= 0
-        occ.append((mts[ok], pos[ok], n))
-    occ_mt = np.concatenate([o[0] for o in occ])
-    occ_start = np.concatenate([o[1] for o in occ])
-    occ_len = np.concatenate([np.full(len(o[0]), o[2], dtype=np.int64) for o in occ])
-    del occ, occ_level_ids
+        mt_at[pos, n] = mt_ids[lvl_ids[pos]]
+    del occ_level_ids
+    flat = mt_at.reshape(-1)
+    at = np.flatnonzero(flat >= 0)
+    occ_mt = flat[at]
+    occ_start, occ_end = np.divmod(at, n_len)
+    occ_end += occ_start + 1
+    del mt_at, flat, at
     occ_doc = doc_k[occ_start]
     occ_fld = fld_k[occ_start]
+    # the word after each occurrence's sentence
+    sent_first = np.flatnonzero(np.concatenate(([True], sent_k[1:] != sent_k[:-1]))) if n_words else sent_k
+    sent_stop = np.append(sent_first[1:], n_words)[np.searchsorted(sent_first, occ_start, side="right") - 1]
 
     # ---- 4. pairs, in a second thread while the postings and context tables are counted
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tablelm-pairs")
-    pairs_job = pool.submit(_count_pairs, occ_start, occ_len, occ_mt, sent_k, n_mt, int(params["max_dist"]))
+    pairs_job = pool.submit(_count_pairs, occ_start, occ_end, occ_mt, sent_stop, n_words, n_mt,
+                            int(params["max_dist"]))
     pool.shutdown(wait=False)
 
     # ---- 3. postings, dictionary counts, field lengths
@@ -366,7 +371,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
 
     step(None, "pairs")
     extra = side_work() if side_work is not None else Tables()
-    pair_tables = pairs_job.result()
+    pair_tables = _pair_tables(*pairs_job.result(), n_mt)
     adj, ctx = pair_tables["pair_adj"], pair_tables["pair_ctx"]
 
     arrays.update({

@@ -113,6 +113,19 @@ class Analyzer:
             out.append(self.stem_word(w))
         return out
 
+    def stems_of_words(self, words: list[str]) -> list[list[str]]:
+        """:meth:`word_stems` of many normalized words, with one call of the stemmer."""
+        stems = _stemmer().stemWords(words) if self.stem else words
+        out = []
+        for word, stem in zip(words, stems):
+            if word in self.kw_map or stem in self._kw_stems:
+                out.append(self.word_stems(word))
+            elif word in self.stopwords or len(word) > MAX_WORD_CHARS or (len(word) == 1 and not word.isdigit()):
+                out.append([])
+            else:
+                out.append([stem])
+        return out
+
     # -------------------------------------------------------------- with spans
     def tokens_with_spans(self, text: str):
         """Yield ``(kind, stem, start, end)`` over ``text`` with character spans.
@@ -203,31 +216,25 @@ class SurfaceVocabulary:
             self.stems.append(stem)
         return i
 
-    def new(self, tok: str) -> int:
-        """Register a token not seen before and return its surface id."""
-        if tok[0] == "\n":
-            self.ids[tok] = 0
-            return 0
-        stems = self.analyzer.word_stems(tok)
-        if len(stems) <= 1:
-            return self._add(tok, self._stem_id(stems[0]) if stems else DROP)
-        # KW_map expansion to several words: one pseudo-surface per stem
-        sids = [self._add(f"{tok}\x00{i}", self._stem_id(s)) for i, s in enumerate(stems)]
-        self.expansions[tok] = sids
-        self.ids[tok] = sids[0]
-        return sids[0]
-
-    def _raw_id(self, tok: str) -> int:
-        """Surface id of a raw (not yet normalized) token, registering it if new."""
-        if tok == SEGMENT_END:
-            return 2
-        norm = tok.lower() if tok.isascii() else normalize(tok)
-        sid = self.ids.get(norm)
-        if sid is None:
-            sid = self.new(norm)
-        if norm in self.expansions:
-            self.raw_expansions[tok] = self.expansions[norm]
-        return sid
+    def _register(self, raw_tokens: list[str]) -> None:
+        """Give surface ids to raw tokens not seen before (in the given order), stemming them at once."""
+        norms = [t.lower() if t.isascii() else normalize(t) for t in raw_tokens]
+        fresh = [n for n in dict.fromkeys(norms) if n not in self.ids]
+        for n in fresh:
+            if n[0] == "\n":  # a blank line
+                self.ids[n] = 0
+        words = [n for n in fresh if n[0] != "\n"]
+        for word, stems in zip(words, self.analyzer.stems_of_words(words)):
+            if len(stems) <= 1:
+                self._add(word, self._stem_id(stems[0]) if stems else DROP)
+            else:  # KW_map expansion to several words: one pseudo-surface per stem
+                sids = [self._add(f"{word}\x00{i}", self._stem_id(st)) for i, st in enumerate(stems)]
+                self.expansions[word] = sids
+                self.ids[word] = sids[0]
+        for tok, norm in zip(raw_tokens, norms):
+            self.raw_ids[tok] = self.ids[norm]
+            if norm in self.expansions:
+                self.raw_expansions[tok] = self.expansions[norm]
 
     def encode_segments(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Surface ids of several texts, each followed by a segment end (a sentence marker).
@@ -249,8 +256,7 @@ class SurfaceVocabulary:
         toks = _SEGMENT_TOKEN_RE.findall(big)
         raw = self.raw_ids
         distinct = set(toks)
-        for t in sorted(distinct.difference(raw)):  # sorted: ids independent of hash order
-            raw[t] = self._raw_id(t)
+        self._register(sorted(distinct.difference(raw)))  # sorted: ids independent of hash order
         if self.raw_expansions and not self.raw_expansions.keys().isdisjoint(distinct):
             out = []
             for t in toks:
