@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tablelm.tables.sorting import sort_two_threads, stable_argsort, unique_inverse
+from tablelm.tables.sorting import stable_argsort, unique_inverse
 
 small = arrays(np.int64, st.integers(0, 300), elements=st.integers(0, 50))
 huge = arrays(np.int64, st.integers(1, 50), elements=st.integers(0, 2**62))  # too wide: numpy fallback
@@ -25,10 +25,3 @@ def test_unique_inverse_equals_numpy(keys):
 def test_stable_argsort_equals_numpy(keys):
     np.testing.assert_array_equal(stable_argsort(keys), np.argsort(keys, kind="stable"))
 
-
-def test_sort_two_threads_equals_numpy_on_a_large_array():
-    rng = np.random.default_rng(7)
-    values = rng.integers(0, 2**40, 3_000_001)
-    np.testing.assert_array_equal(sort_two_threads(values), np.sort(values))
-    small = rng.integers(0, 100, 1000)
-    np.testing.assert_array_equal(sort_two_threads(small), np.sort(small))

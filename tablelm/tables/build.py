@@ -13,7 +13,8 @@ concatenated token stream:
 3. postings (multitoken, entity) → term frequency per field, dictionary counts,
    field lengths.
 4. pairs of non-overlapping multitoken occurrences in one sentence whose gap is
-   at most ``max_dist`` words: adjacent (gap 0) and contextual (gap ≥ 1) counts.
+   at most ``max_dist`` words: adjacent (gap 0) and contextual (gap ≥ 1) counts,
+   summed as a SciPy sparse matrix (linear-time COO → CSR → CSC, no global sort).
 5. context tables: postings × entity labels (category, tags, title, related).
 6. sorted n-gram table: hash of the sorted word tuple → multitoken ids.
 
@@ -32,10 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
 from .hashing import WIDTH, hash_rows, sort_rows
-from .sorting import sort_two_threads, stable_argsort, unique_inverse
+from .sorting import stable_argsort, unique_inverse
 
 FIELDS = ("text", "title", "category", "tags", "meta")
 KG_FIELDS = (1, 2, 3, 4)
@@ -64,17 +66,6 @@ def _csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n_rows)))).astype(np.int64)
 
 
-def _transpose_index(qb, n: int):
-    """For pairs sorted by (smaller id, larger id ``qb``): the pairs grouped by ``qb`` (rows), in order.
-
-    Sorting the values ``qb << 32 | index`` is an argsort by ``qb`` that is stable (the
-    index breaks ties) and about twice as fast as ``np.argsort``.
-    """
-    t = sort_two_threads((qb.astype(np.int64) << 32) | np.arange(len(qb), dtype=np.int64))
-    order = (t & 0xFFFFFFFF).astype(np.int32 if len(qb) < 2**31 else np.int64)
-    return _csr_from_sorted_rows(qb, n), order
-
-
 def partners(arrays, mt: int):
     """Every pair of multitoken ``mt``: (partner ids, adjacent counts, contextual counts).
 
@@ -92,13 +83,15 @@ def partners(arrays, mt: int):
             np.concatenate([adj[idx], adj[s:e]]), np.concatenate([ctx[idx], ctx[s:e]]))
 
 
-def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int, max_dist: int):
+def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int, max_dist: int) -> dict:
     """Pairs of non-overlapping multitoken occurrences of one sentence, gap <= ``max_dist`` words.
 
     Occurrences come in start order; ``occ_end`` is the word after each one and ``sent_stop``
-    the word after its sentence. Returns each unordered pair once as (smaller id, larger id),
-    sorted, with its adjacent (gap 0) and contextual (gap >= 1) counts. Runs in a second thread
-    of the build: it only reads its arguments, and numpy releases the GIL in its loops and sorts.
+    the word after its sentence. Returns the pair tables (see :func:`partners`). The pairs are
+    a sparse count matrix: its coordinates (smaller id, larger id) go through SciPy's
+    linear-time COO → CSR conversion, which sums the duplicates, and CSR → CSC gives the
+    transposed index. Runs in a second thread of the build: it only reads its arguments, and
+    numpy and SciPy release the GIL in their loops.
     """
     # partners of occurrence i: occurrences i2 with occ_end[i] <= start <= occ_end[i] + max_dist,
     # within the sentence; they are the index range [lo, hi) since occurrences are in start order
@@ -107,45 +100,36 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
     lim = np.minimum(occ_end + max_dist + 1, sent_stop)
     lo = first_at[np.minimum(occ_end, lim)]
     n_partners = first_at[lim] - lo
-    # the largest array of the build, filled in place: the pair (smaller id, larger id) and the
-    # flag "gap > 0" packed in one int64, so that one sort groups every pair's occurrences
-    keys = np.empty(int(n_partners.sum()), dtype=np.int64)
+    index_type = np.int32 if n_mt < 2**31 else np.int64
+    mt = occ_mt.astype(index_type)
+    # the largest arrays of the build, filled in place: per occurrence of a pair, its
+    # coordinates and a count packed as adjacent (gap 0) + contextual (gap > 0) << 32
+    total = int(n_partners.sum())
+    rows, cols = np.empty(total, dtype=index_type), np.empty(total, dtype=index_type)
+    counts = np.empty(total, dtype=np.int64)
     filled = 0
     for d in range(int(n_partners.max(initial=0))):
         a = np.flatnonzero(n_partners > d)  # occurrences with a (d+1)-th partner
         b = lo[a] + d
-        ma, mb = occ_mt[a], occ_mt[b]
+        ma, mb = mt[a], mt[b]
         k = ma != mb
         gap = occ_start[b[k]] > occ_end[a[k]]
         ma, mb = ma[k], mb[k]
-        out = keys[filled:filled + len(ma)]
-        np.add(np.minimum(ma, mb) * n_mt, np.maximum(ma, mb), out=out)
-        out <<= 1
-        out |= gap
-        filled += len(ma)
-    keys = sort_two_threads(keys[:filled])
-    n = len(keys)
-    is_ctx = (keys & 1).astype(np.uint8)
-    keys >>= 1
-    new = np.empty(n, dtype=bool)
-    new[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=new[1:])
-    starts = np.flatnonzero(new)  # a pair's adjacent occurrences sort before its contextual ones
-    del new
-    pair = keys[starts]
-    del keys
-    ctx = np.add.reduceat(is_ctx, starts, dtype=np.uint32) if n else np.zeros(0, dtype=np.uint32)
-    adj = np.diff(starts, append=n).astype(np.uint32)
-    adj -= ctx
-    qa, qb = np.divmod(pair, n_mt)
-    return qa, qb, adj, ctx
-
-
-def _pair_tables(qa, qb, adj, ctx, n_mt: int) -> dict:
-    """The stored pair tables (see :func:`partners`) from the sorted unique pairs."""
-    t_indptr, t_order = _transpose_index(qb, n_mt)
-    return {"pair_indptr": _csr_from_sorted_rows(qa, n_mt), "pair_cols": qb.astype(np.int32),
-            "pair_adj": adj, "pair_ctx": ctx, "pair_t_indptr": t_indptr, "pair_t_order": t_order}
+        end = filled + len(ma)
+        np.minimum(ma, mb, out=rows[filled:end])
+        np.maximum(ma, mb, out=cols[filled:end])
+        np.left_shift(gap, 32, out=counts[filled:end], dtype=np.int64)
+        counts[filled:end] += ~gap
+        filled = end
+    m = sparse.coo_array((counts[:filled], (rows[:filled], cols[:filled])), shape=(n_mt, n_mt)).tocsr()
+    del rows, cols, counts
+    m.sum_duplicates()  # canonical: columns sorted within a row, one entry per pair
+    # CSR → CSC of the entry numbers: the entries of each column (larger id), in row order
+    t = sparse.csr_array((np.arange(m.nnz, dtype=np.int64 if m.nnz >= 2**31 else np.int32), m.indices, m.indptr),
+                         shape=m.shape).tocsc()
+    return {"pair_indptr": m.indptr.astype(np.int64), "pair_cols": m.indices.astype(np.int32),
+            "pair_adj": (m.data & 0xFFFFFFFF).astype(np.uint32), "pair_ctx": (m.data >> 32).astype(np.uint32),
+            "pair_t_indptr": t.indptr.astype(np.int64), "pair_t_order": t.data}
 
 
 def meta_values(entity) -> list[str]:
@@ -371,7 +355,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
 
     step(None, "pairs")
     extra = side_work() if side_work is not None else Tables()
-    pair_tables = _pair_tables(*pairs_job.result(), n_mt)
+    pair_tables = pairs_job.result()
     adj, ctx = pair_tables["pair_adj"], pair_tables["pair_ctx"]
 
     arrays.update({

@@ -41,24 +41,3 @@ def unique_inverse(keys: np.ndarray):
     inverse = np.empty(len(keys), dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return sorted_keys[new], inverse
-
-
-def sort_two_threads(values: np.ndarray) -> np.ndarray:
-    """The sorted values of a large int array, using both cores; ``values`` is reordered.
-
-    The two halves are sorted in place at once (numpy releases the GIL while sorting), then
-    merged by a stable sort, which is timsort for 64-bit integers and merges two sorted runs
-    in one linear pass. Small arrays are sorted directly.
-    """
-    n = len(values)
-    if n < 1 << 20:
-        values.sort()
-        return values
-    import threading
-
-    first, second = values[: n // 2], values[n // 2:]
-    worker = threading.Thread(target=first.sort)
-    worker.start()
-    second.sort()
-    worker.join()
-    return np.sort(values, kind="stable")
