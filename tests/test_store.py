@@ -7,6 +7,7 @@ exactly as before.
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import signal
@@ -182,6 +183,19 @@ def test_failed_build_leaves_the_old_model_untouched(scifact_model_dir, tmp_path
     with pytest.raises(tablelm.CorpusError):
         tablelm.build([bad], d)
     assert files_of(d) == before
+    assert gc.isenabled(), "a failed build must turn the garbage collector back on"
+
+
+def test_build_restores_the_garbage_collector_state(tmp_path):
+    (tmp_path / "a.txt").write_text("Garbage collection pauses while tables are counted.")
+    tablelm.build([tmp_path])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tablelm.build([tmp_path])
+        assert not gc.isenabled(), "a build must not turn on a collector its caller turned off"
+    finally:
+        gc.enable()
 
 
 # --------------------------------------------------------------------------- atomicity under SIGKILL
@@ -194,7 +208,7 @@ def _kill_build_midway(model_dir: Path, env: dict, when: str, timeout: float = 6
     t0 = time.monotonic()
     try:
         while proc.poll() is None and time.monotonic() - t0 < timeout:
-            if when == "early" and time.monotonic() - t0 >= 1.5:
+            if when == "early" and time.monotonic() - t0 >= 1.0:
                 break
             if when == "writing" and any(p.name.startswith(".tablelm-tmp-") for p in model_dir.iterdir()):
                 time.sleep(0.05)  # a few files into the new tables folder

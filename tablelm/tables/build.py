@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
 
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
 from .hashing import WIDTH, hash_rows, sort_rows
@@ -93,6 +92,8 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
     transposed index. Runs in a second thread of the build: it only reads its arguments, and
     numpy and SciPy release the GIL in their loops.
     """
+    from scipy import sparse  # imported by the build only: queries do not need it
+
     # partners of occurrence i: occurrences i2 with occ_end[i] <= start <= occ_end[i] + max_dist,
     # within the sentence; they are the index range [lo, hi) since occurrences are in start order
     first_at = np.zeros(n_words + 1, dtype=np.int64)
@@ -173,6 +174,8 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
         Called with no argument while the pairs are counted in the second thread; the
         :class:`Tables` it returns (e.g. the caller's entity store) join the result.
     """
+    from scipy import sparse
+
     step = progress or (lambda *a: None)
     n_docs = len(entities)
     vocab = SurfaceVocabulary(analyzer)
@@ -303,29 +306,38 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
 
     # ---- 3. postings, dictionary counts, field lengths
     step(None, "postings")
-    pkey = occ_mt * n_docs + occ_doc
-    puniq, pinv = unique_inverse(pkey)
-    post_rows = puniq // n_docs
-    post_tf = np.zeros((len(puniq), len(FIELDS)), dtype=np.uint16)
-    mt_counts = np.zeros((n_mt, len(FIELDS)), dtype=np.uint32)
-    for f in range(len(FIELDS)):
-        m = occ_fld == f
-        post_tf[:, f] = np.minimum(np.bincount(pinv[m], minlength=len(puniq)), 65535)
-        mt_counts[:, f] = np.bincount(occ_mt[m], minlength=n_mt)
+    # (multitoken, entity × field) occurrence counts: a sparse matrix, summed by COO → CSR; an
+    # entity's fields are neighbours in a row, so each run of one entity is one posting
+    F = len(FIELDS)
+    entity_field = occ_doc.astype(np.int64) * F + occ_fld
+    by_field = sparse.coo_array((np.ones(len(occ_mt), dtype=np.int64), (occ_mt, entity_field)),
+                                shape=(n_mt, n_docs * F)).tocsr()
+    entry_row = np.repeat(np.arange(n_mt, dtype=np.int64), np.diff(by_field.indptr))
+    entry_doc, entry_fld = np.divmod(by_field.indices.astype(np.int64), F)
+    new_post = np.ones(len(entry_row), dtype=bool)
+    new_post[1:] = (entry_doc[1:] != entry_doc[:-1]) | (entry_row[1:] != entry_row[:-1])
+    post_of_entry = np.cumsum(new_post) - 1
+    post_rows = entry_row[new_post]
+    post_tf = np.zeros((len(post_rows), F), dtype=np.uint16)
+    post_tf[post_of_entry, entry_fld] = np.minimum(by_field.data, 65535)
+    mt_counts = np.bincount(entry_row * F + entry_fld, weights=by_field.data, minlength=n_mt * F)
+    mt_counts = mt_counts.reshape(n_mt, F).astype(np.uint32)
     post_indptr = _csr_from_sorted_rows(post_rows, n_mt)
-    post_docs = (puniq % n_docs).astype(np.int32)
+    post_docs = entry_doc[new_post].astype(np.int32)
     # forward index (entity → its postings), for pseudo-relevance feedback and incremental updates
     fwd_post = stable_argsort(post_docs).astype(np.int64)
     fwd_indptr = _csr_from_sorted_rows(post_docs[fwd_post], n_docs)
     fwd_mt = post_rows[fwd_post].astype(np.int32)
-    doc_len = np.bincount(doc_k.astype(np.int64) * len(FIELDS) + fld_k, minlength=n_docs * len(FIELDS))
-    doc_len = doc_len.reshape(n_docs, len(FIELDS)).astype(np.uint32)
-    del pkey, pinv
+    doc_len = np.bincount(doc_k.astype(np.int64) * F + fld_k, minlength=n_docs * F)
+    doc_len = doc_len.reshape(n_docs, F).astype(np.uint32)
+    del entity_field, by_field, entry_row, entry_doc, entry_fld, new_post, post_of_entry
 
     # ---- 5. context tables: multitoken → label → summed term frequency
     step(None, "context tables")
-    tf_total = post_tf[:, :4].sum(axis=1, dtype=np.uint32)  # metadata strings are not context
-    in_ctx = np.flatnonzero(tf_total > 0)
+    # ctx = P @ L: P (multitoken × entity) holds the term frequencies outside metadata, L
+    # (entity × label) the labels of each entity
+    tf_total = post_tf[:, :4].sum(axis=1, dtype=np.int64)  # metadata strings are not context
+    tf_matrix = sparse.csr_array((tf_total, post_docs, post_indptr), shape=(n_mt, n_docs))
     label_lists = {
         "category": [[label_path(e.category)] if label_path(e.category) else [] for e in entities],
         "tags": [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities],
@@ -335,15 +347,13 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     arrays, strings = {}, {}
     for name in CONTEXTS:
         labels, d_indptr, d_ids = _labels_csr(label_lists[name])
-        n_lab = max(len(labels), 1)
-        nl = np.diff(d_indptr)[post_docs[in_ctx]]
-        rep = np.repeat(in_ctx, nl)  # one row per (posting, label of its entity)
-        within = np.arange(int(nl.sum())) - np.repeat(np.cumsum(nl) - nl, nl)
-        lab = d_ids[d_indptr[post_docs[rep]] + within].astype(np.int64)
-        cuniq, cinv = unique_inverse(post_rows[rep] * n_lab + lab)
-        arrays[f"ctx_{name}_indptr"] = _csr_from_sorted_rows(cuniq // n_lab, n_mt)
-        arrays[f"ctx_{name}_labels"] = (cuniq % n_lab).astype(np.int32)
-        arrays[f"ctx_{name}_counts"] = np.bincount(cinv, weights=tf_total[rep], minlength=len(cuniq)).astype(np.uint32)
+        labels_matrix = sparse.csr_array((np.ones(len(d_ids), dtype=np.int64), d_ids, d_indptr),
+                                         shape=(n_docs, max(len(labels), 1)))
+        ctx = tf_matrix @ labels_matrix
+        ctx.sort_indices()
+        arrays[f"ctx_{name}_indptr"] = ctx.indptr.astype(np.int64)
+        arrays[f"ctx_{name}_labels"] = ctx.indices.astype(np.int32)
+        arrays[f"ctx_{name}_counts"] = ctx.data.astype(np.uint32)
         arrays[f"doc_{name}_indptr"] = d_indptr.astype(np.int64)
         arrays[f"doc_{name}_labels"] = d_ids
         strings[f"labels_{name}"] = labels

@@ -66,7 +66,10 @@ def _marker(tok: str) -> int | None:
 
 @lru_cache(maxsize=4)
 def _stemmer():
-    return Stemmer.Stemmer("english")
+    # no PyStemmer cache: the build stems each distinct word once, where its cache makes
+    # stemming 3-5x slower (its documentation warns of this case), and prompts are cached
+    # by Analyzer.word_stems
+    return Stemmer.Stemmer("english", 0)
 
 
 class Analyzer:
