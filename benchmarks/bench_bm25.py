@@ -3,8 +3,11 @@
 Each (system, collection) pair runs in its own subprocess (this script with
 ``--worker``), so that peak memory is that process's own
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` and a crash or a missing engine
-fails one row, not the table. Quality uses ``tablelm.evaluation`` (trec_eval
-definitions, top 100).
+fails one row, not the table. Every pair runs ``--repeat`` times (3), the systems
+taking turns, and the table shows the median of each timing and memory figure,
+with the range of build times: single runs on a shared machine vary by ±30%.
+Quality uses ``tablelm.evaluation`` (trec_eval definitions, top 100); it must be
+the same in every repeat.
 
 Usage (from the repository root)::
 
@@ -23,7 +26,10 @@ tablelm-reference   the same model queried with ``ranker="reference"``.
 What is measured
 ----------------
 build s     corpus file → searchable index (bm25s: read JSONL + tokenize + index;
-            tablelm: ``tablelm.build``), ``time.perf_counter``.
+            tablelm: ``tablelm.build``), ``time.perf_counter``, in a fresh process.
+            Library imports are not timed, for either system: ``import bm25s``
+            imports SciPy; tablelm imports SciPy only when it builds (queries do
+            not need it), so the worker imports it before the timer starts.
 q/s         all judged queries in one batch call (bm25s: tokenize + retrieve;
             tablelm: ``search_many``), one thread, after a warm-up batch; the
             batch is repeated until at least 1 s has been timed.
@@ -124,6 +130,8 @@ def _tablelm_engine(corpus_path: Path, build_params: dict, query_params: dict):
         raise SystemExit(f"tablelm.build is missing (tablelm imported from "
                          f"{getattr(tablelm, '__file__', None) or list(getattr(tablelm, '__path__', []))}); "
                          "the engine is not there yet")
+    import scipy.sparse  # noqa: F401  (an import of the build, not build time; see "What is measured")
+
     t0 = time.perf_counter()
     model = tablelm.build([str(corpus_path)], out_dir=None, **build_params)
     build_s = time.perf_counter() - t0
@@ -225,26 +233,47 @@ def spawn(system: str, folder: Path, qrels_name: str, timeout: float) -> dict:
         return json.loads(out.read_text())
 
 
+TIMED = ("build_s", "qps", "p50_ms", "p95_ms", "peak_mb", "delta_mb")
+
+
+def combine(runs: list[dict]) -> dict:
+    """One row from the repeats of a (system, collection): medians of the timed figures."""
+    import statistics
+
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    first = runs[0]
+    for r in runs[1:]:
+        if any(abs(r[m] - first[m]) > 1e-9 for m in METRICS):
+            return {"system": first["system"], "collection": first["collection"],
+                    "error": "quality differs between repeats (not deterministic)"}
+    row = dict(first, **{k: statistics.median(r[k] for r in runs) for k in TIMED})
+    row["build_runs"] = sorted(r["build_s"] for r in runs)
+    return row
+
+
 def fmt(x, digits):
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
-def render(results: list[dict], facts: list[str]) -> str:
+def render(results: list[dict], facts: list[str], runs: int) -> str:
     lines = ["# tablelm vs bm25s", "",
-             f"Top-{K}, trec_eval metrics (tablelm.evaluation). One subprocess per row; peak MB = ru_maxrss "
-             "of that process, Δ MB = growth from just before the build. Times vary ±30% between runs: "
-             "compare rows of the same run.", "",
-             "| collection | system | queries | nDCG@10 | Recall@100 | MAP@100 | build s | q/s | p50 ms "
-             "| p95 ms | peak MB | Δ MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"Top-{K}, trec_eval metrics (tablelm.evaluation). Each row: the median of {runs} worker "
+             "processes, the systems taking turns (build range: fastest–slowest build); peak MB = "
+             "ru_maxrss of a worker, Δ MB = growth from just before the build. Single runs vary by "
+             "±30% on a shared machine: compare rows of the same run.", "",
+             "| collection | system | queries | nDCG@10 | Recall@100 | MAP@100 | build s | build range "
+             "| q/s | p50 ms | p95 ms | peak MB | Δ MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['collection']} | {r['system']} | FAILED: {r['error'].replace('|', '/')} "
-                         "| | | | | | | | | |")
+                         "| | | | | | | | | | |")
             continue
         lines.append(f"| {r['collection']} | {r['system']} | {r['n_queries']} | {r['ndcg@10']:.3f} "
                      f"| {r['recall@100']:.3f} | {r['map@100']:.3f} | {fmt(r['build_s'], 2)} "
-                     f"| {fmt(r['qps'], 0)} | {fmt(r['p50_ms'], 2)} | {fmt(r['p95_ms'], 2)} "
+                     f"| {fmt(r['build_runs'][0], 2)}–{fmt(r['build_runs'][-1], 2)} | {fmt(r['qps'], 0)} | {fmt(r['p50_ms'], 2)} | {fmt(r['p95_ms'], 2)} "
                      f"| {fmt(r['peak_mb'], 0)} | {fmt(r['delta_mb'], 0)} |")
     ratios = []
     by_key = {(r["collection"], r["system"]): r for r in results if "error" not in r}
@@ -289,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated, from {', '.join(SYSTEMS)}")
     ap.add_argument("--quick", action="store_true", help="cranfield only")
     ap.add_argument("--out", type=Path, help="also write the Markdown report here (e.g. docs/benchmarks.md)")
-    ap.add_argument("--timeout", type=float, default=1800, help="seconds per (system, collection) (1800)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="worker processes per (system, collection); the table shows medians (3)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per worker process (1800)")
     # worker mode (internal)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -306,15 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     missing = [c for c in collections if not (args.data / c / "corpus.jsonl").exists()]
     if missing:
         ap.error(f"no corpus.jsonl for {', '.join(missing)} under {args.data}; pass --data FOLDER")
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     results = []
     for name in collections:
-        for system in args.systems:
-            print(f"[bench] {system} on {name} ...", file=sys.stderr, flush=True)
-            r = spawn(system, args.data / name, COLLECTIONS[name], args.timeout)
-            status = r["error"] if "error" in r else f"nDCG@10 {r['ndcg@10']:.3f}, build {r['build_s']:.2f} s"
-            print(f"[bench]   {status}", file=sys.stderr, flush=True)
-            results.append(r)
-    report = render(results, machine_facts(argv))
+        runs = {system: [] for system in args.systems}
+        for i in range(args.repeat):
+            for system in args.systems:
+                print(f"[bench] {system} on {name} ({i + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
+                r = spawn(system, args.data / name, COLLECTIONS[name], args.timeout)
+                status = r["error"] if "error" in r else f"nDCG@10 {r['ndcg@10']:.3f}, build {r['build_s']:.2f} s"
+                print(f"[bench]   {status}", file=sys.stderr, flush=True)
+                runs[system].append(r)
+        results += [combine(runs[system]) for system in args.systems]
+    report = render(results, machine_facts(argv), args.repeat)
     print(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

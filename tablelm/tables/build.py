@@ -92,7 +92,7 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
     transposed index. Runs in a second thread of the build: it only reads its arguments, and
     numpy and SciPy release the GIL in their loops.
     """
-    from scipy import sparse  # imported by the build only: queries do not need it
+    from scipy import sparse  # imported by builds only: loading and querying a model do without it
 
     # partners of occurrence i: occurrences i2 with occ_end[i] <= start <= occ_end[i] + max_dist,
     # within the sentence; they are the index range [lo, hi) since occurrences are in start order
