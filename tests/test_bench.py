@@ -1,0 +1,57 @@
+"""The benchmark script's bookkeeping: repeats become medians, and its quick run works end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_data
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bm25.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_bm25", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(build_s, ndcg=0.5, **extra):
+    return {"system": "tablelm", "collection": "cacm", "n_queries": 3, "ndcg@10": ndcg, "recall@100": 0.7,
+            "map@100": 0.3, "build_s": build_s, "qps": 10.0 * build_s, "p50_ms": 1.0, "p95_ms": 2.0,
+            "peak_mb": 100.0, "delta_mb": 50.0, **extra}
+
+
+def test_repeats_combine_into_medians_with_the_build_range():
+    row = _bench().combine([_run(3.0), _run(1.0), _run(2.0)])
+    assert row["build_s"] == 2.0 and row["qps"] == 20.0
+    assert row["build_runs"] == [1.0, 2.0, 3.0]
+    assert row["ndcg@10"] == 0.5
+
+
+def test_repeats_with_different_quality_are_an_error():
+    row = _bench().combine([_run(1.0), _run(1.0, ndcg=0.6)])
+    assert "not deterministic" in row["error"]
+
+
+def test_a_failed_repeat_fails_the_row():
+    row = _bench().combine([_run(1.0), {"system": "tablelm", "collection": "cacm", "error": "exit 1: boom"}])
+    assert row["error"] == "exit 1: boom"
+
+
+@needs_data
+@pytest.mark.slow
+def test_quick_benchmark_runs_both_systems(tmp_path):
+    out = tmp_path / "bench.md"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--repeat", "1", "--systems", "bm25s,tablelm",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = out.read_text()
+    for row in ("| cranfield | bm25s | 225 |", "| cranfield | tablelm | 225 |"):
+        assert row in table
+    assert "FAILED" not in table
