@@ -109,12 +109,11 @@ class Analyzer:
         words = self.kw_map.get(word)
         if words is None:  # a key also matches the words of its stem ("directories" for "directory")
             words = self._kw_stems.get(self.stem_word(word), (word,)) if self._kw_stems else (word,)
-        out = []
-        for w in words:
-            if w in self.stopwords or len(w) > MAX_WORD_CHARS or (len(w) == 1 and not w.isdigit()):
-                continue
-            out.append(self.stem_word(w))
-        return out
+        return [self.stem_word(w) for w in words if self._kept(w)]
+
+    def _kept(self, word: str) -> bool:
+        """Not a stopword, not over MAX_WORD_CHARS, not a single letter (single digits are kept)."""
+        return word not in self.stopwords and len(word) <= MAX_WORD_CHARS and (len(word) != 1 or word.isdigit())
 
     def stems_of_words(self, words: list[str]) -> list[list[str]]:
         """:meth:`word_stems` of many normalized words, with one call of the stemmer."""
@@ -123,10 +122,8 @@ class Analyzer:
         for word, stem in zip(words, stems):
             if word in self.kw_map or stem in self._kw_stems:
                 out.append(self.word_stems(word))
-            elif word in self.stopwords or len(word) > MAX_WORD_CHARS or (len(word) == 1 and not word.isdigit()):
-                out.append([])
             else:
-                out.append([stem])
+                out.append([stem] if self._kept(word) else [])
         return out
 
     # -------------------------------------------------------------- with spans
