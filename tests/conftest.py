@@ -128,12 +128,17 @@ def scifact_queries_file(tmp_path_factory):
     return _head_file(tmp_path_factory, SCIFACT_QUERIES, 8, "queries")
 
 
+def _saved_model(tmp_path_factory, source, name: str):
+    """Build ``source`` into a fresh session folder; return the model directory."""
+    out = tmp_path_factory.mktemp(name) / "model"
+    tablelm.build([source], out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def scifact_model_dir(scifact_file, tmp_path_factory):
     """A model of the SciFact slice, saved to a session folder."""
-    out = tmp_path_factory.mktemp("scifact-model") / "model"
-    tablelm.build([scifact_file], out)
-    return out
+    return _saved_model(tmp_path_factory, scifact_file, "scifact-model")
 
 
 @pytest.fixture(scope="session")
@@ -146,9 +151,7 @@ def xllm_model_dir(tmp_path_factory):
     """A model of the whole xLLM enterprise repository (1,800 records with tags and categories)."""
     if not XLLM.exists():
         pytest.skip(f"test data not found at {XLLM}")
-    out = tmp_path_factory.mktemp("xllm-model") / "model"
-    tablelm.build([XLLM], out)
-    return out
+    return _saved_model(tmp_path_factory, XLLM, "xllm-model")
 
 
 @pytest.fixture(scope="session")
