@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tablelm.evaluation as ev
+from conftest import DATA, needs_data
 from tablelm.errors import CorpusError
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # our metric name → the trec_eval measure giving the same number (k filled in).
 TREC_MEASURE = {"ndcg": "ndcg_cut_{k}", "map": "map_cut_{k}", "recall": "recall_{k}",
@@ -154,7 +153,8 @@ def cranfield_bm25_run():
     import Stemmer
 
     folder = DATA / "cranfield"
-    assert folder.is_dir(), f"test data missing: {folder} (the shared data folder beside the repo)"
+    if not folder.is_dir():
+        pytest.skip(f"test data not found at {folder}")
     corpus = [json.loads(line) for line in (folder / "corpus.jsonl").open(encoding="utf-8")]
     queries = ev.read_queries(folder / "queries.jsonl")
     qrels = ev.read_qrels(folder / "qrels" / "test.tsv")
@@ -231,12 +231,14 @@ def test_read_qrels_beir_and_trec_formats(tmp_path):
         assert exc.value.line == 2
 
 
+@needs_data
 def test_read_qrels_real_files():
     qrels = ev.read_qrels(DATA / "scifact" / "qrels" / "test.tsv")
     assert len(qrels) == 300
     assert sum(len(v) for v in qrels.values()) == 339
 
 
+@needs_data
 def test_read_prompts(tmp_path):
     pairs = ev.read_prompts(DATA / "xllm-enterprise" / "sample_prompts.txt")
     assert len(pairs) == 34

@@ -20,6 +20,8 @@ XLLM_PROMPTS = DATA / "xllm-enterprise" / "sample_prompts.txt"
 
 @pytest.fixture(scope="module")
 def cran_dir(tmp_path_factory):
+    if not CRAN.is_dir():
+        pytest.skip(f"test data not found at {CRAN}")
     out = tmp_path_factory.mktemp("cran") / "model"
     tablelm.build([CRAN / "corpus.jsonl"], out)
     return out

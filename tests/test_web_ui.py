@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 import tablelm
+from conftest import XLLM
 from tablelm.interfaces.server import background_server, create_app
 
 pytestmark = pytest.mark.ui
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.ui
 CHROMIUM = os.environ.get("TABLELM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-XLLM = Path(__file__).resolve().parents[2] / "shared" / "data" / "xllm-enterprise" / "repository3.txt"
 PROMPT = "data governance policy"
 # A record whose title, tags and text carry markup: the page must show it as text.
 EVIL = ("9999~~{'title_text': 'Evil <img src=x onerror=\"window.__pwned=1\"> governance <script>window.__pwned=2"
@@ -45,7 +44,7 @@ def _browser_or_fail():
 @pytest.fixture(scope="module")
 def evil_model(tmp_path_factory):
     if not XLLM.exists():
-        pytest.fail(f"test data not found at {XLLM}")
+        pytest.skip(f"test data not found at {XLLM}")
     src = tmp_path_factory.mktemp("ui-corpus") / "repository.txt"
     src.write_text(XLLM.read_text("utf-8").rstrip("\n") + "\n" + EVIL + "\n", "utf-8")
     return tablelm.build([src], tmp_path_factory.mktemp("ui-model") / "model")
