@@ -6,6 +6,7 @@ Python or a new format gets its own model instead of a stale one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from .tables.store import FORMAT_VERSION, MANIFEST
 
 #: Bumped whenever the built-in corpus or its KW_map changes, so that caches are rebuilt.
-CORPUS_REVISION = 4
+CORPUS_REVISION = 5
 
 
 def builtin_dir() -> Path:
@@ -23,8 +24,13 @@ def builtin_dir() -> Path:
     from .model import __version__
 
     root = Path(os.environ.get("TABLELM_CACHE") or user_cache_dir("tablelm"))
+    from .corpus.pydocs import python_html_docs
+
     py = ".".join(map(str, sys.version_info[:3]))
-    return root / f"python-docs-py{py}-tablelm{__version__}-f{FORMAT_VERSION}-c{CORPUS_REVISION}"
+    # the HTML documentation installed (or removed) later gets its own model, not a stale one
+    html = python_html_docs()
+    docs = "-html" + hashlib.sha256(f"{html[0]} {html[1]}".encode()).hexdigest()[:8] if html else ""
+    return root / f"python-docs-py{py}{docs}-tablelm{__version__}-f{FORMAT_VERSION}-c{CORPUS_REVISION}"
 
 
 def builtin_model(progress: bool = False):

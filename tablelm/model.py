@@ -17,6 +17,7 @@ import numpy as np
 
 from . import params as P
 from .answer.citations import cite
+from .answer.summary import answer_summary
 from .answer.types import Answer, Card
 from .corpus.entity import TextEntity
 from .errors import ModelError, TablelmError
@@ -214,10 +215,12 @@ class Model:
         contrib = scorer.explain(active, idx) if p["ranker"] == "tablelm" else None
         cards = [self._card(r + 1, d, float(scores[d]), active, None if contrib is None else contrib[r],
                             factors, scorer, p) for r, d in enumerate(idx.tolist())]
+        summary = answer_summary(self, plan, cards, p)
         t2 = time.perf_counter()
         sections = build_sections(self, plan, p)
         t3 = time.perf_counter()
         return Answer(prompt=prompt, plan=plan.to_dict(), cards=cards, sections=sections, params=dict(p, k=k),
+                      summary=summary,
                       timings_ms={"rank": round((t1 - t0) * 1e3, 3), "cards": round((t2 - t1) * 1e3, 3),
                                   "sections": round((t3 - t2) * 1e3, 3), "total": round((t3 - t0) * 1e3, 3)},
                       model={"fingerprint": self.manifest["fingerprint"], "path": str(self.path) if self.path else None})
@@ -375,9 +378,9 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"],
               "entities": len(entities)}
     if not sources:
-        from .corpus.pydocs import python_docs_fingerprint
+        from .corpus.pydocs import builtin_corpus_facts
 
-        corpus["python"] = python_docs_fingerprint()
+        corpus.update(builtin_corpus_facts(entities))
     h = hashlib.sha256(blob)
     h.update(json.dumps([bp, analyzer.config(), FORMAT_VERSION], sort_keys=True).encode())
     manifest = {

@@ -217,6 +217,11 @@ _PARAMS = [
     Param("max_rows", 10, Interval(int, 0, 1000), "Largest number of rows in a section.", "query"),
     # ---- render
     Param("snippet_chars", 160, Interval(int, 40, 2000), "Length of an evidence snippet, in characters.", "render"),
+    Param("summary_sentences", 3, Interval(int, 0, 4),
+          "The short answer on top: at most this many quoted passages of the top cards, chosen to cover the "
+          "prompt's matched multitokens, each cited (0 = no summary).", "render"),
+    Param("summary_cards", 5, Interval(int, 1, 20), "The short answer on top quotes only the first this many cards.",
+          "render"),
 ]
 
 REGISTRY: dict[str, Param] = {p.name: p for p in _PARAMS}

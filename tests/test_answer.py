@@ -307,3 +307,45 @@ def test_snippet_ellipsis_only_where_the_text_goes_on():
     assert head.start == 0 and not show(head).startswith("…") and show(head).endswith("…")
     # the same rule for every renderer: the text renderer and the Markdown one agree on the cut
     assert show(cut).replace("[", "").replace("]", "") == show(cut, mark=lambda t: t)
+
+
+# --------------------------------------------------------------------------- the short cited answer
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_summary_quotes_exact_spans_of_the_top_cards(builtin_model, prompt):
+    a = builtin_model.ask(prompt, k=10)
+    s = a.summary
+    assert 1 <= len(s.passages) <= 3  # summary_sentences=3 by default
+    ranks = {c.id: c.rank for c in a.cards}
+    for p in s.passages:
+        assert builtin_model.entity(p.entity).text[p.start:p.end] == p.text  # the citation is the quote
+        assert ranks[p.entity] == p.n == p.rank <= 5
+        assert p.multitokens and set(p.multitokens) <= {t["multitoken"] for t in a.plan["terms"]}
+    assert len({(p.entity, p.start) for p in s.passages}) == len(s.passages)
+    assert set(s.covered) | set(s.missing) == set(a.plan["multitokens_matched"])
+    data = a.to_dict()["summary"]
+    assert [p["text"] for p in data["passages"]] == [p.text for p in s.passages]
+    assert list(a.to_dict())[:2] == ["prompt", "summary"]
+
+
+def test_summary_has_two_witnesses_and_can_be_turned_off(builtin_model):
+    a = builtin_model.ask("copy a file")
+    assert len({p.entity for p in a.summary.passages}) >= 2
+    assert builtin_model.ask("copy a file", summary_sentences=0).summary.passages == []
+    assert len(builtin_model.ask("copy a file", summary_sentences=1).summary.passages) == 1
+    assert builtin_model.ask("zzqxv").summary.passages == []
+
+
+def test_summary_passages_inside_long_entities():
+    from tablelm.answer.summary import MAX_PASSAGE_CHARS, _cut, passages
+
+    text = "open(file, mode='r')\nOpen a file. Return a stream.\n\nSee also: io.\n\n" + "word " * 200 + "needle end."
+    spans = passages(text)
+    assert spans[0] == (0, 20)  # the signature line is a passage of its own
+    assert [text[s:e] for s, e in spans[1:4]] == ["Open a file.", "Return a stream.", "See also: io."]
+    # a long passage is quoted around its match, cut at word boundaries, not from its start
+    s, e = spans[4]
+    i = text.index("needle")
+    a, b = _cut(text, s, e, [(i, i + 6, "needle")])
+    assert a > s and b == e and b - a <= MAX_PASSAGE_CHARS + 10 and text[a - 1] == " " and "needle" in text[a:b]

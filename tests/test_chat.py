@@ -39,7 +39,12 @@ def card_ids(answer: str) -> list[str]:
 def test_a_prompt_is_answered_like_ask(xllm_model_dir, xllm_model):
     out = chat(xllm_model_dir, PROMPT)
     (ans,) = answers(out)
-    assert card_ids(ans) == [c.id for c in xllm_model.ask(PROMPT).cards]
+    want = xllm_model.ask(PROMPT)
+    assert card_ids(ans) == [c.id for c in want.cards[:5]]  # compact: the top 5, and how many more
+    assert "... and 5 more cards" in ans
+    # the chat reply starts with the short cited answer
+    quote = " ".join(want.summary.passages[0].text.split())
+    assert ans.split("\n\n")[1].replace("\n  ", " ").strip().startswith(quote[:40])
     assert out.rstrip().endswith("Bye.")
 
 
@@ -48,7 +53,7 @@ def test_set_parameter_and_k_change_the_next_answer(xllm_model_dir, xllm_model):
     first, second = answers(out)
     assert "k = 3" in out and "ranker = reference" in out
     assert card_ids(second) == [c.id for c in xllm_model.ask(PROMPT, k=3, ranker="reference").cards]
-    assert len(card_ids(first)) == 10 and len(card_ids(second)) == 3
+    assert len(card_ids(first)) == 5 and len(card_ids(second)) == 3
 
 
 def test_invalid_parameter_names_rule_and_session_goes_on(xllm_model_dir):

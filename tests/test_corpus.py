@@ -393,8 +393,10 @@ def test_builtin_corpus_content(pydocs_run):
     assert all(r in ids for e in entities for r in e.related)
     assert sum(bool(e.related) for e in entities) > 100
     assert "fn:shutil.copystat" in by_id["fn:shutil.copy2"].related  # "see the copystat function"
-    # nothing private, nothing from test packages
+    # nothing private, nothing from test packages (the docstring entities; HTML ids are page paths)
     for e in entities:
+        if ":" not in e.id:
+            continue
         name = e.id.split(":", 1)[1]
         assert not any(part.startswith("_") for part in name.split(".")), e.id
         assert not e.source.startswith(("test/", "idlelib/idle_test/")), e.id
@@ -410,8 +412,33 @@ def test_builtin_corpus_imports_nothing_it_documents(pydocs_run):
 
 def test_builtin_corpus_is_deterministic(pydocs_run):
     _, _, entities, _ = pydocs_run
-    again = list(read_python_docs())
-    assert [e.to_dict() for e in again] == [e.to_dict() for e in entities]
+    # the docstrings come first, then the HTML documentation (read once here: it is the slow part)
+    again = list(read_python_docs(html_docs=False))
+    assert [e.to_dict() for e in again] == [e.to_dict() for e in entities[:len(again)]]
+    assert all(":" not in e.id.split("/")[0] for e in entities[len(again):])
+
+
+def test_builtin_corpus_reads_c_code_in_a_child_process(pydocs_run):
+    """csv.reader lives in _csv (C): it is read under its public name, by a child process, so
+    neither _csv nor a never-imported module (readline, _tkinter) enters this process."""
+    from tablelm.corpus.pydocs import NEVER_IMPORT, compiled_module_names
+
+    before, after, entities, stats = pydocs_run
+    by_id = {e.id: e for e in entities}
+    for eid, module in (("fn:csv.reader", "_csv"), ("fn:csv.writer", "_csv"), ("fn:csv.register_dialect", "_csv"),
+                        ("fn:os.listdir", "posix"), ("fn:time.sleep", "time")):
+        assert by_id[eid].metadata["defined_in"] == module, eid
+        assert by_id[eid].category == (eid.split(":")[1].split(".")[0],)
+    assert by_id["fn:csv.reader"].text.startswith("csv_reader = reader(iterable")
+    # a public class documents the methods it inherits from a private class of its module
+    assert by_id["fn:argparse.ArgumentParser.add_argument"].category == ("argparse",)
+    for name in ("readline", "_tkinter", "_csv", "_heapq"):
+        if name not in before:
+            assert name not in after, f"reading the built-in corpus imported {name} into this process"
+    assert "readline" in NEVER_IMPORT and "readline" not in compiled_module_names()
+    # compiled modules that warn they are deprecated are reported, not read
+    assert any(f.startswith("compiled module ") and why == "deprecated by this Python"
+               for f, why in stats.skipped_files)
 
 
 # --------------------------------------------------------------------------- never another exception
@@ -469,7 +496,7 @@ def test_builtin_corpus_has_the_builtins(pydocs_run):
 def test_builtin_corpus_reads_compiled_modules_and_ignores_runtime_replacements(monkeypatch):
     """os.listdir, time.sleep, io.TextIOWrapper.readline are there (C code, no .py source), and
     a hook a program replaces at run time does not change the corpus."""
-    before = [e.to_dict() for e in read_python_docs(topics=False, builtin_objects=False)]
+    before = [e.to_dict() for e in read_python_docs(topics=False, builtin_objects=False, html_docs=False)]
     by_id = {e["id"]: e for e in before}
     for eid, category in (("fn:os.listdir", ["os"]), ("fn:time.sleep", ["time"]),
                           ("fn:io.TextIOWrapper.readline", ["io"]), ("cls:collections.deque", ["collections"])):
@@ -481,15 +508,57 @@ def test_builtin_corpus_reads_compiled_modules_and_ignores_runtime_replacements(
 
     monkeypatch.setattr(sys, "unraisablehook", replacement)
     monkeypatch.setattr(sys, "displayhook", replacement)
-    after = [e.to_dict() for e in read_python_docs(topics=False, builtin_objects=False)]
+    after = [e.to_dict() for e in read_python_docs(topics=False, builtin_objects=False, html_docs=False)]
     assert after == before
 
 
 def test_builtin_corpus_leaves_out_deprecated_modules_and_programs():
     stats = ReadStats()
-    ids = {e.id for e in read_python_docs(stats=stats, topics=False, builtin_objects=False)}
+    ids = {e.id for e in read_python_docs(stats=stats, topics=False, builtin_objects=False, html_docs=False)}
     assert not any(i.startswith(("mod:distutils", "fn:distutils.", "mod:lib2to3", "mod:telnetlib", "mod:idlelib",
                                  "mod:turtledemo")) for i in ids)
     assert {"mod:shutil", "cls:tkinter.Tk", "mod:turtle"} <= ids  # not deprecated: kept
     reasons = {r for _, r in stats.skipped_files}
     assert "deprecated by this Python" in reasons
+
+
+# --------------------------------------------------------------------------- the HTML documentation
+
+
+def test_html_docs_are_found_for_this_python_only(tmp_path, monkeypatch):
+    from tablelm.corpus import pydocs
+
+    xy = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    site = write(tmp_path / "html" / "_static" / "documentation_options.js",
+                 f"var DOCUMENTATION_OPTIONS = {{ VERSION: '{xy}.99', LANGUAGE: 'en' }};").parents[1]
+    write(site / "library" / "demo.html", "<html><body><div class='body'><h1>demo</h1>"
+          "<dl class='py function'><dt class='sig sig-object py' id='demo.spam'>demo.spam(x)</dt>"
+          "<dd><p>Return spam for x.</p><p>Second paragraph.</p></dd></dl></div></body></html>")
+    monkeypatch.setenv(pydocs.HTML_DOCS_ENV, str(site))
+    assert pydocs.python_html_docs() == (site.resolve(), f"{xy}.99")
+    assert f"html {site.resolve()}" in pydocs.python_docs_fingerprint()
+    ents = {e.id: e for e in pydocs.read_html_docs(site)}
+    obj = ents["library/demo.html#demo.spam"]
+    assert obj.title == "demo.spam" and obj.text == "demo.spam(x)\nReturn spam for x.\n\nSecond paragraph."
+    assert obj.category == ("Library reference", "demo") and obj.tags == ("function",)
+    assert "library/demo.html" in ents  # the page itself, from the HTML reader
+    # the docs of another Python describe another library: not used
+    write(site / "_static" / "documentation_options.js", "VERSION: '2.7.18'")
+    assert pydocs.python_html_docs() is None
+    monkeypatch.setenv(pydocs.HTML_DOCS_ENV, "none")
+    assert pydocs.python_html_docs() is None and "no html docs" in pydocs.python_docs_fingerprint()
+    facts = pydocs.builtin_corpus_facts([])
+    assert facts["html_docs"] is None and f"python{xy}-doc" in facts["html_docs_hint"]
+
+
+def test_builtin_corpus_includes_the_installed_html_docs(pydocs_run):
+    from tablelm.corpus.pydocs import python_html_docs
+
+    if python_html_docs() is None:
+        pytest.skip("no HTML documentation of this Python installed (Debian: apt-get install python3.11-doc)")
+    _, _, entities, _ = pydocs_run
+    by_id = {e.id: e for e in entities}
+    assert "tutorial/inputoutput.html#reading-and-writing-files" in by_id
+    assert by_id["library/os.html#os.environ"].title == "os.environ"
+    assert by_id["library/functions.html#open"].text.startswith("open(file, mode='r'")
+    assert not any(e.id.startswith(("whatsnew/", "c-api/", "genindex")) for e in entities)

@@ -89,6 +89,13 @@ def test_prompt_tune_open_entity_follow_suggestion(page_url, evil_model):
     rows = page.locator("#params .param")
     settable = [p for p in tablelm.params.REGISTRY.values() if p.stage in ("query", "render")]
     assert rows.count() == len(settable)
+    # the few a person tunes first, with plain labels; the rest folded under "Advanced"
+    first = page.locator("#params > .param").first
+    assert first.get_attribute("data-name") == "summary_sentences" and "short answer" in first.inner_text()
+    assert page.locator("#params > .param").count() < 10
+    assert not page.locator("#param-beta").is_visible()
+    page.click("#advanced summary")
+    assert page.locator("#param-beta").is_visible()
     assert "[0.0, 2.0]" in page.locator("#wrap-beta .help").inner_text()
     assert float(page.locator("#param-beta").get_attribute("max")) == 2.0
 
@@ -104,6 +111,17 @@ def test_prompt_tune_open_entity_follow_suggestion(page_url, evil_model):
     assert first.locator(".snippet mark").count() > 0
     assert page.locator(".section[data-section='categories'] a").count() > 0
     assert "q=data+governance+policy" in page.url
+    # the short cited answer, above the cards: each passage quotes its entity at the span it cites
+    passages = page.locator("#summary .passage")
+    assert passages.count() == len(expected.summary.passages) >= 1
+    assert page.evaluate("document.getElementById('summary').compareDocumentPosition("
+                         "document.getElementById('cards')) & Node.DOCUMENT_POSITION_FOLLOWING")
+    for i, want in enumerate(expected.summary.passages):
+        cite = passages.nth(i).locator(".cite")
+        assert cite.inner_text() == f"[{want.n}]"
+        eid, start, end = (cite.get_attribute(a) for a in ("data-entity", "data-start", "data-end"))
+        quoted = evil_model.entity(eid).text[int(start):int(end)]
+        assert " ".join(quoted.split()) in passages.nth(i).inner_text()
     before = _scores(page)
 
     # change a parameter: the answer changes at once, and the URL keeps it
@@ -180,4 +198,6 @@ def test_narrow_screen(page_url):
     box = page.locator("#cards .card").first.bounding_box()
     assert box["width"] > 300  # cards use the whole width
     page.click("#params-details summary")
+    assert page.locator("#param-summary_sentences").is_visible()
+    page.click("#advanced summary")
     assert page.locator("#param-beta").is_visible()

@@ -25,7 +25,10 @@ def _bold(text: str) -> str:
 
 
 def render_markdown(answer, max_cards: int = 5) -> str:
-    """The answer as concise Markdown: ranked passages with numbered citations.
+    """The answer as concise Markdown: the short cited answer, the ranked passages, the sources.
+
+    The summary's passages come first, each followed by the number of the card it quotes; the
+    source list gives, per card, the entity id and the character spans the summary quotes.
 
     Parameters
     ----------
@@ -37,6 +40,10 @@ def render_markdown(answer, max_cards: int = 5) -> str:
     lines = []
     matched = answer.plan.get("multitokens_matched") or []
     cards = answer.cards[:max_cards]
+    summary = [p for p in (answer.summary.passages if answer.summary else []) if p.rank <= len(cards)]
+    for p in summary:  # the short answer first: quoted passages, numbered by the card they come from
+        lines.append(f"{md_escape(p.text).strip()} [{p.n}]")
+        lines.append("")
     if not cards:
         lines.append("No passage of the corpus matches this prompt.")
         unknown = answer.plan.get("unknown") or []
@@ -44,7 +51,7 @@ def render_markdown(answer, max_cards: int = 5) -> str:
             lines.append("")
             lines.append("Not in the corpus: " + ", ".join(md_escape(w) for w in unknown) + ".")
     else:
-        head = f"Top {len(cards)} passages of the corpus"
+        head = f"{'Sources: the top' if summary else 'Top'} {len(cards)} passages of the corpus"
         if matched:
             head += " for " + ", ".join(f"*{md_escape(m)}*" for m in matched)
         lines.append(head + ":")
@@ -64,7 +71,11 @@ def render_markdown(answer, max_cards: int = 5) -> str:
     if cards:
         lines.append("")
         lines.append("Sources:")
+        spans: dict[int, list[str]] = {}
+        for p in summary:
+            spans.setdefault(p.n, []).append(f"{p.start}–{p.end}")
         for i, c in enumerate(cards, 1):
             src = f" — {md_escape(c.source)}" if c.source else ""
-            lines.append(f"[{i}] `{c.id.replace('`', '')}` — {md_escape(c.title or c.id)}{src}")
+            quoted = f"; quoted: characters {', '.join(spans[i])}" if i in spans else ""
+            lines.append(f"[{i}] `{c.id.replace('`', '')}` — {md_escape(c.title or c.id)}{src}{quoted}")
     return "\n".join(lines)

@@ -75,10 +75,12 @@ class Answer:
     params: dict
     timings_ms: dict
     model: dict
+    summary: object = None  # answer.summary.Summary: the short cited answer on top
 
     def to_dict(self) -> dict:
         return {
             "prompt": self.prompt,
+            "summary": self.summary.to_dict() if self.summary is not None else None,
             "plan": self.plan,
             "cards": [c.to_dict() for c in self.cards],
             "sections": self.sections,

@@ -159,7 +159,8 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
-def ask(prompt, model_dir, k, param_items, as_json):
+@click.option("-v", "--verbose", is_flag=True, help="Every card with why it scored, its source, every section row.")
+def ask(prompt, model_dir, k, param_items, as_json, verbose):
     """Answer PROMPT with ranked, cited cards. Syntax: !word excludes, a~b forces a multitoken."""
     from ..answer.render import render_text
 
@@ -169,7 +170,7 @@ def ask(prompt, model_dir, k, param_items, as_json):
     if as_json:
         click.echo(answer.to_json())
     else:
-        click.echo(render_text(answer, color=sys.stdout.isatty()))
+        click.echo(render_text(answer, color=sys.stdout.isatty(), verbose=verbose))
 
 
 # ------------------------------------------------------------------------------- search
@@ -342,6 +343,13 @@ def info(model_dir, as_json):
     click.echo(f"format       {data['format_version']} (tablelm {data['tablelm_version']})")
     click.echo(f"fingerprint  {data['fingerprint'][:16]}")
     click.echo(f"corpus       {', '.join(data['corpus']['sources'])}")
+    if "counts" in data["corpus"]:  # the built-in corpus: say what it was read from
+        n = data["corpus"]["counts"]
+        click.echo(f"  python docs  {n['topics']:,} language-reference topics, {n['docstrings']:,} docstrings, "
+                   f"{n['html']:,} pages and sections of the HTML documentation")
+        html = data["corpus"].get("html_docs")
+        click.echo(f"  html docs    {html['folder']} (Python {html['version']})" if html
+                   else f"  html docs    {data['corpus'].get('html_docs_hint', 'none')}")
     for k, v in data["stats"].items():
         click.echo(f"{k:<24} {v:,}" if isinstance(v, int) else f"{k:<24} {v}")
     click.echo("build parameters: " + ", ".join(f"{k}={v}" for k, v in data["build_params"].items()))

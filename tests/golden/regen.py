@@ -1,11 +1,14 @@
 """Regenerate the golden answers of the built-in corpus for this Python version.
 
 The built-in corpus is Python's own documentation, so answers depend on the Python
-version: goldens live in ``tests/golden/builtin-py<X.Y.Z>.json``, one file per version.
+version: goldens live in ``tests/golden/builtin-py<X.Y.Z>.json``, one file per version, and
+``builtin-py<X.Y.Z>-html.json`` when the HTML documentation of that Python is installed
+(Debian's ``python3.X-doc``; the built-in corpus includes it then).
 
 Usage (from the repository root)::
 
-    python tests/golden/regen.py            # writes tests/golden/builtin-py<this version>.json
+    python tests/golden/regen.py            # writes tests/golden/builtin-py<this version>[-html].json
+    TABLELM_PYTHON_DOCS=none python tests/golden/regen.py   # the goldens without the HTML docs
 
 It builds the built-in model into a temporary cache (your own cache is not touched),
 prints every answer so you can check it still makes sense, and writes the file.
@@ -41,8 +44,14 @@ def version() -> str:
     return ".".join(map(str, sys.version_info[:3]))
 
 
-def golden_path(ver: str | None = None) -> Path:
-    return HERE / f"builtin-py{ver or version()}.json"
+def golden_path(ver: str | None = None, html: bool | None = None) -> Path:
+    """The golden file of this Python version, and of whether its HTML documentation is installed
+    (the built-in corpus includes it when it is: ``builtin-py3.11.7-html.json``)."""
+    if html is None:
+        from tablelm.corpus.pydocs import python_html_docs
+
+        html = python_html_docs() is not None
+    return HERE / f"builtin-py{ver or version()}{'-html' if html else ''}.json"
 
 
 def record(model) -> dict:

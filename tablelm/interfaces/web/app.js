@@ -63,6 +63,17 @@ function currentValue(name) {
   return name in state.overrides ? state.overrides[name] : fmt(state.defaults[name]);
 }
 
+// The few parameters a person tunes, first and with plain labels; the rest go under "Advanced".
+const COMMON = {
+  summary_sentences: "Sentences in the short answer",
+  w_title: "Weight of title matches",
+  w_tags: "Weight of tag matches",
+  phrase_weight: "Weight of multi-word matches",
+  prf_weight: "Feedback from the top answers",
+  filter: "Only entities with this category or tag",
+  ignore: "Words to ignore",
+};
+
 function paramControl(p) {
   const id = "param-" + p.name;
   const wrap = el("div", { class: "param", id: "wrap-" + p.name, dataset: { name: p.name } });
@@ -71,7 +82,9 @@ function paramControl(p) {
     "aria-label": "Reset " + p.name + " to its default",
     onclick: () => { delete state.overrides[p.name]; syncControl(p); changed(); },
   }, "reset");
-  wrap.append(el("div", { class: "param-head" }, el("label", { for: id }, p.name), reset));
+  const label = COMMON[p.name] ? el("label", { for: id }, COMMON[p.name], " ", el("code", { class: "muted" }, p.name))
+    : el("label", { for: id }, p.name);
+  wrap.append(el("div", { class: "param-head" }, label, reset));
 
   let input;
   if (p.type === "int" || p.type === "float") {
@@ -153,7 +166,11 @@ async function loadParams() {
   for (const p of state.params) state.defaults[p.name] = p.model_default;
   const box = $("params");
   clear(box);
-  for (const p of state.params) box.append(paramControl(p));
+  const common = Object.keys(COMMON).map((n) => state.params.find((p) => p.name === n)).filter(Boolean);
+  for (const p of common) box.append(paramControl(p));
+  const advanced = el("details", { id: "advanced", class: "advanced" }, el("summary", {}, "Advanced"));
+  for (const p of state.params) if (!(p.name in COMMON)) advanced.append(paramControl(p));
+  box.append(advanced);
   for (const p of state.params) syncControl(p);
   $("reset-all").addEventListener("click", () => {
     state.overrides = {};
@@ -236,7 +253,7 @@ function snippetNode(snippet) {
 function cardNode(c) {
   const title = el("button", { type: "button", class: "title", onclick: () => openEntity(c.id), dataset: { id: c.id } },
     c.title || c.id);
-  const li = el("li", { class: "card", dataset: { id: c.id, rank: c.rank } },
+  const li = el("li", { class: "card", id: "card-" + c.rank, dataset: { id: c.id, rank: c.rank } },
     el("div", { class: "card-head" },
       el("span", { class: "rank" }, c.rank + "."), title,
       el("span", { class: "score", title: "relevancy score" }, "score " + Number(c.score).toFixed(3))));
@@ -260,6 +277,21 @@ function cardNode(c) {
   return li;
 }
 
+function summaryNode(summary, cards) {
+  // the short cited answer: quoted passages, each with the number of the card it comes from
+  const box = el("div");
+  if (!summary || !summary.passages || !summary.passages.length) return box;
+  for (const p of summary.passages) {
+    const cite = el("a", {
+      href: "#card-" + p.n, class: "cite", title: p.entity + ", characters " + p.start + "–" + p.end,
+      dataset: { entity: p.entity, start: p.start, end: p.end },
+      onclick: (ev) => { ev.preventDefault(); openEntity(p.entity); },
+    }, "[" + p.n + "]");
+    box.append(el("p", { class: "passage", dataset: { entity: p.entity } }, p.text.replace(/\s+/g, " ").trim(), " ", cite));
+  }
+  return box;
+}
+
 function planNode(answer) {
   const plan = answer.plan || {};
   const box = el("div");
@@ -268,12 +300,12 @@ function planNode(answer) {
   };
   if (plan.agent) add("agent", [plan.agent]);
   add("matched", plan.multitokens_matched);
-  const dropped = [];
-  for (const [why, words] of Object.entries(plan.dropped || {})) for (const w of words) dropped.push(w + " (" + why + ")");
-  add("distilled", dropped);
+  add("too frequent to count", (plan.dropped || {}).generic);
+  add("not in the dictionary (words matched one by one)", plan.forced_not_in_dictionary);
   add("not in corpus", plan.unknown);
   add("excluded", plan.excluded);
   add("ignored", plan.ignored);
+  add("only", plan.filters);
   return box;
 }
 
@@ -306,6 +338,10 @@ function render(answer) {
   const cards = $("cards");
   clear(cards);
   for (const c of answer.cards) cards.append(cardNode(c));
+  const summary = $("summary");
+  clear(summary);
+  summary.append(...summaryNode(answer.summary, answer.cards).childNodes);
+  summary.hidden = !summary.firstChild;
   const plan = $("plan");
   clear(plan);
   plan.append(planNode(answer));
@@ -314,7 +350,8 @@ function render(answer) {
   sections.append(...sectionsNode(answer.sections).childNodes);
   const n = answer.cards.length;
   setStatus(n ? n + " cards in " + Number(answer.timings_ms.total).toFixed(1) + " ms for \u201c" + answer.prompt + "\u201d"
-    : "No entity matches \u201c" + answer.prompt + "\u201d. Try other words, or a suggestion below.");
+    : "No entity matches \u201c" + answer.prompt + "\u201d. Try other words" +
+      (sections.firstChild ? ", or a suggestion below." : "."));
   const json = $("json-link");
   json.href = askURL("/ask");
   json.hidden = false;
