@@ -25,6 +25,7 @@ from .query.agents import agent_bit, entity_agents
 from .query.plan import Planner
 from .query.rank import Scorer, top_k
 from .query.expand import expand
+from .query.filters import excluded_entities
 from .query.sections import build_sections, context_factor
 from .tables.build import FIELDS, Tables, build_tables, entity_records
 from .tables.hashing import hash_rows, sort_rows
@@ -162,10 +163,7 @@ class Model:
                 factors[f"agent {plan.agent}"] = np.where(self.entity_agents & bit, params["agent_boost"], 1.0)
             for f in factors.values():
                 scores = scores * f
-        exclude = None
-        if plan.excluded_mts:
-            exclude = np.unique(np.concatenate([
-                self.post_docs[int(self.post_indptr[t]):int(self.post_indptr[t + 1])] for t in plan.excluded_mts]))
+        exclude = excluded_entities(self, plan, scores)  # !word, "exact phrase", filter
         return plan, scorer, scores, exclude, factors
 
     def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:

@@ -175,6 +175,9 @@ _PARAMS = [
     Param("max_token_count", 0, Interval(int, 0, 10**9),
           "Distillation: drop a matched multitoken whose corpus count is above this (overly generic); 0 = no limit.", "query"),
     Param("ignore", (), WordList(), "Words never used for matching (the ignore list).", "query"),
+    Param("filter", (), WordList(),
+          "Only entities with this category or tag: category=NAME, tag=NAME, or NAME for either (a category "
+          "matches at any level of its path); several must all hold.", "query"),
     Param("ranker", "tablelm", Options(("tablelm", "reference")),
           "Entity ranking: 'tablelm' (BM25F over multitokens with phrase and knowledge-graph weights) or "
           "'reference' (the xLLM four-score dense-rank combination).", "query"),
@@ -220,6 +223,11 @@ _PARAMS = [
           "Sections: only matched multitokens with at least this many words feed the context sections.", "query"),
     Param("sections", SECTIONS, WordList(SECTIONS), "Sections to compute and show.", "query"),
     Param("max_rows", 10, Interval(int, 0, 1000), "Largest number of rows in a section.", "query"),
+    Param("section_min_count", 2, Interval(int, 1, 10**6),
+          "Sections: a label (or a follow-up prompt) needs at least this count with a prompt multitoken.", "query"),
+    Param("section_min_pmi", 2.0, Interval(float, -100.0, 100.0),
+          "Sections: a label needs a log PMI with a prompt multitoken of at least this (0 = as often as chance; "
+          "2 = e² ≈ 7 times chance).", "query"),
     # ---- render
     Param("snippet_chars", 160, Interval(int, 40, 2000), "Length of an evidence snippet, in characters.", "render"),
     Param("summary_sentences", 3, Interval(int, 0, 4),

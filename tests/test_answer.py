@@ -8,6 +8,7 @@ writes them. Card ids and ranks must match exactly, scores to a relative 1e-6.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -349,3 +350,54 @@ def test_summary_passages_inside_long_entities():
     i = text.index("needle")
     a, b = _cut(text, s, e, [(i, i + 6, "needle")])
     assert a > s and b == e and b - a <= MAX_PASSAGE_CHARS + 10 and text[a - 1] == " " and "needle" in text[a:b]
+
+
+# --------------------------------------------------------------------------- search modes, no silent drops
+
+
+@pytest.fixture(scope="module")
+def xllm_prompts_model(xllm_model):
+    return xllm_model
+
+
+def test_exclusion_never_removes_the_prompts_other_words(xllm_model):
+    """A line of nvidia_prompt_syntax.txt: '!publication' has the stem of 'public'."""
+    a = xllm_model.ask("public conference !confer !publication")
+    assert {"public", "conference"} <= set(a.plan["tokens_kept"])
+    assert a.cards, "the prompt kept its words, so it has answers"
+    for c in a.cards:
+        e = xllm_model.entity(c.id)
+        text = " ".join([e.title, e.text, *e.category, *e.tags]).lower()
+        assert not re.search(r"(?<!\w)(confer|publication)(?!\w)", text), c.id
+
+
+def test_exact_phrase_requires_the_phrase(builtin_model):
+    a = builtin_model.ask('"read file"', k=10)
+    assert a.plan["phrases"] == ["read file"] and a.cards
+    mt = builtin_model.lookup_multitoken([builtin_model.stem_ids[s] for s in ("read", "file")])
+    have = set(builtin_model.post_docs[builtin_model.post_indptr[mt]:builtin_model.post_indptr[mt + 1]].tolist())
+    assert all(builtin_model.index_of(c.id) in have for c in a.cards)
+
+
+def test_category_and_tag_filters(builtin_model):
+    from tablelm.answer.render import render_text
+
+    a = builtin_model.ask("read a file", filter="category=csv")
+    assert a.cards and all(any(p.lower().startswith("csv") for p in c.category for _ in [0]) or
+                           any("csv" == x.split(" ")[0].lower() for x in c.category) for c in a.cards)
+    assert "only: category=csv" in render_text(a)
+    b = builtin_model.ask("read a file", filter=["tag=example"])
+    assert b.cards and all("example" in c.tags for c in b.cards)
+    with pytest.raises(ParamError, match="category=NAME"):
+        builtin_model.ask("read a file", filter="colour=red")
+
+
+def test_dropped_words_are_said_in_the_text_answer(builtin_model):
+    from tablelm.answer.render import render_text
+
+    text = render_text(builtin_model.ask("vitamin A and T cells"))
+    assert "single letters are not indexed, so they were not matched: A, T" in text
+    text = render_text(builtin_model.ask("zzqq~file read"))
+    assert "not in the dictionary, so its words were matched one by one" in text
+    empty = builtin_model.ask("zzqxv qqzzx", sections="")
+    assert "suggestions below" not in render_text(empty)

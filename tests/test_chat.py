@@ -144,3 +144,27 @@ def test_bad_starting_parameter_is_a_usage_error(xllm_model_dir):
 @pytest.mark.parametrize("line", ["quit", "exit"])
 def test_quit_words(xllm_model_dir, line):
     assert not answers(chat(xllm_model_dir, line, PROMPT))
+
+
+def test_unknown_command_shows_the_menu_not_a_search(xllm_model_dir):
+    out = chat(xllm_model_dir, "-z", "--frobnicate now", "-1 policy")
+    assert "Unknown command -z." in out and "Unknown command --frobnicate." in out
+    assert out.count("-q                quit") == 2
+    (ans,) = answers(out)  # "-1 policy" is a prompt: a dash and a digit are not a command
+    assert ans.startswith("Prompt: -1 policy")
+
+
+def test_history_is_kept_between_sessions(tmp_path, monkeypatch):
+    readline = pytest.importorskip("readline")
+    from tablelm.interfaces import chat as chat_module
+
+    monkeypatch.setenv("TABLELM_DATA", str(tmp_path))
+    path = chat_module.history_path()
+    assert path == tmp_path / "chat_history"
+    readline.clear_history()
+    chat_module._line_editing(path)
+    readline.add_history("data governance policy")
+    chat_module._save_history(readline, path)
+    readline.clear_history()
+    chat_module._line_editing(path)
+    assert readline.get_history_item(readline.get_current_history_length()) == "data governance policy"

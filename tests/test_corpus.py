@@ -373,10 +373,18 @@ def pydocs_run():
     return before, set(sys.modules), entities, stats
 
 
-def test_builtin_corpus_content(pydocs_run):
-    _, _, entities, stats = pydocs_run
-    assert len(entities) > 3000 and stats.read == len(entities)
-    assert stats.sources == {builtin_corpus_id(): len(entities)}
+@pytest.fixture(scope="module")
+def docstrings():
+    """The built-in corpus without the HTML docs (which replace the docstrings they describe)."""
+    return list(read_python_docs(html_docs=False))
+
+
+def test_builtin_corpus_content(pydocs_run, docstrings):
+    _, _, full, stats = pydocs_run
+    assert stats.read == len(full)
+    entities = docstrings
+    assert len(entities) > 3000
+    assert stats.sources == {builtin_corpus_id(): len(full)}
     by_id = {e.id: e for e in entities}
     assert len(by_id) == len(entities)
     join = by_id["fn:os.path.join"]
@@ -410,21 +418,24 @@ def test_builtin_corpus_imports_nothing_it_documents(pydocs_run):
         assert name not in after, f"reading the built-in corpus imported {name}"
 
 
-def test_builtin_corpus_is_deterministic(pydocs_run):
+def test_builtin_corpus_is_deterministic(pydocs_run, docstrings):
     _, _, entities, _ = pydocs_run
-    # the docstrings come first, then the HTML documentation (read once here: it is the slow part)
+    # the docstrings (read again; the HTML documentation is the slow part), then the HTML pages
     again = list(read_python_docs(html_docs=False))
-    assert [e.to_dict() for e in again] == [e.to_dict() for e in entities[:len(again)]]
-    assert all(":" not in e.id.split("/")[0] for e in entities[len(again):])
+    assert [e.to_dict() for e in again] == [e.to_dict() for e in docstrings]
+    ids = [e.id for e in entities]
+    assert ids == [i for i in ids if ":" in i.split("/")[0]] + [i for i in ids if ":" not in i.split("/")[0]]
+    kept = {e.id for e in entities}
+    assert [e.id for e in docstrings if e.id in kept] == [i for i in ids if ":" in i.split("/")[0]]
 
 
-def test_builtin_corpus_reads_c_code_in_a_child_process(pydocs_run):
+def test_builtin_corpus_reads_c_code_in_a_child_process(pydocs_run, docstrings):
     """csv.reader lives in _csv (C): it is read under its public name, by a child process, so
     neither _csv nor a never-imported module (readline, _tkinter) enters this process."""
     from tablelm.corpus.pydocs import NEVER_IMPORT, compiled_module_names
 
-    before, after, entities, stats = pydocs_run
-    by_id = {e.id: e for e in entities}
+    before, after, _, stats = pydocs_run
+    by_id = {e.id: e for e in docstrings}
     for eid, module in (("fn:csv.reader", "_csv"), ("fn:csv.writer", "_csv"), ("fn:csv.register_dialect", "_csv"),
                         ("fn:os.listdir", "posix"), ("fn:time.sleep", "time")):
         assert by_id[eid].metadata["defined_in"] == module, eid
@@ -463,10 +474,10 @@ def test_any_bytes_read_or_raise_corpus_error(data, suffix, encoding):
         reads_or_raises_corpus_error(path, encoding=encoding)
 
 
-def test_builtin_corpus_has_the_builtins(pydocs_run):
+def test_builtin_corpus_has_the_builtins(docstrings):
     import builtins
 
-    _, _, entities, _ = pydocs_run
+    entities = docstrings
     by_id = {e.id: e for e in entities}
     for eid in ("fn:open", "fn:sorted", "fn:len", "fn:print", "cls:dict", "cls:list", "cls:str",
                 "fn:dict.get", "fn:dict.fromkeys", "fn:list.append", "fn:str.join", "attr:int.real"):
@@ -561,4 +572,8 @@ def test_builtin_corpus_includes_the_installed_html_docs(pydocs_run):
     assert "tutorial/inputoutput.html#reading-and-writing-files" in by_id
     assert by_id["library/os.html#os.environ"].title == "os.environ"
     assert by_id["library/functions.html#open"].text.startswith("open(file, mode='r'")
+    # an object the HTML describes is read from there only; links to its docstring follow it
+    assert "fn:open" not in by_id and "fn:csv.reader" not in by_id and "library/csv.html#csv.reader" in by_id
+    ids = set(by_id)
+    assert all(r in ids for e in entities for r in e.related)
     assert not any(e.id.startswith(("whatsnew/", "c-api/", "genindex")) for e in entities)

@@ -33,6 +33,10 @@ def plan_facts(plan: dict, verbose: bool) -> list[str]:
             facts.append("also inside a longer match: " + ", ".join(dropped["contained"]))
         if dropped.get("generic"):
             facts.append("too frequent to count (max_token_count): " + ", ".join(dropped["generic"]))
+    if plan.get("phrases"):
+        facts.append("exact phrase: " + ", ".join(f'"{p}"' for p in plan["phrases"]))
+    if plan.get("single_letters"):
+        facts.append("single letters are not indexed, so they were not matched: " + ", ".join(plan["single_letters"]))
     missing = plan.get("forced_not_in_dictionary") or []
     if missing:
         facts.append("not in the dictionary, so its words were matched one by one: " + ", ".join(missing))

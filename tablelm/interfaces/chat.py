@@ -1,8 +1,9 @@
 """``tablelm chat``: a prompt loop with the reference system's command menu.
 
-Each line is either a command (it starts with ``-``, as in the reference xLLM menu)
-or a prompt, which is answered with one call to :meth:`Model.ask` and rendered as
-text. Commands change the parameters used by the next prompts, so users fine-tune
+Each line is either a command (it starts with ``-``, as in the reference xLLM menu;
+an unknown one shows the menu) or a prompt, which is answered with one call to
+:meth:`Model.ask` and rendered as compact text, the short cited answer first. At a
+terminal, lines can be edited and the history is kept between sessions (``readline``). Commands change the parameters used by the next prompts, so users fine-tune
 in real time.
 """
 
@@ -84,6 +85,11 @@ class ChatSession:
         args = rest.split()
         handler = self.COMMANDS.get(cmd) if cmd.startswith("-") else None
         try:
+            if handler is None and _looks_like_command(cmd):
+                # "-z" is a mistyped command, not a prompt: searching for "z" would only puzzle
+                self.echo(f"Unknown command {cmd}.")
+                self.cmd_help([])
+                return True
             if handler is None:
                 self.ask(line)
                 return True
@@ -215,6 +221,51 @@ class ChatSession:
                 "-e": cmd_samples, "-h": cmd_help, "--help": cmd_help, "-q": cmd_quit}
 
 
+def _looks_like_command(word: str) -> bool:
+    """``-z``, ``--verbose``: a dash and letters, as the menu's commands ("-1" is a prompt)."""
+    return len(word) >= 2 and word.startswith("-") and word.lstrip("-").isalpha()
+
+
+def _line_editing(history: Path | None) -> None:
+    """Line editing (arrows, Ctrl+R) and a history kept between sessions, when stdin is a terminal.
+
+    Python's ``readline`` module; where it is missing (Windows without pyreadline3), the
+    prompt still works, without editing.
+    """
+    try:
+        import readline
+    except ImportError:
+        return
+    if history is None:
+        return
+    try:
+        history.parent.mkdir(parents=True, exist_ok=True)
+        if history.exists():
+            readline.read_history_file(history)
+    except OSError:
+        return
+    readline.set_history_length(1000)
+    import atexit
+
+    atexit.register(_save_history, readline, history)
+
+
+def _save_history(readline, history: Path) -> None:
+    try:
+        readline.write_history_file(history)
+    except OSError:
+        pass  # a read-only home: the history is lost, the session is not
+
+
+def history_path() -> Path:
+    """Where the chat history lives (``TABLELM_DATA`` overrides the user data folder)."""
+    import os
+
+    from platformdirs import user_data_dir
+
+    return Path(os.environ.get("TABLELM_DATA") or user_data_dir("tablelm")) / "chat_history"
+
+
 def _fmt(value) -> str:
     return ",".join(value) if isinstance(value, (list, tuple)) else str(value)
 
@@ -248,12 +299,21 @@ def chat_command(model_dir, k, param_items, prompts_file):
     for name, value in P.parse_assignments(param_items).items():
         session.set_param(name, value)
     click.echo(f"tablelm chat: {model.n_docs:,} entities. Type a prompt, or -h for the commands, -q to quit.")
+    if tty:
+        _line_editing(history_path())
     while True:
         if tty:
-            click.echo("tablelm> ", nl=False)
-        line = sys.stdin.readline()
-        if not line:  # end of input
-            break
+            try:
+                line = input("tablelm> ")  # with readline loaded: editing and history
+            except EOFError:
+                break
+            except KeyboardInterrupt:  # Ctrl+C drops the line, as in a shell
+                click.echo("")
+                continue
+        else:
+            line = sys.stdin.readline()
+            if not line:  # end of input
+                break
         if not session.handle(line):
             break
     click.echo("Bye.")

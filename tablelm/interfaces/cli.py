@@ -168,12 +168,16 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="category=NAME|tag=NAME",
+              help="Only entities with this category or tag; repeatable (all must hold).")
 @click.option("-v", "--verbose", is_flag=True, help="Every card with why it scored, its source, every section row.")
-def ask(prompt, model_dir, k, param_items, as_json, verbose):
-    """Answer PROMPT with ranked, cited cards. Syntax: !word excludes, a~b forces a multitoken."""
+def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
+    """Answer PROMPT with ranked, cited cards. Syntax: !word excludes, "exact phrase", a~b forces a multitoken."""
     from ..answer.render import render_text
 
     qp = _params(param_items, ("query", "render"))
+    if filters:
+        qp["filter"] = tuple(qp.get("filter", ())) + filters
     model = _model(model_dir)
     answer = model.ask(" ".join(prompt), k=k, **qp)
     if as_json:

@@ -34,6 +34,8 @@ from .agents import detect_agent
 
 _EXCLUDE_RE = re.compile(r"(?<!\S)!(\S+)")
 _FORCED_RE = re.compile(r"(?<!\S)(\S+(?:~\S+)+)")
+_PHRASE_RE = re.compile(r'"([^"]+)"')
+_LETTER_RE = re.compile(r"(?<![\w.])([A-Za-z])(?![\w.])")
 
 
 @dataclass
@@ -63,7 +65,14 @@ class Plan:
     ignored: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     excluded_mts: list[int] = field(default_factory=list)
+    # per excluded word: (stem id, the word, whether a prompt word has its stem: then the
+    # exclusion checks the word itself in the entities, so "!publication" keeps "public")
+    exclusions: list[tuple[int, str, bool]] = field(default_factory=list)
     forced_missing: list[str] = field(default_factory=list)
+    phrases: list[str] = field(default_factory=list)        # "exact phrase" texts
+    required_mts: list[int] = field(default_factory=list)   # their multitokens: entities must have them
+    letters: list[str] = field(default_factory=list)        # single letters, which are not indexed
+    filters: list[str] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
 
     def active(self) -> list[Term]:
@@ -79,6 +88,9 @@ class Plan:
             "ignored": self.ignored,
             "excluded": self.excluded,
             "forced_not_in_dictionary": self.forced_missing,
+            "phrases": self.phrases,
+            "single_letters": self.letters,
+            "filters": self.filters,
             "multitokens_matched": [t.text for t in self.terms if t.role in ("prompt", "forced")],
             "dropped": {"contained": by("contained"), "generic": by("generic")},
             "expanded": [t.to_dict() for t in self.terms if t.role in ("expansion", "feedback")],
@@ -120,17 +132,24 @@ class Planner:
         m = self.model
         plan = Plan(prompt=prompt, agent=detect_agent(prompt))
         text = prompt
-        # ---- syntax: !word excludes, a~b forces a multitoken
-        excluded_stems = set()
+        # ---- syntax: !word excludes, "exact phrase", a~b forces a multitoken
+        excluded = []
         for w in _EXCLUDE_RE.findall(text):
             plan.excluded.append(w)
-            excluded_stems.update(self._stems_of(w))
+            excluded += [(s, w) for s in self._stems_of(w)]
         text = _EXCLUDE_RE.sub(" ", text)
+        excluded_words = {w.casefold() for _, w in excluded}
+        for phrase in _PHRASE_RE.findall(text):
+            plan.phrases.append(phrase.strip())
+        # an exact phrase is a forced multitoken that the entities must contain
+        text = _PHRASE_RE.sub(lambda mt: " " + "~".join(mt.group(1).split()) + " ", text)
         forced = []
         for group in _FORCED_RE.findall(text):
             forced.append([self._stems_of(p) for p in group.split("~")])
         text = text.replace("~", " ")
         ignore_stems = {s for w in params["ignore"] for s in self._stems_of(w)}
+        # single letters are not indexed ("vitamin A", "T cells"): say so rather than drop them silently
+        plan.letters = [x for x in _LETTER_RE.findall(text) if x.isupper() and x != "I"]
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.stem_ids
@@ -143,7 +162,7 @@ class Planner:
             if s in ignore_stems:
                 plan.ignored.append(surface)
                 continue
-            if s in excluded_stems:
+            if surface.casefold() in excluded_words:  # "line ... !line": the word itself goes
                 continue
             sid = stem_ids.get(s, -1)
             seq.append(sid)
@@ -152,7 +171,13 @@ class Planner:
             elif s not in seen_words:
                 seen_words.add(s)
                 plan.words.append(m.display_stem(sid))
-        plan.excluded_mts = sorted({stem_ids[s] for s in excluded_stems if s in stem_ids})
+        # an excluded word never removes another prompt word: "public conference !publication"
+        # keeps "public" (same stem) and leaves out the entities that contain "publication" itself
+        for s, w in excluded:
+            if s in stem_ids:
+                plan.exclusions.append((stem_ids[s], w, s in seen_words))
+        plan.excluded_mts = sorted({sid for sid, _, _ in plan.exclusions})
+        plan.filters = list(params.get("filter") or ())
         return plan, seq, forced
 
     def _finish(self, plan: Plan, matched: set, forced: list, params: dict) -> Plan:
@@ -160,6 +185,7 @@ class Planner:
         m = self.model
         stem_ids = m.stem_ids
         roles = {mt: "prompt" for mt in sorted(matched)}
+        phrase_keys = {tuple(self._stems_of(p)) for p in plan.phrases}
         for parts in forced:
             flat = [stem_ids.get(s, -1) for p in parts for s in p]
             mt = m.lookup_multitoken(flat) if flat and min(flat) >= 0 else None
@@ -167,6 +193,8 @@ class Planner:
                 plan.forced_missing.append(" ".join(m.analyzer.stem_word(s) for p in parts for s in p) or "~")
             else:
                 roles[mt] = "forced"
+                if tuple(s for p in parts for s in p) in phrase_keys:
+                    plan.required_mts.append(mt)
         self._distill(roles, params)
         weight_of = {"prompt": 1.0, "forced": 1.0, "contained": params["contained_weight"], "generic": 0.0}
         for mt in sorted(roles, key=lambda x: (-m.mt_len[x], x)):

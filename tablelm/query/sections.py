@@ -12,10 +12,23 @@ derived at query time from raw counts so that ``pmi``, ``min_pmi`` and
 
 Sections group what the context tables say about the distilled prompt
 multitokens: each label (category, tag, title, related item) scores
-Σ_t idf(t) · (1 + ln count(t, label)).
+Σ_t idf(t) · (1 + ln count(t, label)), over the prompt multitokens t linked to it
+strongly enough: count(t, label) ≥ ``section_min_count`` and
+
+    log PMI(t, label) = ln(T · count(t, label) / (count(t, ·) · count(·, label))) ≥ ``section_min_pmi``
+
+(T the total count of the context table; Church & Hanks 1990 again). Without it a label that
+goes with everything (the tag "method", the glossary every page links to) or a label reached
+through one generic word ("get current" → ``inspect`` functions) fills the section.
+
+Follow-up prompts (the embeddings section) must read like prompts: words of letters only,
+at least two of them long, a corpus count of at least ``section_min_count``, and not a
+phrase inside (or around) one already shown.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 
@@ -50,20 +63,49 @@ def neighbours(model, mt: int, params: dict, limit: int) -> list[tuple[int, floa
     return [(int(c), float(v), int(n)) for c, v, n in zip(cols[idx], pmi[idx], n_ab[idx])]
 
 
+def readable(text: str) -> bool:
+    """A follow-up prompt a person would type: words of letters (``u1234`` and ``none`` of
+    ``parser none`` in code are not), and more than one letter to each of most words."""
+    words = text.split()
+    return bool(words) and all(w.isalpha() for w in words) and sum(len(w) > 1 for w in words) * 2 > len(words)
+
+
+def _df(model, mt: int) -> int:
+    return int(model.post_indptr[mt + 1] - model.post_indptr[mt])
+
+
 def embedding_rows(model, plan, params: dict) -> list[dict]:
     """Related multitokens of the prompt's multitokens: suggested follow-up prompts."""
     limit = params["max_rows"]
     keys = [t for t in plan.terms if t.role in ("prompt", "forced") and t.n >= params["embedding_key_min_size"]]
     in_prompt = {t.mt for t in plan.terms}
+    prompt_words = {int(w) for t in plan.terms for w in model.mt_words[t.mt] if w >= 0}
+    floor = params["section_min_count"]
     best = {}
     for t in keys:
-        for mt, pmi, n_ab in neighbours(model, t.mt, params, limit + len(in_prompt)):
-            if mt in in_prompt:
+        for mt, pmi, n_ab in neighbours(model, t.mt, params, 4 * limit + len(in_prompt)):
+            if mt in in_prompt or model.mt_total[mt] < floor:
                 continue
+            words = {int(w) for w in model.mt_words[mt] if w >= 0}
+            if words <= prompt_words:
+                continue  # only words of the prompt: nothing to follow up
+            text = model.display(mt)
+            if not readable(text):
+                continue
+            if len(words) == 1 and _df(model, mt) * 100 > model.n_docs:
+                continue  # one common word ("list", "want") is no follow-up
             if mt not in best or pmi > best[mt]["pmi"]:
-                best[mt] = {"multitoken": model.display(mt), "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
-    rows = sorted(best.values(), key=lambda r: (-r["pmi"], r["multitoken"]))
-    return rows[:limit]
+                best[mt] = {"multitoken": text, "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
+    rows = []
+    for r in sorted(best.values(), key=lambda r: (-r["pmi"], r["multitoken"])):
+        # "convert tz", "convert tz time", "convert tz time zone": one of them is enough
+        mine = f" {r['multitoken']} "
+        if any(mine in f" {o['multitoken']} " or f" {o['multitoken']} " in mine for o in rows):
+            continue
+        rows.append(r)
+        if len(rows) >= limit:
+            break
+    return rows
 
 
 def context_terms(plan, params: dict):
@@ -86,12 +128,40 @@ def label_scores(model, table: str, terms):
             np.bincount(labels, weights=counts, minlength=n_lab), (term, labels))
 
 
+@lru_cache(maxsize=16)
+def _label_totals(model, table: str) -> tuple[np.ndarray, float]:
+    """count(·, label) of every label of a context table, and the table's total T (cached)."""
+    labels = np.asarray(model.arrays[f"ctx_{table}_labels"], dtype=np.int64)
+    counts = np.asarray(model.arrays[f"ctx_{table}_counts"], dtype=np.float64)
+    totals = np.bincount(labels, weights=counts, minlength=len(model.strings[f"labels_{table}"]))
+    return totals, float(totals.sum())
+
+
+def strong_links(model, table: str, terms, params: dict):
+    """The (term index, label) links of ``terms`` that pass the count floor and the log PMI floor."""
+    term, idx = gather(model.arrays[f"ctx_{table}_indptr"], [t.mt for t in terms])
+    labels = np.asarray(model.arrays[f"ctx_{table}_labels"][idx], dtype=np.int64)
+    counts = np.asarray(model.arrays[f"ctx_{table}_counts"][idx], dtype=np.float64)
+    col, total = _label_totals(model, table)
+    row = np.bincount(term, weights=counts, minlength=len(terms))
+    pmi = np.log(np.maximum(total * counts, 1e-300) / np.maximum(row[term] * col[labels], 1e-300))
+    ok = (counts >= params["section_min_count"]) & (pmi >= params["section_min_pmi"])
+    return term[ok], labels[ok], counts[ok]
+
+
 def context_rows(model, plan, name: str, params: dict) -> list[dict]:
     table = _TABLE[name]
     terms = context_terms(plan, params)
-    if not terms or params["max_rows"] == 0:
+    if not terms or params["max_rows"] == 0 or len(model.strings[f"labels_{table}"]) == 0:
         return []
-    score, count, hits = label_scores(model, table, terms)
+    term, labels, counts = strong_links(model, table, terms, params)
+    if len(term) == 0:
+        return []
+    n_lab = len(model.strings[f"labels_{table}"])
+    w = idf(model, [t.mt for t in terms])[term] * (1.0 + np.log(np.maximum(counts, 1.0)))
+    score = np.bincount(labels, weights=w, minlength=n_lab)
+    count = np.bincount(labels, weights=counts, minlength=n_lab)
+    hits = (term, labels)
     cand = np.flatnonzero(score > 0)
     names = model.strings[f"labels_{table}"]
     best = sorted(cand.tolist(), key=lambda lab: (-score[lab], names[lab]))[: params["max_rows"]]
