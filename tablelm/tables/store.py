@@ -28,8 +28,9 @@ import numpy as np
 
 from ..errors import ModelError
 from .build import Tables
+from .schema import SPECS
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 
 
@@ -77,7 +78,8 @@ def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
                 np.save(f, arr, allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
-            listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape)}
+            listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape),
+                             "kind": SPECS[name].kind if name in SPECS else "extra"}
         for name in sorted(tables.strings):
             values = tables.strings[name]
             if any("\n" in v for v in values):
@@ -92,11 +94,10 @@ def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
         folder = f"tables-{digest}"
         manifest["folder"] = folder
         _fsync_dir(tmp)
-        final = out / folder
-        if final.exists():  # identical content already in place
-            shutil.rmtree(tmp)
-        else:
-            os.rename(tmp, final)
+        if (out / folder).exists():  # a folder of that name is in place (possibly damaged): never reuse it
+            folder = f"{folder}-{uuid.uuid4().hex[:8]}"
+            manifest["folder"] = folder
+        os.rename(tmp, out / folder)
         mtmp = out / f".tablelm-tmp-{uuid.uuid4().hex}.json"
         _write_file(mtmp, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         os.replace(mtmp, out / MANIFEST)
@@ -122,7 +123,7 @@ def update_manifest(model_dir, changes: dict) -> dict:
     return manifest
 
 
-def read_manifest(model_dir) -> dict:
+def read_manifest(model_dir, any_version: bool = False) -> dict:
     path = Path(model_dir) / MANIFEST
     if not path.exists():
         raise ModelError(f"{model_dir} is not a tablelm model (no {MANIFEST}). "
@@ -131,11 +132,13 @@ def read_manifest(model_dir) -> dict:
         manifest = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as e:
         raise ModelError(f"{path} cannot be read ({e}); rebuild the model with tablelm build.") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{path} is not a tablelm manifest (a JSON object); rebuild the model with tablelm build.")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION and not any_version:
         raise ModelError(
-            f"{model_dir} has model format {version}, this tablelm reads format {FORMAT_VERSION}. "
-            f"Rebuild it: tablelm build SOURCE -o {model_dir}")
+            f"{model_dir} has model format {version!r}, this tablelm reads format {FORMAT_VERSION}. "
+            f"Upgrade it from the entities it stores: tablelm upgrade -m {model_dir}")
     return manifest
 
 
