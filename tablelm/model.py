@@ -347,7 +347,8 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         kw_map = python_kw_map()  # the built-in corpus's synonyms
     if on_error not in ("fail", "skip"):
         raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
-    analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, **({"stopwords": stopwords} if stopwords else {}))
+    analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
+                        **({"stopwords": stopwords} if stopwords else {}))
     stats = ReadStats()
     bar = _bar(progress, "reading", "entities")
     entities = []
@@ -427,7 +428,8 @@ def stored_entities(model_dir) -> tuple[list, dict]:
 
 def _analyzer_of(manifest: dict) -> Analyzer:
     a = manifest["analyzer"]
-    return Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"])
+    return Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"],
+                    language=a.get("language", "en"))  # models built before languages: English
 
 
 @_gc_paused()
