@@ -12,7 +12,7 @@ import tablelm
 from conftest import CACM, needs_data, read_slice
 from tablelm.errors import ModelError
 from tablelm.interfaces.cli import main
-from tablelm.tables.schema import SCHEMA, SPECS, narrow_uint
+from tablelm.tables.schema import SCHEMA, SPECS, TableSet, narrow_uint
 
 pytestmark = needs_data
 
@@ -46,28 +46,28 @@ def test_schema_entries_are_documented_and_merge_rules_stated():
         assert spec.kind in kinds and spec.merge and spec.doc, spec.name
 
 
-def test_load_rejects_a_table_with_the_wrong_dtype(cacm_dir, tmp_path):
-    import shutil
-
-    bad = tmp_path / "bad"
-    shutil.copytree(cacm_dir, bad)
-    manifest = json.loads((bad / "manifest.json").read_text())
-    path = bad / manifest["folder"] / "post_docs.npy"
-    np.save(path, np.load(path).astype(np.float32))
-    with pytest.raises(ModelError, match="post_docs.*dtype"):
-        tablelm.load(bad)
+def _tableset_with(model, name, arr):
+    arrays = dict(model.tables.arrays, **{name: arr})
+    return TableSet(arrays, model.tables.string_tables, model.manifest["stats"], where="m")
 
 
-def test_load_rejects_tables_of_inconsistent_sizes(cacm_dir, tmp_path):
-    import shutil
+def test_tables_of_the_wrong_dtype_or_rank_are_refused(cacm_dir):
+    model = tablelm.load(cacm_dir)
+    with pytest.raises(ModelError, match="post_docs.*float32.*schema says int32"):
+        _tableset_with(model, "post_docs", np.asarray(model.tables.post_docs, dtype=np.float32))
+    with pytest.raises(ModelError, match="mt_words.*2 axes"):
+        _tableset_with(model, "mt_words", np.asarray(model.tables.mt_words).ravel())
+    with pytest.raises(ModelError, match="no 'pend_hash' table.*tablelm upgrade"):
+        TableSet({k: v for k, v in model.tables.arrays.items() if k != "pend_hash"}, model.tables.string_tables,
+                 model.manifest["stats"])
 
-    bad = tmp_path / "bad"
-    shutil.copytree(cacm_dir, bad)
-    manifest = json.loads((bad / "manifest.json").read_text())
-    path = bad / manifest["folder"] / "post_tf.npy"
-    np.save(path, np.load(path)[:-1])
+
+def test_tables_of_inconsistent_sizes_are_refused(cacm_dir):
+    model = tablelm.load(cacm_dir)
     with pytest.raises(ModelError, match="post_tf.*disagrees"):
-        tablelm.load(bad)
+        _tableset_with(model, "post_tf", np.asarray(model.tables.post_tf)[:-1])
+    with pytest.raises(ModelError, match="disagrees"):
+        _tableset_with(model, "doc_len", np.asarray(model.tables.doc_len)[:-1])
 
 
 def test_an_old_format_model_says_how_to_upgrade_and_upgrade_rebuilds_it_from_itself(tmp_path):

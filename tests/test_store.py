@@ -140,7 +140,7 @@ def test_load_of_another_format_version_says_rebuild(scifact_model_dir, tmp_path
     manifest = json.loads((d / MANIFEST).read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     (d / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match=rf"format {FORMAT_VERSION + 1}.*Rebuild.*tablelm build"):
+    with pytest.raises(ModelError, match=rf"format {FORMAT_VERSION + 1}.*newer tablelm.*tablelm build"):
         tablelm.load(d)
 
 

@@ -256,9 +256,11 @@ def read_manifest(model_dir, any_version: bool = False) -> dict:
         raise ModelError(f"{path} is not a JSON object (found {type(manifest).__name__}); {_REBUILD}.")
     version = manifest.get("format_version")
     if (type(version) is not int or version != FORMAT_VERSION) and not any_version:  # bool, "3": not format 3
-        raise ModelError(
-            f"{model_dir} has model format {version!r}, this tablelm reads format {FORMAT_VERSION}. "
-            f"Upgrade it from the entities it stores: tablelm upgrade -m {model_dir}")
+        newer = type(version) is int and version > FORMAT_VERSION
+        fix = (f"a newer tablelm wrote it: install that version, or rebuild it: tablelm build SOURCE -o {model_dir}"
+               if newer else f"upgrade it from the entities it stores: tablelm upgrade -m {model_dir} "
+               "(or rebuild it from its sources)")
+        raise ModelError(f"{model_dir} has model format {version!r}, this tablelm reads format {FORMAT_VERSION}; {fix}")
     for key, kind in _REQUIRED.items():
         if not isinstance(manifest.get(key), kind):
             found = "missing" if key not in manifest else f"a {type(manifest[key]).__name__}"
