@@ -117,8 +117,8 @@ def test_card_structure(builtin_model, prompt):
             assert cit.text == source[cit.start:cit.end]
             assert cit.multitoken in {w["multitoken"] for w in c.why}
             # the cited span is the multitoken itself: same stems in the same order
-            want = [m.stem_ids[s] for s in _tokens(m, cit.text)]
-            words = [int(x) for x in m.mt_words[m.lookup_multitoken(want)] if x >= 0]
+            want = [m.tables.stem_ids[s] for s in _tokens(m, cit.text)]
+            words = [int(x) for x in m.tables.mt_words[m.tables.lookup_multitoken(want)] if x >= 0]
             assert words == want
         # snippet: a window of the text; highlights inside it
         sn = c.snippet
@@ -256,7 +256,7 @@ def test_query_parameters_per_call(builtin_model):
 
 @pytest.fixture(scope="module")
 def corpus_words(builtin_model):
-    display = builtin_model.strings["display"]
+    display = builtin_model.tables.strings("display")
     return sorted({w for w in display if w.isalpha() and len(w) > 3})[::7]
 
 
@@ -374,8 +374,9 @@ def test_exclusion_never_removes_the_prompts_other_words(xllm_model):
 def test_exact_phrase_requires_the_phrase(builtin_model):
     a = builtin_model.ask('"read file"', k=10)
     assert a.plan["phrases"] == ["read file"] and a.cards
-    mt = builtin_model.lookup_multitoken([builtin_model.stem_ids[s] for s in ("read", "file")])
-    have = set(builtin_model.post_docs[builtin_model.post_indptr[mt]:builtin_model.post_indptr[mt + 1]].tolist())
+    t = builtin_model.tables
+    mt = t.lookup_multitoken([t.stem_ids[s] for s in ("read", "file")])
+    have = set(t.postings(mt)[0].tolist())
     assert all(builtin_model.index_of(c.id) in have for c in a.cards)
 
 

@@ -146,7 +146,7 @@ def summarize(model, cards, terms, weights: dict[int, float], n_sentences: int, 
         return Summary([], [], [t.text for t in terms if t.role in ("prompt", "forced")])
     targets = {}
     for t in prompt_terms:
-        key = tuple(int(x) for x in model.mt_words[t.mt] if x >= 0)
+        key = tuple(int(x) for x in model.tables.mt_words[t.mt] if x >= 0)
         targets[key] = t.text
     weight_of = {t.text: weights.get(t.mt, 0.0) for t in prompt_terms}
     max_n = max(len(k) for k in targets)

@@ -22,7 +22,7 @@ _TABLES = {"category": ("category",), "tag": ("tags",), "tags": ("tags",), "": (
 
 
 def _postings(model, mt: int) -> np.ndarray:
-    return model.post_docs[int(model.post_indptr[mt]):int(model.post_indptr[mt + 1])]
+    return model.tables.postings(mt)[0]
 
 
 def parse_filter(item: str) -> tuple[str, str]:
@@ -44,7 +44,7 @@ def _label_ids(model, table: str, name: str) -> np.ndarray:
     (or starts with it and a dash: Sphinx's module pages, "csv — CSV File Reading and Writing")."""
     want = name.casefold()
     out = []
-    for i, lab in enumerate(model.strings[f"labels_{table}"]):
+    for i, lab in enumerate(model.tables.context(table).names):
         last = lab.rsplit(" > ", 1)[-1].casefold()
         if lab.casefold() == want or last == want or last.startswith((want + " \u2014 ", want + " - ")):
             out.append(i)
@@ -63,8 +63,8 @@ def filter_mask(model, filters) -> np.ndarray | None:
             labels = _label_ids(model, table, name)
             if not len(labels):
                 continue
-            indptr = np.asarray(model.arrays[f"doc_{table}_indptr"])
-            doc_labels = np.asarray(model.arrays[f"doc_{table}_labels"], dtype=np.int64)
+            ctx = model.tables.context(table)
+            indptr, doc_labels = ctx.doc_indptr, np.asarray(ctx.doc_labels, dtype=np.int64)
             owner = np.repeat(np.arange(model.n_docs), np.diff(indptr))
             ok[owner[np.isin(doc_labels, labels)]] = True
         keep &= ok

@@ -22,8 +22,8 @@ goes with everything (the tag "method", the glossary every page links to) or a l
 through one generic word ("get current" → ``inspect`` functions) fills the section.
 
 Follow-up prompts (the embeddings section) must read like prompts: words of letters only,
-at least two of them long, a corpus count of at least ``section_min_count``, and not a
-phrase inside (or around) one already shown.
+more than one letter to most words, a corpus count of at least ``section_min_count``, not one
+common word, and not a phrase inside (or around) one already shown.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..tables.build import partners
 from .rank import gather, idf
 
 CONTEXT_SECTIONS = ("categories", "tags", "titles", "related")
@@ -43,18 +42,18 @@ def neighbours(model, mt: int, params: dict, limit: int) -> list[tuple[int, floa
     """The embedding of ``mt``: up to ``limit`` (multitoken, pmi, n_AB), best first."""
     if limit <= 0:
         return []
-    cols, adj, ctx = partners(model.arrays, mt)
+    cols, adj, ctx = model.tables.partners(mt)
     if len(cols) == 0:
         return []
     n_ab = adj.astype(np.float64) + ctx
-    n_a = float(model.mt_total[mt])
-    n_b = model.mt_total[cols].astype(np.float64)
+    n_a = float(model.tables.mt_total[mt])
+    n_b = model.tables.mt_total[cols].astype(np.float64)
     if params["pmi"] == "sqrt":
         pmi = n_ab / np.sqrt(np.maximum(n_a * n_b, 1.0))
     else:
-        pmi = np.log2(np.maximum(model.n_words * n_ab, 1.0) / np.maximum(n_a * n_b, 1.0))
+        pmi = np.log2(np.maximum(model.tables.n_words * n_ab, 1.0) / np.maximum(n_a * n_b, 1.0))
     ok = (n_ab >= params["nab_min"]) & (pmi >= params["min_pmi"]) & \
-        (model.mt_len[cols] >= params["embedding_values_min_size"])
+        (model.tables.mt_len[cols] >= params["embedding_values_min_size"])
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
         return []
@@ -65,34 +64,31 @@ def neighbours(model, mt: int, params: dict, limit: int) -> list[tuple[int, floa
 
 def readable(text: str) -> bool:
     """A follow-up prompt a person would type: words of letters (``u1234`` and ``none`` of
-    ``parser none`` in code are not), and more than one letter to each of most words."""
+    ``parser none`` in code are not), and more than one letter to most words."""
     words = text.split()
     return bool(words) and all(w.isalpha() for w in words) and sum(len(w) > 1 for w in words) * 2 > len(words)
 
 
-def _df(model, mt: int) -> int:
-    return int(model.post_indptr[mt + 1] - model.post_indptr[mt])
-
-
 def embedding_rows(model, plan, params: dict) -> list[dict]:
     """Related multitokens of the prompt's multitokens: suggested follow-up prompts."""
+    t_ = model.tables
     limit = params["max_rows"]
     keys = [t for t in plan.terms if t.role in ("prompt", "forced") and t.n >= params["embedding_key_min_size"]]
     in_prompt = {t.mt for t in plan.terms}
-    prompt_words = {int(w) for t in plan.terms for w in model.mt_words[t.mt] if w >= 0}
+    prompt_words = {int(w) for t in plan.terms for w in t_.mt_words[t.mt] if w >= 0}
     floor = params["section_min_count"]
     best = {}
     for t in keys:
         for mt, pmi, n_ab in neighbours(model, t.mt, params, 4 * limit + len(in_prompt)):
-            if mt in in_prompt or model.mt_total[mt] < floor:
+            if mt in in_prompt or t_.mt_total[mt] < floor:
                 continue
-            words = {int(w) for w in model.mt_words[mt] if w >= 0}
+            words = {int(w) for w in t_.mt_words[mt] if w >= 0}
             if words <= prompt_words:
                 continue  # only words of the prompt: nothing to follow up
-            text = model.display(mt)
+            text = t_.display(mt)
             if not readable(text):
                 continue
-            if len(words) == 1 and _df(model, mt) * 100 > model.n_docs:
+            if len(words) == 1 and int(t_.df([mt])[0]) * 100 > t_.n_docs:
                 continue  # one common word ("list", "want") is no follow-up
             if mt not in best or pmi > best[mt]["pmi"]:
                 best[mt] = {"multitoken": text, "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
@@ -115,12 +111,13 @@ def context_terms(plan, params: dict):
 
 def label_scores(model, table: str, terms):
     """Σ_t idf(t)·count(t, label) and Σ_t count(t, label) for every label of a context table."""
-    n_lab = len(model.strings[f"labels_{table}"])
+    ctx = model.tables.context(table)
+    n_lab = len(ctx.names)
     if not terms or n_lab == 0:
         return np.zeros(n_lab), np.zeros(n_lab), None
-    term, idx = gather(model.arrays[f"ctx_{table}_indptr"], [t.mt for t in terms])
-    labels = np.asarray(model.arrays[f"ctx_{table}_labels"][idx], dtype=np.int64)
-    counts = np.asarray(model.arrays[f"ctx_{table}_counts"][idx], dtype=np.float64)
+    term, idx = gather(ctx.indptr, [t.mt for t in terms])
+    labels = np.asarray(ctx.labels[idx], dtype=np.int64)
+    counts = np.asarray(ctx.counts[idx], dtype=np.float64)
     # log-damped counts: a label is relevant when many prompt multitokens point to it, not when
     # one of them is repeated in a long entity
     w = idf(model, [t.mt for t in terms])[term] * (1.0 + np.log(np.maximum(counts, 1.0)))
@@ -131,17 +128,18 @@ def label_scores(model, table: str, terms):
 @lru_cache(maxsize=16)
 def _label_totals(model, table: str) -> tuple[np.ndarray, float]:
     """count(·, label) of every label of a context table, and the table's total T (cached)."""
-    labels = np.asarray(model.arrays[f"ctx_{table}_labels"], dtype=np.int64)
-    counts = np.asarray(model.arrays[f"ctx_{table}_counts"], dtype=np.float64)
-    totals = np.bincount(labels, weights=counts, minlength=len(model.strings[f"labels_{table}"]))
+    ctx = model.tables.context(table)
+    totals = np.bincount(np.asarray(ctx.labels, dtype=np.int64), weights=np.asarray(ctx.counts, dtype=np.float64),
+                         minlength=len(ctx.names))
     return totals, float(totals.sum())
 
 
 def strong_links(model, table: str, terms, params: dict):
-    """The (term index, label) links of ``terms`` that pass the count floor and the log PMI floor."""
-    term, idx = gather(model.arrays[f"ctx_{table}_indptr"], [t.mt for t in terms])
-    labels = np.asarray(model.arrays[f"ctx_{table}_labels"][idx], dtype=np.int64)
-    counts = np.asarray(model.arrays[f"ctx_{table}_counts"][idx], dtype=np.float64)
+    """The (term index, label, count) links of ``terms`` that pass the count and log PMI floors."""
+    ctx = model.tables.context(table)
+    term, idx = gather(ctx.indptr, [t.mt for t in terms])
+    labels = np.asarray(ctx.labels[idx], dtype=np.int64)
+    counts = np.asarray(ctx.counts[idx], dtype=np.float64)
     col, total = _label_totals(model, table)
     row = np.bincount(term, weights=counts, minlength=len(terms))
     pmi = np.log(np.maximum(total * counts, 1e-300) / np.maximum(row[term] * col[labels], 1e-300))
@@ -152,18 +150,17 @@ def strong_links(model, table: str, terms, params: dict):
 def context_rows(model, plan, name: str, params: dict) -> list[dict]:
     table = _TABLE[name]
     terms = context_terms(plan, params)
-    if not terms or params["max_rows"] == 0 or len(model.strings[f"labels_{table}"]) == 0:
+    names = model.tables.context(table).names
+    if not terms or params["max_rows"] == 0 or len(names) == 0:
         return []
     term, labels, counts = strong_links(model, table, terms, params)
     if len(term) == 0:
         return []
-    n_lab = len(model.strings[f"labels_{table}"])
     w = idf(model, [t.mt for t in terms])[term] * (1.0 + np.log(np.maximum(counts, 1.0)))
-    score = np.bincount(labels, weights=w, minlength=n_lab)
-    count = np.bincount(labels, weights=counts, minlength=n_lab)
+    score = np.bincount(labels, weights=w, minlength=len(names))
+    count = np.bincount(labels, weights=counts, minlength=len(names))
     hits = (term, labels)
     cand = np.flatnonzero(score > 0)
-    names = model.strings[f"labels_{table}"]
     best = sorted(cand.tolist(), key=lambda lab: (-score[lab], names[lab]))[: params["max_rows"]]
     rows = []
     for lab in best:
@@ -190,8 +187,8 @@ def context_factor(model, plan, params: dict) -> np.ndarray | None:
         if not len(score) or score.max() <= 0:
             continue
         score = score / score.max()
-        indptr = np.asarray(model.arrays[f"doc_{table}_indptr"])
-        labels = np.asarray(model.arrays[f"doc_{table}_labels"], dtype=np.int64)
+        ctx = model.tables.context(table)
+        indptr, labels = ctx.doc_indptr, np.asarray(ctx.doc_labels, dtype=np.int64)
         if len(labels) == 0:
             continue
         has = np.flatnonzero(np.diff(indptr) > 0)
