@@ -35,6 +35,7 @@ from .agents import detect_agent
 _EXCLUDE_RE = re.compile(r"(?<!\S)!(\S+)")
 _FORCED_RE = re.compile(r"(?<!\S)(\S+(?:~\S+)+)")
 _PHRASE_RE = re.compile(r'"([^"]+)"')
+MAX_PHRASE_PROMPT_WORDS = 12
 _LETTER_RE = re.compile(r"(?<![\w.])([A-Za-z])(?![\w.])")
 
 
@@ -139,10 +140,19 @@ class Planner:
             excluded += [(s, w) for s in self._stems_of(w)]
         text = _EXCLUDE_RE.sub(" ", text)
         excluded_words = {w.casefold() for _, w in excluded}
-        for phrase in _PHRASE_RE.findall(text):
-            plan.phrases.append(phrase.strip())
-        # an exact phrase is a forced multitoken that the entities must contain
-        text = _PHRASE_RE.sub(lambda mt: " " + "~".join(mt.group(1).split()) + " ", text)
+        # "exact phrase": two to four words (a multitoken) in double quotes in a prompt of at most
+        # MAX_PHRASE_PROMPT_WORDS words: a forced multitoken that the entities must contain. A
+        # quoted word, a long quote, or the quotes of pasted text are text.
+        short = len(text.split()) <= MAX_PHRASE_PROMPT_WORDS
+
+        def phrase(mt):
+            words = mt.group(1).split()
+            if not short or not 2 <= len(words) <= 4:
+                return mt.group(0)
+            plan.phrases.append(" ".join(words))
+            return " " + "~".join(words) + " "
+
+        text = _PHRASE_RE.sub(phrase, text)
         forced = []
         for group in _FORCED_RE.findall(text):
             forced.append([self._stems_of(p) for p in group.split("~")])
