@@ -25,7 +25,7 @@ from .query.plan import Planner
 from .query.rank import Scorer, top_k
 from .query.expand import expand
 from .query.filters import excluded_entities
-from .query.sections import build_sections, context_factor
+from .query.sections import build_sections, context_factor, importance_factor
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records
 from .tables.schema import TableSet, conform
 from .tables.store import FORMAT_VERSION, load_tables, read_manifest, save_tables, update_manifest
@@ -124,6 +124,9 @@ class Model:
             factor = context_factor(self, plan, params)
             if factor is not None:
                 factors["knowledge graph"] = factor
+            prior = importance_factor(self, params)
+            if prior is not None:
+                factors["importance (in-links)"] = prior
             bit = agent_bit(plan.agent)
             if bit and params["agent_boost"] != 1.0:
                 factors[f"agent {plan.agent}"] = np.where(self.tables.entity_agents & bit, params["agent_boost"], 1.0)

@@ -193,6 +193,9 @@ _PARAMS = [
     Param("w_context", 0.0, Interval(float, 0.0, 5.0),
           "Knowledge-graph vote: an entity's score is multiplied by 1 + w_context x the relevance of its best "
           "category or tag to the prompt (from the context tables), relative to the best one.", "query"),
+    Param("w_importance", 0.0, Interval(float, 0.0, 5.0),
+          "Entity importance prior: an entity's score is multiplied by 1 + w_importance x ln(1 + its in-links) / "
+          "ln(1 + the most in-links), in-links being the entities that list it as related (0 = off).", "query"),
     Param("phrase_weight", 0.2, Interval(float, 0.0, 5.0),
           "Weight of a matched multitoken of two or more words relative to a single word.", "query"),
     Param("contained_weight", 1.0, Interval(float, 0.0, 1.0),

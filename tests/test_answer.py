@@ -402,3 +402,16 @@ def test_dropped_words_are_said_in_the_text_answer(builtin_model):
     assert "not in the dictionary, so its words were matched one by one" in text
     empty = builtin_model.ask("zzqxv qqzzx", sections="")
     assert "suggestions below" not in render_text(empty)
+
+
+def test_importance_prior_is_an_explained_factor(builtin_model):
+    """Off by default (it did not help on CACM or the everyday questions); when on, a factor in why."""
+    plain = builtin_model.ask("read a file", k=5)
+    assert not any(f["name"].startswith("importance") for c in plain.cards for f in c.factors)
+    a = builtin_model.ask("read a file", k=5, w_importance=0.5)
+    linked = [c for c in a.cards if any(f["name"] == "importance (in-links)" for f in c.factors)]
+    assert linked
+    for c in linked:
+        f = next(f for f in c.factors if f["name"] == "importance (in-links)")
+        assert 1.0 < f["multiplier"] <= 1.5
+        assert sum(w["contribution"] for w in c.why) == pytest.approx(c.score, rel=1e-4)
