@@ -358,8 +358,9 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     bar.close()
     if not entities:
         where = ", ".join(map(str, sources)) if sources else "the built-in corpus"
+        why = "".join(f"\n  {line}" for line in stats.reasons())  # in skip mode, what was skipped and why
         raise TablelmError(f"No entities found in {where}: nothing to build. Check the paths and the "
-                           "--text-field/--id-field options (tablelm build --help).")
+                           f"--text-field/--id-field options (tablelm build --help).{why}")
     t_read = time.perf_counter()
     bar = _bar(progress, "counting", "entities", total=len(entities))
 
