@@ -70,6 +70,7 @@ def _os_error(e: OSError, path, doing: str) -> ModelError:
     """A one-line ModelError for an OSError while writing a model (read-only folder, full disk)."""
     hint = {errno.ENOSPC: "free some disk space and build again",
             errno.EDQUOT: "free some disk space and build again",
+            errno.EFBIG: "the file system (or a ulimit -f) allows no file this large; free space or raise the limit",
             errno.EACCES: "choose a writable -o directory or fix its permissions",
             errno.EPERM: "choose a writable -o directory or fix its permissions",
             errno.EROFS: "the file system is read-only; choose another -o directory"}.get(
