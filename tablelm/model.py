@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import mmap
 import os
 import sys
 import time
@@ -287,11 +286,8 @@ class Model:
 
 def load(model_dir) -> Model:
     """Load a model directory; arrays are memory-mapped, so this is fast."""
-    tables, manifest, folder = load_tables(model_dir)
-    with open(folder / "entities.jsonl", "rb") as f:
-        store = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if (folder / "entities.jsonl").stat().st_size \
-            else b""
-    return Model(tables, manifest, store, Path(model_dir))
+    tables, manifest, folder = load_tables(model_dir)  # maps entities.jsonl too, in the same pass
+    return Model(tables, manifest, tables.blobs.pop("entities.jsonl", b""), Path(model_dir))
 
 
 @contextmanager
