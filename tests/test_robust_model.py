@@ -11,11 +11,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
-import time
 
-import numpy as np
 import pytest
 
 import tablelm
