@@ -251,3 +251,16 @@ def test_an_unwritable_usage_folder_does_not_stop_ask(scifact_model_dir, tmp_pat
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "usage not recorded" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_data
+def test_a_loaded_model_keeps_answering_after_a_rebuild_replaces_its_folder(scifact_model_dir, scifact_file,
+                                                                             tmp_path):
+    """What ``tablelm serve`` relies on: its memory maps keep the old tables after they are removed."""
+    d, manifest, folder = _copy(scifact_model_dir, tmp_path)
+    serving = tablelm.load(d)
+    before = [c.id for c in serving.ask("gene expression in tumor cells", k=10).cards]
+    tablelm.build([scifact_file], d, max_dist=2)
+    assert not folder.exists()
+    assert [c.id for c in serving.ask("gene expression in tumor cells", k=10).cards] == before
+    assert serving.entity(before[0]).id == before[0]
