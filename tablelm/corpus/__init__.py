@@ -33,20 +33,20 @@ earlier one's is dropped and counted in ``ReadStats.duplicates`` either way, the
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
+from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file, codec_name, first_content_line
+from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
+from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.folder import MARKDOWN_SUFFIXES, TEXT_SUFFIXES, read_folder, split_markdown
+from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
 from tablelm.corpus.jsonl import FieldMap, read_jsonl
+from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, check_pdf_unit, read_pdf
 from tablelm.corpus.pydocs import builtin_corpus_id, python_docs_fingerprint, read_python_docs
 from tablelm.corpus.stats import ON_ERROR_CHOICES, ReadStats, check_on_error, handle_error
 from tablelm.corpus.xllm import RECORD_LINE, read_xllm
-from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
-from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
-from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
-from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, check_pdf_unit, read_pdf
-from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file, codec_name, first_content_line
 from tablelm.errors import CorpusError, ParamError
 
 __all__ = [
