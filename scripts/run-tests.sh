@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs and runs all of it (fast, slow and browser tests).
+# Installs what the test suite needs, runs ruff and mypy, and runs all the tests (every tier: unit, data, slow, ui).
 # Used as is by .ci/run. Debian's chromium and python3.11-doc are installed when missing (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,10 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null \
     || echo "Could not install$missing: the tests that need them will fail." >&2
 fi
-exec python -m pytest -q "$@"
+# Lint and types (configured in pyproject.toml) first, so that the test summary is the last thing printed;
+# either failing fails the run.
+status=0
+python -m ruff check . || { echo "ruff found problems (python -m ruff check --fix . fixes many)" >&2; status=1; }
+python -m mypy || { echo "mypy found type errors" >&2; status=1; }
+python -m pytest -q "$@" || status=$?
+exit $status
