@@ -25,14 +25,8 @@ class TablelmRetriever(BaseRetriever):
     its metadata carries the score, rank, why, citations and knowledge-graph fields (see
     :func:`tablelm.integrations.retrieve`).
 
-    Parameters
-    ----------
-    model : tablelm.Model or path
-        A loaded model or a model directory.
-    k : int
-        Number of documents.
-    params : dict
-        Registry parameters for every query (``tablelm params``), e.g. ``{"phrase_weight": 0.5}``.
+    Fields: ``model`` (a loaded model or a model directory), ``k`` (documents per query) and
+    ``params`` (registry parameters for every query, e.g. ``{"phrase_weight": 0.5}``).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

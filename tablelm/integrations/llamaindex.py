@@ -25,12 +25,8 @@ class TablelmRetriever(BaseRetriever):
 
     Parameters
     ----------
-    model : tablelm.Model or path
-        A loaded model or a model directory.
-    k : int
-        Number of nodes.
-    params : dict, optional
-        Registry parameters for every query (``tablelm params``).
+    model, k, params
+        As in :func:`tablelm.integrations.retrieve` (``model`` may also be a model directory).
     callback_manager : CallbackManager, optional
         LlamaIndex callbacks.
     """
