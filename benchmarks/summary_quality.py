@@ -55,7 +55,7 @@ def xllm_coverage(model, prompts) -> dict:
     n = len(rows)
     diff = [r["summary"] - r["snippet"] for r in rows]
     p = wilcoxon(diff).pvalue if any(diff) else 1.0
-    mean = lambda key: sum(r[key] for r in rows) / n  # noqa: E731
+    mean = lambda key: sum(r[key] for r in rows) / n
     return {"prompts": n, "summary_coverage": mean("summary"), "snippet_coverage": mean("snippet"),
             "wilcoxon_p": float(p), "summary_chars": mean("summary_chars"), "snippet_chars": mean("snippet_chars"),
             "passages": mean("passages"), "better": sum(d > 0 for d in diff), "worse": sum(d < 0 for d in diff)}

@@ -126,7 +126,8 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100, verbos
         if c.source and verbose:
             lines.append(f"    source: {c.source}")
     if len(cards) < len(answer.cards):
-        lines.append(f"\n    ... and {len(answer.cards) - len(cards)} more cards (-v shows them all, and why each scored)")
+        more = len(answer.cards) - len(cards)
+        lines.append(f"\n    ... and {more} more cards (-v shows them all, and why each scored)")
     if sections:
         lines.append("")
         lines.append("Sections" if verbose else "See also")

@@ -172,7 +172,7 @@ def summarize(model, cards, terms, weights: dict[int, float], n_sentences: int, 
     per_entity: dict[str, int] = {}
     while cands and len(chosen) < n_sentences:
         best, best_gain = None, 0.0
-        for i, (card, a, b, mts, code, quote) in enumerate(cands):
+        for i, (card, _a, _b, mts, code, _quote) in enumerate(cands):
             if per_entity.get(card.id, 0) >= 2:
                 continue
             new = sum(weight_of[m] for m in mts - covered)

@@ -796,7 +796,7 @@ def _compiled_entities(modules: dict[str, _Module], builtin_objects: bool, stdli
         names.setdefault(qualified if public == "builtins" else f"{public}.{qualified}", eid)
         names.setdefault(qualified, eid)
     seen: set[str] = set()
-    for eid, (kind, public, qualified, doc, signature, from_doc, cmod, top) in zip(ids, planned):
+    for eid, (kind, public, qualified, doc, signature, from_doc, cmod, _top) in zip(ids, planned):
         if eid in seen:  # one object exported by two compiled modules: the first is kept
             continue
         seen.add(eid)

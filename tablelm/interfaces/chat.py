@@ -3,8 +3,8 @@
 Each line is either a command (it starts with ``-``, as in the reference xLLM menu;
 an unknown one shows the menu) or a prompt, which is answered with one call to
 :meth:`Model.ask` and rendered as compact text, the short cited answer first. At a
-terminal, lines can be edited and the history is kept between sessions (``readline``). Commands change the parameters used by the next prompts, so users fine-tune
-in real time.
+terminal, lines can be edited and the history is kept between sessions (``readline``).
+Commands change the parameters used by the next prompts, so users fine-tune in real time.
 """
 
 from __future__ import annotations
