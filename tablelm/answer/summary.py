@@ -90,7 +90,7 @@ def passages(text: str) -> list[tuple[int, int]]:
         cuts.append(first + 1)
     cuts += [m.end() for m in _SENTENCE_END.finditer(text)]
     cuts.append(len(text))
-    out = []
+    out: list[tuple[int, int]] = []
     for s, e in zip(cuts, cuts[1:]):
         while s < e and text[s].isspace():
             s += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Answer:
     params: dict
     timings_ms: dict
     model: dict
-    summary: object = None  # answer.summary.Summary: the short cited answer on top
+    summary: Any = None  # answer.summary.Summary: the short cited answer on top
 
     def to_dict(self) -> dict:
         return {

@@ -78,7 +78,7 @@ def read(namespace, own):
 
 
 def main():
-    result = {"modules": {}, "failed": {}}
+    result: dict = {"modules": {}, "failed": {}}
     for name, public in json.load(sys.stdin):
         try:
             with warnings.catch_warnings(record=True) as caught:
