@@ -9,6 +9,7 @@ import mmap
 import os
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -200,9 +201,14 @@ class Model:
         else:  # the reference ranker: the matched multitokens, with their corpus counts
             order = [j for j, tf in enumerate(tfs) if tf.sum() > 0]
         why = []
+        stretch_size = Counter(t.stretch for t in active if t.stretch is not None)
         for j in order:
             t = active[j]
             item = {"multitoken": t.text, "role": t.role, "tf": {f: int(v) for f, v in zip(FIELDS, tfs[j]) if v}}
+            if t.qtf > 1:
+                item["qtf"] = t.qtf  # the prompt says it qtf times: its weight grows, saturating (qtf_k3)
+            if stretch_size.get(t.stretch, 0) > 1:
+                item["best_of"] = stretch_size[t.stretch]  # overlapping phrases of one stretch count once
             if contrib is not None:
                 item["contribution"] = round(float(contrib[j]), 6)
             else:

@@ -36,6 +36,7 @@ SPACE = {
     "w_category": (0.0, 3.0),
     "w_meta": (0.0, 1.0),
     "phrase_weight": (0.0, 1.0),
+    "qtf_k3": (0.0, 20.0),
     "contained_weight": (0.2, 1.0),
     "prf_weight": (0.0, 0.6),
     "expansion_weight": (0.0, 0.3),

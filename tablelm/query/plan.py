@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -46,9 +47,15 @@ class Term:
     role: str
     weight: float = 1.0
     via: str | None = None  # for expansions: the prompt multitoken it came from
+    qtf: int = 1  # times the prompt says it
+    stretch: int | None = None  # phrases of one stretch of the prompt share an id: they count once
 
     def to_dict(self) -> dict:
         d = {"multitoken": self.text, "words": self.n, "role": self.role, "weight": round(self.weight, 6)}
+        if self.qtf > 1:
+            d["qtf"] = self.qtf
+        if self.stretch is not None:
+            d["stretch"] = self.stretch
         if self.via:
             d["via"] = self.via
         return d
@@ -113,7 +120,8 @@ class Planner:
         """Plans of several prompts; the n-gram lookups of all of them are one vectorized pass."""
         prepared = [self._prepare(p, params) for p in prompts]
         found = self._match([seq for _, seq, _ in prepared], params)
-        return [self._finish(plan, f, forced, params) for (plan, _, forced), f in zip(prepared, found)]
+        return [self._finish(plan, f, forced, params, Counter(seq))
+                for (plan, seq, forced), f in zip(prepared, found)]
 
     def _prepare(self, prompt: str, params: dict):
         """Syntax, intent and the prompt's stem ids in order (-1: not in the corpus)."""
@@ -155,7 +163,7 @@ class Planner:
         plan.excluded_mts = sorted({stem_ids[s] for s in excluded_stems if s in stem_ids})
         return plan, seq, forced
 
-    def _finish(self, plan: Plan, matched: set, forced: list, params: dict) -> Plan:
+    def _finish(self, plan: Plan, matched: set, forced: list, params: dict, counts: Counter | None = None) -> Plan:
         """Forced multitokens, distillation and term weights."""
         m = self.model
         stem_ids = m.tables.stem_ids
@@ -169,13 +177,56 @@ class Planner:
                 roles[mt] = "forced"
         self._distill(roles, params)
         weight_of = {"prompt": 1.0, "forced": 1.0, "contained": params["contained_weight"], "generic": 0.0}
+        k3 = params["qtf_k3"]
+        counts = counts or Counter()
+        stretch = self._stretches(roles) if params["phrase_mode"] == "stretch" else {}
         for mt in sorted(roles, key=lambda x: (-m.tables.mt_len[x], x)):
             n = int(m.tables.mt_len[mt])
             w = weight_of[roles[mt]]
             if n >= 2 and roles[mt] != "generic":
                 w *= params["phrase_weight"] if roles[mt] != "forced" else max(params["phrase_weight"], 1.0)
-            plan.terms.append(Term(mt=mt, text=m.tables.display(mt), n=n, role=roles[mt], weight=w))
+            # qtf: how often the prompt says it (a phrase: as often as its least repeated word)
+            qtf = max(1, min(counts.get(x, 1) for x in self._words(mt)))
+            if qtf > 1 and k3 > 0:
+                w *= (k3 + 1) * qtf / (k3 + qtf)
+            plan.terms.append(Term(mt=mt, text=m.tables.display(mt), n=n, role=roles[mt], weight=w, qtf=qtf,
+                                   stretch=stretch.get(mt)))
         return plan
+
+    def _words(self, mt: int) -> list[int]:
+        """The stem ids of a multitoken (a single word's multitoken id is its stem id)."""
+        t = self.model.tables
+        return [mt] if t.mt_len[mt] == 1 else [x for x in t.mt_words[mt].tolist() if x >= 0]
+
+    def _stretches(self, roles: dict) -> dict:
+        """Phrase -> stretch id (the smallest phrase id of the stretch).
+
+        Matched phrases (two or more words, role ``prompt`` or ``contained``) that share a
+        word lie on one stretch of the prompt: "amp activated protein kinase" brings
+        "activated protein kinase", "protein kinase", "amp activated" ... The ranker counts a
+        stretch once per entity (its best phrase there), so the sub-phrases of one long match
+        do not stack up as independent evidence. Connected components by shared words
+        (union-find).
+        """
+        t = self.model.tables
+        phrases = sorted(mt for mt, r in roles.items() if t.mt_len[mt] >= 2 and r in ("prompt", "contained"))
+        parent = {mt: mt for mt in phrases}
+
+        def root(x):
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        owner = {}
+        for mt in phrases:
+            for w in self._words(mt):
+                if w in owner:
+                    a, b = root(owner[w]), root(mt)
+                    parent[max(a, b)] = min(a, b)
+                else:
+                    owner[w] = mt
+        return {mt: root(mt) for mt in phrases}
 
     def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
         """Multitoken ids found among the sub-combinations of each prompt's stems."""
