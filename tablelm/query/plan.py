@@ -177,39 +177,42 @@ class Planner:
                 roles[mt] = "forced"
         self._distill(roles, params)
         weight_of = {"prompt": 1.0, "forced": 1.0, "contained": params["contained_weight"], "generic": 0.0}
+        t = m.tables
+        ids = np.fromiter(roles, dtype=np.int64, count=len(roles))
+        lens = dict(zip(roles, t.mt_len[ids].tolist()))  # one gather, not one array read per term
+        words = {mt: [mt] if lens[mt] == 1 else [x for x in row if x >= 0]
+                 for mt, row in zip(roles, t.mt_words[ids].tolist())}
         k3 = params["qtf_k3"]
         counts = counts or Counter()
-        stretch = self._stretches(roles) if params["phrase_mode"] == "stretch" else {}
-        for mt in sorted(roles, key=lambda x: (-m.tables.mt_len[x], x)):
-            n = int(m.tables.mt_len[mt])
+        repeated = k3 > 0 and any(c > 1 for x, c in counts.items() if x >= 0)
+        stretch = self._stretches(roles, lens, words) if params["phrase_mode"] == "stretch" else {}
+        for mt in sorted(roles, key=lambda x: (-lens[x], x)):
+            n = lens[mt]
             w = weight_of[roles[mt]]
             if n >= 2 and roles[mt] != "generic":
                 w *= params["phrase_weight"] if roles[mt] != "forced" else max(params["phrase_weight"], 1.0)
             # qtf: how often the prompt says it (a phrase: as often as its least repeated word)
-            qtf = max(1, min(counts.get(x, 1) for x in self._words(mt)))
-            if qtf > 1 and k3 > 0:
+            qtf = max(1, min(counts.get(x, 1) for x in words[mt])) if repeated else 1
+            if qtf > 1:
                 w *= (k3 + 1) * qtf / (k3 + qtf)
-            plan.terms.append(Term(mt=mt, text=m.tables.display(mt), n=n, role=roles[mt], weight=w, qtf=qtf,
+            plan.terms.append(Term(mt=mt, text=t.display(mt), n=n, role=roles[mt], weight=w, qtf=qtf,
                                    stretch=stretch.get(mt)))
         return plan
 
-    def _words(self, mt: int) -> list[int]:
-        """The stem ids of a multitoken (a single word's multitoken id is its stem id)."""
-        t = self.model.tables
-        return [mt] if t.mt_len[mt] == 1 else [x for x in t.mt_words[mt].tolist() if x >= 0]
-
-    def _stretches(self, roles: dict) -> dict:
+    @staticmethod
+    def _stretches(roles: dict, lens: dict, words: dict) -> dict:
         """Phrase -> stretch id (the smallest phrase id of the stretch).
 
-        Matched phrases (two or more words, role ``prompt`` or ``contained``) that share a
-        word lie on one stretch of the prompt: "amp activated protein kinase" brings
+        ``lens`` and ``words``: each matched multitoken's length and stem ids. Only phrases
+        whose stretch has two or more of them are listed. Matched phrases
+        (two or more words, role ``prompt`` or ``contained``) that share a word lie on one
+        stretch of the prompt: "amp activated protein kinase" brings
         "activated protein kinase", "protein kinase", "amp activated" ... The ranker counts a
         stretch once per entity (its best phrase there), so the sub-phrases of one long match
         do not stack up as independent evidence. Connected components by shared words
         (union-find).
         """
-        t = self.model.tables
-        phrases = sorted(mt for mt, r in roles.items() if t.mt_len[mt] >= 2 and r in ("prompt", "contained"))
+        phrases = sorted(mt for mt, r in roles.items() if lens[mt] >= 2 and r in ("prompt", "contained"))
         parent = {mt: mt for mt in phrases}
 
         def root(x):
@@ -220,13 +223,15 @@ class Planner:
 
         owner = {}
         for mt in phrases:
-            for w in self._words(mt):
+            for w in words[mt]:
                 if w in owner:
                     a, b = root(owner[w]), root(mt)
                     parent[max(a, b)] = min(a, b)
                 else:
                     owner[w] = mt
-        return {mt: root(mt) for mt in phrases}
+        ids = {mt: root(mt) for mt in phrases}
+        size = Counter(ids.values())
+        return {mt: s for mt, s in ids.items() if size[s] > 1}  # a phrase alone is its own stretch: no grouping
 
     def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
         """Multitoken ids found among the sub-combinations of each prompt's stems."""

@@ -76,8 +76,7 @@ class Scorer:
         group = np.asarray([-1 if t.stretch is None else t.stretch for t in terms], dtype=np.int64)[term]
         if (group >= 0).any():
             # one stretch of the prompt counts once per entity: its best phrase
-            keep = _best_of_stretch(docs, contrib, group)
-            docs, contrib = docs[keep], contrib[keep]
+            docs, contrib = _best_of_stretch(docs, contrib, group)
         return np.bincount(docs, weights=contrib, minlength=m.n_docs)
 
     def explain(self, terms, docs: np.ndarray) -> np.ndarray:
@@ -147,17 +146,21 @@ class Scorer:
         return scores, raw
 
 
-def _best_of_stretch(docs: np.ndarray, contrib: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Mask of the postings kept: all ungrouped ones, and per (stretch, entity) the largest contribution
-    (ties: the first term, as ``explain`` keeps with argmax)."""
-    keep = group < 0
-    g = np.flatnonzero(~keep)
+def _best_of_stretch(docs: np.ndarray, contrib: np.ndarray, group: np.ndarray):
+    """Postings with the phrases of each stretch reduced to their best one per entity.
+
+    Returns (docs, contributions): the ungrouped postings unchanged, then one
+    (entity, max contribution) per (stretch, entity). One sort of the grouped postings
+    by (stretch, entity) and a ``maximum.reduceat``; ``explain`` keeps the same maxima.
+    """
+    free = group < 0
+    g = np.flatnonzero(~free)
     key = group[g] * (int(docs.max()) + 1) + docs[g]
-    order = np.lexsort((g, -contrib[g], key))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = key[order][1:] != key[order][:-1]
-    keep[g[order[first]]] = True
-    return keep
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    best = np.maximum.reduceat(contrib[g][order], starts)
+    return np.concatenate([docs[free], docs[g][order][starts]]), np.concatenate([contrib[free], best])
 
 
 def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
