@@ -209,27 +209,17 @@ class Planner:
         stretch of the prompt: "amp activated protein kinase" brings
         "activated protein kinase", "protein kinase", "amp activated" ... The ranker counts a
         stretch once per entity (its best phrase there), so the sub-phrases of one long match
-        do not stack up as independent evidence. Connected components by shared words
-        (union-find).
+        do not stack up as independent evidence. Connected components by shared words.
         """
         phrases = sorted(mt for mt, r in roles.items() if lens[mt] >= 2 and r in ("prompt", "contained"))
-        parent = {mt: mt for mt in phrases}
-
-        def root(x):
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        owner = {}
+        label: dict[int, int] = {}  # stem id -> stretch id; phrases in id order, so a label is a phrase id
         for mt in phrases:
-            for w in words[mt]:
-                if w in owner:
-                    a, b = root(owner[w]), root(mt)
-                    parent[max(a, b)] = min(a, b)
-                else:
-                    owner[w] = mt
-        ids = {mt: root(mt) for mt in phrases}
+            joined = {label[w] for w in words[mt] if w in label}
+            s = min(joined | {mt})
+            if joined - {s}:
+                label = {w: s if v in joined else v for w, v in label.items()}
+            label.update((w, s) for w in words[mt])
+        ids = {mt: label[words[mt][0]] for mt in phrases}
         size = Counter(ids.values())
         return {mt: s for mt, s in ids.items() if size[s] > 1}  # a phrase alone is its own stretch: no grouping
 
