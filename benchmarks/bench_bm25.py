@@ -179,7 +179,7 @@ def anserini_jar() -> Path:
     spec = importlib.util.find_spec("pyserini")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("pyserini is not installed; pip install --no-deps pyserini==0.25.0 (needs Java 11+)")
-    jars = sorted(Path(list(spec.submodule_search_locations)[0], "resources", "jars").glob("anserini-*-fatjar.jar"))
+    jars = sorted(Path(next(iter(spec.submodule_search_locations)), "resources", "jars").glob("anserini-*-fatjar.jar"))
     if not jars:
         raise SystemExit("pyserini has no resources/jars/anserini-*-fatjar.jar; reinstall pyserini==0.25.0")
     return jars[-1]

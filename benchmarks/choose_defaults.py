@@ -31,7 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tablelm import build, params as P  # noqa: E402
+from tablelm import build  # noqa: E402
+from tablelm import params as P  # noqa: E402
 from tablelm.evaluation import evaluate_run, read_qrels, read_queries  # noqa: E402
 
 TUNE = {"scifact": "qrels/train.tsv"}  # collection → qrels chosen on in full (no test split read)
@@ -75,15 +76,17 @@ def main(argv=None) -> int:
             parts.append(mean(n, i, [q for f in range(FOLDS) if f != held for q in folds[n][f]]))
         return float(np.mean(parts))
 
-    best = lambda key: max(range(len(settings)), key=lambda i: (key(i), -i))  # noqa: E731  ties: first
+    def best(held=None):  # ties: the first setting
+        return max(range(len(settings)), key=lambda i: (objective(i, held), -i))
+
     cv = {n: [] for n in FOLDED}
     chosen = []
     for f in range(FOLDS):
-        i = best(lambda j: objective(j, held=f))
+        i = best(held=f)
         chosen.append(settings[i])
         for n in FOLDED:
             cv[n] += [scores[n][i][q] for q in folds[n][f]]
-    final = best(objective)
+    final = best()
     print("| setting | " + " | ".join([f"{n} train" for n in TUNE] + list(FOLDED)) + " | objective |")
     print("|---|" + "---|" * (len(TUNE) + len(FOLDED) + 1))
     for i, s in enumerate(settings):

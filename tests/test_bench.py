@@ -46,7 +46,9 @@ def test_a_failed_repeat_fails_the_row():
 
 def test_quality_only_rows_have_no_timings_and_are_tested_against_bm25s():
     bench = _bench()
-    pq = lambda vals: {f"q{i}": {"ndcg@10": v, "recall@100": v} for i, v in enumerate(vals)}  # noqa: E731
+    def pq(vals):
+        return {f"q{i}": {"ndcg@10": v, "recall@100": v} for i, v in enumerate(vals)}
+
     base = dict(_run(1.0), system="bm25s", per_query=pq([0.2, 0.4, 0.6, 0.8]))
     other = {"system": "anserini-rm3", "collection": "cacm", "n_queries": 4, "ndcg@10": 0.6, "recall@100": 0.6,
              "map@100": 0.3, "per_query": pq([0.3, 0.5, 0.7, 0.9]), **{k: None for k in bench.TIMED}}
