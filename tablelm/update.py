@@ -53,8 +53,7 @@ def partial_of(t: TableSet) -> Partial:
     labels = {}
     for name in CONTEXTS:
         c = t.context(name)
-        names, ptr, lab = c.names, np.asarray(c.doc_indptr), np.asarray(c.doc_labels).tolist()
-        labels[name] = [[names[i] for i in lab[int(ptr[d]):int(ptr[d + 1])]] for d in range(t.n_docs)]
+        labels[name] = (c.names, np.asarray(c.doc_indptr), np.asarray(c.doc_labels))
     stem_hash = np.asarray(t.stem_hash)
     return Partial(
         n_docs=t.n_docs, stems=t.strings("stems"), stem_hash=stem_hash, mt_words=np.asarray(t.mt_words),

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
-from .counts import Partial, Tables, assemble, merge, pending_table
+from .counts import Partial, Tables, assemble, labels_csr, merge, pending_table
 from .hashing import WIDTH, chain_hash, string_hashes
 from .schema import CONTEXTS, FIELDS  # noqa: F401  (CONTEXTS: re-exported for the tests and readers)
 from .sorting import unique_inverse
@@ -347,12 +347,11 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     doc_len = np.bincount(doc_k.astype(np.int64) * F + fld_k, minlength=n_docs * F)
     doc_len = doc_len.reshape(n_docs, F).astype(np.int64)
     del entity_field, by_field, entry_row, entry_doc, entry_fld, new_post, post_of_entry
-    labels = {
-        "category": [[label_path(e.category)] if label_path(e.category) else [] for e in entities],
-        "tags": [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities],
-        "titles": [[" ".join(e.title.split())] if e.title.strip() else [] for e in entities],
-        "related": [sorted({r.strip() for r in e.related if r.strip()}) for e in entities],
-    }
+    labels = {name: labels_csr(values) for name, values in (
+        ("category", [[label_path(e.category)] if label_path(e.category) else [] for e in entities]),
+        ("tags", [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities]),
+        ("titles", [[" ".join(e.title.split())] if e.title.strip() else [] for e in entities]),
+        ("related", [sorted({r.strip() for r in e.related if r.strip()}) for e in entities]))}
     step(None, "pairs")
     pair_a, pair_b, pair_adj, pair_ctx = pairs_job.result()
     pend = pending_table(pend_hash, pend_doc)

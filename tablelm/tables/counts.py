@@ -70,7 +70,7 @@ class Partial:
     surface_stem: np.ndarray  # int32
     surface_count: np.ndarray  # int64
     doc_len: np.ndarray  # (entities, F) int64
-    labels: dict = field(default_factory=dict)  # context name -> per entity, its labels
+    labels: dict = field(default_factory=dict)  # context name -> (sorted label strings, indptr, label ids)
 
 
 def csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -115,7 +115,7 @@ def pair_tables(n_mt: int, a, b, adj, ctx) -> dict:
             "pair_t_indptr": t.indptr.astype(np.int64), "pair_t_order": t.data}
 
 
-def _labels_csr(values_per_doc: list[list[str]]):
+def labels_csr(values_per_doc: list[list[str]]):
     """Doc → label ids (CSR) over the sorted set of distinct labels."""
     labels = sorted({v for vs in values_per_doc for v in vs})
     index = {v: i for i, v in enumerate(labels)}
@@ -192,7 +192,7 @@ def merge(parts: list, n_docs: int) -> Partial:
     post = {"mt": [], "doc": [], "tf": []}
     pend_h, pend_d = [], []
     doc_len = np.zeros((n_docs, F), dtype=np.int64)
-    labels = {name: [None] * n_docs for name in CONTEXTS}
+    placed_from = np.full(n_docs, -1, dtype=np.int64)  # the part each new entity comes from
     for (p, sign, dmap), pm in zip(parts, pmaps):
         dmap = np.asarray(dmap, dtype=np.int64)
         if sign < 0:
@@ -211,12 +211,13 @@ def merge(parts: list, n_docs: int) -> Partial:
         pend_d.append(dmap[p.pend_doc[k]])
         placed = np.flatnonzero(dmap >= 0)
         doc_len[dmap[placed]] = p.doc_len[placed]
-        for name in CONTEXTS:
-            col = labels[name]
-            for i in placed.tolist():
-                col[int(dmap[i])] = p.labels[name][i]
-    if any(v is None for v in labels["category"]):
+        if (placed_from[dmap[placed]] >= 0).any():
+            raise ValueError("two merged partials bring an entity to the same position")
+        placed_from[dmap[placed]] = 1
+    if (placed_from < 0).any():
         raise ValueError("the merged partials leave entity positions empty")
+    labels = {name: _merge_labels([(p.labels[name], d) for p, sign, d in parts if sign > 0], n_docs)
+              for name in CONTEXTS}
     post_mt = np.concatenate(post["mt"]) if post["mt"] else np.zeros(0, np.int64)
     post_doc = np.concatenate(post["doc"]) if post["doc"] else np.zeros(0, np.int64)
     post_tf = np.vstack(post["tf"]) if post["tf"] else np.zeros((0, F), np.uint16)
@@ -266,6 +267,29 @@ def merge(parts: list, n_docs: int) -> Partial:
         labels=labels)
 
 
+def _merge_labels(parts: list, n_docs: int):
+    """Entity → labels (CSR over sorted label strings) of the new corpus, from each part's own CSR."""
+    names = sorted(set().union(*(lab[0] for lab, _ in parts)))
+    at = {s: i for i, s in enumerate(names)}
+    lens = np.zeros(n_docs, dtype=np.int64)
+    moves = []
+    for (p_names, ptr, ids), dmap in parts:
+        dmap = np.asarray(dmap, dtype=np.int64)
+        placed = np.flatnonzero(dmap >= 0)
+        n = (ptr[placed + 1] - ptr[placed]).astype(np.int64)
+        lens[dmap[placed]] = n
+        relabel = np.fromiter((at[s] for s in p_names), dtype=np.int64, count=len(p_names))
+        moves.append((dmap[placed], ptr[placed].astype(np.int64), n, relabel, ids))
+    indptr = np.concatenate(([0], np.cumsum(lens)))
+    out = np.zeros(int(indptr[-1]), dtype=np.int64)
+    for dst_doc, src_start, n, relabel, ids in moves:
+        within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        src = np.repeat(src_start, n) + within
+        out[np.repeat(indptr[dst_doc], n) + within] = relabel[np.asarray(ids, dtype=np.int64)[src]]
+    used = np.unique(out)  # labels no entity carries any more (after a delete) leave the table
+    return [names[i] for i in used.tolist()], indptr, np.searchsorted(used, out).astype(np.int32)
+
+
 # --------------------------------------------------------------------------- assemble
 
 
@@ -296,7 +320,7 @@ def assemble(p: Partial):
     tf_total = p.post_tf[:, :4].sum(axis=1, dtype=np.int64)  # metadata strings are not context
     tf_matrix = sparse.csr_array((tf_total, p.post_doc, post_indptr), shape=(n_mt, n_docs))
     for name in CONTEXTS:
-        labels, d_indptr, d_ids = _labels_csr(p.labels[name])
+        labels, d_indptr, d_ids = p.labels[name]
         labels_matrix = sparse.csr_array((np.ones(len(d_ids), dtype=np.int64), d_ids, d_indptr),
                                          shape=(n_docs, max(len(labels), 1)))
         ctx = tf_matrix @ labels_matrix
