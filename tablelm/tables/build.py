@@ -365,7 +365,7 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
 
 def entity_records(entities) -> tuple[bytes, np.ndarray]:
     """The entity store: one JSON line per entity, and byte offsets."""
-    lines = [json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in entities]
+    lines = [json.dumps(e.to_record(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in entities]
     offsets = np.concatenate(([0], np.cumsum([len(x) for x in lines]))).astype(np.int64)
     return b"".join(lines), offsets
 

@@ -325,10 +325,11 @@ def assemble(p: Partial):
                                          shape=(n_docs, max(len(labels), 1)))
         ctx = tf_matrix @ labels_matrix
         ctx.sort_indices()
-        arrays[f"ctx_{name}_indptr"] = ctx.indptr.astype(np.int64)
+        empty = len(labels) == 0  # no index for a context the corpus leaves empty (TableSet.context)
+        arrays[f"ctx_{name}_indptr"] = ctx.indptr[:1] if empty else ctx.indptr
         arrays[f"ctx_{name}_labels"] = ctx.indices.astype(np.int32)
         arrays[f"ctx_{name}_counts"] = ctx.data
-        arrays[f"doc_{name}_indptr"] = d_indptr.astype(np.int64)
+        arrays[f"doc_{name}_indptr"] = d_indptr[:1] if empty else d_indptr
         arrays[f"doc_{name}_labels"] = d_ids
         strings[f"labels_{name}"] = labels
 
