@@ -84,7 +84,7 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
     del rows, cols, counts
     m.sum_duplicates()  # canonical: columns sorted within a row, one entry per pair
     a = np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(m.indptr))
-    return a, m.indices.astype(np.int32), (m.data & 0xFFFFFFFF).astype(np.int64), (m.data >> 32).astype(np.int64)
+    return a, m.indices.astype(np.int32), (m.data & 0xFFFFFFFF).astype(np.uint32), (m.data >> 32).astype(np.uint32)
 
 
 def _isin_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:

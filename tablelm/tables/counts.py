@@ -62,7 +62,7 @@ class Partial:
     post_tf: np.ndarray  # (postings, F) uint16
     pair_a: np.ndarray  # int32, pairs sorted by (a, b), a < b
     pair_b: np.ndarray
-    pair_adj: np.ndarray  # int64
+    pair_adj: np.ndarray  # uint32 counts (summed in int64 while merging)
     pair_ctx: np.ndarray
     pend_hash: np.ndarray  # uint64, sorted by (hash, entity)
     pend_doc: np.ndarray  # int32
@@ -189,7 +189,7 @@ def merge(parts: list, n_docs: int) -> Partial:
     pmaps = [mt_of_uniq[inv[lo:lo + len(p.mt_hash)]] for (p, _, _), lo in zip(parts, offsets)]
 
     # ---- postings and pending occurrences of the entities kept
-    post = {"mt": [], "doc": [], "tf": []}
+    post_pieces = []
     pend_h, pend_d = [], []
     doc_len = np.zeros((n_docs, F), dtype=np.int64)
     placed_from = np.full(n_docs, -1, dtype=np.int64)  # the part each new entity comes from
@@ -203,9 +203,8 @@ def merge(parts: list, n_docs: int) -> Partial:
         mts = pm[p.post_mt[keep]]
         if (mts < 0).any():
             raise ValueError("a posting of a multitoken whose counts were subtracted away")
-        post["mt"].append(mts)
-        post["doc"].append(dmap[p.post_doc[keep]])
-        post["tf"].append(p.post_tf[keep])
+        # sorted by (multitoken, entity) within the part: both maps are monotonic
+        post_pieces.append((mts, dmap[p.post_doc[keep]], p.post_tf[keep]))
         k = dmap[p.pend_doc] >= 0
         pend_h.append(p.pend_hash[k])
         pend_d.append(dmap[p.pend_doc[k]])
@@ -218,30 +217,17 @@ def merge(parts: list, n_docs: int) -> Partial:
         raise ValueError("the merged partials leave entity positions empty")
     labels = {name: _merge_labels([(p.labels[name], d) for p, sign, d in parts if sign > 0], n_docs)
               for name in CONTEXTS}
-    post_mt = np.concatenate(post["mt"]) if post["mt"] else np.zeros(0, np.int64)
-    post_doc = np.concatenate(post["doc"]) if post["doc"] else np.zeros(0, np.int64)
-    post_tf = np.vstack(post["tf"]) if post["tf"] else np.zeros((0, F), np.uint16)
-    o = stable_argsort(post_mt * max(n_docs, 1) + post_doc)
-    post_mt, post_doc, post_tf = post_mt[o], post_doc[o], post_tf[o]
+    post_mt, post_doc, post_tf = _merge_postings(post_pieces, n_mt, n_docs)
+    del post_pieces
 
-    # ---- pairs: signed sums by (a, b); mapping keeps a < b (monotonic ids)
-    pa, pb, padj, pctx = [], [], [], []
+    # ---- pairs: signed sums by (a, b); mapping keeps a < b and the order (monotonic ids)
+    pieces = []
     for (p, sign, _), pm in zip(parts, pmaps):
         a, b = pm[p.pair_a], pm[p.pair_b]
-        ok = (a >= 0) & (b >= 0)
-        pa.append(a[ok])
-        pb.append(b[ok])
-        padj.append(sign * p.pair_adj[ok])
-        pctx.append(sign * p.pair_ctx[ok])
-    key = np.concatenate(pa) * max(n_mt, 1) + np.concatenate(pb) if pa else np.zeros(0, np.int64)
-    ukey, kinv = np.unique(key, return_inverse=True)
-    adj = np.bincount(kinv, weights=np.concatenate(padj), minlength=len(ukey)).astype(np.int64) if pa else key
-    ctx = np.bincount(kinv, weights=np.concatenate(pctx), minlength=len(ukey)).astype(np.int64) if pa else key
-    if (adj < 0).any() or (ctx < 0).any():
-        raise ValueError("a merge subtracted pair counts it never had: the model and the change disagree")
-    live = (adj > 0) | (ctx > 0)
-    ukey, adj, ctx = ukey[live], adj[live], ctx[live]
-    pair_a, pair_b = np.divmod(ukey, max(n_mt, 1))
+        ok = np.flatnonzero((a >= 0) & (b >= 0))
+        pieces.append((a[ok], b[ok], p.pair_adj[ok], p.pair_ctx[ok], sign))
+    pair_a, pair_b, adj, ctx = _sum_pairs(pieces, n_mt)
+    del pieces
 
     # ---- surfaces: signed sums by string
     s_union = sorted(set().union(*(p.surfaces for p, _, _ in parts)))
@@ -265,6 +251,69 @@ def merge(parts: list, n_docs: int) -> Partial:
         pend_hash=ph[o], pend_doc=pd[o].astype(np.int32), surfaces=[s_union[i] for i in s_live.tolist()],
         surface_stem=s_stem[s_live].astype(np.int32), surface_count=s_count[s_live], doc_len=doc_len,
         labels=labels)
+
+
+def _chunks(row_keys: list, n_keys: int, rows_per_chunk: int):
+    """Key ranges [lo, hi) of about ``rows_per_chunk`` rows each, over pieces sorted by key."""
+    per_key = np.zeros(n_keys + 1, dtype=np.int64)
+    for keys in row_keys:
+        per_key[:n_keys] += np.bincount(keys, minlength=n_keys)[:n_keys]
+    cum = np.cumsum(per_key)
+    cuts = np.searchsorted(cum, np.arange(rows_per_chunk, int(cum[-1]), rows_per_chunk), side="right")
+    bounds = np.unique(np.concatenate(([0], cuts, [n_keys])))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def _slices(sorted_keys: list, lo: int, hi: int):
+    """For each piece, the row range whose key lies in [lo, hi)."""
+    return [(int(np.searchsorted(k, lo)), int(np.searchsorted(k, hi))) for k in sorted_keys]
+
+
+def _merge_postings(pieces: list, n_mt: int, n_docs: int, rows_per_chunk: int = 1 << 22):
+    """k-way merge of postings pieces, each sorted by (multitoken, entity), one multitoken range at a time."""
+    total = sum(len(m) for m, _, _ in pieces)
+    width = max((tf.dtype.itemsize for _, _, tf in pieces), default=2)
+    out_mt = np.empty(total, dtype=np.int32)
+    out_doc = np.empty(total, dtype=np.int32)
+    out_tf = np.empty((total, F), dtype=np.uint16 if width <= 2 else np.uint32)
+    filled = 0
+    for lo, hi in _chunks([m for m, _, _ in pieces], n_mt, rows_per_chunk) if total else []:
+        sl = _slices([m for m, _, _ in pieces], lo, hi)
+        mt = np.concatenate([m[s:e] for (m, _, _), (s, e) in zip(pieces, sl)]).astype(np.int64)
+        doc = np.concatenate([d[s:e] for (_, d, _), (s, e) in zip(pieces, sl)]).astype(np.int64)
+        tf = np.concatenate([t[s:e] for (_, _, t), (s, e) in zip(pieces, sl)])
+        o = stable_argsort((mt - lo) * max(n_docs, 1) + doc)
+        end = filled + len(o)
+        out_mt[filled:end], out_doc[filled:end], out_tf[filled:end] = mt[o], doc[o], tf[o]
+        filled = end
+    return out_mt, out_doc, out_tf
+
+
+def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int = 1 << 22):
+    """Signed sums of pair pieces, each sorted by (a, b), one range of a at a time (bounded
+    temporaries); pairs whose counts sum to zero leave the table."""
+    outs = []
+    keys = [a for a, *_ in pieces]
+    for lo, hi in _chunks(keys, n_mt, rows_per_chunk) if any(len(k) for k in keys) else []:
+        sl = _slices(keys, lo, hi)
+        sel = [(piece, s, e) for piece, (s, e) in zip(pieces, sl) if e > s]
+        key = np.concatenate([(a[s:e].astype(np.int64) - lo) * max(n_mt, 1) + b[s:e] for (a, b, _, _, _), s, e in sel])
+        adj = np.concatenate([sign * adj[s:e].astype(np.int64) for (_, _, adj, _, sign), s, e in sel])
+        ctx = np.concatenate([sign * ctx[s:e].astype(np.int64) for (_, _, _, ctx, sign), s, e in sel])
+        if len(sel) > 1:  # one piece is sorted and distinct already
+            o = np.argsort(key, kind="stable")
+            key, adj, ctx = key[o], adj[o], ctx[o]
+            first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+            key, adj, ctx = key[first], np.add.reduceat(adj, first), np.add.reduceat(ctx, first)
+        if (adj < 0).any() or (ctx < 0).any():
+            raise ValueError("a merge subtracted pair counts it never had: the model and the change disagree")
+        live = (adj > 0) | (ctx > 0)
+        a, b = np.divmod(key[live], max(n_mt, 1))
+        outs.append(((a + lo).astype(np.int32), b.astype(np.int32), adj[live].astype(np.uint32),
+                     ctx[live].astype(np.uint32)))
+    if not outs:
+        return (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint32), np.zeros(0, np.uint32))
+    return tuple(np.concatenate(col) for col in zip(*outs))
 
 
 def _merge_labels(parts: list, n_docs: int):
