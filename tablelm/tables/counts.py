@@ -166,7 +166,8 @@ def merge(parts: list, n_docs: int) -> Partial:
     first = np.full(len(uniq), -1, dtype=np.int64)
     first[inv[::-1]] = np.arange(len(inv))[::-1]
     if not (words == words[first][inv]).all():
-        raise HashCollision("two multitokens share one 64-bit hash; rebuild with --shard-size 0 (one shard)")
+        raise HashCollision("two different multitokens share one 64-bit hash (about one chance in 10^9 per "
+                            "model); rebuild in one shard: tablelm build with a larger --memory")
     total = np.zeros((len(uniq), F), dtype=np.int64)
     offsets = np.cumsum([0] + [len(p.mt_hash) for p, _, _ in parts])
     for (p, sign, _), lo in zip(parts, offsets):
@@ -199,12 +200,8 @@ def merge(parts: list, n_docs: int) -> Partial:
             if (dmap >= 0).any():
                 raise ValueError("a subtracted partial cannot bring entities")
             continue
-        keep = np.flatnonzero(dmap[p.post_doc] >= 0)
-        mts = pm[p.post_mt[keep]]
-        if (mts < 0).any():
-            raise ValueError("a posting of a multitoken whose counts were subtracted away")
         # sorted by (multitoken, entity) within the part: both maps are monotonic
-        post_pieces.append((mts, dmap[p.post_doc[keep]], p.post_tf[keep]))
+        post_pieces.append((_Rows(p.post_mt, pm, p.post_doc, p.post_tf), dmap))
         k = dmap[p.pend_doc] >= 0
         pend_h.append(p.pend_hash[k])
         pend_d.append(dmap[p.pend_doc[k]])
@@ -221,11 +218,7 @@ def merge(parts: list, n_docs: int) -> Partial:
     del post_pieces
 
     # ---- pairs: signed sums by (a, b); mapping keeps a < b and the order (monotonic ids)
-    pieces = []
-    for (p, sign, _), pm in zip(parts, pmaps):
-        a, b = pm[p.pair_a], pm[p.pair_b]
-        ok = np.flatnonzero((a >= 0) & (b >= 0))
-        pieces.append((a[ok], b[ok], p.pair_adj[ok], p.pair_ctx[ok], sign))
+    pieces = [(_Rows(p.pair_a, pm, p.pair_b, p.pair_adj, p.pair_ctx), sign) for (p, sign, _), pm in zip(parts, pmaps)]
     pair_a, pair_b, adj, ctx = _sum_pairs(pieces, n_mt)
     del pieces
 
@@ -253,54 +246,98 @@ def merge(parts: list, n_docs: int) -> Partial:
         labels=labels)
 
 
-def _chunks(row_keys: list, n_keys: int, rows_per_chunk: int):
-    """Key ranges [lo, hi) of about ``rows_per_chunk`` rows each, over pieces sorted by key."""
-    per_key = np.zeros(n_keys + 1, dtype=np.int64)
-    for keys in row_keys:
-        per_key[:n_keys] += np.bincount(keys, minlength=n_keys)[:n_keys]
+class _Rows:
+    """Rows of one partial sorted by a local multitoken id (``keys``), read one range of merged
+    ids at a time: ``ids`` maps local ids to merged ones (-1: gone), monotonically, so a merged
+    range is one contiguous run of rows, found by binary search. The rows may be memory-mapped
+    (a spilled shard): only the run being merged is read, and :meth:`release` drops its pages."""
+
+    def __init__(self, keys: np.ndarray, ids: np.ndarray, *columns):
+        self.keys, self.ids, self.columns = keys, ids, columns
+        self.mono = np.maximum.accumulate(ids) if len(ids) else ids
+
+    def per_key(self, n_keys: int) -> np.ndarray:
+        runs = np.diff(np.searchsorted(self.keys, np.arange(len(self.ids) + 1)))
+        ok = self.ids >= 0
+        return np.bincount(self.ids[ok], weights=runs[ok], minlength=n_keys).astype(np.int64)[:n_keys]
+
+    def run(self, lo: int, hi: int):
+        l_lo, l_hi = np.searchsorted(self.mono, [lo, hi])
+        s, e = int(np.searchsorted(self.keys, l_lo)), int(np.searchsorted(self.keys, l_hi))
+        return self.ids[np.asarray(self.keys[s:e], dtype=np.int64)], [np.asarray(c[s:e]) for c in self.columns]
+
+    def release(self) -> None:
+        import mmap
+
+        for arr in (self.keys, *self.columns):
+            base = arr
+            while base is not None and not isinstance(base, np.memmap):
+                base = getattr(base, "base", None)
+            mm = getattr(base, "_mmap", None)
+            if mm is not None and hasattr(mm, "madvise"):
+                mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _chunks(pieces: list, n_keys: int, rows_per_chunk: int):
+    """Merged-id ranges [lo, hi) of about ``rows_per_chunk`` rows each."""
+    per_key = np.zeros(n_keys, dtype=np.int64)
+    for piece in pieces:
+        per_key += piece.per_key(n_keys)
     cum = np.cumsum(per_key)
+    if not len(cum) or cum[-1] == 0:
+        return []
     cuts = np.searchsorted(cum, np.arange(rows_per_chunk, int(cum[-1]), rows_per_chunk), side="right")
     bounds = np.unique(np.concatenate(([0], cuts, [n_keys])))
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
-def _slices(sorted_keys: list, lo: int, hi: int):
-    """For each piece, the row range whose key lies in [lo, hi)."""
-    return [(int(np.searchsorted(k, lo)), int(np.searchsorted(k, hi))) for k in sorted_keys]
-
-
 def _merge_postings(pieces: list, n_mt: int, n_docs: int, rows_per_chunk: int = 1 << 22):
-    """k-way merge of postings pieces, each sorted by (multitoken, entity), one multitoken range at a time."""
-    total = sum(len(m) for m, _, _ in pieces)
-    width = max((tf.dtype.itemsize for _, _, tf in pieces), default=2)
-    out_mt = np.empty(total, dtype=np.int32)
-    out_doc = np.empty(total, dtype=np.int32)
-    out_tf = np.empty((total, F), dtype=np.uint16 if width <= 2 else np.uint32)
-    filled = 0
-    for lo, hi in _chunks([m for m, _, _ in pieces], n_mt, rows_per_chunk) if total else []:
-        sl = _slices([m for m, _, _ in pieces], lo, hi)
-        mt = np.concatenate([m[s:e] for (m, _, _), (s, e) in zip(pieces, sl)]).astype(np.int64)
-        doc = np.concatenate([d[s:e] for (_, d, _), (s, e) in zip(pieces, sl)]).astype(np.int64)
-        tf = np.concatenate([t[s:e] for (_, _, t), (s, e) in zip(pieces, sl)])
+    """k-way merge of postings, each piece sorted by (multitoken, entity), one multitoken range at a time.
+
+    A piece is ``(_Rows(post_mt, ids, post_doc, post_tf), doc_map)``; entities mapped to -1 leave.
+    """
+    out_mt, out_doc, out_tf = [], [], []
+    for lo, hi in _chunks([r for r, _ in pieces], n_mt, rows_per_chunk):
+        got = []
+        for rows, dmap in pieces:
+            mt, (doc, tf) = rows.run(lo, hi)
+            doc = dmap[doc]
+            keep = doc >= 0
+            if (mt[keep] < 0).any():
+                raise ValueError("a posting of a multitoken whose counts were subtracted away")
+            got.append((mt[keep], doc[keep], tf[keep]))
+        mt = np.concatenate([g[0] for g in got])
+        doc = np.concatenate([g[1] for g in got])
+        tf = np.concatenate([g[2] for g in got])
         o = stable_argsort((mt - lo) * max(n_docs, 1) + doc)
-        end = filled + len(o)
-        out_mt[filled:end], out_doc[filled:end], out_tf[filled:end] = mt[o], doc[o], tf[o]
-        filled = end
-    return out_mt, out_doc, out_tf
+        out_mt.append(mt[o].astype(np.int32))
+        out_doc.append(doc[o].astype(np.int32))
+        out_tf.append(tf[o])
+        for rows, _ in pieces:
+            rows.release()
+    if not out_mt:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, F), np.uint16)
+    return np.concatenate(out_mt), np.concatenate(out_doc), np.concatenate(out_tf)
 
 
 def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int = 1 << 22):
-    """Signed sums of pair pieces, each sorted by (a, b), one range of a at a time (bounded
-    temporaries); pairs whose counts sum to zero leave the table."""
+    """Signed sums of pairs, each piece sorted by (a, b), one range of a at a time (bounded
+    temporaries); pairs whose counts sum to zero leave the table.
+
+    A piece is ``(_Rows(pair_a, ids, pair_b, adj, ctx), sign)``.
+    """
     outs = []
-    keys = [a for a, *_ in pieces]
-    for lo, hi in _chunks(keys, n_mt, rows_per_chunk) if any(len(k) for k in keys) else []:
-        sl = _slices(keys, lo, hi)
-        sel = [(piece, s, e) for piece, (s, e) in zip(pieces, sl) if e > s]
-        key = np.concatenate([(a[s:e].astype(np.int64) - lo) * max(n_mt, 1) + b[s:e] for (a, b, _, _, _), s, e in sel])
-        adj = np.concatenate([sign * adj[s:e].astype(np.int64) for (_, _, adj, _, sign), s, e in sel])
-        ctx = np.concatenate([sign * ctx[s:e].astype(np.int64) for (_, _, _, ctx, sign), s, e in sel])
-        if len(sel) > 1:  # one piece is sorted and distinct already
+    for lo, hi in _chunks([r for r, _ in pieces], n_mt, rows_per_chunk):
+        keys, adjs, ctxs = [], [], []
+        for rows, sign in pieces:
+            a, (b, adj, ctx) = rows.run(lo, hi)
+            b = rows.ids[np.asarray(b, dtype=np.int64)]
+            ok = (a >= 0) & (b >= 0)
+            keys.append((a[ok] - lo) * max(n_mt, 1) + b[ok])
+            adjs.append(sign * adj[ok].astype(np.int64))
+            ctxs.append(sign * ctx[ok].astype(np.int64))
+        key, adj, ctx = np.concatenate(keys), np.concatenate(adjs), np.concatenate(ctxs)
+        if sum(len(k) > 0 for k in keys) > 1:  # one piece alone is sorted and distinct already
             o = np.argsort(key, kind="stable")
             key, adj, ctx = key[o], adj[o], ctx[o]
             first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
@@ -311,6 +348,8 @@ def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int = 1 << 22):
         a, b = np.divmod(key[live], max(n_mt, 1))
         outs.append(((a + lo).astype(np.int32), b.astype(np.int32), adj[live].astype(np.uint32),
                      ctx[live].astype(np.uint32)))
+        for rows, _ in pieces:
+            rows.release()
     if not outs:
         return (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint32), np.zeros(0, np.uint32))
     return tuple(np.concatenate(col) for col in zip(*outs))
