@@ -464,7 +464,8 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
     with open(spool / "entities.jsonl", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         for lo, hi in spans:
             shard = [TextEntity.from_dict(json.loads(mm[int(offsets[i]):int(offsets[i + 1])])) for i in range(lo, hi)]
-            parts.append((build_module.count_partial(shard, analyzer, bp, dictionary=dictionary), 1, np.arange(lo, hi)))
+            part = build_module.count_partial(shard, analyzer, bp, dictionary=dictionary)
+            parts.append((_spill(part, spool / f"part-{len(parts)}"), 1, np.arange(lo, hi)))
             bar.update(hi - lo)
     bar.set_postfix_str("merging")
     tables = build_module.assemble(build_module.merge(parts, n))
@@ -478,6 +479,17 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
         report["shards"] = len(spans)
     return _save_counted(tables, analyzer, bp, dict(corpus, entities=n), out_dir, report=report, t0=t0,
                          t_read=t_read, profile=profile)
+
+
+def _spill(part, prefix: Path):
+    """The partial with its per-row arrays written to the spool and memory-mapped back: the merge
+    reads them one range at a time, so a shard's counts do not stay in memory until the merge."""
+    for name in ("post_mt", "post_doc", "post_tf", "pair_a", "pair_b", "pair_adj", "pair_ctx",
+                 "pend_hash", "pend_doc"):
+        path = Path(f"{prefix}-{name}.npy")
+        np.save(path, getattr(part, name))
+        setattr(part, name, np.load(path, mmap_mode="r"))
+    return part
 
 
 def _dictionary_from_spool(spool: Path, n_shards: int, min_count: int, ranges: int = 16) -> np.ndarray:
