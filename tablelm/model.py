@@ -6,6 +6,7 @@ import gc
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import sys
 import tempfile
