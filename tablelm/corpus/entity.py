@@ -58,7 +58,7 @@ class TextEntity:
         return {k: v for k, v in self.to_dict().items() if v or k in ("id", "text")}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TextEntity":
+    def from_dict(cls, d: dict) -> TextEntity:
         """Inverse of :meth:`to_dict`."""
         return cls(
             id=d["id"],
