@@ -356,7 +356,7 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     if on_error not in ("fail", "skip"):
         raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
     analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
-                        **({"stopwords": stopwords} if stopwords else {}))
+                        **({"stopwords": stopwords} if stopwords is not None else {}))
     stats = ReadStats()
     if not isinstance(memory_mb, (int, float)) or isinstance(memory_mb, bool) or not memory_mb >= 64:
         raise TablelmError(f"memory_mb must be a number of megabytes >= 64. Got {memory_mb!r}.")
