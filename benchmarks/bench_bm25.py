@@ -22,6 +22,24 @@ bm25s               bm25s Lucene BM25 (k1=1.5, b=0.75), English stopwords + Snow
                     stemmer, document = title + " " + text (as BEIR), one thread.
 tablelm             ``tablelm.build([corpus.jsonl])`` then ``model.search``, default parameters.
 tablelm-reference   the same model queried with ``ranker="reference"``.
+anserini-bm25       Anserini (Lucene) BM25 with its defaults k1=0.9, b=0.4, Porter stemmer and
+                    Lucene's English stopwords, document = title + " " + text; the Anserini jar
+                    that the ``pyserini`` package ships (``pip install --no-deps pyserini==0.25.0``,
+                    Java 11+; later pyserini releases need Java 21).
+anserini-rm3        the same with RM3 pseudo-relevance feedback (Lavrenko & Croft 2001; Anserini's
+                    defaults: 10 feedback documents, 10 terms, original query weight 0.5).
+anserini-sdm        the same with the Sequential Dependence Model (Metzler & Croft 2005), a
+                    proximity model: terms 0.85, ordered windows 0.1, unordered windows 0.05.
+                    The Anserini rows measure quality only: each build and search is a Java
+                    process, so their timings are not comparable and are not shown.
+
+Paired test
+-----------
+Every system is compared with bm25s query by query (``tablelm.evaluation.compare_runs``):
+the mean difference of nDCG@10 and Recall@100, wins/ties/losses, and the two-sided
+p-values of the paired randomization test (10,000 sign flips, seed 0) and the paired
+t-test. A difference with p >= 0.05 can be noise: small collections move by
+±0.01-0.02 between equally good systems.
 
 What is measured
 ----------------
@@ -66,7 +84,15 @@ TABLELM_SYSTEMS = {
     "tablelm": ({}, {}),
     "tablelm-reference": ({}, {"ranker": "reference"}),
 }
-SYSTEMS = ["bm25s", *TABLELM_SYSTEMS]
+#: Anserini system → SearchCollection flags (after ``-bm25``); see the module docstring.
+ANSERINI_SYSTEMS = {
+    "anserini-bm25": [],
+    "anserini-rm3": ["-rm3"],
+    "anserini-sdm": ["-sdm"],
+}
+SYSTEMS = ["bm25s", *TABLELM_SYSTEMS, *ANSERINI_SYSTEMS]
+#: Systems whose timings are not measured (a Java process per call): run once, quality only.
+QUALITY_ONLY = set(ANSERINI_SYSTEMS)
 K = 100
 METRICS = ("ndcg@10", "recall@100", "map@100")
 BM25_PARAMS = dict(method="lucene", k1=1.5, b=0.75)
@@ -145,6 +171,55 @@ def _tablelm_engine(corpus_path: Path, build_params: dict, query_params: dict):
     return build_s, search_many, search
 
 
+def anserini_jar() -> Path:
+    """The Anserini fat jar shipped in the ``pyserini`` package (found without importing pyserini,
+    whose import needs faiss and torch that the benchmark does not)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyserini")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pyserini is not installed; pip install --no-deps pyserini==0.25.0 (needs Java 11+)")
+    jars = sorted(Path(next(iter(spec.submodule_search_locations)), "resources", "jars").glob("anserini-*-fatjar.jar"))
+    if not jars:
+        raise SystemExit("pyserini has no resources/jars/anserini-*-fatjar.jar; reinstall pyserini==0.25.0")
+    return jars[-1]
+
+
+def _java(jar: Path, main: str, args: list[str]) -> None:
+    proc = subprocess.run(["java", "-cp", str(jar), main, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise SystemExit(f"{main} failed ({lines[-1] if lines else proc.returncode}); is Java 11+ installed?")
+
+
+def run_anserini(system: str, folder: Path, queries: dict[str, str], tmp: Path) -> dict:
+    """Index ``folder``'s corpus with Anserini and run the queries; returns the run."""
+    jar = anserini_jar()
+    docs = tmp / "docs"
+    docs.mkdir()
+    with (folder / "corpus.jsonl").open(encoding="utf-8") as src, (docs / "docs.jsonl").open("w") as dst:
+        for line in src:
+            if line.strip():
+                doc = json.loads(line)
+                text = (doc.get("title") or "") + " " + (doc.get("text") or "")
+                dst.write(json.dumps({"id": str(doc["_id"]), "contents": text}) + "\n")
+    # positions for SDM's windows, document vectors for RM3's feedback terms
+    _java(jar, "io.anserini.index.IndexCollection",
+          ["-collection", "JsonCollection", "-input", str(docs), "-index", str(tmp / "index"),
+           "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1", "-storePositions",
+           "-storeDocvectors"])
+    topics = tmp / "topics.tsv"
+    # TsvString topics: one line per query, so newlines and tabs inside a query become spaces
+    topics.write_text("".join(f"{q}\t{' '.join(t.split())}\n" for q, t in queries.items()), encoding="utf-8")
+    out = tmp / "run.txt"
+    _java(jar, "io.anserini.search.SearchCollection",
+          ["-index", str(tmp / "index"), "-topics", str(topics), "-topicReader", "TsvString",
+           "-output", str(out), "-hits", str(K), "-threads", "1", "-bm25", *ANSERINI_SYSTEMS[system]])
+    from tablelm.evaluation import read_trec_run
+
+    return read_trec_run(out)
+
+
 def run_worker(system: str, folder: Path, qrels_name: str) -> dict:
     """Measure one system on one collection; return a JSON-able dict."""
     from tablelm.evaluation import evaluate_run, read_qrels, read_queries
@@ -152,6 +227,12 @@ def run_worker(system: str, folder: Path, qrels_name: str) -> dict:
     queries = read_queries(folder / "queries.jsonl")
     qrels = read_qrels(folder / qrels_name)
     judged = {q: queries[q] for q in qrels}
+    if system in ANSERINI_SYSTEMS:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = run_anserini(system, folder, judged, Path(tmp))
+        scores = evaluate_run(run, qrels, METRICS)
+        return {"system": system, "collection": folder.name, "n_queries": len(judged), **scores["mean"],
+                "per_query": scores["per_query"], **{key: None for key in TIMED}}
     rss_before = _maxrss_mb()
     if system == "bm25s":
         build_s, search_many, search = _bm25s_engine(folder / "corpus.jsonl")
@@ -173,10 +254,11 @@ def run_worker(system: str, folder: Path, qrels_name: str) -> dict:
         t = time.perf_counter()
         search(text)
         latencies.append(time.perf_counter() - t)
-    scores = evaluate_run(run, qrels, METRICS)["mean"]
+    scores = evaluate_run(run, qrels, METRICS)
     peak = _maxrss_mb()
     return {
-        "system": system, "collection": folder.name, "n_queries": len(judged), **scores,
+        "system": system, "collection": folder.name, "n_queries": len(judged), **scores["mean"],
+        "per_query": scores["per_query"],
         "build_s": build_s, "qps": repeats * len(judged) / batch_s,
         "p50_ms": _percentile(latencies, 50), "p95_ms": _percentile(latencies, 95),
         "peak_mb": peak, "delta_mb": peak - rss_before,
@@ -196,7 +278,7 @@ def machine_facts(argv: list[str]) -> list[str]:
     except OSError:
         cpu = platform.processor() or "unknown"
     versions = []
-    for pkg in ("tablelm", "bm25s", "numpy", "scipy", "PyStemmer"):
+    for pkg in ("tablelm", "bm25s", "pyserini", "numpy", "scipy", "PyStemmer"):
         try:
             versions.append(f"{pkg} {metadata.version(pkg)}")
         except metadata.PackageNotFoundError:
@@ -248,13 +330,42 @@ def combine(runs: list[dict]) -> dict:
         if any(abs(r[m] - first[m]) > 1e-9 for m in METRICS):
             return {"system": first["system"], "collection": first["collection"],
                     "error": "quality differs between repeats (not deterministic)"}
-    row = dict(first, **{k: statistics.median(r[k] for r in runs) for k in TIMED})
-    row["build_runs"] = sorted(r["build_s"] for r in runs)
+    timed = {k: [r[k] for r in runs if r.get(k) is not None] for k in TIMED}
+    row = dict(first, **{k: statistics.median(v) if v else None for k, v in timed.items()})
+    row["build_runs"] = sorted(timed["build_s"])
     return row
+
+
+PAIRED = ("ndcg@10", "recall@100")
+
+
+def paired_rows(results: list[dict]) -> list[str]:
+    """Markdown rows: each system against bm25s on the same queries (randomization test and t-test)."""
+    from tablelm.evaluation import paired_test
+
+    base = {r["collection"]: r for r in results if r["system"] == "bm25s" and "error" not in r}
+    rows = []
+    for r in results:
+        b = base.get(r["collection"])
+        if r["system"] == "bm25s" or "error" in r or b is None:
+            continue
+        cells = []
+        for metric in PAIRED:
+            qids = list(b["per_query"])
+            t = paired_test([r["per_query"][q][metric] for q in qids], [b["per_query"][q][metric] for q in qids])
+            real = "**yes**" if t["p_randomization"] < 0.05 else "no"
+            cells.append(f"{t['delta']:+.4f} | {t['wins']}/{t['ties']}/{t['losses']} | {t['p_randomization']:.4f} "
+                         f"| {t['p_ttest']:.4f} | {real}")
+        rows.append(f"| {r['collection']} | {r['system']} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def fmt(x, digits):
     return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def build_range(runs: list[float]) -> str:
+    return f"{fmt(runs[0], 2)}–{fmt(runs[-1], 2)}" if runs else "–"
 
 
 def render(results: list[dict], facts: list[str], runs: int) -> str:
@@ -273,7 +384,7 @@ def render(results: list[dict], facts: list[str], runs: int) -> str:
             continue
         lines.append(f"| {r['collection']} | {r['system']} | {r['n_queries']} | {r['ndcg@10']:.3f} "
                      f"| {r['recall@100']:.3f} | {r['map@100']:.3f} | {fmt(r['build_s'], 2)} "
-                     f"| {fmt(r['build_runs'][0], 2)}–{fmt(r['build_runs'][-1], 2)} | {fmt(r['qps'], 0)} | {fmt(r['p50_ms'], 2)} | {fmt(r['p95_ms'], 2)} "
+                     f"| {build_range(r['build_runs'])} | {fmt(r['qps'], 0)} | {fmt(r['p50_ms'], 2)} | {fmt(r['p95_ms'], 2)} "
                      f"| {fmt(r['peak_mb'], 0)} | {fmt(r['delta_mb'], 0)} |")
     ratios = []
     by_key = {(r["collection"], r["system"]): r for r in results if "error" not in r}
@@ -283,7 +394,7 @@ def render(results: list[dict], facts: list[str], runs: int) -> str:
             continue
 
         def ratio(key):
-            return "–" if not base[key] else f"{r[key] / base[key]:.2f}"
+            return "–" if not base[key] or r[key] is None else f"{r[key] / base[key]:.2f}"
 
         ratios.append(f"| {r['collection']} | {r['system']} | {ratio('ndcg@10')} | {ratio('recall@100')} "
                       f"| {ratio('map@100')} | {ratio('build_s')} | {ratio('qps')} | {ratio('p50_ms')} "
@@ -293,6 +404,14 @@ def render(results: list[dict], facts: list[str], runs: int) -> str:
                   "build s, p50 and memory: lower is better):", "",
                   "| collection | system | nDCG@10 | Recall@100 | MAP@100 | build s | q/s | p50 ms | peak MB |",
                   "|---|---|---|---|---|---|---|---|---|", *ratios]
+    paired = paired_rows(results)
+    if paired:
+        lines += ["", "Paired tests against bm25s, query by query (Δ = system − bm25s; W/T/L = queries the "
+                  "system wins/ties/loses; p: two-sided, paired randomization test with 10,000 sign flips "
+                  "and paired t-test; real = p(rand) < 0.05):", "",
+                  "| collection | system | Δ nDCG@10 | W/T/L | p rand | p t | real | Δ Recall@100 | W/T/L "
+                  "| p rand | p t | real |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|", *paired]
     lines += ["", "Machine:", "", *facts, ""]
     return "\n".join(lines)
 
@@ -333,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         args.result.write_text(json.dumps(result))
         return 0
 
+    # the paired tests use this checkout's tablelm.evaluation, as the workers do (see spawn)
+    sys.path.insert(0, str(REPO))
     collections = ["cranfield"] if args.quick else args.collections
     missing = [c for c in collections if not (args.data / c / "corpus.jsonl").exists()]
     if missing:
@@ -344,9 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = {system: [] for system in args.systems}
         for i in range(args.repeat):
             for system in args.systems:
+                if i and system in QUALITY_ONLY:
+                    continue  # deterministic and untimed: one run says it all
                 print(f"[bench] {system} on {name} ({i + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
                 r = spawn(system, args.data / name, COLLECTIONS[name], args.timeout)
-                status = r["error"] if "error" in r else f"nDCG@10 {r['ndcg@10']:.3f}, build {r['build_s']:.2f} s"
+                status = r["error"] if "error" in r else f"nDCG@10 {r['ndcg@10']:.3f}, build {fmt(r['build_s'], 2)} s"
                 print(f"[bench]   {status}", file=sys.stderr, flush=True)
                 runs[system].append(r)
         results += [combine(runs[system]) for system in args.systems]

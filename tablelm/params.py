@@ -198,6 +198,12 @@ _PARAMS = [
           "ln(1 + the most in-links), in-links being the entities that list it as related (0 = off).", "query"),
     Param("phrase_weight", 0.2, Interval(float, 0.0, 5.0),
           "Weight of a matched multitoken of two or more words relative to a single word.", "query"),
+    Param("qtf_k3", 10.0, Interval(float, 0.0, 1000.0),
+          "Query term frequency: a multitoken the prompt says qtf times weighs (k3+1)qtf/(k3+qtf) times more "
+          "(BM25's k3 saturation; 0 = once however often repeated, 1000 = nearly proportional to qtf).", "query"),
+    Param("phrase_mode", "stretch", Options(("stretch", "each")),
+          "Phrase evidence: 'stretch' = the overlapping matched phrases of one stretch of the prompt count once "
+          "per entity (its best one); 'each' = every matched phrase adds its own evidence.", "query"),
     Param("contained_weight", 1.0, Interval(float, 0.0, 1.0),
           "Weight kept by a word that distillation finds inside a longer matched multitoken "
           "(1 = keep fully, 0 = drop as the reference does).", "query"),

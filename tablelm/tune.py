@@ -37,6 +37,7 @@ SPACE = {
     "w_category": (0.0, 3.0),
     "w_meta": (0.0, 1.0),
     "phrase_weight": (0.0, 1.0),
+    "qtf_k3": (0.0, 20.0),
     "contained_weight": (0.2, 1.0),
     "prf_weight": (0.0, 0.6),
     "expansion_weight": (0.0, 0.3),
@@ -118,7 +119,23 @@ def tune(model, queries, qrels, *, metric="ndcg@10", budget=60, space=None, held
         hq, hr = heldout
         out["heldout"] = {"before": _score(model, hq, hr, metric, {n: model.defaults[n] for n in names}, k),
                           "after": _score(model, hq, hr, metric, current, k)}
+    out["worse_heldout"] = worse_heldout(out)
     return out
+
+
+def worse_heldout(result: dict) -> str | None:
+    """Why the winner of :func:`tune` should not replace the current profile, or None.
+
+    The search maximizes the train score, so a winner can fit the train queries'
+    noise: when its held-out score is *below* the current profile's (the
+    parameters the model uses now), saving it would silently make the model
+    worse. Equal held-out scores are no reason to refuse (the train score rose).
+    """
+    held = result.get("heldout")
+    if held and held["after"] < held["before"] - 1e-12:
+        return (f"the winner's held-out {result['metric']} {held['after']:.4f} is below the current "
+                f"profile's {held['before']:.4f}")
+    return None
 
 
 # ----------------------------------------------------------------------------- usage

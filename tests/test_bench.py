@@ -44,6 +44,22 @@ def test_a_failed_repeat_fails_the_row():
     assert row["error"] == "exit 1: boom"
 
 
+def test_quality_only_rows_have_no_timings_and_are_tested_against_bm25s():
+    bench = _bench()
+    def pq(vals):
+        return {f"q{i}": {"ndcg@10": v, "recall@100": v} for i, v in enumerate(vals)}
+
+    base = dict(_run(1.0), system="bm25s", per_query=pq([0.2, 0.4, 0.6, 0.8]))
+    other = {"system": "anserini-rm3", "collection": "cacm", "n_queries": 4, "ndcg@10": 0.6, "recall@100": 0.6,
+             "map@100": 0.3, "per_query": pq([0.3, 0.5, 0.7, 0.9]), **{k: None for k in bench.TIMED}}
+    row = bench.combine([other])
+    assert row["build_s"] is None and row["build_runs"] == []
+    rows = bench.paired_rows([bench.combine([base]), row])
+    assert len(rows) == 1 and rows[0].startswith("| cacm | anserini-rm3 | +0.1000 | 4/0/0 |")
+    table = bench.render([bench.combine([base]), row], ["- machine"], 1)
+    assert "| cacm | anserini-rm3 | 4 | 0.600 |" in table and "Paired tests against bm25s" in table
+
+
 @needs_data
 @pytest.mark.slow
 def test_quick_benchmark_runs_both_systems(tmp_path):

@@ -322,3 +322,62 @@ def test_prompt_coverage():
     assert first["missing"] == ["sale"]
     assert second["coverage"] == 0.0 and second["ids"] == []
     assert rep.mean_coverage == pytest.approx((0.8 + 0.0) / 2)
+
+
+# ------------------------------------------------------------------ paired significance
+
+
+def test_paired_t_test_matches_scipy():
+    from scipy import stats
+
+    rng = __import__("numpy").random.default_rng(3)
+    a = rng.random(40)
+    b = a - 0.03 + rng.normal(0, 0.1, 40)
+    got = ev.paired_test(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert got["t"] == pytest.approx(ref.statistic) and got["p_ttest"] == pytest.approx(ref.pvalue)
+    assert got["delta"] == pytest.approx(float((a - b).mean()))
+    assert got["wins"] + got["ties"] + got["losses"] == 40
+
+
+def test_randomization_p_matches_the_exact_enumeration():
+    # n = 10 deltas: all 2^10 sign assignments give the exact two-sided p-value
+    import itertools
+
+    d = [0.3, -0.1, 0.25, 0.05, 0.2, -0.15, 0.4, 0.1, 0.0, 0.12]
+    a, b = [x + 0.5 for x in d], [0.5] * len(d)
+    obs = abs(sum(d))
+    exact = sum(abs(sum(s * x for s, x in zip(signs, d))) >= obs - 1e-12
+                for signs in itertools.product((1, -1), repeat=len(d))) / 2 ** len(d)
+    got = ev.paired_test(a, b, n_resamples=200_000, seed=1)
+    assert got["p_randomization"] == pytest.approx(exact, abs=0.005)
+    assert got["wins"] == 7 and got["ties"] == 1 and got["losses"] == 2
+    # deterministic: the same seed gives the same p-value
+    assert ev.paired_test(a, b, n_resamples=5000, seed=7) == ev.paired_test(a, b, n_resamples=5000, seed=7)
+
+
+def test_paired_test_edge_cases():
+    same = ev.paired_test([0.2, 0.5, 1.0], [0.2, 0.5, 1.0])
+    assert same["p_randomization"] == 1.0 and same["p_ttest"] == 1.0 and same["ties"] == 3
+    # a clear, consistent difference: p is as small as the resamples allow
+    big = ev.paired_test([1.0] * 30, [0.0] * 30, n_resamples=999)
+    assert big["p_randomization"] == pytest.approx(1 / 1000) and big["p_ttest"] == 0.0 and big["wins"] == 30
+    with pytest.raises(ValueError, match="same length"):
+        ev.paired_test([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="no queries"):
+        ev.paired_test([], [])
+
+
+def test_compare_runs_per_query_deltas():
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1}}
+    good = {"q1": [("d1", 2.0), ("x", 1.0)], "q2": [("d2", 1.0)], "q3": [("x", 1.0), ("d3", 0.5)]}
+    worse = {"q1": [("x", 2.0), ("d1", 1.0)], "q2": [("d2", 1.0)]}  # q3 missing: scores 0
+    cmp = ev.compare_runs(good, worse, qrels, ("mrr@10", "recall@100"))
+    t = cmp.tests["mrr@10"]
+    assert (t["wins"], t["ties"], t["losses"]) == (2, 1, 0)
+    assert cmp.per_query["q1"]["mrr@10"] == [1.0, 0.5, 0.5]
+    assert cmp.per_query["q3"]["mrr@10"] == [0.5, 0.0, 0.5]
+    assert t["delta"] == pytest.approx(1.0 / 3)
+    assert cmp.largest("mrr@10", 1) == ([("q1", 0.5)], [])
+    with pytest.raises(ValueError, match="same collection"):
+        ev.compare_runs({"other": [("d1", 1.0)]}, {}, qrels)

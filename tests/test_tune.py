@@ -63,7 +63,7 @@ def test_tune_improves_train_saves_profile_and_is_used(cran_dir, tmp_path):
             for d, r in docs.items():
                 (ft if int(q) % 2 else fh).write(f"{q}\t{d}\t{r}\n")
     out = json.loads(_run("tune", "-m", cran_dir, "--queries", CRAN / "queries.jsonl", "--qrels", train,
-                          "--heldout-qrels", held, "--budget", 8, "--json"))
+                          "--heldout-qrels", held, "--budget", 8, "--json", "--force"))
     assert out["saved"] and out["source"] == "tune"
     assert out["train"]["after"] >= out["train"]["before"]
     assert set(out["heldout"]) == {"before", "after"}
@@ -77,6 +77,61 @@ def test_tune_improves_train_saves_profile_and_is_used(cran_dir, tmp_path):
     assert info["profile"]["name"] == "tuned"
     _run("tune", "-m", cran_dir, "--reset")
     assert tablelm.load(cran_dir).defaults == tablelm.params.resolve({}, stage=("query", "render"))
+
+
+def test_tune_keeps_the_current_profile_when_the_winner_is_worse_held_out(cran_dir, tmp_path):
+    # Held-out "judgments" = the current ranking's first answer of each query: the current profile
+    # scores nearly 1 there, so a winner that reorders any first answer is worse held out.
+    qrels = read_qrels(CRAN / "qrels" / "test.tsv")
+    queries = read_queries(CRAN / "queries.jsonl")
+    model = tablelm.load(cran_dir)
+    train, held = tmp_path / "train.tsv", tmp_path / "held.tsv"
+    with open(train, "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        f.writelines(f"{q}\t{d}\t{r}\n" for q in list(qrels)[:10] for d, r in qrels[q].items())
+    top = model.search_many({q: queries[q] for q in list(qrels)[100:]}, 1)
+    with open(held, "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        f.writelines(f"{q}\t{hits[0][0]}\t1\n" for q, hits in top.items() if hits)
+    before = read_manifest(cran_dir).get("profile", {})
+    args = ("tune", "-m", cran_dir, "--queries", CRAN / "queries.jsonl", "--qrels", train,
+            "--heldout-qrels", held, "--budget", 12)
+    out = json.loads(_run(*args, "--json"))
+    assert out["train"]["after"] > out["train"]["before"]
+    assert out["heldout"]["after"] < out["heldout"]["before"]
+    assert not out["saved"] and "below the current profile" in out["kept_current"]
+    assert read_manifest(cran_dir).get("profile", {}) == before
+    text = _run(*args)
+    assert "not saved" in text and "--force" in text
+    forced = json.loads(_run(*args, "--json", "--force"))
+    assert forced["saved"] and read_manifest(cran_dir)["profile"]["params"] == forced["params"]
+    _run("tune", "-m", cran_dir, "--reset")
+
+
+def test_eval_compare_reports_the_paired_test(cran_dir, tmp_path):
+    queries, qrels = CRAN / "queries.jsonl", CRAN / "qrels" / "test.tsv"
+    same, other = tmp_path / "same.run", tmp_path / "other.run"
+    _run("search", "-m", cran_dir, "--queries", queries, "-o", same)
+    _run("search", "-m", cran_dir, "--queries", queries, "-o", other, "-p", "k1=0.3", "-p", "b=0.2")
+    out = json.loads(_run("eval", "-m", cran_dir, "--queries", queries, "--qrels", qrels, "--compare", same,
+                          "--json"))
+    t = out["compare"]["tests"]["ndcg@10"]
+    assert t["delta"] == 0.0 and t["ties"] == 225 and t["p_randomization"] == 1.0
+    out = json.loads(_run("eval", "-m", cran_dir, "--queries", queries, "--qrels", qrels, "--compare", other,
+                          "--json", "--resamples", 2000))
+    t = out["compare"]["tests"]["ndcg@10"]
+    assert t["delta"] == pytest.approx(out["metrics"]["ndcg@10"] - t["mean_b"])
+    assert t["wins"] + t["ties"] + t["losses"] == 225 and 0 < t["p_randomization"] <= 1
+    pq = out["compare"]["per_query"]
+    assert len(pq) == 225 and all(v["ndcg@10"][2] == pytest.approx(v["ndcg@10"][0] - v["ndcg@10"][1])
+                                  for v in pq.values())
+    text = _run("eval", "-m", cran_dir, "--queries", queries, "--qrels", qrels, "--compare", other)
+    assert "p(rand)" in text and "wins/ties/losses" in text
+    bad = tmp_path / "bad.run"
+    bad.write_text("zzz Q0 1 1 1.0 x\n")
+    res = CliRunner().invoke(main, ["eval", "-m", str(cran_dir), "--queries", str(queries), "--qrels", str(qrels),
+                                    "--compare", str(bad)])
+    assert res.exit_code == 2 and "no run for any of the 225 judged queries" in res.output
 
 
 def test_tune_from_usage_promotes_the_most_chosen_values(cran_dir, tmp_path, monkeypatch):

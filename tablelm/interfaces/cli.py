@@ -182,8 +182,11 @@ def _reading(options: dict) -> dict:
 @_reader_options
 @click.option("--kw-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
+@click.option("--memory", "memory_mb", type=click.FloatRange(min=64), default=2048, show_default=True,
+              help="Memory budget of the counting, in MB: a larger corpus is read and counted in shards "
+                   "(same tables).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, kw_map, as_json, **reading):
+def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..model import build as build_model
@@ -197,7 +200,8 @@ def build(sources, out, param_items, kw_map, as_json, **reading):
     kw = read_kw_map(kw_map) if kw_map else None
     report: dict = {}
     t0 = time.perf_counter()
-    model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, **_reading(reading), **bp)
+    model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, memory_mb=memory_mb,
+                        **_reading(reading), **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -365,9 +369,17 @@ def _is_prompt_file(path: Path) -> bool:
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000),
               help="Cards a user sees: the cutoff of exhaustivity and of prompt coverage.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
+@click.option("--compare", "compare_run", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A TREC run of another system on the same queries: per-query deltas, paired randomization "
+                   "test and t-test, wins/ties/losses of this model against it.")
+@click.option("--resamples", default=10000, show_default=True, type=click.IntRange(100, 10_000_000),
+              help="With --compare: random sign assignments of the randomization test (seed 0).")
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_dir, queries, qrels, k, param_items, as_json):
-    """Measure answer quality and latency: nDCG@10, MAP@100, Recall@100, MRR@10, exhaustivity."""
+def eval_cmd(model_dir, queries, qrels, k, param_items, compare_run, resamples, as_json):
+    """Measure answer quality and latency: nDCG@10, MAP@100, Recall@100, MRR@10, exhaustivity.
+
+    With --compare RUN_FILE, also test whether this model's difference from that run is real.
+    """
     from .. import evaluation as E
 
     qp = _params(param_items, ("query", "render"))
@@ -383,15 +395,43 @@ def eval_cmd(model_dir, queries, qrels, k, param_items, as_json):
     if qrels is None:
         raise click.UsageError("--qrels is required with a queries.jsonl file.")
     metrics = ("ndcg@10", "map@100", "recall@100", "mrr@10", f"exhaustivity@{k}")
-    rep = E.evaluate_model(model, E.read_queries(queries), E.read_qrels(qrels), k=max(100, k), metrics=metrics, **qp)
+    judged = E.read_qrels(qrels)
+    baseline = E.read_trec_run(compare_run) if compare_run else None
+    if baseline is not None and not any(q in baseline for q in judged):
+        raise click.BadParameter(f"{compare_run} has no run for any of the {len(judged)} judged queries of "
+                                 f"{qrels}; pass a run of the same queries", param_hint="--compare")
+    rep = E.evaluate_model(model, E.read_queries(queries), judged, k=max(100, k), metrics=metrics, **qp)
+    cmp = (E.compare_runs(rep.run, baseline, judged, metrics, n_resamples=resamples)
+           if baseline is not None else None)
     if as_json:
-        _emit_json(rep.to_dict())
+        _emit_json(dict(rep.to_dict(), **({"compare": dict(cmp.to_dict(), run_file=str(compare_run))}
+                                          if cmp else {})))
         return
     click.echo(f"{rep.n_queries} judged queries ({rep.n_missing} returned nothing)")
     for name, value in rep.metrics.items():
         click.echo(f"  {name:<16} {value:.4f}")
     click.echo(f"  latency p50 {rep.latency_ms_p50:.2f} ms, p95 {rep.latency_ms_p95:.2f} ms; "
                f"{rep.queries_per_s:,.0f} queries/s")
+    if cmp:
+        _echo_comparison(cmp, compare_run)
+
+
+def _echo_comparison(cmp, run_file) -> None:
+    """The paired test of ``tablelm eval --compare`` as text: one line per metric, then the largest deltas."""
+    click.echo(f"against {run_file} (A = this model, B = the run; p: paired randomization test, "
+               f"{cmp.tests[cmp.metrics[0]]['n_resamples']:,} sign flips, and paired t-test):")
+    click.echo(f"  {'metric':<16} {'A':>7} {'B':>7} {'A-B':>8}  wins/ties/losses  p(rand)  p(t)")
+    for name in cmp.metrics:
+        t = cmp.tests[name]
+        verdict = "real (p < 0.05)" if t["p_randomization"] < 0.05 else "could be noise"
+        click.echo(f"  {name:<16} {t['mean_a']:7.4f} {t['mean_b']:7.4f} {t['delta']:+8.4f}  "
+                   f"{t['wins']:>4}/{t['ties']}/{t['losses']:<6}  {t['p_randomization']:.4f}  "
+                   f"{t['p_ttest']:.4f}  {verdict}")
+    wins, losses = cmp.largest(cmp.metrics[0])
+    for label, items in (("largest wins", wins), ("largest losses", losses)):
+        if items:
+            click.echo(f"  {label} ({cmp.metrics[0]}): " + ", ".join(f"{q} {d:+.3f}" for q, d in items))
+    click.echo("  per-query deltas: --json (compare.per_query)")
 
 
 @main.command()
@@ -407,9 +447,16 @@ def eval_cmd(model_dir, queries, qrels, k, param_items, as_json):
 @click.option("--min-count", default=3, show_default=True, help="With --from-usage: times a value must be chosen.")
 @click.option("--reset", is_flag=True, help="Remove the profile: back to the registry defaults.")
 @click.option("--dry-run", is_flag=True, help="Search and report, but do not save the profile.")
+@click.option("--force", is_flag=True,
+              help="Save the winner even when its held-out score is below the current profile's.")
 @click.option("--json", "as_json", is_flag=True)
-def tune(model_dir, queries, qrels, heldout_qrels, metric, budget, name, from_usage, min_count, reset, dry_run, as_json):
-    """Optimize the query parameters directly for a metric and save them as the model's default profile."""
+def tune(model_dir, queries, qrels, heldout_qrels, metric, budget, name, from_usage, min_count, reset, dry_run,
+         force, as_json):
+    """Optimize the query parameters directly for a metric and save them as the model's default profile.
+
+    With --heldout-qrels, a winner that scores below the current profile on the held-out queries is not
+    saved (the current profile stays) unless --force.
+    """
     from .. import evaluation as E
     from ..model import load
     from ..tune import profile_from_usage
@@ -446,17 +493,27 @@ def tune(model_dir, queries, qrels, heldout_qrels, metric, budget, name, from_us
         profile = {"name": name, "source": "tune", "metric": metric, "params": result["params"],
                    "train": result["train"], "heldout": result.get("heldout"),
                    "queries": str(queries), "qrels": str(qrels)}
-    if not dry_run:
+    refused = result.get("worse_heldout") if not force else None
+    save = not dry_run and not refused
+    if save:
         model.set_profile(profile)
     if as_json:
-        _emit_json(dict(profile, saved=not dry_run, **({"path": result["path"]} if "path" in result else {})))
+        _emit_json(dict(profile, saved=save, kept_current=refused,
+                        **({"path": result["path"]} if "path" in result else {})))
         return
     click.echo(f"profile {name!r}: " + (", ".join(f"{k}={v}" for k, v in profile["params"].items()) or "(defaults)"))
     if "train" in result:
         click.echo(f"  train   {metric} {result['train']['before']:.4f} -> {result['train']['after']:.4f}")
     if result.get("heldout"):
         click.echo(f"  heldout {metric} {result['heldout']['before']:.4f} -> {result['heldout']['after']:.4f}")
-    click.echo("saved in the model's manifest; used by default from now on." if not dry_run else "not saved (--dry-run).")
+    if refused and not dry_run:
+        click.echo(f"not saved: {refused}; the current profile stays (--force saves it anyway).")
+    elif result.get("worse_heldout") and force and not dry_run:
+        click.echo(f"saved although {result['worse_heldout']} (--force).")
+    if save:
+        click.echo("saved in the model's manifest; used by default from now on.")
+    elif dry_run:
+        click.echo("not saved (--dry-run).")
 
 
 # ------------------------------------------------------------------------------- show / info / params

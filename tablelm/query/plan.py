@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -49,9 +50,15 @@ class Term:
     role: str
     weight: float = 1.0
     via: str | None = None  # for expansions: the prompt multitoken it came from
+    qtf: int = 1  # times the prompt says it
+    stretch: int | None = None  # phrases of one stretch of the prompt share an id: they count once
 
     def to_dict(self) -> dict:
         d = {"multitoken": self.text, "words": self.n, "role": self.role, "weight": round(self.weight, 6)}
+        if self.qtf > 1:
+            d["qtf"] = self.qtf
+        if self.stretch is not None:
+            d["stretch"] = self.stretch
         if self.via:
             d["via"] = self.via
         return d
@@ -126,7 +133,8 @@ class Planner:
         """Plans of several prompts; the n-gram lookups of all of them are one vectorized pass."""
         prepared = [self._prepare(p, params) for p in prompts]
         found = self._match([seq for _, seq, _ in prepared], params)
-        return [self._finish(plan, f, forced, params) for (plan, _, forced), f in zip(prepared, found)]
+        return [self._finish(plan, f, forced, params, Counter(seq))
+                for (plan, seq, forced), f in zip(prepared, found)]
 
     def _prepare(self, prompt: str, params: dict):
         """Syntax, intent and the prompt's stem ids in order (-1: not in the corpus)."""
@@ -190,7 +198,7 @@ class Planner:
         plan.filters = list(params.get("filter") or ())
         return plan, seq, forced
 
-    def _finish(self, plan: Plan, matched: set, forced: list, params: dict) -> Plan:
+    def _finish(self, plan: Plan, matched: set, forced: list, params: dict, counts: Counter | None = None) -> Plan:
         """Forced multitokens, distillation and term weights."""
         m = self.model
         stem_ids = m.tables.stem_ids
@@ -207,13 +215,51 @@ class Planner:
                     plan.required_mts.append(mt)
         self._distill(roles, params)
         weight_of = {"prompt": 1.0, "forced": 1.0, "contained": params["contained_weight"], "generic": 0.0}
-        for mt in sorted(roles, key=lambda x: (-m.tables.mt_len[x], x)):
-            n = int(m.tables.mt_len[mt])
+        t = m.tables
+        ids = np.fromiter(roles, dtype=np.int64, count=len(roles))
+        lens = dict(zip(roles, t.mt_len[ids].tolist()))  # one gather, not one array read per term
+        words = {mt: [mt] if lens[mt] == 1 else [x for x in row if x >= 0]
+                 for mt, row in zip(roles, t.mt_words[ids].tolist())}
+        k3 = params["qtf_k3"]
+        counts = counts or Counter()
+        repeated = k3 > 0 and any(c > 1 for x, c in counts.items() if x >= 0)
+        stretch = self._stretches(roles, lens, words) if params["phrase_mode"] == "stretch" else {}
+        for mt in sorted(roles, key=lambda x: (-lens[x], x)):
+            n = lens[mt]
             w = weight_of[roles[mt]]
             if n >= 2 and roles[mt] != "generic":
                 w *= params["phrase_weight"] if roles[mt] != "forced" else max(params["phrase_weight"], 1.0)
-            plan.terms.append(Term(mt=mt, text=m.tables.display(mt), n=n, role=roles[mt], weight=w))
+            # qtf: how often the prompt says it (a phrase: as often as its least repeated word)
+            qtf = max(1, min(counts.get(x, 1) for x in words[mt])) if repeated else 1
+            if qtf > 1:
+                w *= (k3 + 1) * qtf / (k3 + qtf)
+            plan.terms.append(Term(mt=mt, text=t.display(mt), n=n, role=roles[mt], weight=w, qtf=qtf,
+                                   stretch=stretch.get(mt)))
         return plan
+
+    @staticmethod
+    def _stretches(roles: dict, lens: dict, words: dict) -> dict:
+        """Phrase -> stretch id (the smallest phrase id of the stretch).
+
+        ``lens`` and ``words``: each matched multitoken's length and stem ids. Only phrases
+        whose stretch has two or more of them are listed. Matched phrases
+        (two or more words, role ``prompt`` or ``contained``) that share a word lie on one
+        stretch of the prompt: "amp activated protein kinase" brings
+        "activated protein kinase", "protein kinase", "amp activated" ... The ranker counts a
+        stretch once per entity (its best phrase there), so the sub-phrases of one long match
+        do not stack up as independent evidence. Connected components by shared words.
+        """
+        phrases = sorted(mt for mt, r in roles.items() if lens[mt] >= 2 and r in ("prompt", "contained"))
+        label: dict[int, int] = {}  # stem id -> stretch id; phrases in id order, so a label is a phrase id
+        for mt in phrases:
+            joined = {label[w] for w in words[mt] if w in label}
+            s = min(joined | {mt})
+            if joined - {s}:
+                label = {w: s if v in joined else v for w, v in label.items()}
+            label.update((w, s) for w in words[mt])
+        ids = {mt: label[words[mt][0]] for mt in phrases}
+        size = Counter(ids.values())
+        return {mt: s for mt, s in ids.items() if size[s] > 1}  # a phrase alone is its own stretch: no grouping
 
     def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
         """Multitoken ids found among the sub-combinations of each prompt's stems."""

@@ -13,7 +13,14 @@ tablelm ranker
     plan's weight of the term: 1 for a prompt word, ``phrase_weight`` for a
     multitoken of two or more words (an ordered-phrase match that BM25 on words
     cannot see), ``contained_weight`` for a distilled word, ``expansion_weight``·PMI
-    for an embedding neighbour.
+    for an embedding neighbour; times the query-term-frequency factor
+    ``(k3 + 1)·qtf / (k3 + qtf)`` of Robertson et al., "Okapi at TREC-3" (1994), with
+    ``k3 = qtf_k3``, for a term the prompt says ``qtf`` times.
+
+    Phrases of one *stretch* of the prompt (matched phrases sharing words, see
+    ``Planner._stretches``) count once per entity with ``phrase_mode="stretch"``:
+    the stretch adds its best phrase's term, max instead of sum, so a long match
+    and its overlapping sub-phrases are one piece of evidence, not seven.
 
 reference ranker
     The xLLM "PageRank for RAG": per entity, s1 = Σ 1/count(t)^β over the matched
@@ -65,7 +72,12 @@ class Scorer:
         term, idx = gather(m.tables.post_indptr, mts)
         qw = np.asarray([t.weight for t in terms]) * idf(m, mts)
         impact = m.impacts(p["k1"], p["b"], tuple(field_weights(p)))
-        return np.bincount(m.tables.post_docs[idx], weights=qw[term] * impact[idx], minlength=m.n_docs)
+        docs, contrib = m.tables.post_docs[idx], qw[term] * impact[idx]
+        group = np.asarray([-1 if t.stretch is None else t.stretch for t in terms], dtype=np.int64)[term]
+        if (group >= 0).any():
+            # one stretch of the prompt counts once per entity: its best phrase
+            docs, contrib = _best_of_stretch(docs, contrib, group)
+        return np.bincount(docs, weights=contrib, minlength=m.n_docs)
 
     def explain(self, terms, docs: np.ndarray) -> np.ndarray:
         """Contribution of each term (columns) to each entity in ``docs`` (rows); rows sum to the scores."""
@@ -78,6 +90,13 @@ class Scorer:
         for j, t in enumerate(terms):
             hit, post = self._postings(t.mt, docs)
             out[hit, j] = weights[j] * impact[post[hit]]
+        for s in {t.stretch for t in terms if t.stretch is not None}:
+            cols = [j for j, t in enumerate(terms) if t.stretch == s]
+            best = np.asarray(cols)[np.argmax(out[:, cols], axis=1)]
+            mask = np.zeros_like(out, dtype=bool)
+            mask[:, cols] = True
+            mask[np.arange(len(docs)), best] = False
+            out[mask] = 0.0
         return out
 
     def _postings(self, mt: int, docs: np.ndarray):
@@ -125,6 +144,23 @@ class Scorer:
         scores = np.zeros(m.n_docs)
         scores[cand] = 1.0 / combined[cand]
         return scores, raw
+
+
+def _best_of_stretch(docs: np.ndarray, contrib: np.ndarray, group: np.ndarray):
+    """Postings with the phrases of each stretch reduced to their best one per entity.
+
+    Returns (docs, contributions): the ungrouped postings unchanged, then one
+    (entity, max contribution) per (stretch, entity). One sort of the grouped postings
+    by (stretch, entity) and a ``maximum.reduceat``; ``explain`` keeps the same maxima.
+    """
+    free = group < 0
+    g = np.flatnonzero(~free)
+    key = group[g] * (int(docs.max()) + 1) + docs[g]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    best = np.maximum.reduceat(contrib[g][order], starts)
+    return np.concatenate([docs[free], docs[g][order][starts]]), np.concatenate([contrib[free], best])
 
 
 def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
