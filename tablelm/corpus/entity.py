@@ -54,7 +54,7 @@ class TextEntity:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TextEntity":
+    def from_dict(cls, d: dict) -> TextEntity:
         """Inverse of :meth:`to_dict`."""
         return cls(
             id=d["id"],
