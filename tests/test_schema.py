@@ -95,3 +95,12 @@ def test_an_old_format_model_says_how_to_upgrade_and_upgrade_rebuilds_it_from_it
     for name, arr in fresh.tables.arrays.items():
         np.testing.assert_array_equal(up.tables.arrays[name], arr, err_msg=name)
     assert up.search("computer program", k=5) == fresh.search("computer program", k=5)
+
+
+def test_an_empty_stopword_list_means_no_stopwords(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"_id": "a", "text": "the cat and the hat"}\n{"_id": "b", "text": "a dog"}\n')
+    plain = tablelm.build([src])
+    none = tablelm.build([src], stopwords=[])
+    assert "the" not in plain.tables.stem_ids and "the" in none.tables.stem_ids
+    assert none.search("the", k=1)[0][0] == "a"

@@ -182,8 +182,11 @@ def _reading(options: dict) -> dict:
 @_reader_options
 @click.option("--kw-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
+@click.option("--memory", "memory_mb", type=click.FloatRange(min=64), default=2048, show_default=True,
+              help="Memory budget of the counting, in MB: a larger corpus is read and counted in shards "
+                   "(same tables).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, kw_map, as_json, **reading):
+def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..model import build as build_model
@@ -197,7 +200,8 @@ def build(sources, out, param_items, kw_map, as_json, **reading):
     kw = read_kw_map(kw_map) if kw_map else None
     report: dict = {}
     t0 = time.perf_counter()
-    model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, **_reading(reading), **bp)
+    model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, memory_mb=memory_mb,
+                        **_reading(reading), **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
