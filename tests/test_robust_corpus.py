@@ -147,6 +147,14 @@ def test_fifty_thousand_keywords_are_capped_and_reported(tmp_path):
     assert tablelm.build([p]).n_docs == 1
 
 
+def test_deeply_nested_metadata_is_dropped_and_reported(tmp_path):
+    n = 900  # json.loads reads it; walking it recursively would hit Python's recursion limit
+    p = write(tmp_path / "d.jsonl", '{"_id": "1", "text": "wing", "metadata": {"a": ' + "[" * n + "]" * n + "}}\n")
+    entities, stats = _read(p)
+    assert entities[0].metadata == {} and "nests deeper than" in stats.truncated[0][2]
+    assert tablelm.build([p]).n_docs == 1
+
+
 # --------------------------------------------------------------------------- all bad
 
 

@@ -88,6 +88,7 @@ MAX_TITLE_CHARS = 2_000
 MAX_LABELS = 256          # tags, related items
 MAX_LABEL_CHARS = 500     # one tag, related id or category level
 MAX_CATEGORY_DEPTH = 32
+MAX_METADATA_DEPTH = 64   # nesting of metadata objects and lists (deeper: Python's recursion limit)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -284,6 +285,21 @@ def _needs_json_cleaning(value) -> bool:
     return not (value is None or isinstance(value, (bool, int)))
 
 
+def _nested_deeper_than(value, limit: int) -> bool:
+    """Whether objects or lists nest more than ``limit`` levels (an explicit stack: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, (list, tuple)):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((x, depth + 1) for x in v)
+    return False
+
+
 def _cut(s: str, limit: int) -> str:
     """``s`` cut to at most ``limit`` characters, at the last blank before the limit if any."""
     if len(s) <= limit:
@@ -315,7 +331,10 @@ def bounded(entity: TextEntity) -> tuple[TextEntity, list[str]]:
             notes.append(f"it has {len(items):,} {what}; kept the first {most:,}")
         if clean != items:
             changes[name] = clean
-    if entity.metadata and _needs_json_cleaning(entity.metadata):
+    if entity.metadata and _nested_deeper_than(entity.metadata, MAX_METADATA_DEPTH):
+        changes["metadata"] = {}
+        notes.append(f"its metadata nests deeper than {MAX_METADATA_DEPTH} levels; dropped it (flatten it to keep it)")
+    elif entity.metadata and _needs_json_cleaning(entity.metadata):
         changes["metadata"] = _clean_json(entity.metadata)
     return (replace(entity, **changes) if changes else entity), notes
 
