@@ -285,3 +285,25 @@ def test_expansion_and_feedback_terms_are_planned_and_explained(scifact_model):
     plain = scifact_model.ask("vitamin D deficiency", k=5)
     assert plain.plan["expanded"] == []
     assert [c.score for c in plain.cards] != [c.score for c in a.cards]
+
+
+# --------------------------------------------------------------------------- the one snippet rule
+
+
+def test_snippet_ellipsis_only_where_the_text_goes_on():
+    from tablelm.answer.markdown import md_escape
+    from tablelm.answer.snippets import make_snippet, show
+
+    short = "Return a list of the words."
+    whole = make_snippet(short, [(21, 26, "word")], 200)
+    assert (whole.start, whole.end, whole.text_chars) == (0, len(short), len(short))
+    assert show(whole) == "Return a list of the [words]."          # no ellipsis: nothing was cut
+    long = ("alpha " * 40) + "needle here " + ("omega " * 40)
+    i = long.index("needle")
+    cut = make_snippet(long, [(i, i + 6, "needle")], 60)
+    text = show(cut, escape=md_escape)
+    assert text.startswith("…") and text.endswith("…") and "[needle]" in text
+    head = make_snippet(long, [], 60)                              # no span: the start, cut on the right only
+    assert head.start == 0 and not show(head).startswith("…") and show(head).endswith("…")
+    # the same rule for every renderer: the text renderer and the Markdown one agree on the cut
+    assert show(cut).replace("[", "").replace("]", "") == show(cut, mark=lambda t: t)

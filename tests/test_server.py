@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from tablelm import params as P
 from tablelm.interfaces.cli import main
-from tablelm.interfaces.server import background_server, create_app, md_escape, render_markdown
+from tablelm.answer.markdown import md_escape, render_markdown
+from tablelm.interfaces.server import background_server, create_app
 
 PROMPT = "data governance policy"
 

@@ -9,7 +9,8 @@ occurrence is, so every citation is a span the counting pass also counted.
 from __future__ import annotations
 
 from ..text.analyzer import CLAUSE, SENTENCE
-from .types import Citation, Snippet
+from .snippets import make_snippet
+from .types import Citation
 
 
 def find_spans(model, text: str, targets: dict[tuple, str], max_n: int):
@@ -61,23 +62,3 @@ def cite(model, entity, terms, snippet_chars: int, best: str | None, per_term: i
                 counts[(fld, mt)] = counts.get((fld, mt), 0) + 1
                 citations.append(Citation(entity.id, fld, start, end, text[start:end], mt))
     return citations, make_snippet(entity.text, spans_text, snippet_chars, best)
-
-
-def make_snippet(text: str, spans, width: int, best: str | None) -> Snippet | None:
-    if not text:
-        return None
-    if spans:
-        focus = next((s for s in spans if s[2] == best), spans[0])
-        centre = (focus[0] + focus[1]) // 2
-    else:
-        centre = 0
-    start = max(0, min(centre - width // 2, len(text) - width))
-    end = min(len(text), start + width)
-    # widen to word boundaries
-    while start > 0 and not text[start - 1].isspace() and centre - start < width:
-        start -= 1
-    while end < len(text) and not text[end].isspace() and end - centre < width:
-        end += 1
-    window = text[start:end]
-    highlights = [(s - start, e - start) for s, e, _ in spans if s >= start and e <= end]
-    return Snippet(text=window, start=start, end=end, highlights=highlights)

@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
+from .snippets import show
 from .types import Answer
-
-
-def _snippet_text(card, color: bool) -> str:
-    sn = card.snippet
-    if sn is None:
-        return ""
-    text, out, last = sn.text, [], 0
-    for s, e in sorted(sn.highlights):
-        if s < last:
-            continue
-        out.append(text[last:s])
-        out.append(f"\x1b[1m{text[s:e]}\x1b[0m" if color else f"[{text[s:e]}]")
-        last = e
-    out.append(text[last:])
-    body = " ".join("".join(out).split())
-    pre = "…" if sn.start > 0 else ""
-    return f"{pre}{body}{'…' if sn.end < sn.end + 1 and sn.text and sn.end < sn.start + len(sn.text) + 1 else ''}"
 
 
 def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str:
@@ -63,7 +47,7 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str
             lines.append("    why: " + ", ".join(why))
         if c.factors:
             lines.append("    boosted: " + ", ".join(f"{f['name']} x{f['multiplier']:.2f}" for f in c.factors))
-        snip = _snippet_text(c, color)
+        snip = show(c.snippet, mark=(lambda t: f"\x1b[1m{t}\x1b[0m") if color else (lambda t: f"[{t}]"))
         if snip:
             for ln in textwrap.wrap(snip, width=width - 6):
                 lines.append("      " + ln)

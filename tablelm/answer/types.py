@@ -25,6 +25,11 @@ class Snippet:
     start: int
     end: int
     highlights: list[tuple[int, int]] = field(default_factory=list)
+    text_chars: int = -1  # length of the whole text: an ellipsis goes where the window stops short
+
+    def __post_init__(self):
+        if self.text_chars < 0:
+            self.text_chars = self.end
 
 
 @dataclass
@@ -53,7 +58,8 @@ class Card:
             "citations": [{"entity": c.entity, "field": c.field, "start": c.start, "end": c.end,
                            "text": c.text, "multitoken": c.multitoken} for c in self.citations],
             "snippet": None if sn is None else {"text": sn.text, "start": sn.start, "end": sn.end,
-                                                "highlights": [list(h) for h in sn.highlights]},
+                                                "highlights": [list(h) for h in sn.highlights],
+                                                "text_chars": sn.text_chars},
             "source": self.source, "related": self.related, "factors": self.factors,
         }
 

@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 error (a clear message, no traceback), 2 usage.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ class _Group(click.Group):
         "chat": ("tablelm.interfaces.chat", "chat_command"),
         "graph": ("tablelm.interfaces.cli_graph", "graph"),
         "taxonomy": ("tablelm.interfaces.cli_graph", "taxonomy"),
+        "verify": ("tablelm.interfaces.cli_verify", "verify"),
     }
 
     def list_commands(self, ctx):
@@ -51,6 +53,13 @@ class _Group(click.Group):
             sys.exit(1)
         except KeyError as e:
             click.echo(f"Error: {e.args[0] if e.args else e}", err=True)
+            sys.exit(1)
+        except (IndexError, ValueError, OSError) as e:
+            # what damaged tables raise deep in a lookup; the traceback helps nobody but a developer
+            if os.environ.get("TABLELM_DEBUG"):
+                raise
+            click.echo(f"Error: {type(e).__name__}: {e}. If a model is involved it may be damaged: check it with "
+                       "tablelm verify -m MODEL_DIR and rebuild it (TABLELM_DEBUG=1 shows the traceback).", err=True)
             sys.exit(1)
 
 

@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -52,6 +51,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import params as P
+from ..answer.markdown import render_markdown
 from ..errors import ParamError, TablelmError
 
 log = logging.getLogger("tablelm.server")
@@ -280,82 +280,6 @@ def _param_openapi() -> list[dict]:
         out.append({"name": p.name, "in": "query", "required": False, "schema": schema,
                     "description": f"{p.help} Must be {d['rule']}. Stage: {p.stage}."})
     return out
-
-
-# --------------------------------------------------------------------------- Markdown rendering
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
-
-
-def md_escape(text: str) -> str:
-    """Escape Markdown and HTML-significant characters so corpus text is shown, never interpreted."""
-    return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", str(text)))
-
-
-def merge_spans(spans) -> list[tuple[int, int]]:
-    """Overlapping highlight spans merged (a word inside a matched phrase is one highlight)."""
-    out: list[list[int]] = []
-    for s, e in sorted((int(a), int(b)) for a, b in spans if b > a):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(s, e) for s, e in out]
-
-
-def _md_snippet(card) -> str:
-    sn = card.snippet
-    if sn is None or not sn.text:
-        return ""
-    text, out, last = sn.text, [], 0
-    for s, e in merge_spans(sn.highlights):
-        out.append(md_escape(text[last:s]))
-        out.append(f"**{md_escape(text[s:e]).strip()}**")
-        last = e
-    out.append(md_escape(text[last:]))
-    body = re.sub(r" {2,}", " ", "".join(out)).strip()
-    return ("…" if sn.start > 0 else "") + body + ("" if re.search(r"[.!?][\"')\]]?$", body) else "…")
-
-
-def render_markdown(answer, max_cards: int = 5) -> str:
-    """The answer as concise Markdown: ranked passages with numbered citations.
-
-    Only text taken from the answer (titles, snippets, ids, sources, section labels)
-    appears, so the reply says nothing that is not in the corpus.
-    """
-    lines = []
-    matched = answer.plan.get("multitokens_matched") or []
-    cards = answer.cards[:max_cards]
-    if not cards:
-        lines.append("No passage of the corpus matches this prompt.")
-        unknown = answer.plan.get("unknown") or []
-        if unknown:
-            lines.append("")
-            lines.append("Not in the corpus: " + ", ".join(md_escape(w) for w in unknown) + ".")
-    else:
-        head = f"Top {len(cards)} passages of the corpus"
-        if matched:
-            head += " for " + ", ".join(f"*{md_escape(m)}*" for m in matched)
-        lines.append(head + ":")
-        lines.append("")
-        for i, c in enumerate(cards, 1):
-            title = md_escape(c.title or c.id)
-            meta = []
-            if c.category:
-                meta.append(md_escape(" > ".join(c.category)))
-            meta.append(f"score {c.score:.2f}")
-            snip = _md_snippet(c)
-            lines.append(f"{i}. **{title}** ({'; '.join(meta)}){' — ' + snip if snip else ''} [{i}]")
-    follow = [r.get("multitoken") for r in (answer.sections.get("embeddings") or [])][:5]
-    if follow:
-        lines.append("")
-        lines.append("Related: " + ", ".join(md_escape(f) for f in follow if f))
-    if cards:
-        lines.append("")
-        lines.append("Sources:")
-        for i, c in enumerate(cards, 1):
-            src = f" — {md_escape(c.source)}" if c.source else ""
-            lines.append(f"[{i}] `{c.id.replace('`', '')}` — {md_escape(c.title or c.id)}{src}")
-    return "\n".join(lines)
 
 
 def _message_text(msg: ChatMessage) -> str:

@@ -13,15 +13,26 @@ with ``os.replace`` (atomic on POSIX) and only then removes the old folder. A
 build that fails or is killed at any point leaves the previous model readable.
 Nothing in the files depends on the time or the machine, so the same corpus and
 parameters give byte-identical files.
+
+Writers (a build, ``save``, a profile update) hold an exclusive ``flock`` on the
+model directory itself, so a second writer waits for the first instead of
+removing its files; cleanup runs under that lock and removes only what no
+manifest names. Readers take no lock: a reader that finds the folder its
+manifest named already replaced reads the manifest again. Every table's size
+and SHA-256 are in the manifest; loading checks what is cheap (sizes, dtypes,
+shapes, row counts) and :func:`verify` checks everything.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +42,9 @@ from .build import Tables
 
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
+#: seconds a writer waits for another writer of the same model directory (TABLELM_LOCK_TIMEOUT overrides)
+LOCK_TIMEOUT = 600.0
+_REBUILD = "rebuild the model with tablelm build"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -51,6 +65,54 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _os_error(e: OSError, path, doing: str) -> ModelError:
+    """A one-line ModelError for an OSError while writing a model (read-only folder, full disk)."""
+    hint = {errno.ENOSPC: "free some disk space and build again",
+            errno.EDQUOT: "free some disk space and build again",
+            errno.EACCES: "choose a writable -o directory or fix its permissions",
+            errno.EPERM: "choose a writable -o directory or fix its permissions",
+            errno.EROFS: "the file system is read-only; choose another -o directory"}.get(
+        e.errno, "check the path and try again")
+    return ModelError(f"cannot {doing} {path}: {e.strerror or e}; {hint}. The previous model, if any, is unchanged.")
+
+
+@contextmanager
+def model_lock(model_dir, timeout: float | None = None):
+    """Hold the exclusive writer lock of ``model_dir`` (an existing directory).
+
+    A second writer waits up to ``timeout`` seconds (default ``TABLELM_LOCK_TIMEOUT``
+    or :data:`LOCK_TIMEOUT`) and then fails with a message saying another build is
+    writing. The lock is a ``flock`` on the directory itself, so no lock file is left
+    behind and the kernel releases it when a writer dies (even by ``kill -9``).
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): writers are not serialized
+        yield
+        return
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("TABLELM_LOCK_TIMEOUT", LOCK_TIMEOUT))
+        except ValueError:
+            timeout = LOCK_TIMEOUT
+    fd = os.open(model_dir, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ModelError(
+                        f"{model_dir} is being written by another tablelm build (waited {timeout:g} s); "
+                        "wait for it to finish, or build into another -o directory.") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def _check_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ModelError(f"{out} is a file, not a model directory; choose another -o path.")
@@ -62,99 +124,246 @@ def _check_target(out: Path) -> None:
                 "Choose an empty or new directory with -o.")
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_tables(tmp: Path, tables: Tables) -> dict:
+    """Write every table into ``tmp``; return the manifest's listing (with sizes and checksums)."""
+    listing = {}
+    for name in sorted(tables.arrays):
+        arr = np.ascontiguousarray(tables.arrays[name])
+        with open(tmp / f"{name}.npy", "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape)}
+    for name in sorted(tables.strings):
+        values = tables.strings[name]
+        if any("\n" in v for v in values):
+            raise ModelError(f"table {name!r} has a string with a newline; this is a bug, please report it")
+        _write_file(tmp / f"{name}.txt", "\n".join(values).encode("utf-8"))
+        listing[name] = {"file": f"{name}.txt", "kind": "strings", "rows": len(values)}
+    for name in sorted(tables.blobs):
+        _write_file(tmp / name, tables.blobs[name])
+        listing[name] = {"file": name, "kind": "blob"}
+    for meta in listing.values():  # read back from the page cache: what is on disk is what is checked
+        meta["bytes"] = (tmp / meta["file"]).stat().st_size
+        meta["sha256"] = _sha256(tmp / meta["file"])
+    return listing
+
+
+def _remove_unnamed(out: Path, keep: str) -> None:
+    """Remove table folders and temporary files no manifest names (under the writer lock only)."""
+    for p in out.iterdir():
+        if p.name != keep and (p.name.startswith("tables-") or p.name.startswith(".tablelm-tmp-")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
-    """Write ``tables`` and ``manifest`` to ``out_dir`` atomically; return the folder."""
+    """Write ``tables`` and ``manifest`` to ``out_dir`` atomically; return the folder.
+
+    Holds the model directory's writer lock (see :func:`model_lock`) from the first
+    file written to the last one removed, so two builds into one directory run one
+    after the other and the last one wins; neither removes the other's files.
+    An OSError (read-only folder, full disk) becomes a one-line :class:`ModelError`
+    and leaves the previous model as it was.
+    """
     out = Path(out_dir)
     _check_target(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".tablelm-tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
     try:
-        listing = {}
-        for name in sorted(tables.arrays):
-            arr = np.ascontiguousarray(tables.arrays[name])
-            with open(tmp / f"{name}.npy", "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape)}
-        for name in sorted(tables.strings):
-            values = tables.strings[name]
-            if any("\n" in v for v in values):
-                raise ModelError(f"table {name!r} has a string with a newline; this is a bug, please report it")
-            _write_file(tmp / f"{name}.txt", "\n".join(values).encode("utf-8"))
-            listing[name] = {"file": f"{name}.txt", "kind": "strings", "rows": len(values)}
-        for name in sorted(tables.blobs):
-            _write_file(tmp / name, tables.blobs[name])
-            listing[name] = {"file": name, "kind": "blob", "bytes": len(tables.blobs[name])}
-        manifest = dict(manifest, format_version=FORMAT_VERSION, tables=listing)
-        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
-        folder = f"tables-{digest}"
-        manifest["folder"] = folder
-        _fsync_dir(tmp)
-        final = out / folder
-        if final.exists():  # identical content already in place
-            shutil.rmtree(tmp)
-        else:
-            os.rename(tmp, final)
-        mtmp = out / f".tablelm-tmp-{uuid.uuid4().hex}.json"
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _os_error(e, out, "create the model directory") from None
+    with model_lock(out):
+        _check_target(out)  # again: another writer may have changed it while this one waited
+        tmp = out / f".tablelm-tmp-{uuid.uuid4().hex}"
+        try:
+            tmp.mkdir()
+            listing = _write_tables(tmp, tables)
+            manifest = dict(manifest, format_version=FORMAT_VERSION, tables=listing)
+            digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+            folder = f"tables-{digest}"
+            manifest["folder"] = folder
+            _fsync_dir(tmp)
+            final = out / folder
+            if final.exists():  # identical content already in place
+                shutil.rmtree(tmp)
+            else:
+                os.rename(tmp, final)
+            _replace_manifest(out, manifest)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _os_error(e, out, "write the model to") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # the new model is in place: remove older folders and leftovers of killed builds
+        _remove_unnamed(out, folder)
+    return out
+
+
+def _replace_manifest(out: Path, manifest: dict) -> None:
+    mtmp = out / f".tablelm-tmp-{uuid.uuid4().hex}.json"
+    try:
         _write_file(mtmp, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         os.replace(mtmp, out / MANIFEST)
-        _fsync_dir(out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        mtmp.unlink(missing_ok=True)
         raise
-    # the new model is in place: remove older folders and leftovers of killed builds
-    for p in out.iterdir():
-        if p.name != folder and (p.name.startswith("tables-") or p.name.startswith(".tablelm-tmp-")):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    return out
+    _fsync_dir(out)
 
 
 def update_manifest(model_dir, changes: dict) -> dict:
     """Replace top-level manifest entries (e.g. the tuned profile) atomically; tables are untouched."""
     out = Path(model_dir)
-    manifest = dict(read_manifest(out), **changes)
-    mtmp = out / f".tablelm-tmp-{uuid.uuid4().hex}.json"
-    _write_file(mtmp, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    os.replace(mtmp, out / MANIFEST)
-    _fsync_dir(out)
+    read_manifest(out)  # a clear error for a missing or damaged model before taking the lock
+    try:
+        with model_lock(out):
+            manifest = dict(read_manifest(out), **changes)  # re-read under the lock: no lost update
+            _replace_manifest(out, manifest)
+    except OSError as e:
+        raise _os_error(e, out, "update the manifest of") from None
     return manifest
 
 
+#: manifest entries every reader needs, with their JSON types
+_REQUIRED = {"folder": str, "tables": dict, "build_params": dict, "analyzer": dict, "stats": dict}
+
+
 def read_manifest(model_dir) -> dict:
+    """The manifest of ``model_dir``, checked for the entries and types readers rely on.
+
+    Raises
+    ------
+    ModelError
+        One line naming the file, what is wrong and the fix (rebuild).
+    """
     path = Path(model_dir) / MANIFEST
     if not path.exists():
         raise ModelError(f"{model_dir} is not a tablelm model (no {MANIFEST}). "
                          f"Build one with: tablelm build SOURCE -o {model_dir}")
     try:
-        manifest = json.loads(path.read_text("utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelError(f"{path} cannot be read ({e}); rebuild the model with tablelm build.") from None
+        raise ModelError(f"{path} cannot be read ({_one_line(e)}); {_REBUILD}.") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(f"{path} is not a JSON object (found {type(manifest).__name__}); {_REBUILD}.")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:  # bool and "3" are not format 3
         raise ModelError(
-            f"{model_dir} has model format {version}, this tablelm reads format {FORMAT_VERSION}. "
+            f"{model_dir} has model format {version!r}, this tablelm reads format {FORMAT_VERSION}. "
             f"Rebuild it: tablelm build SOURCE -o {model_dir}")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            found = "missing" if key not in manifest else f"a {type(manifest[key]).__name__}"
+            raise ModelError(f"{path}: entry {key!r} is {found}, expected a JSON "
+                             f"{'object' if kind is dict else 'string'}; {_REBUILD}.")
+    folder = manifest["folder"]
+    if not folder.startswith("tables-") or "/" in folder or "\\" in folder or folder in ("tables-", ".."):
+        raise ModelError(f"{path}: entry 'folder' is {folder!r}, not a tables folder name; {_REBUILD}.")
+    for name, meta in manifest["tables"].items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("file"), str) \
+                or Path(meta["file"]).name != meta["file"]:
+            raise ModelError(f"{path}: table {name!r} has no valid 'file' entry; {_REBUILD}.")
     return manifest
 
 
-def load_tables(model_dir, mmap: bool = True) -> tuple[Tables, dict, Path]:
-    """Load a model directory; arrays are memory-mapped unless ``mmap`` is False."""
+def _one_line(e: Exception, limit: int = 160) -> str:
+    """An exception's message on one short line (numpy's header errors span lines and quote the header)."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_table(path: Path, name: str, meta: dict, loaded=None) -> None:
+    """The cheap checks of one table file: it exists, its size, dtype, shape or row count match."""
+    size = path.stat().st_size  # FileNotFoundError: the caller decides (a switched manifest, or damage)
+    if "bytes" in meta and size != meta["bytes"]:
+        raise ModelError(f"{path} has {size:,} bytes, the manifest says {meta['bytes']:,} "
+                         f"(truncated or replaced); {_REBUILD}.")
+    if loaded is None:
+        return
+    if isinstance(loaded, np.ndarray):
+        want = (meta.get("dtype"), meta.get("shape"))
+        if (str(loaded.dtype), list(loaded.shape)) != want:
+            raise ModelError(f"{path} holds {loaded.dtype} {list(loaded.shape)}, the manifest says "
+                             f"{want[0]} {want[1]}; {_REBUILD}.")
+    elif len(loaded) != meta.get("rows"):
+        raise ModelError(f"{path} has {len(loaded):,} lines, the manifest says {meta.get('rows')}; {_REBUILD}.")
+
+
+def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
     manifest = read_manifest(model_dir)
     folder = Path(model_dir) / manifest["folder"]
     tables = Tables(stats=manifest.get("stats", {}))
-    try:
-        for name, meta in manifest["tables"].items():
-            path = folder / meta["file"]
-            kind = meta.get("kind")
+    for name, meta in manifest["tables"].items():
+        path = folder / meta["file"]
+        kind = meta.get("kind")
+        try:
             if kind == "strings":
                 text = path.read_bytes().decode("utf-8")
-                tables.strings[name] = text.split("\n") if meta["rows"] else []
+                tables.strings[name] = loaded = text.split("\n") if meta.get("rows") else []
             elif kind == "blob":
-                continue  # read on demand (the entity store)
+                loaded = None  # read on demand (the entity store): only its size is checked
             else:
-                tables.arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{folder} is incomplete or damaged ({e}); rebuild the model with tablelm build.") from None
+                tables.arrays[name] = loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as e:
+            raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
+        _check_table(path, name, meta, loaded)
     return tables, manifest, folder
+
+
+def load_tables(model_dir, mmap: bool = True) -> tuple[Tables, dict, Path]:
+    """Load a model directory; arrays are memory-mapped unless ``mmap`` is False.
+
+    A build that switches the manifest while this reads removes the old folder; the
+    reader then finds a file missing, sees a new manifest and reads that one instead.
+    """
+    for attempt in range(5):
+        before = _manifest_folder(model_dir)
+        try:
+            return _load_once(model_dir, mmap)
+        except FileNotFoundError as e:
+            if _manifest_folder(model_dir) != before:
+                continue  # a writer switched the manifest meanwhile: read the new one
+            raise ModelError(f"{e.filename} is missing; {_REBUILD}.") from None
+    raise ModelError(f"{model_dir} kept changing while it was read (another build?); try again.")
+
+
+def _manifest_folder(model_dir):
+    try:
+        return json.loads((Path(model_dir) / MANIFEST).read_bytes()).get("folder")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def verify(model_dir) -> list[str]:
+    """Check everything in a model directory; return one line per problem (empty: all good).
+
+    Beyond what loading checks, every file's SHA-256 is compared with the manifest,
+    so flipped bytes that keep a file's size are found too.
+    """
+    try:
+        _, manifest, folder = load_tables(model_dir, mmap=True)
+    except ModelError as e:
+        return [str(e)]
+    problems = []
+    for name, meta in sorted(manifest["tables"].items()):
+        path = folder / meta["file"]
+        want = meta.get("sha256")
+        if want is None:
+            problems.append(f"{path}: the manifest records no checksum (built by an older tablelm); {_REBUILD}.")
+        elif _sha256(path) != want:
+            problems.append(f"{path}: checksum differs from the manifest (the file was changed or damaged); "
+                            f"{_REBUILD}.")
+    listed = {meta["file"] for meta in manifest["tables"].values()}
+    for p in sorted(folder.iterdir()):
+        if p.name not in listed:
+            problems.append(f"{p}: not listed in the manifest; remove it or {_REBUILD}.")
+    return problems

@@ -228,7 +228,8 @@ function snippetNode(snippet) {
     last = e;
   }
   p.append(text.slice(last));
-  if (!/[.!?]["')\]]?\s*$/.test(text)) p.append("…");  // the snippet stops mid-sentence
+  // the one rule of answer/snippets.py: an ellipsis only where the entity's text goes on
+  if (snippet.end < (snippet.text_chars ?? snippet.end)) p.append("…");
   return p;
 }
 

@@ -1,0 +1,102 @@
+"""Top-1 / top-3 hits on everyday Python questions (benchmarks/everyday_python.txt).
+
+Each line is ``prompt | alternative ...``; a card hits an alternative when
+
+* the alternative has a ``:`` (``topic:comparisons``, ``fn:open``): the card's id is it;
+* it names an HTML page or section (``library/csv.html``, ``howto/sorting.html#key-functions``):
+  the card's id is it, or, for a page, any section of that page;
+* else it is a Python name (``csv.reader``): the card's id without its kind prefix
+  (``fn:``, ``cls:``, ``attr:``, ``mod:``) is it, or the card is the HTML section whose
+  anchor is it.
+
+Usage::
+
+    python benchmarks/everyday.py [-m MODEL_DIR] [-p name=value ...] [--json]
+
+Without ``-m`` it uses the built-in model (built on first use). The per-question lines show
+the rank of the first hit in the top 10 ("-" when none) and the top card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_FILE = HERE / "everyday_python.txt"
+KIND_PREFIXES = ("fn:", "cls:", "attr:", "mod:")
+
+
+def read_questions(path: Path) -> list[tuple[str, list[str]]]:
+    """``(prompt, alternatives)`` per non-comment line; a malformed line is a one-line error."""
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        prompt, sep, answers = line.partition("|")
+        if not sep or not prompt.strip() or not answers.split():
+            raise SystemExit(f"{path} line {lineno}: expected 'prompt | answer ...'; got {line!r}")
+        out.append((prompt.strip(), answers.split()))
+    return out
+
+
+def hits(card_id: str, alternatives: list[str]) -> bool:
+    """Whether a card id answers one of the alternatives (see the module notes)."""
+    bare = card_id.split(":", 1)[1] if card_id.startswith(KIND_PREFIXES) else card_id
+    for alt in alternatives:
+        if ":" in alt:
+            if card_id == alt:
+                return True
+        elif ".html" in alt:
+            if card_id == alt or ("#" not in alt and card_id.startswith(alt + "#")):
+                return True
+        elif bare == alt or card_id.endswith("#" + alt):
+            return True
+    return False
+
+
+def evaluate(model, questions, k: int = 10, **params) -> dict:
+    """Per-question first-hit rank (None: not in the top ``k``) and the top-1 / top-3 rates."""
+    rows = []
+    for prompt, alts in questions:
+        answer = model.ask(prompt, k=k, **params)
+        ids = [c.id for c in answer.cards]
+        rank = next((i + 1 for i, cid in enumerate(ids) if hits(cid, alts)), None)
+        rows.append({"prompt": prompt, "expected": alts, "rank": rank, "top": ids[:3]})
+    n = len(rows)
+    return {"questions": n,
+            "top1": sum(r["rank"] == 1 for r in rows) / n,
+            "top3": sum(r["rank"] is not None and r["rank"] <= 3 for r in rows) / n,
+            "top10": sum(r["rank"] is not None for r in rows) / n,
+            "rows": rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-m", "--model", help="Model directory (default: the built-in model).")
+    ap.add_argument("--questions", type=Path, default=DEFAULT_FILE)
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(HERE.parent))
+    from tablelm import params as P
+    from tablelm.builtin import builtin_model
+    from tablelm.model import load
+
+    model = load(args.model) if args.model else builtin_model(progress=True)
+    params = P.resolve(P.parse_assignments(args.param), stage=("query", "render"), base={})
+    rep = evaluate(model, read_questions(args.questions), **params)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    for r in rep["rows"]:
+        print(f"{r['rank'] or '-':>3}  {r['prompt']:<48} {', '.join(r['top'][:1])}")
+    print(f"{rep['questions']} questions: top-1 {rep['top1']:.2f}, top-3 {rep['top3']:.2f}, "
+          f"top-10 {rep['top10']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
