@@ -47,7 +47,8 @@ class Model:
         self._store = entity_store  # bytes or mmap of entities.jsonl
         self.build_params = manifest["build_params"]
         a = manifest["analyzer"]
-        self.analyzer = Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"])
+        self.analyzer = Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"],
+                                 language=a.get("language", "en"))  # models built before languages: English
         self.n_docs = int(manifest["stats"]["entities"])
         self.n_words = int(manifest["stats"]["words"])
         for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
@@ -347,7 +348,8 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         kw_map = python_kw_map()  # the built-in corpus's synonyms
     if on_error not in ("fail", "skip"):
         raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
-    analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, **({"stopwords": stopwords} if stopwords else {}))
+    analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
+                        **({"stopwords": stopwords} if stopwords else {}))
     stats = ReadStats()
     bar = _bar(progress, "reading", "entities")
     entities = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ParamError
+from .text.languages import LANGUAGES
 
 
 # --------------------------------------------------------------------------- constraints
@@ -163,6 +164,10 @@ _PARAMS = [
           "A multitoken of two or more words enters the dictionary when it occurs at least this often; "
           "single words always do.", "build"),
     Param("stem", True, Flag(), "Reduce words to their Snowball stem (answers show the most frequent real word).", "build"),
+    Param("language", "en", Options(LANGUAGES),
+          "Language of the corpus (ISO 639-1): its Snowball stemmer when there is one, its stopword list "
+          "(stopwords-iso; 'en': tablelm's own), and for 'zh' and 'ja' character bigrams instead of words. "
+          "Queries use the model's language.", "build"),
     # ---- query: matching and distillation
     Param("match_skip", 0, Interval(int, 0, 8),
           "Prompt words that a multitoken lookup may skip: 0 = consecutive prompt words only (in any order). "

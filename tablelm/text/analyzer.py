@@ -16,8 +16,15 @@ spans). Its rules:
 - ``KW_map`` maps a word to one or more words before stemming (plural →
   singular, acronym → expansion, synonyms: map "remove" to "remove delete").
   A key matches the word itself and any word with the same stem.
-- Words are reduced to their Snowball English stem; answers show the most
+- Words are reduced to their Snowball stem; answers show the most
   frequent surface form of a stem instead ("unstemming").
+- ``language`` (ISO 639-1, default ``"en"``) chooses the stemmer, the default
+  stopword list and the segmentation (:mod:`tablelm.text.languages`). For a
+  language other than English a word also takes the combining marks inside it
+  (Devanagari and Tamil vowel signs, decomposed accents); Chinese and Japanese
+  runs of Han, Hiragana and Katakana become overlapping character bigrams, and
+  their full-width punctuation (``。！？；：`` and ``，、（）「」``...) ends
+  sentences and clauses.
 """
 
 from __future__ import annotations
@@ -29,22 +36,30 @@ from functools import lru_cache
 import numpy as np
 import Stemmer
 
-from .stopwords import STOPWORDS
+from . import languages
 
-# One pattern for words and for the punctuation that ends sentences/clauses.
-TOKEN_RE = re.compile(r"[^\W_]+(?:_+[^\W_]+)*|[.!?;:](?=\s|$)|[,()\[\]{}]|\n[ \t\r\f\v]*\n")
+_BOUNDARIES = r"[.!?;:](?=\s|$)|[,()\[\]{}]|\n[ \t\r\f\v]*\n"
+# One pattern for words and for the punctuation that ends sentences/clauses (English).
+TOKEN_RE = re.compile(r"[^\W_]+(?:_+[^\W_]+)*|" + _BOUNDARIES)
 
 # Ends a text in the build's joined stream: a private-use character, removed from the texts.
 SEGMENT_END = "\ue000"
-_SEGMENT_TOKEN_RE = re.compile(TOKEN_RE.pattern + "|" + SEGMENT_END)
+
+# Han (CJK ideographs and their extension A, compatibility ideographs), Hiragana, Katakana
+# (with the prolonged sound mark and the half-width forms)
+_CJK = "\u3005\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_HIRAGANA_BOUNDARY = re.compile("[\u3040-\u309f]+|[^\u3040-\u309f]+")
+_CJK_SENTENCE = "。！？；：．"
+_CJK_CLAUSE = "，、（）「」『』【】《》〈〉［］｛｝"
 
 # Codes of the special tokens in a surface-id stream (real stems are >= 0).
 SENTENCE = -1
 CLAUSE = -2
 DROP = -3
 
-_SENTENCE_MARKS = frozenset(".!?;:")
-_CLAUSE_MARKS = frozenset(",()[]{}")
+_SENTENCE_MARKS = frozenset(".!?;:" + _CJK_SENTENCE)
+_CLAUSE_MARKS = frozenset(",()[]{}" + _CJK_CLAUSE)
 
 MAX_WORD_CHARS = 40
 
@@ -64,12 +79,47 @@ def _marker(tok: str) -> int | None:
     return None
 
 
-@lru_cache(maxsize=4)
-def _stemmer():
+@lru_cache(maxsize=1)
+def _combining_marks() -> str:
+    """A character-class body of the combining marks (category M) of the Basic Multilingual Plane."""
+    ranges, start = [], None
+    for cp in range(0x300, 0x10000):
+        mark = unicodedata.category(chr(cp))[0] == "M"
+        if mark and start is None:
+            start = cp
+        elif not mark and start is not None:
+            ranges.append(f"{chr(start)}-{chr(cp - 1)}" if cp - 1 > start else chr(start))
+            start = None
+    return re.escape("".join(ranges)).replace("\\-", "-")
+
+
+@lru_cache(maxsize=8)
+def token_pattern(language: str = "en") -> re.Pattern:
+    """The token pattern of a language (words and boundaries), see the module notes."""
+    if language == "en":
+        return TOKEN_RE
+    marks = _combining_marks()
+    if languages.segmentation(language) == "bigrams":
+        letter = f"[^\\W_{_CJK}]"
+        cjk = f"[{_CJK}]+|[{_CJK_SENTENCE}]|[{_CJK_CLAUSE}]|"
+    else:
+        letter, cjk = r"[^\W_]", ""
+    word = f"{letter}+(?:[{marks}]+{letter}*)*"
+    return re.compile(f"{cjk}{word}(?:_+{word})*|{_BOUNDARIES}")
+
+
+@lru_cache(maxsize=8)
+def _segment_pattern(language: str) -> re.Pattern:
+    """:func:`token_pattern` that also emits :data:`SEGMENT_END` as a token (the build's stream)."""
+    return re.compile(token_pattern(language).pattern + "|" + SEGMENT_END)
+
+
+@lru_cache(maxsize=8)
+def _stemmer(algorithm: str = "english"):
     # no PyStemmer cache: the build stems each distinct word once, where its cache makes
     # stemming 3-5x slower (its documentation warns of this case), and prompts are cached
     # by Analyzer.word_stems
-    return Stemmer.Stemmer("english", 0)
+    return Stemmer.Stemmer(algorithm, 0)
 
 
 class Analyzer:
@@ -78,23 +128,38 @@ class Analyzer:
     Parameters
     ----------
     stem : bool
-        Apply the Snowball stemmer.
-    stopwords : iterable of str
-        Words removed (and bridged) before multitokens are formed.
+        Apply the Snowball stemmer of the language (if it has one).
+    stopwords : iterable of str, optional
+        Words removed (and bridged) before multitokens are formed; default: the language's
+        list (:func:`tablelm.text.languages.default_stopwords`).
     kw_map : dict of str to str
         Word → replacement word(s), applied before stemming.
+    language : str
+        ISO 639-1 code (:data:`tablelm.text.languages.LANGUAGES`).
     """
 
-    def __init__(self, *, stem: bool = True, stopwords=STOPWORDS, kw_map: dict | None = None):
+    def __init__(self, *, stem: bool = True, stopwords=None, kw_map: dict | None = None,
+                 language: str = "en"):
+        if language not in languages.LANGUAGES:
+            from ..errors import ParamError
+
+            raise ParamError(f"The 'language' parameter must be one of "
+                             f"{', '.join(map(repr, languages.LANGUAGES))}. Got {language!r}.")
+        self.language = language
+        self.algorithm = languages.stemmer_name(language)
         self.stem = stem
-        self.stopwords = frozenset(stopwords)
+        self._stems = stem and self.algorithm is not None
+        self.bigrams = languages.segmentation(language) == "bigrams"
+        self.token_re = token_pattern(language)
+        self.segment_re = _segment_pattern(language)
+        self.stopwords = frozenset(languages.default_stopwords(language) if stopwords is None else stopwords)
         self.kw_map = {normalize(k).strip(): normalize(v).split() for k, v in (kw_map or {}).items()}
         self._cache: dict[str, list[str]] = {}
         self._kw_stems = {self.stem_word(k): v for k, v in self.kw_map.items() if " " not in k}
 
     # -------------------------------------------------------------- single words
     def stem_word(self, word: str) -> str:
-        return _stemmer().stemWord(word) if self.stem else word
+        return _stemmer(self.algorithm).stemWord(word) if self._stems else word
 
     def word_stems(self, word: str) -> list[str]:
         """Stems a surface word stands for: [] for a stopword or a dropped token."""
@@ -106,6 +171,8 @@ class Analyzer:
         return hit
 
     def _word_stems(self, word: str) -> list[str]:
+        if self.bigrams and _CJK_CHAR.match(word):
+            return [g for _, g in self.cjk_grams(word)]
         words = self.kw_map.get(word)
         if words is None:  # a key also matches the words of its stem ("directories" for "directory")
             words = self._kw_stems.get(self.stem_word(word), (word,)) if self._kw_stems else (word,)
@@ -115,12 +182,30 @@ class Analyzer:
         """Not a stopword, not over MAX_WORD_CHARS, not a single letter (single digits are kept)."""
         return word not in self.stopwords and len(word) <= MAX_WORD_CHARS and (len(word) != 1 or word.isdigit())
 
+    def cjk_grams(self, run: str) -> list[tuple[int, str]]:
+        """``(offset, gram)`` of a run of Han/Kana characters: its overlapping bigrams, or the
+        run itself when it has one character; grams that are stopwords are left out.
+
+        Japanese runs are first cut where Hiragana starts or stops: Hiragana mostly writes
+        particles and inflections ("ファイルの所有者を変更する" → ファイル の 所有者 を 変更 する),
+        so bigrams across that boundary ("ルの", "者を") would only add noise.
+        """
+        pieces = _HIRAGANA_BOUNDARY.finditer(run) if self.language == "ja" else (re.match(".+", run),)
+        grams = []
+        for m in pieces:
+            piece, at = m.group(), m.start()
+            if len(piece) == 1:
+                grams.append((at, piece))
+            else:
+                grams.extend((at + i, piece[i:i + 2]) for i in range(len(piece) - 1))
+        return [(i, g) for i, g in grams if g not in self.stopwords]
+
     def stems_of_words(self, words: list[str]) -> list[list[str]]:
         """:meth:`word_stems` of many normalized words, with one call of the stemmer."""
-        stems = _stemmer().stemWords(words) if self.stem else words
+        stems = _stemmer(self.algorithm).stemWords(words) if self._stems else words
         out = []
         for word, stem in zip(words, stems):
-            if word in self.kw_map or stem in self._kw_stems:
+            if word in self.kw_map or stem in self._kw_stems or (self.bigrams and _CJK_CHAR.match(word)):
                 out.append(self.word_stems(word))
             else:
                 out.append([stem] if self._kept(word) else [])
@@ -133,13 +218,19 @@ class Analyzer:
         ``kind`` is ``SENTENCE`` or ``CLAUSE`` for a boundary (``stem`` None), or
         0 for a word. Spans index ``text`` itself (not its normalized form).
         """
-        for m in TOKEN_RE.finditer(text):
+        for m in self.token_re.finditer(text):
             tok = m.group()
             mark = _marker(tok)
             if mark is not None:
                 yield mark, None, m.start(), m.end()
                 continue
-            for s in self.word_stems(normalize(tok)):
+            word = normalize(tok)
+            if self.bigrams and len(word) == len(tok) and _CJK_CHAR.match(word):
+                # each bigram cites its own two characters
+                for i, gram in self.cjk_grams(word):
+                    yield 0, gram, m.start() + i, m.start() + i + len(gram)
+                continue
+            for s in self.word_stems(word):
                 yield 0, s, m.start(), m.end()
 
     def prompt_stems(self, text: str) -> list[str]:
@@ -148,7 +239,9 @@ class Analyzer:
 
     def config(self) -> dict:
         """What the manifest records so that a query uses the build's rules."""
-        return {"stem": self.stem, "stemmer": "snowball-english" if self.stem else None,
+        return {"language": self.language, "stem": self.stem,
+                "stemmer": f"snowball-{self.algorithm}" if self._stems else None,
+                "segmentation": languages.segmentation(self.language),
                 "stopwords": sorted(self.stopwords),
                 "kw_map": {k: " ".join(v) for k, v in sorted(self.kw_map.items())}}
 
@@ -224,8 +317,11 @@ class SurfaceVocabulary:
             if n[0] == "\n":  # a blank line
                 self.ids[n] = 0
         words = [n for n in fresh if n[0] != "\n"]
+        bigrams = self.analyzer.bigrams
         for word, stems in zip(words, self.analyzer.stems_of_words(words)):
-            if len(stems) <= 1:
+            # a CJK run that stands for one gram other than itself ("に変更する" → 変更) is no
+            # surface of that gram: answers must show the gram, not the run
+            if len(stems) <= 1 and not (bigrams and stems and stems[0] != word and _CJK_CHAR.match(word)):
                 self._add(word, self._stem_id(stems[0]) if stems else DROP)
             else:  # KW_map expansion to several words: one pseudo-surface per stem
                 sids = [self._add(f"{word}\x00{i}", self._stem_id(st)) for i, st in enumerate(stems)]
@@ -253,7 +349,7 @@ class SurfaceVocabulary:
         if not texts:
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
         big = SEGMENT_END.join(t.replace(SEGMENT_END, " ") for t in texts) + SEGMENT_END
-        toks = _SEGMENT_TOKEN_RE.findall(big)
+        toks = self.analyzer.segment_re.findall(big)
         raw = self.raw_ids
         distinct = set(toks)
         self._register(sorted(distinct.difference(raw)))  # sorted: ids independent of hash order
