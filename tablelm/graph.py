@@ -131,12 +131,10 @@ def to_dot(graph: dict, max_edges: int | None = None) -> str:
 
 
 def _doc_postings(model):
-    """Postings sorted by entity: (order, doc of each, mt of each)."""
-    indptr = np.asarray(model.arrays["post_indptr"], dtype=np.int64)
-    docs = np.asarray(model.arrays["post_docs"], dtype=np.int64)
-    mts = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
-    order = np.argsort(docs, kind="stable")
-    return docs[order], mts[order], order
+    """Postings sorted by entity (the forward index): (doc of each, mt of each, posting index)."""
+    t = model.tables
+    order = np.asarray(t.fwd_post, dtype=np.int64)
+    return np.asarray(t.post_docs, dtype=np.int64)[order], np.asarray(t.fwd_mt, dtype=np.int64), order
 
 
 def reconstruct_taxonomy(model, *, normalize: bool = False, chunk: int = 512,
@@ -162,11 +160,11 @@ def reconstruct_taxonomy(model, *, normalize: bool = False, chunk: int = 512,
     """
     from .query.rank import idf
 
-    a = model.arrays
-    labels = model.strings["labels_category"]
+    ctx = model.tables.context("category")
+    labels = ctx.names
     n_lab = len(labels)
-    doc_ind = np.asarray(a["doc_category_indptr"], dtype=np.int64)
-    doc_lab = np.asarray(a["doc_category_labels"], dtype=np.int64)
+    doc_ind = np.asarray(ctx.doc_indptr, dtype=np.int64)
+    doc_lab = np.asarray(ctx.doc_labels, dtype=np.int64)
     n = model.n_docs
     true = np.full(n, -1, dtype=np.int64)
     has = np.diff(doc_ind) > 0
@@ -176,10 +174,10 @@ def reconstruct_taxonomy(model, *, normalize: bool = False, chunk: int = 512,
         return dict(result, exact=0, near=0, unassigned=0, singletons=0, exact_rate=0.0,
                     near_rate=0.0, by_depth={}, misses=[])
 
-    c_ind = np.asarray(a["ctx_category_indptr"], dtype=np.int64)
-    c_lab = np.asarray(a["ctx_category_labels"], dtype=np.int64)
-    c_cnt = np.asarray(a["ctx_category_counts"], dtype=np.float64)
-    post_tf = np.asarray(a["post_tf"])
+    c_ind = np.asarray(ctx.indptr, dtype=np.int64)
+    c_lab = np.asarray(ctx.labels, dtype=np.int64)
+    c_cnt = np.asarray(ctx.counts, dtype=np.float64)
+    post_tf = np.asarray(model.tables.post_tf)
     n_mt = len(c_ind) - 1
     w_mt = idf(model, np.arange(n_mt))
     mass = np.bincount(c_lab, weights=c_cnt, minlength=n_lab)

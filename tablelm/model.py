@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,9 @@ from .query.plan import Planner
 from .query.rank import Scorer, top_k
 from .query.expand import expand
 from .query.sections import build_sections, context_factor
-from .tables.build import FIELDS, Tables, build_tables, entity_records
-from .tables.hashing import hash_rows, sort_rows
-from .tables.store import FORMAT_VERSION, load_tables, save_tables, update_manifest
+from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records
+from .tables.schema import TableSet, conform
+from .tables.store import FORMAT_VERSION, load_tables, read_manifest, save_tables, update_manifest
 from .text.analyzer import Analyzer
 
 __version__ = "0.1.0"
@@ -40,93 +39,60 @@ class Model:
     """
 
     def __init__(self, tables: Tables, manifest: dict, entity_store, path: Path | None = None):
-        self.arrays = tables.arrays
-        self.strings = tables.strings
         self.manifest = manifest
         self.path = path
+        #: the access layer every query and answer module reads through (tables/schema.py)
+        self.tables = TableSet(tables.arrays, tables.strings, manifest["stats"], where=str(path or "the model"))
         self._store = entity_store  # bytes or mmap of entities.jsonl
         self.build_params = manifest["build_params"]
-        a = manifest["analyzer"]
-        self.analyzer = Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"],
-                                 language=a.get("language", "en"))  # models built before languages: English
-        self.n_docs = int(manifest["stats"]["entities"])
-        self.n_words = int(manifest["stats"]["words"])
-        for name in ("mt_words", "post_indptr", "post_docs", "post_tf", "pair_indptr", "pair_cols",
-                     "pair_adj", "pair_ctx", "pair_t_indptr", "pair_t_order", "sng_hash", "sng_mt",
-                     "entity_offsets", "entity_agents", "fwd_indptr", "fwd_mt", "fwd_post"):
-            if name not in self.arrays:
-                raise ModelError(f"{path or 'the model'} has no {name!r} table; rebuild it with tablelm build.")
-            # a plain ndarray view of the memory map: same pages, no np.memmap indexing overhead
-            setattr(self, name, np.asarray(self.arrays[name]))
-        self.mt_len = (np.asarray(self.mt_words) >= 0).sum(axis=1)
-        self.mt_total = np.asarray(self.arrays["mt_counts"]).sum(axis=1, dtype=np.int64)
+        self.analyzer = _analyzer_of(manifest)
         self._planner = Planner(self)
-        self._display_cache: dict[int, str] = {}
+        self._weights: dict = {}  # BM25F lengths and impacts per parameter set (a few, see _cached)
         #: opt-in: append the parameters users set to a local file (see tablelm.tune)
         self.record_usage = os.environ.get("TABLELM_RECORD_USAGE", "") not in ("", "0")
         self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
 
-    # ------------------------------------------------------------ lookups
-    @cached_property
-    def stem_ids(self) -> dict[str, int]:
-        return {s: i for i, s in enumerate(self.strings["stems"])}
+    @property
+    def n_docs(self) -> int:
+        return self.tables.n_docs
 
-    @cached_property
+    @property
     def ids(self) -> list[str]:
-        return [json.loads(x) for x in self.strings["ids"]]
-
-    @cached_property
-    def _id_index(self) -> dict[str, int]:
-        return {x: i for i, x in enumerate(self.ids)}
+        return self.tables.ids
 
     def index_of(self, entity_id: str) -> int | None:
-        return self._id_index.get(entity_id)
+        return self.tables.index_of(entity_id)
 
-    def display_stem(self, stem_id: int) -> str:
-        return self.strings["display"][stem_id]
+    # ------------------------------------------------------------ derived weights
+    def _cached(self, key, compute):
+        """Weights derived from the counts, kept for the last few parameter sets only."""
+        got = self._weights.get(key)
+        if got is None:
+            if len(self._weights) >= 8:
+                self._weights.pop(next(iter(self._weights)))
+            got = self._weights[key] = compute()
+        return got
 
-    def display(self, mt: int) -> str:
-        """A multitoken as users read it: the most frequent surface of each word."""
-        text = self._display_cache.get(mt)
-        if text is None:
-            words = self.strings["display"]
-            text = self._display_cache[mt] = " ".join(words[int(w)] for w in self.mt_words[mt] if w >= 0)
-        return text
-
-    def lookup_multitoken(self, stem_ids: list[int]) -> int | None:
-        """The multitoken id of an exact word sequence, or None."""
-        if len(stem_ids) == 1:
-            return int(stem_ids[0])
-        if not 2 <= len(stem_ids) <= 4:
-            return None
-        row = np.full((1, 4), -1, dtype=np.int64)
-        row[0, : len(stem_ids)] = stem_ids
-        h = hash_rows(sort_rows(row))[0]
-        lo, hi = np.searchsorted(self.sng_hash, h, "left"), np.searchsorted(self.sng_hash, h, "right")
-        for j in range(lo, hi):
-            mt = int(self.sng_mt[j])
-            if list(self.mt_words[mt][: len(stem_ids)]) == list(stem_ids) and self.mt_len[mt] == len(stem_ids):
-                return mt
-        return None
-
-    @lru_cache(maxsize=8)
     def doc_len_weighted(self, fw: tuple) -> np.ndarray:
-        return np.asarray(self.arrays["doc_len"], dtype=np.float64) @ np.asarray(fw)
+        return self._cached(("len", fw), lambda: np.asarray(self.tables.doc_len, dtype=np.float64) @ np.asarray(fw))
 
-    @lru_cache(maxsize=4)
     def impacts(self, k1: float, b: float, fw: tuple) -> np.ndarray:
         """BM25F saturation of every posting, tf·(k1+1)/(tf + k1·(1−b+b·len/avglen)).
 
         Computed once per (k1, b, field weights) and kept (a float32 per posting), so a
         query costs one gather and one bincount; changing these parameters costs one pass.
         """
-        dl = self.doc_len_weighted(fw)
-        norm = k1 * (1.0 - b + b * dl / max(dl.mean(), 1e-9))
-        tfw = self.post_tf @ np.asarray(fw)
-        return (tfw * (k1 + 1.0) / (tfw + norm[self.post_docs])).astype(np.float32)
+        def compute():
+            t = self.tables
+            dl = self.doc_len_weighted(fw)
+            norm = k1 * (1.0 - b + b * dl / max(dl.mean(), 1e-9))
+            tfw = t.post_tf @ np.asarray(fw)
+            return (tfw * (k1 + 1.0) / (tfw + norm[t.post_docs])).astype(np.float32)
+        return self._cached(("impacts", k1, b, fw), compute)
 
     def entity_at(self, index: int) -> TextEntity:
-        s, e = int(self.entity_offsets[index]), int(self.entity_offsets[index + 1])
+        offsets = self.tables.entity_offsets
+        s, e = int(offsets[index]), int(offsets[index + 1])
         return TextEntity.from_dict(json.loads(bytes(self._store[s:e])))
 
     def entity(self, entity_id: str) -> TextEntity:
@@ -158,13 +124,12 @@ class Model:
                 factors["knowledge graph"] = factor
             bit = agent_bit(plan.agent)
             if bit and params["agent_boost"] != 1.0:
-                factors[f"agent {plan.agent}"] = np.where(self.entity_agents & bit, params["agent_boost"], 1.0)
+                factors[f"agent {plan.agent}"] = np.where(self.tables.entity_agents & bit, params["agent_boost"], 1.0)
             for f in factors.values():
                 scores = scores * f
         exclude = None
         if plan.excluded_mts:
-            exclude = np.unique(np.concatenate([
-                self.post_docs[int(self.post_indptr[t]):int(self.post_indptr[t + 1])] for t in plan.excluded_mts]))
+            exclude = np.unique(np.concatenate([self.tables.postings(t)[0] for t in plan.excluded_mts]))
         return plan, scorer, scores, exclude, factors
 
     def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:
@@ -241,7 +206,7 @@ class Model:
             if contrib is not None:
                 item["contribution"] = round(float(contrib[j]), 6)
             else:
-                item["corpus_count"] = int(self.mt_total[t.mt])
+                item["corpus_count"] = int(self.tables.mt_total[t.mt])
             why.append(item)
         used = [active[j] for j in order]
         citations, snippet = cite(self, e, used, p["snippet_chars"], used[0].text if used else None)
@@ -252,7 +217,7 @@ class Model:
     # ------------------------------------------------------------ persistence and facts
     def info(self) -> dict:
         """Manifest facts and table sizes."""
-        sizes = {name: list(np.shape(a)) for name, a in sorted(self.arrays.items())}
+        sizes = {name: list(np.shape(a)) for name, a in sorted(self.tables.arrays.items())}
         return {
             "path": str(self.path) if self.path else None,
             "format_version": self.manifest["format_version"],
@@ -278,9 +243,43 @@ class Model:
             self.manifest = dict(self.manifest, profile=profile)
         self.defaults = P.resolve(validated, stage=("query", "render"))
 
+    # ------------------------------------------------------------ changes (tablelm/update.py)
+    def add(self, sources=None, *, entities=None, replace: bool = False, field_map=None, encoding: str = "utf-8",
+            on_error: str = "skip", reader_options: dict | None = None, report: dict | None = None,
+            out_dir=None) -> "Model":
+        """Add the entities of ``sources`` (files or folders, read as a build reads them) and/or
+        ``entities`` (TextEntity objects), without a rebuild; return the changed model.
+
+        The result is what a build of this model's entities followed by the new ones gives.
+        Ids the model already has are skipped, or with ``replace=True`` replace the model's
+        entity (which then moves to the end). A saved model is changed in place atomically
+        (or written to ``out_dir``); ``report`` (a dict) is filled with what was done.
+        """
+        from .corpus import ReadStats, read_corpus
+        from .update import apply
+
+        new = list(entities or [])
+        stats = ReadStats()
+        if sources:
+            new += read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,
+                               **(reader_options or {}))
+        model, done = apply(self, add=new, replace=replace, on_error=on_error, out_dir=out_dir)
+        if report is not None:
+            report.update(done, errors=list(stats.errors), skipped=stats.skipped)
+        return model
+
+    def delete(self, ids, *, report: dict | None = None, out_dir=None) -> "Model":
+        """Delete the entities with these ids, without a rebuild; return the changed model."""
+        from .update import apply
+
+        model, done = apply(self, delete=list(ids), out_dir=out_dir)
+        if report is not None:
+            report.update(done)
+        return model
+
     def save(self, out_dir) -> Path:
         """Write the model to ``out_dir`` (atomically) and return the path."""
-        tables = Tables(arrays=dict(self.arrays), strings=dict(self.strings),
+        tables = Tables(arrays=dict(self.tables.arrays), strings=dict(self.tables.string_tables),
                         blobs={"entities.jsonl": bytes(self._store)})
         manifest = {k: v for k, v in self.manifest.items() if k not in ("tables", "folder", "format_version")}
         return save_tables(out_dir, tables, manifest)
@@ -362,7 +361,22 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         where = ", ".join(map(str, sources)) if sources else "the built-in corpus"
         raise TablelmError(f"No entities found in {where}: nothing to build. Check the paths and the "
                            "--text-field/--id-field options (tablelm build --help).")
+    corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"],
+              "entities": len(entities)}
+    if not sources:
+        from .corpus.pydocs import python_docs_fingerprint
+
+        corpus["python"] = python_docs_fingerprint()
+    if report is not None:
+        report.update(stats.to_dict() if hasattr(stats, "to_dict") else vars(stats))
+    return _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
+
+
+def _count_and_save(entities, analyzer: Analyzer, bp: dict, corpus: dict, out_dir, *, progress: bool = False,
+                    report: dict | None = None, t0: float | None = None, profile: dict | None = None) -> Model:
+    """Count the tables of ``entities`` and return the model, saved to ``out_dir`` if given."""
     t_read = time.perf_counter()
+    t0 = t_read if t0 is None else t0
     bar = _bar(progress, "counting", "entities", total=len(entities))
 
     def step(n, stage=None):
@@ -372,28 +386,11 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
             bar.update(n)
 
     tables = build_tables(entities, analyzer, bp, progress=step, side_work=lambda: _entity_tables(entities))
+    tables.arrays = conform(tables.arrays)
     bar.close()
-    blob = tables.blobs["entities.jsonl"]
-    corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"],
-              "entities": len(entities)}
-    if not sources:
-        from .corpus.pydocs import python_docs_fingerprint
-
-        corpus["python"] = python_docs_fingerprint()
-    h = hashlib.sha256(blob)
-    h.update(json.dumps([bp, analyzer.config(), FORMAT_VERSION], sort_keys=True).encode())
-    manifest = {
-        "tablelm_version": __version__,
-        "fingerprint": h.hexdigest(),
-        "build_params": bp,
-        "analyzer": analyzer.config(),
-        "corpus": corpus,
-        "stats": tables.stats,
-        "profile": {},
-    }
+    manifest = _manifest(tables, analyzer, bp, dict(corpus, entities=len(entities)), profile or {})
     t_build = time.perf_counter()
     if report is not None:
-        report.update(stats.to_dict() if hasattr(stats, "to_dict") else vars(stats))
         report["seconds"] = {"read": round(t_read - t0, 3), "tables": round(t_build - t_read, 3)}
     if out_dir is not None:
         save_tables(out_dir, tables, manifest)
@@ -402,13 +399,62 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
             report["seconds"]["save"] = round(time.perf_counter() - t_build, 3)
         return model
     manifest = dict(manifest, format_version=FORMAT_VERSION)
-    return Model(tables, manifest, blob, None)
+    return Model(tables, manifest, tables.blobs["entities.jsonl"], None)
+
+
+def _manifest(tables: Tables, analyzer: Analyzer, bp: dict, corpus: dict, profile: dict) -> dict:
+    """The manifest of freshly counted tables; the fingerprint covers the entities and the build."""
+    h = hashlib.sha256(tables.blobs["entities.jsonl"])
+    h.update(json.dumps([bp, analyzer.config(), FORMAT_VERSION], sort_keys=True).encode())
+    return {"tablelm_version": __version__, "fingerprint": h.hexdigest(), "build_params": bp,
+            "analyzer": analyzer.config(), "corpus": corpus, "stats": tables.stats, "profile": profile}
+
+
+def stored_entities(model_dir) -> tuple[list, dict]:
+    """The entities a model directory stores and its manifest, whatever its format version.
+
+    Lets ``upgrade`` rebuild a model of an older format from itself, without its sources.
+    """
+    manifest = read_manifest(model_dir, any_version=True)
+    path = Path(model_dir) / manifest.get("folder", "") / "entities.jsonl"
+    try:
+        with open(path, "rb") as f:
+            entities = [TextEntity.from_dict(json.loads(line)) for line in f if line.strip()]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{path} cannot be read ({e}); rebuild the model from its sources with tablelm build.") \
+            from None
+    return entities, manifest
+
+
+def _analyzer_of(manifest: dict) -> Analyzer:
+    a = manifest["analyzer"]
+    return Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"],
+                    language=a.get("language", "en"))  # models built before languages: English
+
+
+@_gc_paused()
+def upgrade(model_dir, *, progress: bool = False) -> Model:
+    """Rebuild a model of an older format (or the current one) in place from the entities it stores.
+
+    The build parameters, analyzer, corpus description and tuned profile are kept; the switch
+    is atomic, like a build's.
+    """
+    entities, manifest = stored_entities(model_dir)
+    try:
+        bp = P.resolve(manifest.get("build_params", {}), stage="build")
+        analyzer = _analyzer_of(manifest)
+    except (KeyError, TypeError) as e:
+        raise ModelError(f"{model_dir}/manifest.json lacks the build settings ({e}); rebuild the model from its "
+                         "sources with tablelm build.") from None
+    return _count_and_save(entities, analyzer, bp, manifest.get("corpus", {}), model_dir, progress=progress,
+                           profile=manifest.get("profile") or {})
 
 
 def _entity_tables(entities) -> Tables:
     """The entity store, ids and agent bits (built while the counting pass counts pairs)."""
     blob, offsets = entity_records(entities)
-    return Tables(arrays={"entity_offsets": offsets, "entity_agents": entity_agents(entities)},
+    return Tables(arrays={"entity_offsets": offsets, "entity_agents": entity_agents(entities),
+                          "entity_content": content_hashes(entities)},
                   strings={"ids": [json.dumps(e.id, ensure_ascii=False) for e in entities]},
                   blobs={"entities.jsonl": blob})
 

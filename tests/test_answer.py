@@ -116,8 +116,8 @@ def test_card_structure(builtin_model, prompt):
             assert cit.text == source[cit.start:cit.end]
             assert cit.multitoken in {w["multitoken"] for w in c.why}
             # the cited span is the multitoken itself: same stems in the same order
-            want = [m.stem_ids[s] for s in _tokens(m, cit.text)]
-            words = [int(x) for x in m.mt_words[m.lookup_multitoken(want)] if x >= 0]
+            want = [m.tables.stem_ids[s] for s in _tokens(m, cit.text)]
+            words = [int(x) for x in m.tables.mt_words[m.tables.lookup_multitoken(want)] if x >= 0]
             assert words == want
         # snippet: a window of the text; highlights inside it
         sn = c.snippet
@@ -255,7 +255,7 @@ def test_query_parameters_per_call(builtin_model):
 
 @pytest.fixture(scope="module")
 def corpus_words(builtin_model):
-    display = builtin_model.strings["display"]
+    display = builtin_model.tables.strings("display")
     return sorted({w for w in display if w.isalpha() and len(w) > 3})[::7]
 
 

@@ -212,7 +212,7 @@ def test_info(scifact_model_dir, scifact_model):
     data = json.loads(run("info", "-m", scifact_model_dir, "--json").stdout)
     assert data["stats"]["entities"] == 300
     assert data["build_params"] == scifact_model.build_params
-    assert data["tables"]["mt_words"] == list(scifact_model.mt_words.shape)
+    assert data["tables"]["mt_words"] == list(scifact_model.tables.mt_words.shape)
 
 
 def test_params_command():

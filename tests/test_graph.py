@@ -59,7 +59,7 @@ def test_related_links_resolve_ids_and_titles(small_model):
 
 def _oracle(model, d: int, normalize: bool = False):
     """Leave-one-out category scores of entity d, the slow way: dicts and loops."""
-    a = model.arrays
+    a = model.tables.arrays
     indptr, docs, tf = a["post_indptr"], a["post_docs"], a["post_tf"]
     own_label = int(a["doc_category_labels"][a["doc_category_indptr"][d]])
     own_tf = {}
@@ -89,7 +89,7 @@ def _oracle(model, d: int, normalize: bool = False):
 @pytest.mark.parametrize("normalize", [False, True])
 def test_taxonomy_matches_loop_oracle_and_leaves_one_out(small_model, normalize):
     r = reconstruct_taxonomy(small_model, normalize=normalize, examples=100)
-    labels = small_model.strings["labels_category"]
+    labels = small_model.tables.strings("labels_category")
     assert r["evaluated"] == 7 and r["categories"] == 4
     # c3 is alone in "Vehicles": leave-one-out means it can never be matched exactly
     assert r["singletons"] == 1

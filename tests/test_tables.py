@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from conftest import CACM, SCIFACT, XLLM, needs_data, read_slice
 from tablelm.corpus.entity import TextEntity
 from tablelm.tables import build as build_module
-from tablelm.tables.build import CONTEXTS, FIELDS, build_tables, label_path, partners
+from tablelm.tables.build import CONTEXTS, FIELDS, build_tables, label_path
+from tablelm.tables.schema import partners
 from tablelm.tables.hashing import hash_rows, sort_rows
 from tablelm.text.analyzer import CLAUSE, SENTENCE, Analyzer, normalize
 
@@ -491,3 +492,26 @@ def test_property_sorted_ngram_hashes_match_sorted_words(entities, params):
     for h, mt in zip(t["sng_hash"].tolist(), sng_mt.tolist()):
         w = [x for x in words[mt].tolist() if x >= 0]
         assert h == sorted_words_hash(w) == sorted_words_hash(w[::-1])
+
+
+def assert_same_tables(a, b):
+    assert a.arrays.keys() == b.arrays.keys() and a.strings == b.strings and a.stats == b.stats
+    for name in a.arrays:
+        assert a[name].dtype == b[name].dtype, name
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@FAST
+@given(corpus_st, params_st, st.integers(1, 3))
+def test_property_sharded_build_equals_one_shard(entities, params, shard_size):
+    assert_same_tables(build_tables(entities, Analyzer(), params, shard_size=shard_size),
+                       build_tables(entities, Analyzer(), params))
+
+
+@needs_data
+@pytest.mark.parametrize("params", [{"max_ngram": 4, "max_dist": 3, "min_multitoken_count": 2},
+                                    {"max_ngram": 3, "max_dist": 1, "min_multitoken_count": 3}])
+def test_sharded_build_equals_one_shard_on_real_slices(real_slice, params):
+    one = build_tables(real_slice, Analyzer(), params)
+    for shard_size in (1, 7, 64):
+        assert_same_tables(build_tables(real_slice, Analyzer(), params, shard_size=shard_size), one)

@@ -18,7 +18,7 @@ def find_spans(model, text: str, targets: dict[tuple, str], max_n: int):
 
     ``targets`` maps a tuple of stem ids (corpus order) to the display text.
     """
-    stem_ids = model.stem_ids
+    stem_ids = model.tables.stem_ids
     words = []  # (stem id, start, end, clause)
     clause = 0
     for kind, s, start, end in model.analyzer.tokens_with_spans(text):
@@ -49,7 +49,7 @@ def cite(model, entity, terms, snippet_chars: int, best: str | None, per_term: i
     """
     targets = {}
     for t in terms:
-        key = tuple(int(x) for x in model.mt_words[t.mt] if x >= 0)
+        key = tuple(int(x) for x in model.tables.mt_words[t.mt] if x >= 0)
         targets[key] = t.text
     max_n = max((len(k) for k in targets), default=1)
     citations, counts = [], {}

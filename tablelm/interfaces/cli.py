@@ -89,34 +89,56 @@ def main():
 
 
 # ------------------------------------------------------------------------------- build
+READER_OPTIONS = [  # the options of every command that reads sources (build, add, update)
+    click.option("--id-field", help="JSONL field holding the entity id (default: _id, then id)."),
+    click.option("--text-field", help="JSONL field holding the text (default: text)."),
+    click.option("--title-field", help="JSONL field holding the title (default: title)."),
+    click.option("--category-field", help="JSONL field holding the category (string or list = path)."),
+    click.option("--tags-field", help="JSONL field holding the tags (list or string)."),
+    click.option("--related-field", help="JSONL field holding related items (list)."),
+    click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the sources, e.g. cp1252."),
+    click.option("--on-error", type=click.Choice(["fail", "skip"]), default="skip", show_default=True,
+              help="A malformed record is reported (file and line) and skipped, or stops the build."),
+    click.option("--pdf-unit", type=click.Choice(["paragraph", "page"]), default="paragraph", show_default=True,
+              help="One entity per PDF paragraph or per page."),
+    click.option("--max-file-mb", type=float, default=None, help="Files larger than this are reported and skipped."),
+    click.option("--list-separators", default=None, help="CSV: characters that split list cells (default ';|')."),
+    click.option("--keep-duplicates", is_flag=True, help="Keep entities whose normalized content repeats another's."),
+]
+
+
+def _reader_options(f):
+    for option in reversed(READER_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _reading(options: dict) -> dict:
+    """The READER_OPTIONS values as keyword arguments of tablelm.build (and of Model.add)."""
+    from ..corpus import FieldMap
+
+    o = dict(options)
+    fm_args = {k: o.pop(k) for k in ("id_field", "text_field", "title_field", "category_field", "tags_field",
+                                     "related_field", "list_separators")}
+    fm_args = {k: v for k, v in fm_args.items() if v is not None}
+    return {"field_map": FieldMap(**fm_args) if fm_args else None, "encoding": o["encoding"],
+            "on_error": o["on_error"],
+            "reader_options": {"pdf_unit": o["pdf_unit"], "max_file_mb": o["max_file_mb"],
+                               "dedupe_content": not o["keep_duplicates"]}}
+
+
 @main.command()
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path),
               help="Model directory to write (replaced atomically). Default with no SOURCE: the built-in model cache.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
-@click.option("--id-field", help="JSONL field holding the entity id (default: _id, then id).")
-@click.option("--text-field", help="JSONL field holding the text (default: text).")
-@click.option("--title-field", help="JSONL field holding the title (default: title).")
-@click.option("--category-field", help="JSONL field holding the category (string or list = path).")
-@click.option("--tags-field", help="JSONL field holding the tags (list or string).")
-@click.option("--related-field", help="JSONL field holding related items (list).")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the sources, e.g. cp1252.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="skip", show_default=True,
-              help="A malformed record is reported (file and line) and skipped, or stops the build.")
-@click.option("--pdf-unit", type=click.Choice(["paragraph", "page"]), default="paragraph", show_default=True,
-              help="One entity per PDF paragraph or per page.")
-@click.option("--max-file-mb", type=float, default=None, help="Files larger than this are reported and skipped.")
-@click.option("--list-separators", default=None, help="CSV: characters that split list cells (default ';|').")
-@click.option("--keep-duplicates", is_flag=True, help="Keep entities whose normalized content repeats another's.")
+@_reader_options
 @click.option("--kw-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, id_field, text_field, title_field, category_field, tags_field,
-          related_field, encoding, on_error, pdf_unit, max_file_mb, list_separators, keep_duplicates, kw_map,
-          as_json):
+def build(sources, out, param_items, kw_map, as_json, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
-    from ..corpus import FieldMap
     from ..model import build as build_model
     from ..text.analyzer import read_kw_map
 
@@ -125,17 +147,10 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
         if sources:
             raise click.UsageError("Pass -o MODEL_DIR to say where the model goes.")
         out = builtin_dir()
-    fm_args = {k: v for k, v in dict(id_field=id_field, text_field=text_field, title_field=title_field,
-                                     category_field=category_field, tags_field=tags_field,
-                                     related_field=related_field, list_separators=list_separators).items()
-               if v is not None}
-    field_map = FieldMap(**fm_args) if fm_args else None
     kw = read_kw_map(kw_map) if kw_map else None
     report = {}
     t0 = time.perf_counter()
-    reader_options = {"pdf_unit": pdf_unit, "max_file_mb": max_file_mb, "dedupe_content": not keep_duplicates}
-    model = build_model(list(sources) or None, out, field_map=field_map, encoding=encoding, on_error=on_error,
-                        kw_map=kw, progress=True, report=report, reader_options=reader_options, **bp)
+    model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, **_reading(reading), **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -159,6 +174,65 @@ def build(sources, out, param_items, id_field, text_field, title_field, category
             click.echo(f"    {path}: {reason}")
         if len(report["skipped_files"]) > 10:
             click.echo(f"    ... and {len(report['skipped_files']) - 10:,} more (--json lists 20).")
+
+
+# ------------------------------------------------------------------------------- add, delete, update
+def _change_summary(verb: str, model_dir, report: dict) -> None:
+    click.echo(f"{verb} {model_dir}: {report.get('added', 0):,} added, {report.get('deleted', 0):,} deleted, "
+               f"{report.get('recounted', 0):,} recounted ({report.get('promoted', 0):,} multitokens entered the "
+               f"dictionary, {report.get('demoted', 0):,} left it) in {report.get('seconds', 0):.2f} s.")
+    if report.get("skipped_ids"):
+        click.echo(f"  {len(report['skipped_ids']):,} ids already in the model were skipped (tablelm update replaces "
+                   f"them): {', '.join(map(str, report['skipped_ids'][:5]))}", err=True)
+    if report.get("duplicates"):
+        click.echo(f"  {len(report['duplicates']):,} entities repeat content the model has and were dropped.")
+    for path, line, msg in report.get("errors", [])[:10]:
+        click.echo(f"    {path}{'' if line is None else f' line {line}'}: {msg}", err=True)
+
+
+def _add_or_update(model_dir, sources, reading, replace: bool, verb: str) -> None:
+    from ..model import load
+
+    report: dict = {}
+    load(model_dir).add(list(sources), replace=replace, report=report, **_reading(reading))
+    _change_summary(verb, model_dir, report)
+
+
+@main.command()
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_reader_options
+def add(model_dir, sources, **reading):
+    """Add the entities of SOURCES to a model, in place and atomically (no rebuild).
+
+    The model answers exactly as a build of its entities followed by the new ones would.
+    Ids the model already has are skipped (use 'tablelm update' to replace them).
+    """
+    _add_or_update(model_dir, sources, reading, False, "Added to")
+
+
+@main.command()
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_reader_options
+def update(model_dir, sources, **reading):
+    """Replace the entities of a model that SOURCES have ids for (and add the new ones), in place.
+
+    A replaced entity is deleted and added again, so it moves to the end of the corpus order.
+    """
+    _add_or_update(model_dir, sources, reading, True, "Updated")
+
+
+@main.command()
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@click.argument("ids", nargs=-1, required=True)
+def delete(model_dir, ids):
+    """Delete the entities with these IDS from a model, in place and atomically (no rebuild)."""
+    from ..model import load
+
+    report: dict = {}
+    load(model_dir).delete(list(ids), report=report)
+    _change_summary("Deleted from", model_dir, report)
 
 
 # ------------------------------------------------------------------------------- ask
@@ -360,6 +434,18 @@ def info(model_dir, as_json):
     click.echo("tables:")
     for name, shape in data["tables"].items():
         click.echo(f"  {name:<22} {' x '.join(f'{s:,}' for s in shape)}")
+
+
+@main.command()
+@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+def upgrade(model_dir):
+    """Rebuild a model of an older format in place, from the entities it stores (no sources needed)."""
+    from ..model import upgrade as upgrade_model
+
+    t0 = time.perf_counter()
+    model = upgrade_model(model_dir, progress=True)
+    click.echo(f"Upgraded {model_dir} to format {model.manifest['format_version']}: {model.n_docs:,} entities "
+               f"in {time.perf_counter() - t0:.2f} s.")
 
 
 @main.command("params")

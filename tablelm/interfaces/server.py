@@ -300,15 +300,15 @@ def sample_prompts(model, n: int = 10) -> list[str]:
     """
     import numpy as np
 
-    counts = np.asarray(model.arrays["mt_counts"]).astype(np.int64)
+    counts = np.asarray(model.tables.mt_counts).astype(np.int64)
     graph = counts[:, 1:].sum(axis=1) if counts.shape[1] > 1 else counts[:, 0]
     order = np.argsort(-(graph * 4 + counts[:, 0]), kind="stable")
     phrases, words = [], []
     for mt in order[: 50 * n].tolist():
-        text = model.display(mt)
+        text = model.tables.display(mt)
         if not all(w.isalpha() and len(w) > 1 for w in text.split()):
             continue
-        (phrases if model.mt_len[mt] >= 2 else words).append(text)
+        (phrases if model.tables.mt_len[mt] >= 2 else words).append(text)
         if len(phrases) >= n:
             break
     out = []

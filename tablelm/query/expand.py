@@ -26,7 +26,7 @@ def expand(model, plan, scorer, scores, params):
             for mt, v, _ in nb:
                 if mt not in present and len(extra) < 10 * params["expansion_terms"]:
                     present.add(mt)
-                    extra.append(Term(mt, model.display(mt), int(model.mt_len[mt]), "expansion",
+                    extra.append(Term(mt, model.tables.display(mt), int(model.tables.mt_len[mt]), "expansion",
                                       params["expansion_weight"] * v / top, via=t.text))
     if params["prf_weight"] > 0:
         extra += feedback_terms(model, scores, present, params)
@@ -48,17 +48,17 @@ def feedback_terms(model, scores, present, params):
     if len(top) == 0:
         return []
     w_doc = scores[top] / scores[top].sum()
-    fw_mt, fw_post, fw_ptr = model.fwd_mt, model.fwd_post, model.fwd_indptr
+    fw_mt, fw_post, fw_ptr = model.tables.fwd_mt, model.tables.fwd_post, model.tables.fwd_indptr
     lens = fw_ptr[top + 1] - fw_ptr[top]
     idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(fw_ptr[top], lens)
     mts = fw_mt[idx].astype(np.int64)
-    tf = model.post_tf[fw_post[idx]].astype(np.float64) @ field_weights(params)
+    tf = model.tables.post_tf[fw_post[idx]].astype(np.float64) @ field_weights(params)
     dl = np.maximum(np.repeat(model.doc_len_weighted(tuple(field_weights(params)))[top], lens), 1.0)
     val = np.repeat(w_doc, lens) * tf / dl
     keep = np.ones(len(mts), dtype=bool)
     if present:
         keep &= ~np.isin(mts, np.fromiter(present, dtype=np.int64))
-    keep &= model.mt_len[mts] == 1  # single words: phrases of the top entities say less about the topic
+    keep &= model.tables.mt_len[mts] == 1  # single words: phrases of the top entities say less about the topic
     mts, val = mts[keep], val[keep]
     if len(mts) == 0:
         return []
@@ -66,5 +66,5 @@ def feedback_terms(model, scores, present, params):
     weight = np.bincount(inv, weights=val) * idf(model, uniq.tolist())
     order = np.lexsort((uniq, -weight))[: params["prf_terms"]]
     best, top_w = uniq[order], weight[order[0]]
-    return [Term(int(mt), model.display(int(mt)), int(model.mt_len[mt]), "feedback",
+    return [Term(int(mt), model.tables.display(int(mt)), int(model.tables.mt_len[mt]), "feedback",
                  params["prf_weight"] * float(w) / top_w) for mt, w in zip(best, weight[order])]

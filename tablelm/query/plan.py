@@ -133,7 +133,7 @@ class Planner:
         ignore_stems = {s for w in params["ignore"] for s in self._stems_of(w)}
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
-        stem_ids = m.stem_ids
+        stem_ids = m.tables.stem_ids
         seq = []
         seen_words = set()
         for kind, s, start, end in m.analyzer.tokens_with_spans(text):
@@ -151,30 +151,30 @@ class Planner:
                 plan.unknown.append(surface)
             elif s not in seen_words:
                 seen_words.add(s)
-                plan.words.append(m.display_stem(sid))
+                plan.words.append(m.tables.display_stem(sid))
         plan.excluded_mts = sorted({stem_ids[s] for s in excluded_stems if s in stem_ids})
         return plan, seq, forced
 
     def _finish(self, plan: Plan, matched: set, forced: list, params: dict) -> Plan:
         """Forced multitokens, distillation and term weights."""
         m = self.model
-        stem_ids = m.stem_ids
+        stem_ids = m.tables.stem_ids
         roles = {mt: "prompt" for mt in sorted(matched)}
         for parts in forced:
             flat = [stem_ids.get(s, -1) for p in parts for s in p]
-            mt = m.lookup_multitoken(flat) if flat and min(flat) >= 0 else None
+            mt = m.tables.lookup_multitoken(flat) if flat and min(flat) >= 0 else None
             if mt is None:
                 plan.forced_missing.append(" ".join(m.analyzer.stem_word(s) for p in parts for s in p) or "~")
             else:
                 roles[mt] = "forced"
         self._distill(roles, params)
         weight_of = {"prompt": 1.0, "forced": 1.0, "contained": params["contained_weight"], "generic": 0.0}
-        for mt in sorted(roles, key=lambda x: (-m.mt_len[x], x)):
-            n = int(m.mt_len[mt])
+        for mt in sorted(roles, key=lambda x: (-m.tables.mt_len[x], x)):
+            n = int(m.tables.mt_len[mt])
             w = weight_of[roles[mt]]
             if n >= 2 and roles[mt] != "generic":
                 w *= params["phrase_weight"] if roles[mt] != "forced" else max(params["phrase_weight"], 1.0)
-            plan.terms.append(Term(mt=mt, text=m.display(mt), n=n, role=roles[mt], weight=w))
+            plan.terms.append(Term(mt=mt, text=m.tables.display(mt), n=n, role=roles[mt], weight=w))
         return plan
 
     def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
@@ -182,7 +182,7 @@ class Planner:
         m = self.model
         found = [{x for x in seq if x >= 0} for seq in seqs]  # single words: mt id == stem id
         max_n = min(int(m.build_params["max_ngram"]), WIDTH)
-        if max_n < 2 or len(m.sng_hash) == 0 or not any(len(f) > 1 for f in found):
+        if max_n < 2 or len(m.tables.sng_hash) == 0 or not any(len(f) > 1 for f in found):
             return found
         skip = int(params["match_skip"])
         pat = _patterns(skip, max_n)
@@ -204,14 +204,14 @@ class Planner:
             return found
         key = sort_rows(words)
         h = hash_rows(key)
-        lo = np.searchsorted(m.sng_hash, h, side="left")
-        n_c = np.searchsorted(m.sng_hash, h, side="right") - lo
+        lo = np.searchsorted(m.tables.sng_hash, h, side="left")
+        n_c = np.searchsorted(m.tables.sng_hash, h, side="right") - lo
         if n_c.sum() == 0:
             return found
         row = np.repeat(np.arange(len(words)), n_c)
-        cand = np.asarray(m.sng_mt[np.arange(int(n_c.sum())) - np.repeat(np.cumsum(n_c) - n_c, n_c)
+        cand = np.asarray(m.tables.sng_mt[np.arange(int(n_c.sum())) - np.repeat(np.cumsum(n_c) - n_c, n_c)
                                    + np.repeat(lo, n_c)], dtype=np.int64)
-        cw = m.mt_words[cand]
+        cw = m.tables.mt_words[cand]
         ok = (sort_rows(cw) == key[row]).all(axis=1)  # a hash collision costs a miss, not a wrong match
         row, cand, cw = row[ok], cand[ok], cw[ok]
         # the corpus orders of these words: the prompt's own order if the corpus has it,
@@ -221,7 +221,7 @@ class Planner:
         has_exact[row[exact]] = True
         rest = ~has_exact[row]
         r2, c2 = row[rest], cand[rest]
-        order = np.lexsort((c2, -m.mt_total[c2], r2))
+        order = np.lexsort((c2, -m.tables.mt_total[c2], r2))
         r2, c2 = r2[order], c2[order]
         first = np.ones(len(r2), dtype=bool)
         first[1:] = r2[1:] != r2[:-1]
@@ -235,22 +235,22 @@ class Planner:
         cap = params["max_token_count"]
         if cap:
             for mt in roles:
-                if roles[mt] != "forced" and m.mt_total[mt] > cap:
+                if roles[mt] != "forced" and m.tables.mt_total[mt] > cap:
                     roles[mt] = "generic"
         # a multitoken whose words all lie inside a longer matched multitoken is contained
-        longer = [mt for mt in roles if m.mt_len[mt] >= 2 and roles[mt] != "generic"]
+        longer = [mt for mt in roles if m.tables.mt_len[mt] >= 2 and roles[mt] != "generic"]
         if not longer:
             return
-        rows = m.mt_words[longer]
+        rows = m.tables.mt_words[longer]
         inside = set(rows[rows >= 0].tolist())
         sets = [set(r) - {-1} for r in rows.tolist()]
         for mt in roles:
             if roles[mt] != "prompt":
                 continue
-            if m.mt_len[mt] == 1:  # a single word's multitoken id is its stem id
+            if m.tables.mt_len[mt] == 1:  # a single word's multitoken id is its stem id
                 if mt in inside:
                     roles[mt] = "contained"
                 continue
-            ws = set(m.mt_words[mt].tolist()) - {-1}
+            ws = set(m.tables.mt_words[mt].tolist()) - {-1}
             if any(len(s) > len(ws) and ws <= s for s in sets):
                 roles[mt] = "contained"

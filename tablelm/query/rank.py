@@ -43,8 +43,7 @@ def gather(indptr, mts):
 
 
 def idf(model, mts) -> np.ndarray:
-    mts = np.asarray(mts, dtype=np.int64)
-    df = (model.post_indptr[mts + 1] - model.post_indptr[mts]).astype(np.float64)
+    df = model.tables.df(mts).astype(np.float64)
     n = model.n_docs
     return np.log1p((n - df + 0.5) / (df + 0.5))
 
@@ -63,10 +62,10 @@ class Scorer:
         scores = np.zeros(m.n_docs)
         if not mts:
             return scores
-        term, idx = gather(m.post_indptr, mts)
+        term, idx = gather(m.tables.post_indptr, mts)
         qw = np.asarray([t.weight for t in terms]) * idf(m, mts)
         impact = m.impacts(p["k1"], p["b"], tuple(field_weights(p)))
-        return np.bincount(m.post_docs[idx], weights=qw[term] * impact[idx], minlength=m.n_docs)
+        return np.bincount(m.tables.post_docs[idx], weights=qw[term] * impact[idx], minlength=m.n_docs)
 
     def explain(self, terms, docs: np.ndarray) -> np.ndarray:
         """Contribution of each term (columns) to each entity in ``docs`` (rows); rows sum to the scores."""
@@ -84,8 +83,8 @@ class Scorer:
     def _postings(self, mt: int, docs: np.ndarray):
         """For each of ``docs``: whether ``mt`` occurs in it, and the posting's index."""
         m = self.model
-        s, e = int(m.post_indptr[mt]), int(m.post_indptr[mt + 1])
-        row_docs = m.post_docs[s:e]
+        s, e = int(m.tables.post_indptr[mt]), int(m.tables.post_indptr[mt + 1])
+        row_docs = m.tables.post_docs[s:e]
         pos = np.minimum(np.searchsorted(row_docs, docs), max(e - s - 1, 0))
         hit = (row_docs[pos] == docs) if e > s else np.zeros(len(docs), dtype=bool)
         return hit, s + pos
@@ -94,8 +93,8 @@ class Scorer:
         """Field term frequencies (len(docs), number of fields) of one multitoken in ``docs``."""
         m = self.model
         hit, post = self._postings(mt, docs)
-        tf = np.zeros((len(docs), m.post_tf.shape[1]))
-        tf[hit] = m.post_tf[post[hit]]
+        tf = np.zeros((len(docs), m.tables.post_tf.shape[1]))
+        tf[hit] = m.tables.post_tf[post[hit]]
         return tf
 
     def reference(self, terms):
@@ -105,9 +104,9 @@ class Scorer:
         raw = np.zeros((m.n_docs, 4))
         if not mts:
             return np.zeros(m.n_docs), raw
-        term, idx = gather(m.post_indptr, mts)
-        docs, tf = m.post_docs[idx], m.post_tf[idx]
-        spec = 1.0 / np.power(np.maximum(m.mt_total[mts].astype(np.float64), 1.0), p["beta"])
+        term, idx = gather(m.tables.post_indptr, mts)
+        docs, tf = m.tables.post_docs[idx], m.tables.post_tf[idx]
+        spec = 1.0 / np.power(np.maximum(m.tables.mt_total[mts].astype(np.float64), 1.0), p["beta"])
         in_text = tf[:, 0] > 0
         in_graph = tf[:, 1:].sum(axis=1) > 0
         raw[:, 0] = np.bincount(docs[in_text], weights=spec[term[in_text]], minlength=m.n_docs)

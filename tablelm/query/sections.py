@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tables.build import partners
 from .rank import gather, idf
 
 CONTEXT_SECTIONS = ("categories", "tags", "titles", "related")
@@ -30,18 +29,18 @@ def neighbours(model, mt: int, params: dict, limit: int) -> list[tuple[int, floa
     """The embedding of ``mt``: up to ``limit`` (multitoken, pmi, n_AB), best first."""
     if limit <= 0:
         return []
-    cols, adj, ctx = partners(model.arrays, mt)
+    cols, adj, ctx = model.tables.partners(mt)
     if len(cols) == 0:
         return []
     n_ab = adj.astype(np.float64) + ctx
-    n_a = float(model.mt_total[mt])
-    n_b = model.mt_total[cols].astype(np.float64)
+    n_a = float(model.tables.mt_total[mt])
+    n_b = model.tables.mt_total[cols].astype(np.float64)
     if params["pmi"] == "sqrt":
         pmi = n_ab / np.sqrt(np.maximum(n_a * n_b, 1.0))
     else:
-        pmi = np.log2(np.maximum(model.n_words * n_ab, 1.0) / np.maximum(n_a * n_b, 1.0))
+        pmi = np.log2(np.maximum(model.tables.n_words * n_ab, 1.0) / np.maximum(n_a * n_b, 1.0))
     ok = (n_ab >= params["nab_min"]) & (pmi >= params["min_pmi"]) & \
-        (model.mt_len[cols] >= params["embedding_values_min_size"])
+        (model.tables.mt_len[cols] >= params["embedding_values_min_size"])
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
         return []
@@ -61,7 +60,7 @@ def embedding_rows(model, plan, params: dict) -> list[dict]:
             if mt in in_prompt:
                 continue
             if mt not in best or pmi > best[mt]["pmi"]:
-                best[mt] = {"multitoken": model.display(mt), "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
+                best[mt] = {"multitoken": model.tables.display(mt), "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
     rows = sorted(best.values(), key=lambda r: (-r["pmi"], r["multitoken"]))
     return rows[:limit]
 
@@ -73,12 +72,13 @@ def context_terms(plan, params: dict):
 
 def label_scores(model, table: str, terms):
     """Σ_t idf(t)·count(t, label) and Σ_t count(t, label) for every label of a context table."""
-    n_lab = len(model.strings[f"labels_{table}"])
+    ctx = model.tables.context(table)
+    n_lab = len(ctx.names)
     if not terms or n_lab == 0:
         return np.zeros(n_lab), np.zeros(n_lab), None
-    term, idx = gather(model.arrays[f"ctx_{table}_indptr"], [t.mt for t in terms])
-    labels = np.asarray(model.arrays[f"ctx_{table}_labels"][idx], dtype=np.int64)
-    counts = np.asarray(model.arrays[f"ctx_{table}_counts"][idx], dtype=np.float64)
+    term, idx = gather(ctx.indptr, [t.mt for t in terms])
+    labels = np.asarray(ctx.labels[idx], dtype=np.int64)
+    counts = np.asarray(ctx.counts[idx], dtype=np.float64)
     # log-damped counts: a label is relevant when many prompt multitokens point to it, not when
     # one of them is repeated in a long entity
     w = idf(model, [t.mt for t in terms])[term] * (1.0 + np.log(np.maximum(counts, 1.0)))
@@ -93,7 +93,7 @@ def context_rows(model, plan, name: str, params: dict) -> list[dict]:
         return []
     score, count, hits = label_scores(model, table, terms)
     cand = np.flatnonzero(score > 0)
-    names = model.strings[f"labels_{table}"]
+    names = model.tables.context(table).names
     best = sorted(cand.tolist(), key=lambda lab: (-score[lab], names[lab]))[: params["max_rows"]]
     rows = []
     for lab in best:
@@ -120,8 +120,8 @@ def context_factor(model, plan, params: dict) -> np.ndarray | None:
         if not len(score) or score.max() <= 0:
             continue
         score = score / score.max()
-        indptr = np.asarray(model.arrays[f"doc_{table}_indptr"])
-        labels = np.asarray(model.arrays[f"doc_{table}_labels"], dtype=np.int64)
+        ctx = model.tables.context(table)
+        indptr, labels = ctx.doc_indptr, np.asarray(ctx.doc_labels, dtype=np.int64)
         if len(labels) == 0:
             continue
         has = np.flatnonzero(np.diff(indptr) > 0)

@@ -30,63 +30,21 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
-from .hashing import WIDTH, hash_rows, sort_rows
-from .sorting import stable_argsort, unique_inverse
-
-FIELDS = ("text", "title", "category", "tags", "meta")
-KG_FIELDS = (1, 2, 3, 4)
-CONTEXTS = ("category", "tags", "titles", "related")
-
-
-@dataclass
-class Tables:
-    """Every table of a model: numpy arrays plus string lists.
-
-    ``arrays`` maps a table name to an array (saved as ``NAME.npy``); ``strings``
-    maps a name to a list of strings (saved one per line); ``blobs`` maps a name
-    to bytes (saved as is). Loaded models hold memory-mapped arrays.
-    """
-
-    arrays: dict = field(default_factory=dict)
-    strings: dict = field(default_factory=dict)
-    blobs: dict = field(default_factory=dict)
-    stats: dict = field(default_factory=dict)
-
-    def __getitem__(self, name):
-        return self.arrays[name]
-
-
-def _csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
-    return np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n_rows)))).astype(np.int64)
-
-
-def partners(arrays, mt: int):
-    """Every pair of multitoken ``mt``: (partner ids, adjacent counts, contextual counts).
-
-    Each unordered pair is stored once, under its smaller id (``pair_indptr``/``pair_cols``);
-    the transposed index (``pair_t_indptr``/``pair_t_order``) finds the pairs where ``mt``
-    is the larger id.
-    """
-    indptr, cols = arrays["pair_indptr"], arrays["pair_cols"]
-    adj, ctx = arrays["pair_adj"], arrays["pair_ctx"]
-    s, e = int(indptr[mt]), int(indptr[mt + 1])
-    ts, te = int(arrays["pair_t_indptr"][mt]), int(arrays["pair_t_indptr"][mt + 1])
-    idx = np.asarray(arrays["pair_t_order"][ts:te], dtype=np.int64)
-    below = np.searchsorted(indptr, idx, side="right") - 1  # the row (smaller id) of each entry
-    return (np.concatenate([below, np.asarray(cols[s:e], dtype=np.int64)]),
-            np.concatenate([adj[idx], adj[s:e]]), np.concatenate([ctx[idx], ctx[s:e]]))
+from .counts import Partial, Tables, assemble, merge, pending_table
+from .hashing import WIDTH, chain_hash, string_hashes
+from .schema import CONTEXTS, FIELDS  # noqa: F401  (CONTEXTS: re-exported for the tests and readers)
+from .sorting import unique_inverse
 
 
 def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int, max_dist: int) -> dict:
     """Pairs of non-overlapping multitoken occurrences of one sentence, gap <= ``max_dist`` words.
 
     Occurrences come in start order; ``occ_end`` is the word after each one and ``sent_stop``
-    the word after its sentence. Returns the pair tables (see :func:`partners`). The pairs are
+    the word after its sentence. Returns the pair tables (see ``TableSet.partners``). The pairs are
     a sparse count matrix: its coordinates (smaller id, larger id) go through SciPy's
     linear-time COO → CSR conversion, which sums the duplicates, and CSR → CSC gives the
     transposed index. Runs in a second thread of the build: it only reads its arguments, and
@@ -125,12 +83,62 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
     m = sparse.coo_array((counts[:filled], (rows[:filled], cols[:filled])), shape=(n_mt, n_mt)).tocsr()
     del rows, cols, counts
     m.sum_duplicates()  # canonical: columns sorted within a row, one entry per pair
-    # CSR → CSC of the entry numbers: the entries of each column (larger id), in row order
-    t = sparse.csr_array((np.arange(m.nnz, dtype=np.int64 if m.nnz >= 2**31 else np.int32), m.indices, m.indptr),
-                         shape=m.shape).tocsc()
-    return {"pair_indptr": m.indptr.astype(np.int64), "pair_cols": m.indices.astype(np.int32),
-            "pair_adj": (m.data & 0xFFFFFFFF).astype(np.uint32), "pair_ctx": (m.data >> 32).astype(np.uint32),
-            "pair_t_indptr": t.indptr.astype(np.int64), "pair_t_order": t.data}
+    a = np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(m.indptr))
+    return a, m.indices.astype(np.int32), (m.data & 0xFFFFFFFF).astype(np.int64), (m.data >> 32).astype(np.int64)
+
+
+def _isin_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Membership of each value in a sorted key array (one binary search each)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    return sorted_keys[pos] == values
+
+
+def _sum_by_hash(hashes: list, counts: list, kg: list):
+    """(sorted distinct hashes, summed counts, summed knowledge-graph counts)."""
+    h = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    uniq, inv = np.unique(h, return_inverse=True)
+    c = np.bincount(inv, weights=np.concatenate(counts), minlength=len(uniq)).astype(np.int64) if hashes else h
+    k = np.bincount(inv, weights=np.concatenate(kg), minlength=len(uniq)).astype(np.int64) if hashes else h
+    return uniq, c.astype(np.int64), k.astype(np.int64)
+
+
+def dictionary_from_counts(counts, min_count: int) -> np.ndarray:
+    """The sorted hashes of the n-grams of two or more words that enter the dictionary."""
+    hashes, n, kg = counts
+    return hashes[(n >= min_count) | (kg > 0)]
+
+
+def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side_work=None,
+                 shard_size: int = 0) -> Tables:
+    """Count every table of ``entities`` (a list of TextEntity).
+
+    With ``shard_size`` > 0 and more entities than that, the corpus is counted in shards: a
+    first pass sums the n-gram counts of every shard into the dictionary, a second counts
+    each shard against it, and the partial counts are merged by key. The tables are the
+    same, byte for byte, as those of one shard (see tables/counts.py).
+
+    ``side_work`` (optional) is called with no argument once the counting is done; the
+    :class:`Tables` it returns (e.g. the caller's entity store) join the result.
+    """
+    n = len(entities)
+    if not shard_size or n <= shard_size:
+        part = count_partial(entities, analyzer, params, progress=progress)
+    else:
+        spans = [(lo, min(lo + shard_size, n)) for lo in range(0, n, shard_size)]
+        counts = [count_partial(entities[lo:hi], analyzer, params, ngrams_only=True) for lo, hi in spans]
+        dictionary = dictionary_from_counts(_sum_by_hash(*zip(*counts)), int(params["min_multitoken_count"]))
+        parts = [(count_partial(entities[lo:hi], analyzer, params, dictionary=dictionary, progress=progress), 1,
+                  np.arange(lo, hi)) for lo, hi in spans]
+        part = merge(parts, n)
+    tables = assemble(part)
+    if side_work is not None:
+        extra = side_work()
+        tables.arrays.update(extra.arrays)
+        tables.strings.update(extra.strings)
+        tables.blobs.update(extra.blobs)
+    return tables
 
 
 def meta_values(entity) -> list[str]:
@@ -149,17 +157,9 @@ def label_path(parts) -> str:
     return " > ".join(" ".join(p.split()) for p in parts if p.strip())
 
 
-def _labels_csr(values_per_doc: list[list[str]]):
-    """Doc → label ids (CSR) over the sorted set of distinct labels."""
-    labels = sorted({v for vs in values_per_doc for v in vs})
-    index = {v: i for i, v in enumerate(labels)}
-    lens = np.fromiter((len(vs) for vs in values_per_doc), dtype=np.int64, count=len(values_per_doc))
-    ids = np.fromiter((index[v] for vs in values_per_doc for v in vs), dtype=np.int32, count=int(lens.sum()))
-    return labels, np.concatenate(([0], np.cumsum(lens))), ids
-
-
-def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side_work=None) -> Tables:
-    """Count everything about ``entities`` (a list of TextEntity).
+def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.ndarray | None = None,
+                  progress=None, ngrams_only: bool = False):
+    """Count everything about ``entities`` (a list of TextEntity) in their own id space.
 
     Parameters
     ----------
@@ -167,12 +167,16 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     analyzer : Analyzer
     params : dict
         Build-stage parameters (``max_ngram``, ``max_dist``, ``min_multitoken_count``).
+    dictionary : ndarray of uint64, optional
+        Sorted stable hashes of the multitokens of two or more words to count. None: the
+        entities are the whole corpus, and the dictionary comes from their own counts
+        (``min_multitoken_count``, knowledge-graph fields).
     progress : callable, optional
         Called as ``progress(n)`` after every ``n`` entities tokenized, and with
         ``progress(None, "stage name")`` between array stages.
-    side_work : callable, optional
-        Called with no argument while the pairs are counted in the second thread; the
-        :class:`Tables` it returns (e.g. the caller's entity store) join the result.
+    ngrams_only : bool
+        Stop after counting the n-grams of two or more words: return their stable hashes,
+        counts and knowledge-graph counts (the first pass of a sharded build).
     """
     from scipy import sparse
 
@@ -223,26 +227,26 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     n_words = len(w)
     V = max(n_stems, 1)
 
-    # unstemming: most frequent surface of each stem (ties: alphabetical)
+    # unstemming: the surface words with their counts (a count table: add/delete keep it exact)
     surf_count = np.bincount(sid_k, minlength=len(vocab.surfaces))
-    surf_stem = code_of_sid
-    real = np.array([("\x00" not in s) for s in vocab.surfaces], dtype=bool)
-    surf_alpha = np.empty(len(vocab.surfaces), dtype=np.int64)
-    surf_alpha[sorted(range(len(vocab.surfaces)), key=vocab.surfaces.__getitem__)] = np.arange(len(vocab.surfaces))
-    cand = np.flatnonzero((surf_stem >= 0) & real & (surf_count > 0))
-    o = np.lexsort((surf_alpha[cand], -surf_count[cand], surf_stem[cand]))
-    cand = cand[o]
-    first = np.ones(len(cand), dtype=bool)
-    first[1:] = surf_stem[cand][1:] != surf_stem[cand][:-1]
-    display = list(stems)
-    for s_id, c in zip(surf_stem[cand][first].tolist(), cand[first].tolist()):
-        display[s_id] = vocab.surfaces[c]
+    real = np.flatnonzero((code_of_sid >= 0) & (surf_count > 0)
+                          & np.fromiter(("\x00" not in s for s in vocab.surfaces), dtype=bool,
+                                        count=len(vocab.surfaces)))
+    alpha = sorted(real.tolist(), key=vocab.surfaces.__getitem__)
+    surfaces = [vocab.surfaces[i] for i in alpha]
+    surface_stem = code_of_sid[alpha].astype(np.int32)
+    surface_count = surf_count[alpha]
 
     # ---- 2. n-grams level by level
     min_count = int(params["min_multitoken_count"])
     kg_tok = fld_k != 0
     level_words = [np.arange(V, dtype=np.int64).reshape(-1, 1)]  # words of every distinct n-gram per level
     level_kept = [np.bincount(w, minlength=V) > 0]
+    stem_hash = string_hashes(stems)
+    level_hash = stem_hash  # stable hash of every distinct n-gram of the level (from the stem strings)
+    level_hashes = [stem_hash]
+    counted = []  # with ngrams_only: (hashes, counts, kg counts) of each level
+    pend_hash, pend_doc = [], []  # occurrences of n-grams left out of the dictionary (the count store)
     occ_level_ids = [w.astype(np.int64)]
     prev = w.astype(np.int64)
     valid_prev = np.ones(n_words, dtype=bool)
@@ -256,7 +260,20 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
         uniq, inv = unique_inverse(key)
         counts = np.bincount(inv, minlength=len(uniq))
         kg_counts = np.bincount(inv[kg_tok[idx]], minlength=len(uniq))
-        level_kept.append((counts >= min_count) | (kg_counts > 0))
+        level_hash = chain_hash(level_hash[uniq // V], stem_hash[uniq % V])
+        if ngrams_only:
+            counted.append((level_hash, counts, kg_counts))
+            kept = np.zeros(len(uniq), dtype=bool)
+        elif dictionary is None:
+            kept = (counts >= min_count) | (kg_counts > 0)
+        else:  # the dictionary of the whole corpus, counted before (a shard, or an add/delete)
+            kept = _isin_sorted(level_hash, dictionary)
+        level_kept.append(kept)
+        level_hashes.append(level_hash)
+        if not ngrams_only:
+            out = np.flatnonzero(~kept[inv])
+            pend_hash.append(level_hash[inv[out]])
+            pend_doc.append(doc_k[idx[out]])
         level_words.append(np.hstack([level_words[-1][uniq // V], (uniq % V).reshape(-1, 1)]))
         cur = np.full(n_words, -1, dtype=np.int64)
         cur[idx] = inv
@@ -264,9 +281,12 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
         prev, valid_prev = cur, np.zeros(n_words, dtype=bool)
         valid_prev[idx] = True
 
+    if ngrams_only:
+        return _sum_by_hash([c[0] for c in counted], [c[1] for c in counted], [c[2] for c in counted])
+
     # global multitoken ids: by length, then words in alphabetical order
-    mt_of_level, words_rows, offset = [], [], 0
-    for lw, kept in zip(level_words, level_kept):
+    mt_of_level, words_rows, hash_rows_, offset = [], [], [], 0
+    for lw, kept, lh in zip(level_words, level_kept, level_hashes):
         ids = np.full(len(lw), -1, dtype=np.int64)
         k = np.flatnonzero(kept)
         ids[k] = offset + np.arange(len(k))
@@ -275,9 +295,10 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
         rows = np.full((len(k), WIDTH), -1, dtype=np.int64)
         rows[:, : lw.shape[1]] = lw[k]
         words_rows.append(rows)
+        hash_rows_.append(lh[k])
     n_mt = offset
     mt_words = np.vstack(words_rows).astype(np.int32) if words_rows else np.zeros((0, WIDTH), np.int32)
-    mt_len = (mt_words >= 0).sum(axis=1).astype(np.int8)
+    mt_hash = np.concatenate(hash_rows_) if hash_rows_ else np.zeros(0, dtype=np.uint64)
 
     # occurrences of kept multitokens in (start word, length) order: (mt, start, end, doc, field)
     n_len = len(mt_of_level)
@@ -298,7 +319,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     sent_first = np.flatnonzero(np.concatenate(([True], sent_k[1:] != sent_k[:-1]))) if n_words else sent_k
     sent_stop = np.append(sent_first[1:], n_words)[np.searchsorted(sent_first, occ_start, side="right") - 1]
 
-    # ---- 4. pairs, in a second thread while the postings and context tables are counted
+    # ---- 4. pairs, in a second thread while the postings are counted
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tablelm-pairs")
     pairs_job = pool.submit(_count_pairs, occ_start, occ_end, occ_mt, sent_stop, n_words, n_mt,
                             int(params["max_dist"]))
@@ -317,87 +338,30 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     new_post = np.ones(len(entry_row), dtype=bool)
     new_post[1:] = (entry_doc[1:] != entry_doc[:-1]) | (entry_row[1:] != entry_row[:-1])
     post_of_entry = np.cumsum(new_post) - 1
-    post_rows = entry_row[new_post]
-    post_tf = np.zeros((len(post_rows), F), dtype=np.uint16)
+    post_mt = entry_row[new_post].astype(np.int32)
+    post_tf = np.zeros((len(post_mt), F), dtype=np.uint16)
     post_tf[post_of_entry, entry_fld] = np.minimum(by_field.data, 65535)
     mt_counts = np.bincount(entry_row * F + entry_fld, weights=by_field.data, minlength=n_mt * F)
-    mt_counts = mt_counts.reshape(n_mt, F).astype(np.uint32)
-    post_indptr = _csr_from_sorted_rows(post_rows, n_mt)
-    post_docs = entry_doc[new_post].astype(np.int32)
-    # forward index (entity → its postings), for pseudo-relevance feedback and incremental updates
-    fwd_post = stable_argsort(post_docs).astype(np.int64)
-    fwd_indptr = _csr_from_sorted_rows(post_docs[fwd_post], n_docs)
-    fwd_mt = post_rows[fwd_post].astype(np.int32)
+    mt_counts = mt_counts.reshape(n_mt, F).astype(np.int64)
+    post_doc = entry_doc[new_post].astype(np.int32)
     doc_len = np.bincount(doc_k.astype(np.int64) * F + fld_k, minlength=n_docs * F)
-    doc_len = doc_len.reshape(n_docs, F).astype(np.uint32)
+    doc_len = doc_len.reshape(n_docs, F).astype(np.int64)
     del entity_field, by_field, entry_row, entry_doc, entry_fld, new_post, post_of_entry
-
-    # ---- 5. context tables: multitoken → label → summed term frequency
-    step(None, "context tables")
-    # ctx = P @ L: P (multitoken × entity) holds the term frequencies outside metadata, L
-    # (entity × label) the labels of each entity
-    tf_total = post_tf[:, :4].sum(axis=1, dtype=np.int64)  # metadata strings are not context
-    tf_matrix = sparse.csr_array((tf_total, post_docs, post_indptr), shape=(n_mt, n_docs))
-    label_lists = {
+    labels = {
         "category": [[label_path(e.category)] if label_path(e.category) else [] for e in entities],
         "tags": [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities],
         "titles": [[" ".join(e.title.split())] if e.title.strip() else [] for e in entities],
         "related": [sorted({r.strip() for r in e.related if r.strip()}) for e in entities],
     }
-    arrays, strings = {}, {}
-    for name in CONTEXTS:
-        labels, d_indptr, d_ids = _labels_csr(label_lists[name])
-        labels_matrix = sparse.csr_array((np.ones(len(d_ids), dtype=np.int64), d_ids, d_indptr),
-                                         shape=(n_docs, max(len(labels), 1)))
-        ctx = tf_matrix @ labels_matrix
-        ctx.sort_indices()
-        arrays[f"ctx_{name}_indptr"] = ctx.indptr.astype(np.int64)
-        arrays[f"ctx_{name}_labels"] = ctx.indices.astype(np.int32)
-        arrays[f"ctx_{name}_counts"] = ctx.data.astype(np.uint32)
-        arrays[f"doc_{name}_indptr"] = d_indptr.astype(np.int64)
-        arrays[f"doc_{name}_labels"] = d_ids
-        strings[f"labels_{name}"] = labels
-
-    # ---- 6. sorted n-gram table (multitokens of two or more words)
-    multi = np.flatnonzero(mt_len >= 2)
-    sng_hash = hash_rows(sort_rows(mt_words[multi]))
-    so = np.argsort(sng_hash, kind="stable")
-
     step(None, "pairs")
-    extra = side_work() if side_work is not None else Tables()
-    pair_tables = pairs_job.result()
-    adj, ctx = pair_tables["pair_adj"], pair_tables["pair_ctx"]
-
-    arrays.update({
-        "mt_words": mt_words,
-        "mt_counts": mt_counts,
-        "post_indptr": post_indptr,
-        "post_docs": post_docs,
-        "post_tf": post_tf,
-        "doc_len": doc_len,
-        "fwd_indptr": fwd_indptr,
-        "fwd_mt": fwd_mt,
-        "fwd_post": fwd_post,
-        **pair_tables,
-        "sng_hash": sng_hash[so],
-        "sng_mt": multi[so].astype(np.int32),
-    })
-    strings["stems"] = stems
-    strings["display"] = display
-    stats = {
-        "entities": n_docs,
-        "words": int(n_words),
-        "stems": n_stems,
-        "multitokens": int(n_mt),
-        "multitokens_by_length": {str(n): int((mt_len == n).sum()) for n in range(1, 5) if (mt_len == n).any()},
-        "postings": int(len(post_docs)),
-        "pairs": int(len(adj)),
-        "adjacent_pairs": int((adj > 0).sum()),
-        "contextual_pairs": int((ctx > 0).sum()),
-    }
-    arrays.update(extra.arrays)
-    strings.update(extra.strings)
-    return Tables(arrays=arrays, strings=strings, blobs=dict(extra.blobs), stats=stats)
+    pair_a, pair_b, pair_adj, pair_ctx = pairs_job.result()
+    pend = pending_table(pend_hash, pend_doc)
+    return Partial(n_docs=n_docs, stems=stems, stem_hash=stem_hash, mt_words=mt_words, mt_hash=mt_hash,
+                   mt_counts=mt_counts, post_mt=post_mt, post_doc=post_doc, post_tf=post_tf,
+                   pair_a=pair_a, pair_b=pair_b, pair_adj=pair_adj, pair_ctx=pair_ctx,
+                   pend_hash=pend["pend_hash"], pend_doc=pend["pend_doc"], surfaces=surfaces,
+                   surface_stem=surface_stem, surface_count=surface_count.astype(np.int64), doc_len=doc_len,
+                   labels=labels)
 
 
 def entity_records(entities) -> tuple[bytes, np.ndarray]:
@@ -405,3 +369,12 @@ def entity_records(entities) -> tuple[bytes, np.ndarray]:
     lines = [json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in entities]
     offsets = np.concatenate(([0], np.cumsum([len(x) for x in lines]))).astype(np.int64)
     return b"".join(lines), offsets
+
+
+def content_hashes(entities) -> np.ndarray:
+    """The content digest of each entity as a uint64 (0: no text), so that an add can drop the
+    entities whose content the model already has, as a build drops duplicates."""
+    from ..corpus import content_key
+
+    keys = (content_key(e) for e in entities)
+    return np.fromiter((int(k[:16], 16) or 1 if k else 0 for k in keys), dtype=np.uint64, count=len(entities))

@@ -49,3 +49,39 @@ def sort_rows(words: np.ndarray) -> np.ndarray:
     big = np.iinfo(np.int64).max
     s = np.sort(np.where(w < 0, big, w), axis=1)
     return np.where(s == big, -1, s)
+
+
+_K = np.uint64(0x100000001B3)  # the FNV-1a 64-bit prime: an odd multiplier for chaining
+
+
+def chain_hash(prefix: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The hash of a word sequence from the hash of its prefix and the hash of its last word.
+
+    Applied level by level to stable word hashes (:func:`string_hashes`), it gives n-gram keys
+    that do not depend on the rest of the corpus, so counts of separate shards (or of a model
+    and the entities added to it) can be matched and summed.
+    """
+    with np.errstate(over="ignore"):
+        return _mix(np.asarray(prefix, dtype=np.uint64) * _K ^ np.asarray(last, dtype=np.uint64))
+
+
+def string_hashes(strings: list) -> np.ndarray:
+    """A stable 64-bit hash of each string (its UTF-8 bytes), vectorized.
+
+    Polynomial in the bytes (base 257, mod 2^64) finished by splitmix64 with the length; the
+    same string gives the same hash in every process and corpus.
+    """
+    if not strings:
+        return np.zeros(0, dtype=np.uint64)
+    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
+    lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8).astype(np.uint64) + np.uint64(1)
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    pos = np.arange(len(data), dtype=np.int64) - np.repeat(starts, lens)
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(max(int(lens.max()), 1), 257, dtype=np.uint64))
+        terms = data * powers[pos]
+        sums = np.zeros(len(strings), dtype=np.uint64)
+        nz = lens > 0
+        sums[nz] = np.add.reduceat(terms, starts[nz]) if len(terms) else 0
+        return _mix(sums ^ (lens.astype(np.uint64) << np.uint64(56)))

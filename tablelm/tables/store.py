@@ -39,8 +39,9 @@ import numpy as np
 
 from ..errors import ModelError
 from .build import Tables
+from .schema import SPECS
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 #: seconds a writer waits for another writer of the same model directory (TABLELM_LOCK_TIMEOUT overrides)
 LOCK_TIMEOUT = 600.0
@@ -141,7 +142,8 @@ def _write_tables(tmp: Path, tables: Tables) -> dict:
             np.save(f, arr, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape)}
+        listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape),
+                         "kind": SPECS[name].kind if name in SPECS else "extra"}
     for name in sorted(tables.strings):
         values = tables.strings[name]
         if any("\n" in v for v in values):
@@ -190,11 +192,10 @@ def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
             folder = f"tables-{digest}"
             manifest["folder"] = folder
             _fsync_dir(tmp)
-            final = out / folder
-            if final.exists():  # identical content already in place
-                shutil.rmtree(tmp)
-            else:
-                os.rename(tmp, final)
+            if (out / folder).exists():  # same content in place, or a damaged copy of it: never reuse it
+                folder = f"{folder}-{uuid.uuid4().hex[:8]}"
+                manifest["folder"] = folder
+            os.rename(tmp, out / folder)
             _replace_manifest(out, manifest)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -235,7 +236,7 @@ def update_manifest(model_dir, changes: dict) -> dict:
 _REQUIRED = {"folder": str, "tables": dict, "build_params": dict, "analyzer": dict, "stats": dict}
 
 
-def read_manifest(model_dir) -> dict:
+def read_manifest(model_dir, any_version: bool = False) -> dict:
     """The manifest of ``model_dir``, checked for the entries and types readers rely on.
 
     Raises
@@ -254,10 +255,12 @@ def read_manifest(model_dir) -> dict:
     if not isinstance(manifest, dict):
         raise ModelError(f"{path} is not a JSON object (found {type(manifest).__name__}); {_REBUILD}.")
     version = manifest.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:  # bool and "3" are not format 3
-        raise ModelError(
-            f"{model_dir} has model format {version!r}, this tablelm reads format {FORMAT_VERSION}. "
-            f"Rebuild it: tablelm build SOURCE -o {model_dir}")
+    if (type(version) is not int or version != FORMAT_VERSION) and not any_version:  # bool, "3": not format 3
+        newer = type(version) is int and version > FORMAT_VERSION
+        fix = (f"a newer tablelm wrote it: install that version, or rebuild it: tablelm build SOURCE -o {model_dir}"
+               if newer else f"upgrade it from the entities it stores: tablelm upgrade -m {model_dir} "
+               "(or rebuild it from its sources)")
+        raise ModelError(f"{model_dir} has model format {version!r}, this tablelm reads format {FORMAT_VERSION}; {fix}")
     for key, kind in _REQUIRED.items():
         if not isinstance(manifest.get(key), kind):
             found = "missing" if key not in manifest else f"a {type(manifest[key]).__name__}"

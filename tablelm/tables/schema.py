@@ -1,0 +1,315 @@
+"""The one table schema, and the access layer that query and answer code read through.
+
+Every table of a model is declared once in :data:`SCHEMA`: its name, dtype, shape (in
+named dimensions), what it holds, and how two partial versions of it merge:
+
+``count``
+    raw counts: partial versions merge by summing equal keys; add/delete add and
+    subtract them. Stored in the narrowest unsigned dtype that holds the largest
+    count (``dtype="uint"``), so the width depends only on the data.
+``key``
+    what the counts are keyed by (multitoken words, stems, labels, ids): partial
+    versions merge by the union of keys, in the canonical order (sorted).
+``index``
+    CSR row pointers and column ids that locate the counts: rebuilt from the keys
+    after a merge.
+``derived``
+    recomputed from the other tables after a merge (transposed index, forward index,
+    sorted n-gram hashes); never merged itself.
+``entity``
+    one row per entity: partial versions concatenate in corpus order.
+
+Derived *weights* (idf, PMI, BM25 impacts) are not tables: they are computed at query
+time from the counts, so that counts stay exact under add and delete.
+
+A format change touches this module and the build; :class:`TableSet` checks on load
+that every declared table is there with its dtype kind and consistent sizes (cheap:
+no data is read), and gives query code named access instead of string lookups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import ModelError
+from .hashing import hash_rows, sort_rows
+
+FIELDS = ("text", "title", "category", "tags", "meta")
+CONTEXTS = ("category", "tags", "titles", "related")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One table: ``dims`` names each axis (``"multitokens+1"`` is one more than that size)."""
+
+    name: str
+    kind: str  # count | key | index | derived | entity | strings | blob
+    dtype: str | None  # numpy dtype, "uint" (narrowest unsigned that fits), None for strings and blobs
+    dims: tuple
+    merge: str
+    doc: str
+
+
+def _context_specs(name: str) -> list[Spec]:
+    lab = f"labels_{name}"
+    return [
+        Spec(lab, "key", None, (lab,), "union, sorted", f"the distinct {name} labels, sorted"),
+        Spec(f"ctx_{name}_indptr", "index", "int64", ("multitokens+1",), "rebuilt",
+             f"row pointers of multitoken -> {name} label counts"),
+        Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row"),
+        Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
+             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)"),
+        Spec(f"doc_{name}_indptr", "entity", "int64", ("entities+1",), "concatenate",
+             f"row pointers of entity -> its {name} labels"),
+        Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
+             "label ids of each entity, sorted"),
+    ]
+
+
+SCHEMA: tuple[Spec, ...] = tuple([
+    # ---- the dictionary
+    Spec("stems", "key", None, ("stems",), "union, sorted", "every stem of the corpus, sorted"),
+    Spec("display", "derived", None, ("stems",), "recomputed from surface counts",
+         "the most frequent surface word of each stem (ties: alphabetical), shown to users"),
+    Spec("mt_words", "key", "int32", ("multitokens", 4), "union, sorted",
+         "stem ids of each multitoken, padded with -1; ordered by length, then words"),
+    Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
+         "occurrences of each multitoken per field (text, title, category, tags, meta)"),
+    # ---- postings
+    Spec("post_indptr", "index", "int64", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings"),
+    Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row"),
+    Spec("post_tf", "count", "uint16", ("postings", 5), "sum by (multitoken, entity)",
+         "term frequency of the multitoken in the entity, per field (capped at 65535)"),
+    Spec("doc_len", "entity", "uint32", ("entities", 5), "concatenate", "words per field of each entity"),
+    Spec("fwd_indptr", "derived", "int64", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
+    Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry"),
+    Spec("fwd_post", "derived", "int64", ("postings",), "rebuilt", "posting index of each forward entry"),
+    # ---- pairs (each unordered pair once, under its smaller id)
+    Spec("pair_indptr", "index", "int64", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs"),
+    Spec("pair_cols", "index", "int32", ("pairs",), "rebuilt", "the larger id of each pair, ascending in a row"),
+    Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)"),
+    Spec("pair_ctx", "count", "uint", ("pairs",), "sum by pair", "contextual co-occurrences (gap 1..max_dist)"),
+    Spec("pair_t_indptr", "derived", "int64", ("multitokens+1",), "rebuilt",
+         "transposed index: row pointers by the larger id"),
+    Spec("pair_t_order", "derived", "int", ("pairs",), "rebuilt", "pair entries of each larger id, in row order"),
+    # ---- sorted n-grams
+    Spec("sng_hash", "derived", "uint64", ("sorted_ngrams",), "rebuilt",
+         "hash of the sorted words of each multitoken of 2+ words, ascending"),
+    Spec("sng_mt", "derived", "int32", ("sorted_ngrams",), "rebuilt", "the multitoken of each hash"),
+    # ---- the count store: what add/delete need beyond the tables a query reads
+    Spec("stem_hash", "key", "uint64", ("stems",), "union", "a stable 64-bit hash of each stem's string"),
+    Spec("surfaces", "key", None, ("surfaces",), "union, sorted", "every surface word, sorted"),
+    Spec("surface_stem", "key", "int32", ("surfaces",), "union", "the stem id of each surface"),
+    Spec("surface_count", "count", "uint", ("surfaces",), "sum by surface", "occurrences of each surface word"),
+    Spec("pend_hash", "count", "uint64", ("pending",), "concatenate, sorted",
+         "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted"),
+    Spec("pend_doc", "count", "int32", ("pending",), "concatenate", "the entity of each pending occurrence"),
+    # ---- entities
+    Spec("ids", "entity", None, ("entities",), "concatenate", "entity ids, JSON-encoded, in corpus order"),
+    Spec("entity_offsets", "entity", "int64", ("entities+1",), "concatenate (shifted)",
+         "byte offsets of each entity in entities.jsonl"),
+    Spec("entity_agents", "entity", "uint8", ("entities",), "concatenate", "one bit per agent of each entity"),
+    Spec("entity_content", "entity", "uint64", ("entities",), "concatenate",
+         "hash of the normalized content (0: no text), to drop duplicates on add"),
+    Spec("entities.jsonl", "blob", None, (), "concatenate", "the entity store: one JSON object a line"),
+] + [s for name in CONTEXTS for s in _context_specs(name)])
+
+SPECS = {s.name: s for s in SCHEMA}
+
+_KIND_OF_DTYPE = {"uint": "u", "int": "i"}
+
+
+def narrow_uint(a: np.ndarray) -> np.ndarray:
+    """Counts in the narrowest unsigned dtype that holds their maximum (uint8, 16, 32 or 64)."""
+    a = np.asarray(a)
+    top = int(a.max()) if a.size else 0
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return a.astype(dt, copy=False)
+    return a.astype(np.uint64, copy=False)
+
+
+def storage_dtype(spec: Spec, arr: np.ndarray) -> np.ndarray:
+    """``arr`` in the dtype the schema stores it with."""
+    if spec.dtype == "uint":
+        return narrow_uint(arr)
+    if spec.dtype == "int":
+        return np.asarray(arr, dtype=np.int32 if len(arr) < 2**31 else np.int64)
+    return np.asarray(arr, dtype=spec.dtype)
+
+
+def partners(arrays: dict, mt: int):
+    """Every pair of multitoken ``mt``: (partner ids, adjacent counts, contextual counts).
+
+    Each unordered pair is stored once, under its smaller id (``pair_indptr``/``pair_cols``);
+    the transposed index (``pair_t_indptr``/``pair_t_order``) finds the pairs where ``mt``
+    is the larger id.
+    """
+    indptr, cols = arrays["pair_indptr"], arrays["pair_cols"]
+    adj, ctx = arrays["pair_adj"], arrays["pair_ctx"]
+    s, e = int(indptr[mt]), int(indptr[mt + 1])
+    ts, te = int(arrays["pair_t_indptr"][mt]), int(arrays["pair_t_indptr"][mt + 1])
+    idx = np.asarray(arrays["pair_t_order"][ts:te], dtype=np.int64)
+    below = np.searchsorted(indptr, idx, side="right") - 1  # the row (smaller id) of each entry
+    return (np.concatenate([below, np.asarray(cols[s:e], dtype=np.int64)]),
+            np.concatenate([adj[idx], adj[s:e]]).astype(np.int64),
+            np.concatenate([ctx[idx], ctx[s:e]]).astype(np.int64))
+
+
+def conform(arrays: dict) -> dict:
+    """Every array of the schema in its storage dtype (tables outside the schema unchanged)."""
+    return {k: storage_dtype(SPECS[k], v) if k in SPECS and SPECS[k].dtype else v for k, v in arrays.items()}
+
+
+class Context(NamedTuple):
+    """One context table: multitoken -> label counts, and entity -> labels."""
+
+    indptr: np.ndarray
+    labels: np.ndarray
+    counts: np.ndarray
+    doc_indptr: np.ndarray
+    doc_labels: np.ndarray
+    names: list
+
+
+class TableSet:
+    """Named, checked access to a model's tables.
+
+    Arrays are plain ndarray views of the memory maps (``np.asarray``: same pages, no
+    ``np.memmap`` indexing overhead). Attribute access works for every array of the
+    schema (``tables.post_docs``); strings lists through :meth:`strings`.
+    """
+
+    def __init__(self, arrays: dict, strings: dict, stats: dict, where: str = "the model"):
+        self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self._strings = strings
+        self.stats = stats
+        self.where = where
+        self._check()
+        self.n_docs = len(self._strings["ids"])
+        self.n_words = int(stats.get("words", 0))
+        self.mt_len = (self._arrays["mt_words"] >= 0).sum(axis=1)
+        self.mt_total = self._arrays["mt_counts"].sum(axis=1, dtype=np.int64)
+        self._display_cache: dict[int, str] = {}
+        self._stem_ids: dict[str, int] | None = None
+        self._ids: list[str] | None = None
+        self._id_index: dict[str, int] | None = None
+
+    # ------------------------------------------------------------ checks
+    def _check(self) -> None:
+        """Every declared table present, with its dtype kind, rank and consistent sizes."""
+        sizes: dict[str, int] = {}
+        for spec in SCHEMA:
+            if spec.kind == "blob":
+                continue
+            if spec.dtype is None:
+                if spec.name not in self._strings:
+                    raise ModelError(f"{self.where} has no {spec.name!r} table; rebuild it (tablelm upgrade).")
+                got = [len(self._strings[spec.name])]
+            else:
+                a = self._arrays.get(spec.name)
+                if a is None:
+                    raise ModelError(f"{self.where} has no {spec.name!r} table; rebuild it (tablelm upgrade).")
+                want = _KIND_OF_DTYPE.get(spec.dtype) or np.dtype(spec.dtype).kind
+                if a.dtype.kind != want or a.ndim != len(spec.dims):
+                    raise ModelError(f"{self.where}: table {spec.name!r} has dtype {a.dtype} and shape {a.shape}, "
+                                     f"the schema says {spec.dtype} with {len(spec.dims)} axes; "
+                                     "the file is damaged: rebuild the model.")
+                got = list(a.shape)
+            for dim, n in zip(spec.dims, got):
+                if isinstance(dim, int):
+                    ok = n == dim
+                else:
+                    base, plus = (dim[:-2], 1) if dim.endswith("+1") else (dim, 0)
+                    ok = sizes.setdefault(base, n - plus) == n - plus
+                if not ok:
+                    raise ModelError(f"{self.where}: table {spec.name!r} has {n} rows on its {dim!r} axis, "
+                                     "which disagrees with the other tables; the model is damaged: rebuild it.")
+
+    # ------------------------------------------------------------ arrays and strings
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_arrays"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def strings(self, name: str) -> list:
+        return self._strings[name]
+
+    @property
+    def arrays(self) -> dict:
+        return self._arrays
+
+    @property
+    def string_tables(self) -> dict:
+        return self._strings
+
+    # ------------------------------------------------------------ lookups
+    @property
+    def stem_ids(self) -> dict[str, int]:
+        if self._stem_ids is None:
+            self._stem_ids = {s: i for i, s in enumerate(self._strings["stems"])}
+        return self._stem_ids
+
+    @property
+    def ids(self) -> list[str]:
+        """Entity ids, decoded on first use."""
+        if self._ids is None:
+            import json
+
+            self._ids = [json.loads(x) for x in self._strings["ids"]]
+        return self._ids
+
+    def index_of(self, entity_id: str) -> int | None:
+        if self._id_index is None:
+            self._id_index = {x: i for i, x in enumerate(self.ids)}
+        return self._id_index.get(entity_id)
+
+    def display_stem(self, stem_id: int) -> str:
+        return self._strings["display"][stem_id]
+
+    def display(self, mt: int) -> str:
+        """A multitoken as users read it: the most frequent surface of each word."""
+        text = self._display_cache.get(mt)
+        if text is None:
+            words = self._strings["display"]
+            text = self._display_cache[mt] = " ".join(words[int(w)] for w in self.mt_words[mt] if w >= 0)
+        return text
+
+    def lookup_multitoken(self, stem_ids: list[int]) -> int | None:
+        """The multitoken id of an exact word sequence, or None."""
+        if len(stem_ids) == 1:
+            return int(stem_ids[0])
+        if not 2 <= len(stem_ids) <= 4:
+            return None
+        row = np.full((1, 4), -1, dtype=np.int64)
+        row[0, : len(stem_ids)] = stem_ids
+        h = hash_rows(sort_rows(row))[0]
+        lo, hi = np.searchsorted(self.sng_hash, h, "left"), np.searchsorted(self.sng_hash, h, "right")
+        for j in range(lo, hi):
+            mt = int(self.sng_mt[j])
+            if list(self.mt_words[mt][: len(stem_ids)]) == list(stem_ids) and self.mt_len[mt] == len(stem_ids):
+                return mt
+        return None
+
+    def postings(self, mt: int) -> tuple[np.ndarray, np.ndarray]:
+        """(entities, field term frequencies) of one multitoken."""
+        s, e = int(self.post_indptr[mt]), int(self.post_indptr[mt + 1])
+        return self.post_docs[s:e], self.post_tf[s:e]
+
+    def df(self, mts) -> np.ndarray:
+        """Document frequency of each multitoken."""
+        mts = np.asarray(mts, dtype=np.int64)
+        return self.post_indptr[mts + 1] - self.post_indptr[mts]
+
+    def partners(self, mt: int):
+        """Every pair of multitoken ``mt`` (see :func:`partners`)."""
+        return partners(self._arrays, mt)
+
+    def context(self, name: str) -> Context:
+        a = self._arrays
+        return Context(a[f"ctx_{name}_indptr"], a[f"ctx_{name}_labels"], a[f"ctx_{name}_counts"],
+                       a[f"doc_{name}_indptr"], a[f"doc_{name}_labels"], self._strings[f"labels_{name}"])

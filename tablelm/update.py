@@ -1,0 +1,250 @@
+"""Add, delete and update entities of a model without a rebuild.
+
+The tables are raw counts, so a change is a signed merge of partial counts
+(tables/counts.py): the model's own counts, minus those of the entities that leave or
+must be recounted, plus those of the entities that come in or are recounted. After any
+sequence of changes the model is the one a full build of the resulting corpus gives,
+byte for byte: the model's entities in their order, less the deleted ones, then the
+added ones (an update is a delete and an add, so a replaced entity moves to the end).
+
+The one threshold, ``min_multitoken_count``, is what makes this more than a sum. The
+dictionary of a full build keeps an n-gram of two or more words when the corpus has it
+at least that often (or in a knowledge-graph field). The model keeps, beside its
+tables, every occurrence of the n-grams below the threshold (``pend_hash``,
+``pend_doc``: stable hash and entity). A change first sums the n-gram counts it brings
+and takes away; an n-gram that crosses the threshold upwards (promoted) or downwards
+(demoted) changes the postings and pairs of the few entities that hold it (fewer than
+``min_multitoken_count`` of them, by definition), and only those are recounted.
+
+Cost: tokenizing the change and the entities it recounts, plus linear array passes over
+the tables (ids are renumbered in the order a rebuild gives them) and one copy of the
+entity store; no text of the unchanged entities is read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from .errors import TablelmError
+from .tables.build import content_hashes, count_partial, entity_records
+from .tables.counts import Partial, Tables, assemble, merge
+from .tables.hashing import chain_hash
+from .tables.schema import CONTEXTS, TableSet
+
+
+def mt_hashes(mt_words: np.ndarray, stem_hash: np.ndarray) -> np.ndarray:
+    """The stable hash of every multitoken, from its words' stem hashes (as the build chains them)."""
+    words = np.asarray(mt_words, dtype=np.int64)
+    h = stem_hash[np.maximum(words[:, 0], 0)]
+    for j in range(1, words.shape[1]):
+        more = words[:, j] >= 0
+        if more.any():
+            h = h.copy()
+            h[more] = chain_hash(h[more], stem_hash[words[more, j]])
+    return h
+
+
+def partial_of(t: TableSet) -> Partial:
+    """A model's tables as one partial (its own ids are already canonical)."""
+    n_mt = len(t.mt_words)
+    labels = {}
+    for name in CONTEXTS:
+        c = t.context(name)
+        names, ptr, lab = c.names, np.asarray(c.doc_indptr), np.asarray(c.doc_labels).tolist()
+        labels[name] = [[names[i] for i in lab[int(ptr[d]):int(ptr[d + 1])]] for d in range(t.n_docs)]
+    stem_hash = np.asarray(t.stem_hash)
+    return Partial(
+        n_docs=t.n_docs, stems=t.strings("stems"), stem_hash=stem_hash, mt_words=np.asarray(t.mt_words),
+        mt_hash=mt_hashes(t.mt_words, stem_hash), mt_counts=np.asarray(t.mt_counts, dtype=np.int64),
+        post_mt=np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(t.post_indptr)),
+        post_doc=np.asarray(t.post_docs), post_tf=np.asarray(t.post_tf),
+        pair_a=np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(t.pair_indptr)), pair_b=np.asarray(t.pair_cols),
+        pair_adj=np.asarray(t.pair_adj, dtype=np.int64), pair_ctx=np.asarray(t.pair_ctx, dtype=np.int64),
+        pend_hash=np.asarray(t.pend_hash), pend_doc=np.asarray(t.pend_doc), surfaces=t.strings("surfaces"),
+        surface_stem=np.asarray(t.surface_stem), surface_count=np.asarray(t.surface_count, dtype=np.int64),
+        doc_len=np.asarray(t.doc_len, dtype=np.int64), labels=labels)
+
+
+def _old_counts(t: TableSet, multi_hash: np.ndarray, multi_mt: np.ndarray, hashes: np.ndarray):
+    """Count and knowledge-graph count of each n-gram hash in the model (in the dictionary or pending)."""
+    pos = np.minimum(np.searchsorted(multi_hash, hashes), max(len(multi_hash) - 1, 0))
+    known = (multi_hash[pos] == hashes) if len(multi_hash) else np.zeros(len(hashes), dtype=bool)
+    mt = np.where(known, multi_mt[pos] if len(multi_mt) else 0, -1)
+    counts = np.asarray(t.mt_counts, dtype=np.int64)
+    n = np.zeros(len(hashes), dtype=np.int64)
+    kg = np.zeros(len(hashes), dtype=np.int64)
+    n[known] = counts[mt[known]].sum(axis=1)
+    kg[known] = counts[mt[known], 1:].sum(axis=1)
+    pend = np.asarray(t.pend_hash)
+    lo, hi = np.searchsorted(pend, hashes[~known], "left"), np.searchsorted(pend, hashes[~known], "right")
+    n[~known] = hi - lo
+    return n, kg, known, mt
+
+
+def _aligned(hashes: np.ndarray, counts) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and knowledge-graph counts of ``counts`` (hashes, n, kg) at ``hashes`` (0 where absent)."""
+    h, n, kg = counts
+    pos = np.minimum(np.searchsorted(h, hashes), max(len(h) - 1, 0))
+    hit = (h[pos] == hashes) if len(h) else np.zeros(len(hashes), dtype=bool)
+    return np.where(hit, n[pos] if len(n) else 0, 0), np.where(hit, kg[pos] if len(kg) else 0, 0)
+
+
+def change_tables(model, add: list, delete: list[int]) -> tuple[Tables, dict]:
+    """The tables of ``model`` with the entities at ``delete`` removed and ``add`` appended.
+
+    Returns the tables (entity store included) and a report: entities recounted because an
+    n-gram crossed ``min_multitoken_count``, promoted and demoted n-grams.
+    """
+    t, analyzer, bp = model.tables, model.analyzer, model.build_params
+    min_count = int(bp["min_multitoken_count"])
+    n_old = t.n_docs
+    gone = np.zeros(n_old, dtype=bool)
+    gone[np.asarray(delete, dtype=np.int64)] = True
+    deleted = [model.entity_at(i) for i in np.flatnonzero(gone).tolist()]
+
+    # ---- the dictionary after the change, and the entities whose counts it changes
+    multi = np.flatnonzero(np.asarray(t.mt_words)[:, 1] >= 0)
+    m_hash = mt_hashes(np.asarray(t.mt_words)[multi], np.asarray(t.stem_hash))
+    o = np.argsort(m_hash, kind="stable")
+    multi_hash, multi_mt = m_hash[o], multi[o]
+    c_del = count_partial(deleted, analyzer, bp, ngrams_only=True)
+    c_add = count_partial(add, analyzer, bp, ngrams_only=True)
+    touched = np.union1d(c_del[0], c_add[0])
+    n, kg, known, mt = _old_counts(t, multi_hash, multi_mt, touched)
+    n_d, kg_d = _aligned(touched, c_del)
+    n_a, kg_a = _aligned(touched, c_add)
+    kept_new = (n - n_d + n_a >= min_count) | (kg - kg_d + kg_a > 0)
+    promoted, demoted = touched[~known & kept_new], touched[known & ~kept_new]
+    pend_hash, pend_doc = np.asarray(t.pend_hash), np.asarray(t.pend_doc)
+    lo, hi = np.searchsorted(pend_hash, promoted, "left"), np.searchsorted(pend_hash, promoted, "right")
+    holders = [pend_doc[a:b] for a, b in zip(lo.tolist(), hi.tolist())]
+    holders += [t.postings(int(m))[0] for m in mt[known & ~kept_new].tolist()]
+    recount = np.unique(np.concatenate(holders)).astype(np.int64) if holders else np.zeros(0, np.int64)
+    recount = recount[~gone[recount]]
+    again = [model.entity_at(i) for i in recount.tolist()]
+    dictionary = np.union1d(np.setdiff1d(multi_hash, demoted), promoted)
+
+    # ---- the signed merge: model − (deleted + recounted, old dictionary) + (recounted + added, new one)
+    new_pos = np.cumsum(~gone) - 1  # position of each kept entity in the new corpus
+    n_new = n_old - int(gone.sum()) + len(add)
+    old_map = np.where(gone, -1, new_pos)
+    old_map[recount] = -1  # their rows come from the recount
+    parts = [(partial_of(t), 1, old_map)]
+    if deleted or again:
+        parts.append((count_partial(deleted + again, analyzer, bp, dictionary=multi_hash), -1,
+                      np.full(len(deleted) + len(again), -1)))
+    if again or add:
+        parts.append((count_partial(again + add, analyzer, bp, dictionary=dictionary), 1,
+                      np.concatenate([new_pos[recount], n_old - int(gone.sum()) + np.arange(len(add))])))
+    tables = assemble(merge(parts, n_new))
+
+    # ---- the entity tables: the kept entities' rows as they are, then the added ones
+    keep = np.flatnonzero(~gone)
+    offsets = np.asarray(t.entity_offsets, dtype=np.int64)
+    store = model._store
+    runs = np.split(keep, np.flatnonzero(np.diff(keep) != 1) + 1) if len(keep) else []
+    kept_blob = b"".join(bytes(store[int(offsets[r[0]]):int(offsets[r[-1] + 1])]) for r in runs if len(r))
+    add_blob, add_offsets = entity_records(add)
+    lens = np.concatenate([np.diff(offsets)[keep], np.diff(add_offsets)])
+    ids = t.strings("ids")
+    from .query.agents import entity_agents
+
+    tables.arrays.update({
+        "entity_offsets": np.concatenate(([0], np.cumsum(lens))).astype(np.int64),
+        "entity_agents": np.concatenate([np.asarray(t.entity_agents)[keep], entity_agents(add)]).astype(np.uint8),
+        "entity_content": np.concatenate([np.asarray(t.entity_content)[keep], content_hashes(add)]),
+    })
+    tables.strings["ids"] = [ids[i] for i in keep.tolist()] + [json.dumps(e.id, ensure_ascii=False) for e in add]
+    tables.blobs["entities.jsonl"] = kept_blob + add_blob
+    report = {"deleted": len(deleted), "added": len(add), "recounted": len(again),
+              "promoted": int(len(promoted)), "demoted": int(len(demoted))}
+    return tables, report
+
+
+def _check_ids(model, delete_ids) -> list[int]:
+    idx, missing = [], []
+    for i in delete_ids:
+        j = model.index_of(i)
+        (missing if j is None else idx).append(i if j is None else j)
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise TablelmError(f"no entity with id {shown} in {model.path or 'the model'}; "
+                           "'tablelm show -m MODEL ID' fetches an id, 'tablelm search' finds ids.")
+    return sorted(set(idx))
+
+
+def _filter_new(model, entities, deleting: set, on_error: str, report: dict) -> list:
+    """The entities an add keeps: ids new to the model, content the model does not already have."""
+    from .corpus import content_key
+
+    have = np.asarray(model.tables.entity_content)
+    gone = np.zeros(len(have), dtype=bool)
+    gone[list(deleting)] = True
+    contents = set(have[~gone & (have != 0)].tolist())
+    out = []
+    for e in entities:
+        j = model.index_of(e.id)
+        if j is not None and j not in deleting:
+            if on_error == "fail":
+                raise TablelmError(f"id {e.id!r} ({e.source or 'new entity'}) is already in the model; "
+                                   "use 'tablelm update' to replace it, or --on-error skip to keep the model's.")
+            report.setdefault("skipped_ids", []).append(e.id)
+            continue
+        key = content_key(e)
+        h = (int(key[:16], 16) or 1) if key else 0
+        if h and h in contents:
+            report.setdefault("duplicates", []).append(e.id)
+            continue
+        contents.add(h)
+        out.append(e)
+    return out
+
+
+def apply(model, *, add=(), delete=(), replace: bool = False, on_error: str = "skip", out_dir=None):
+    """Change ``model``: delete the entities with ids ``delete``, add the entities ``add``
+    (with ``replace``, an added id already in the model replaces that entity).
+
+    Returns ``(new model, report)``. Saved atomically to ``out_dir`` (default: the model's own
+    directory) when the model has one; readers that have the old model open keep answering
+    from its tables.
+    """
+    from .model import Model, _count_and_save, _manifest, load
+    from .tables.store import save_tables
+
+    t0 = time.perf_counter()
+    add = list(add)
+    if on_error not in ("fail", "skip"):
+        raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
+    report: dict = {}
+    positions = set(_check_ids(model, list(delete)))
+    if replace:
+        positions |= {j for e in add if (j := model.index_of(e.id)) is not None}
+    add = _filter_new(model, add, positions, on_error, report)
+    if len(positions) >= model.n_docs and not add:
+        raise TablelmError("this change would leave the model without entities; build a new model instead.")
+    target = out_dir if out_dir is not None else model.path
+    if model.n_docs == len(positions):  # nothing left to merge with: the added entities are the corpus
+        new = _count_and_save(add, model.analyzer, model.build_params, model.manifest.get("corpus", {}), target,
+                              profile=model.manifest.get("profile") or {})
+        report.update(deleted=len(positions), added=len(add), recounted=0)
+        return new, report
+    tables, counted = change_tables(model, add, sorted(positions))
+    report.update(counted)
+    from .tables.schema import conform
+
+    tables.arrays = conform(tables.arrays)
+    corpus = dict(model.manifest.get("corpus", {}), entities=tables.stats["entities"])
+    manifest = _manifest(tables, model.analyzer, model.build_params, corpus, model.manifest.get("profile") or {})
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    if target is None:
+        from .tables.store import FORMAT_VERSION
+
+        return Model(tables, dict(manifest, format_version=FORMAT_VERSION), tables.blobs["entities.jsonl"]), report
+    save_tables(target, tables, manifest)
+    return load(target), report
+
+
+__all__ = ["apply", "change_tables", "mt_hashes", "partial_of"]
