@@ -325,7 +325,7 @@ def add_delete(model_dir: Path, additions: Path, ids: list[str]) -> dict:
         return tablelm.load(model_dir).info()["stats"]["entities"]
 
     before = docs()
-    add_s, proc = _cli_seconds(["add", "-m", str(model_dir), str(additions)])
+    add_s, proc = _cli_seconds(["add", "-m", str(model_dir), "--keep-duplicates", str(additions)])
     if proc.returncode:
         return {"add_s": None, "delete_s": None, "update_note": f"add failed: {_last_line(proc)}"}
     after_add = docs()
