@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import reads_or_raises_corpus_error, write
+import tablelm
 from tablelm.corpus import FieldMap, ReadStats, detect_format, read_corpus
 from tablelm.corpus.crawl import read_crawl
 from tablelm.corpus.pdf import read_pdf
@@ -399,3 +400,89 @@ def test_every_reader_reads_or_raises_corpus_error(data, suffix):
         path.write_bytes(data)
         for source in (path, Path(tmp)):
             reads_or_raises_corpus_error(source, field_map=fm)
+
+
+# --------------------------------------------------------------------------- PDF layouts (reportlab)
+def make_report_pdf(path: Path, title: str | None = None) -> Path:
+    """Two pages in two columns with a running header and footer, headings and a table, set by
+    reportlab's layout engine as a real document would be (not positioned by hand)."""
+    pytest.importorskip("reportlab")
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import cm
+    from reportlab.platypus import BaseDocTemplate, Frame, PageTemplate, Paragraph, Table
+
+    def header_footer(canvas, doc):
+        canvas.saveState()
+        canvas.setFont("Helvetica", 8)
+        canvas.drawString(2 * cm, A4[1] - 1.2 * cm, "Journal of Gear Studies - Volume 7")
+        canvas.drawRightString(A4[0] - 2 * cm, 1.2 * cm, f"Page {doc.page}")
+        canvas.restoreState()
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = BaseDocTemplate(str(path), pagesize=A4, invariant=1, **({"title": title} if title else {}))
+    width, height = A4
+    col = (width - 4 * cm - 0.8 * cm) / 2
+    frames = [Frame(2 * cm, 2 * cm, col, height - 4 * cm, id="left"),
+              Frame(2 * cm + col + 0.8 * cm, 2 * cm, col, height - 4 * cm, id="right")]
+    doc.addPageTemplates([PageTemplate(id="two", frames=frames, onPage=header_footer)])
+    ss = getSampleStyleSheet()
+    body = ss["BodyText"]
+    doc.build([
+        Paragraph("A Study of Widgets", ss["Title"]),
+        Paragraph("Widgets are small devices used in many machines around the world. " * 6, body),
+        Paragraph("Gear Trains", ss["Heading2"]),
+        Paragraph("A gear train transmits torque between shafts through meshing teeth. " * 8, body),
+        Table([["Part", "Teeth", "Material"], ["Pinion", "12", "Steel"], ["Wheel", "48", "Bronze"]],
+              colWidths=[3 * cm] * 3),
+        Paragraph("Lubrication", ss["Heading2"]),
+        Paragraph("Oil films keep the teeth apart and carry heat away from the contact. " * 10, body),
+        Paragraph("Failure Modes", ss["Heading2"]),
+        Paragraph("Pitting starts below the surface where the contact stress peaks. " * 30, body),
+        Paragraph("Wear Tests", ss["Heading2"]),
+        Paragraph("Each rig ran a thousand hours under load before the gears were cut open. " * 60, body),
+    ])
+    return path
+
+
+def test_pdf_layout_columns_headers_and_tables(tmp_path):
+    path = make_report_pdf(tmp_path / "report.pdf")
+    entities = list(read_pdf(path))
+    texts = [e.text for e in entities]
+    assert {e.metadata["page"] for e in entities} == {1, 2}
+    # the running header and the page-number footer are in no entity
+    assert not any("Journal of Gear Studies" in t or "Page 1" in t or "Page 2" in t for t in texts)
+    # title from the largest line (reportlab writes "(anonymous)" as /Title), headings as titles
+    assert entities[0].category == ("A Study of Widgets",)
+    assert entities[0].title == "A Study of Widgets" and entities[0].text.startswith("Widgets are small")
+    by_title = {}
+    for e in entities:
+        by_title.setdefault(e.title, []).append(e)
+    assert by_title["Lubrication"][0].text.startswith("Oil films keep the teeth apart")
+    # the table: one entity, a row per line, cells in order
+    (table,) = [e for e in entities if e.metadata.get("table")]
+    assert table.title == "Gear Trains"
+    assert table.text.split("\n") == ["Part | Teeth | Material", "Pinion | 12 | Steel", "Wheel | 48 | Bronze"]
+    # columns read one after the other: the paragraph that flows from the left column into the
+    # right one is one entity, its sentences whole and in order
+    (pitting,) = by_title["Failure Modes"]
+    assert pitting.text == " ".join(["Pitting starts below the surface where the contact stress peaks."] * 30)
+    assert [e.title for e in entities if e.metadata["page"] == 1][-1] == "Wear Tests"
+    wear = [e for e in by_title["Wear Tests"]]
+    assert " ".join(e.text for e in wear).split() == \
+        ("Each rig ran a thousand hours under load before the gears were cut open. " * 60).split()
+    # a /Title in the metadata wins over the largest line
+    titled = make_report_pdf(tmp_path / "titled.pdf", title="Gear Report")
+    assert next(iter(read_pdf(titled))).category == ("Gear Report",)
+
+
+def test_pdf_answers_cite_the_exact_text(tmp_path):
+    path = make_report_pdf(tmp_path / "docs" / "report.pdf")
+    model = tablelm.build([path.parent])
+    card = model.ask("oil films carry heat away", k=3).cards[0]
+    entity = model.entity(card.id)
+    assert entity.title == "Lubrication" and card.id.startswith("report.pdf#page=1&para=")
+    assert card.citations and all(
+        (entity.text if c.field == "text" else entity.title)[c.start:c.end] == c.text for c in card.citations)
+    table = model.ask("pinion teeth material", k=3).cards[0]
+    assert model.entity(table.id).metadata.get("table")

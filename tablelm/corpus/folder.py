@@ -6,30 +6,40 @@ other types are listed in ``ReadStats.skipped_files`` with the reason. A ``.txt`
 reference record format (``ID~~{...}`` lines) is read by :mod:`tablelm.corpus.xllm`, a crawl
 file (``URL<TAB>(...)<TAB>~HTML``) by :mod:`tablelm.corpus.crawl`.
 
-Markdown: ATX headings (``#`` .. ``######``, not inside fenced code) split a file into
-sections. A section's entity has
+Markdown is read from markdown-it-py's CommonMark token stream, whose block tokens carry
+their line ranges: headings (ATX ``#`` .. ``######`` and setext underlines, top-level ones
+only: not in lists, quotes or code) split a file into sections. A section's entity has
 
 * ``id`` ``relpath#slug`` (GitHub-style slug, repeats numbered ``-2``, ``-3``); text before the
   first heading is the entity ``relpath``;
 * ``title`` the heading text, ``category`` the folder parts, then the file title, then the
   enclosing headings: ``("guide", "Install", "Linux")`` for ``### Debian`` under
   ``## Linux`` in ``guide/install.md`` titled ``# Install``;
-* ``related`` the targets of ``[text](target)`` and ``<scheme:...>`` links, in order; relative
-  targets are resolved against the file (``../api.md#load`` → ``api.md#load``) so that they
-  name other entities;
-* ``text`` the section body (Markdown kept, heading line and front matter removed),
-  ``source`` ``relpath:line``.
+* ``related`` the targets of the section's links (inline, reference-style and ``<scheme:...>``
+  autolinks; not images, not code), in order; relative targets are resolved against the file
+  (``../api.md#load`` → ``api.md#load``) so that they name other entities;
+* ``text`` the section's lines as written (Markdown kept, heading and front matter removed), so
+  that citations are spans of the file's own text; ``source`` ``relpath:line``.
 
-Front matter (``---`` ... ``---`` at the top) gives ``title:`` (the file title) and ``tags:``
-(``[a, b]``, ``a, b`` or ``- a`` lines: the tags of every section); other keys go to
-``metadata["front_matter"]``. Sections with an empty body are dropped (``ReadStats.empty``).
+Front matter (``---`` ... ``---`` or ``...`` at the top) is YAML, read with PyYAML's
+``safe_load`` (block scalars, nesting, quoting as YAML has them): ``title`` is the file title,
+``tags`` (a list, or a comma-separated string) the tags of every section; the other keys go to
+``metadata["front_matter"]`` (dates as ISO strings). Front matter that is not valid YAML, not a
+mapping, or expands to more than :data:`MAX_FRONT_MATTER_NODES` values (nested aliases) is a
+:class:`~tablelm.errors.CorpusError` naming the line. Sections with an empty body are dropped
+(``ReadStats.empty``).
+
+The work is linear in the file's size: slugs are numbered with a counter per slug (a heading
+repeated 10,000 times) and links are de-duplicated with a dict (a section with 5,000 links).
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import posixpath
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote
@@ -45,16 +55,9 @@ SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES
 #: Longest first line still taken as a .txt file's title.
 MAX_TITLE_CHARS = 120
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
-_CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_LINK = re.compile(r"(?<!!)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*(<[^>]*>|[^\s()]+(?:\([^\s()]*\))?)"
-                   r"(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?\s*\)")
-_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}:[^\s<>]+)>")
-_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:|^//")
-_FM_KEY = re.compile(r"^([A-Za-z_][\w\-]*)[ \t]*:(?:[ \t]+(.*)|[ \t]*)$")
-_FM_ITEM = re.compile(r"^[ \t]*-[ \t]+(.*)$")
+#: Largest number of values front matter may expand to (YAML aliases can nest exponentially).
+MAX_FRONT_MATTER_NODES = 10_000
 
 
 def slugify(text: str) -> str:
@@ -65,65 +68,79 @@ def slugify(text: str) -> str:
 
 def plain_heading(text: str) -> str:
     """Heading text without Markdown markup: links → their text, no backquotes or bold."""
-    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    text = text.replace("`", "").replace("**", "").replace("__", "")
-    return re.sub(r"\s+", " ", text).strip()
+    return _inline_text(_markdown().parseInline(text)[0].children or [])
 
 
-def _unquote_scalar(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
+def _inline_text(children) -> str:
+    """The text a reader sees of inline tokens: text, code spans, image descriptions."""
+    parts = [c.content for c in children if c.type in ("text", "code_inline", "image")
+             or c.type in ("softbreak", "hardbreak")]
+    return " ".join("".join(p if p else " " for p in parts).split())
 
 
-def parse_front_matter(lines: list[str]) -> dict:
-    """The simple YAML subset of front matter: ``key: value``, ``key: [a, b]``, ``- item`` lists."""
-    data: dict = {}
-    key = None
-    for line in lines:
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        m = _FM_KEY.match(line)
-        if m:
-            key, value = m.group(1), (m.group(2) or "").strip()
-            if value.startswith("[") and value.endswith("]"):
-                data[key] = [_unquote_scalar(v) for v in value[1:-1].split(",") if v.strip()]
-            elif value:
-                data[key] = _unquote_scalar(value)
-            else:
-                data[key] = []
-            continue
-        m = _FM_ITEM.match(line)
-        if m and key is not None and isinstance(data.get(key), list):
-            data[key].append(_unquote_scalar(m.group(1)))
-    return data
+@lru_cache(maxsize=1)
+def _markdown():
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark")
+    md.normalizeLink = lambda url: url  # targets as written: resolve_link reads them as paths
+    return md
 
 
-def _front_matter(lines: list[str]) -> tuple[dict, int]:
+def _plain(value, budget: list[int]):
+    """YAML values as JSON values (dates → ISO strings), counting every value against ``budget``."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"it expands to more than {MAX_FRONT_MATTER_NODES} values (nested aliases?)")
+    if isinstance(value, dict):
+        return {str(k): _plain(v, budget) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v, budget) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def parse_front_matter(text: str, path: str = "front matter", line: int = 2) -> dict:
+    """Front matter as a dict, with PyYAML's ``safe_load``.
+
+    Raises
+    ------
+    CorpusError
+        Not valid YAML (with the line of the problem), not a mapping, or too large.
+    """
+    import yaml
+
+    try:
+        # safe_load's loader, in C when PyYAML has libyaml
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError(f"it is a {type(data).__name__}, not a mapping of keys to values")
+        return _plain(data, [MAX_FRONT_MATTER_NODES])
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = line + mark.line if mark is not None else line
+        what = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise CorpusError(path, f"front matter is not valid YAML ({what}); fix: correct it (quote "
+                          "values that contain ': ' or start with '[', '{', '*', '&', '!', '%', '@')",
+                          line=where) from None
+    except (ValueError, RecursionError) as err:
+        raise CorpusError(path, f"front matter is not usable ({err}); fix: write it as 'key: value' "
+                          "lines", line=line) from None
+
+
+def _front_matter(lines: list[str], relpath: str) -> tuple[dict, int]:
     """(front matter, index of the first body line)."""
     if not lines or lines[0].rstrip() != "---":
         return {}, 0
     for j in range(1, len(lines)):
         if lines[j].rstrip() in ("---", "..."):
-            return parse_front_matter(lines[1:j]), j + 1
+            return parse_front_matter("\n".join(lines[1:j]), relpath, 2), j + 1
     return {}, 0
-
-
-def _links(body_lines: list[str], relpath: str) -> tuple[str, ...]:
-    """Link targets of a section (outside code), relative ones resolved against ``relpath``."""
-    out: list[str] = []
-    for line in body_lines:
-        if "[" not in line and "<" not in line:
-            continue
-        line = _CODE_SPAN.sub("", line)
-        targets = [m.group(1) for m in _LINK.finditer(line)]
-        targets += [m.group(1) for m in _AUTOLINK.finditer(line)]
-        for target in targets:
-            target = resolve_link(target.strip("<>").strip(), relpath)
-            if target and target not in out:
-                out.append(target)
-    return tuple(out)
 
 
 def resolve_link(target: str, relpath: str) -> str:
@@ -143,14 +160,34 @@ def resolve_link(target: str, relpath: str) -> str:
 
 
 def _tags(front: dict) -> tuple[str, ...]:
-    value = front.get("tags", ())
-    items = value.split(",") if isinstance(value, str) else value
-    out: list[str] = []
+    value = front.get("tags") or ()
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
+    out: dict[str, None] = {}
     for item in items:
-        item = str(item).strip()
-        if item and item not in out:
-            out.append(item)
+        item = " ".join(str(item).split()) if not isinstance(item, (dict, list)) else ""
+        if item:
+            out[item] = None
     return tuple(out)
+
+
+def _blocks(body: str, offset: int):
+    """Top-level headings and the links of every other block, from markdown-it's tokens.
+
+    Returns ``(headings, links)``: ``headings`` as ``(first line, line after, level, text)``,
+    ``links`` as ``(line, target)`` in document order; lines are 0-based in the whole file.
+    """
+    tokens = _markdown().parse(body)
+    headings, links = [], []
+    for k, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.level == 0 and tok.map:
+            text = _inline_text(tokens[k + 1].children or []) if k + 1 < len(tokens) else ""
+            headings.append((tok.map[0] + offset, tok.map[1] + offset, int(tok.tag[1]), text))
+        elif tok.type == "inline" and tok.map and tok.children and not (
+                k > 0 and tokens[k - 1].type == "heading_open"):
+            line = tok.map[0] + offset
+            links.extend((line, c.attrs["href"]) for c in tok.children
+                         if c.type == "link_open" and c.attrs.get("href"))
+    return headings, links
 
 
 def split_markdown(text: str, relpath: str, dir_parts: tuple[str, ...] = (),
@@ -161,39 +198,29 @@ def split_markdown(text: str, relpath: str, dir_parts: tuple[str, ...] = (),
     the corpus folder, POSIX style.
     """
     lines = text.split("\n")
-    front, start = _front_matter(lines)
-    headings: list[tuple[int, int, str]] = []  # (line index, level, text)
-    fence = None
-    code_lines: set[int] = set()
-    for i in range(start, len(lines)):
-        line = lines[i]
-        m = _FENCE.match(line)
-        if fence is not None:
-            code_lines.add(i)
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
-                    and not m.group(2).strip():
-                fence = None
-            continue
-        if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
-            fence = m.group(1)
-            code_lines.add(i)
-            continue
-        h = _ATX.match(line)
-        if h:
-            raw = _CLOSING_HASHES.sub("", (h.group(2) or "").strip()).strip()
-            headings.append((i, len(h.group(1)), plain_heading(raw)))
+    front, start = _front_matter(lines, relpath)
+    headings, links = _blocks("\n".join(lines[start:]), start)
 
     stem = posixpath.splitext(posixpath.basename(relpath))[0]
-    fm_title = front.get("title") if isinstance(front.get("title"), str) else ""
+    fm_title = front.get("title")
+    fm_title = " ".join(str(fm_title).split()) if isinstance(fm_title, (str, int, float)) else ""
     title_heading = None
-    if headings and headings[0][1] == 1 and headings[0][2] and (
-            not fm_title.strip() or fm_title.strip().casefold() == headings[0][2].casefold()):
+    if headings and headings[0][2] == 1 and headings[0][3] and (
+            not fm_title or fm_title.casefold() == headings[0][3].casefold()):
         title_heading = headings[0][0]
-    file_title = fm_title.strip() or (headings[0][2] if title_heading is not None else stem)
+    file_title = fm_title or (headings[0][3] if title_heading is not None else stem)
     tags = _tags(front)
     extra = {k: v for k, v in front.items() if k not in ("title", "tags")}
 
-    def make(eid, title, category, level, first, last, line_no):
+    # the links of each section (section 0: before the first heading), one pass
+    starts = [h[0] for h in headings]
+    section_links: list[dict[str, None]] = [{} for _ in range(len(headings) + 1)]
+    for line, target in links:
+        target = resolve_link(target.strip(), relpath)
+        if target:
+            section_links[bisect.bisect_right(starts, line)][target] = None
+
+    def make(eid, title, category, level, first, last, line_no, related):
         body = "\n".join(lines[first:last]).strip("\n")
         if not body.strip():
             if stats is not None and (level or not headings):  # an empty preamble is no section
@@ -202,7 +229,6 @@ def split_markdown(text: str, relpath: str, dir_parts: tuple[str, ...] = (),
         meta = {"path": relpath, "level": level}
         if extra:
             meta["front_matter"] = extra
-        related = _links([lines[j] for j in range(first, last) if j not in code_lines], relpath)
         return TextEntity(id=eid, text=body, title=title, category=category, tags=tags,
                           related=tuple(r for r in related if r != eid),
                           source=f"{relpath}:{line_no}", metadata=meta)
@@ -210,20 +236,24 @@ def split_markdown(text: str, relpath: str, dir_parts: tuple[str, ...] = (),
     entities: list[TextEntity] = []
     first_heading = headings[0][0] if headings else len(lines)
     pre_first = next((j for j in range(start, first_heading) if lines[j].strip()), start)
-    pre = make(relpath, file_title, dir_parts, 0, start, first_heading, pre_first + 1)
+    pre = make(relpath, file_title, dir_parts, 0, start, first_heading, pre_first + 1, section_links[0])
     if pre is not None:
         entities.append(pre)
 
     used: set[str] = set()
+    next_n: dict[str, int] = {}  # per slug, the last number tried: repeats cost O(1) each
     stack: list[tuple[int, str, int]] = []  # enclosing (level, text, line index)
-    for k, (i, level, title) in enumerate(headings):
+    for k, (i, after, level, title) in enumerate(headings):
         while stack and stack[-1][0] >= level:
             stack.pop()
         base = slugify(title)
-        slug, n = base, 1
+        slug, n = base, next_n.get(base, 1)
+        if n > 1:
+            slug = f"{base}-{n}"
         while slug in used:
             n += 1
             slug = f"{base}-{n}"
+        next_n[base] = n
         used.add(slug)
         top = stack[0][2] if stack else i
         if top == title_heading:
@@ -231,7 +261,8 @@ def split_markdown(text: str, relpath: str, dir_parts: tuple[str, ...] = (),
         else:
             category = dir_parts + (file_title,) + tuple(s[1] for s in stack)
         end = headings[k + 1][0] if k + 1 < len(headings) else len(lines)
-        entity = make(f"{relpath}#{slug}", title or file_title, category, level, i + 1, end, i + 1)
+        entity = make(f"{relpath}#{slug}", title or file_title, category, level, after, end, i + 1,
+                      section_links[k + 1])
         if entity is not None:
             entities.append(entity)
         stack.append((level, title, i))

@@ -1,13 +1,18 @@
-"""PDF reader (pypdf, pure Python): paragraph or page entities, the page number in every one.
+"""PDF reader: pdfminer.six's layout analysis, pypdf for the document; the page in every entity.
 
 Units (``pdf_unit``):
 
-* ``"paragraph"`` (default): id ``relpath#page=3&para=2``. Lines are rebuilt from pypdf's
-  text fragments (position and font size); a paragraph ends at a vertical gap larger than
-  1.5 lines, a change of font size, or a heading line. A heading (a short line set larger than
-  the body text) is not an entity of its own: it becomes the ``title`` of the paragraphs under
-  it.
-* ``"page"``: id ``relpath#page=3``, the page's text.
+* ``"paragraph"`` (default): id ``relpath#page=3&para=2``. The text boxes of pdfminer.six's
+  layout analysis (characters grouped into lines and lines into boxes by their positions, and
+  boxes put in reading order, so that the columns of a page are read one after the other) are
+  split into paragraphs at a change of font size or a vertical gap larger than 1.5 lines. A
+  heading (a short line set larger than the body text) is not an entity of its own: it becomes
+  the ``title`` of the paragraphs under it. Table cells (short boxes side by side on a common
+  baseline) become one paragraph, a row per line and ``" | "`` between cells
+  (``metadata["table"]``). Running headers and footers (a box in the top or bottom
+  :data:`MARGIN` of the page whose text, digits aside, recurs on another page, or a bare page
+  number there) are left out.
+* ``"page"``: id ``relpath#page=3``, the page's paragraphs and headings, one per line.
 
 Every entity has ``source`` ``relpath#page=N`` (the PDF open parameter that viewers follow)
 and ``metadata["page"]`` (1-based), so a citation always names its page.
@@ -19,23 +24,22 @@ entry that covers the page. Tags: ``/Keywords`` (split on ``,`` / ``;``). Metada
 subject, page count.
 
 Errors (:class:`~tablelm.errors.CorpusError`, with the file, the page and a fix): a file that
-is not a PDF or is damaged beyond pypdf's repair, an encrypted file that does not open with
-an empty password, a page whose text cannot be extracted (with ``on_error="skip"`` only that
-page is skipped). A PDF without any text (scanned images) is listed in
-``ReadStats.skipped_files`` with an OCR hint.
+is not a PDF or is damaged beyond repair, an encrypted file that does not open with an empty
+password, a page whose text cannot be extracted (with ``on_error="skip"`` only that page is
+skipped). A PDF without any text (scanned images) is listed in ``ReadStats.skipped_files``
+with an OCR hint.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
 import re
 import warnings
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats, handle_error
@@ -46,7 +50,14 @@ PDF_UNITS = ("paragraph", "page")
 #: A line at least this much larger than the body text is a heading.
 HEADING_RATIO = 1.15
 MAX_HEADING_CHARS = 120
-_PLACEHOLDER_TITLE = re.compile(r"^(untitled|microsoft word - .*|document\d*|slide \d+|"
+#: Share of the page height, at the top and at the bottom, where running headers and footers are.
+MARGIN = 0.08
+#: A box of at most this many lines, of at most MAX_CELL_CHARS characters each, may be a table cell.
+MAX_CELL_LINES = 3
+MAX_CELL_CHARS = 40
+_ENDS_SENTENCE = re.compile(r"[.!?:;]['\")\]]*$")
+_PAGE_NUMBER = re.compile(r"^(?:page\s*)?[\divxlc]+(?:\s*(?:of|/)\s*\d+)?$|^[-–—]\s*\d+\s*[-–—]$", re.I)
+_PLACEHOLDER_TITLE = re.compile(r"^(untitled|\(anonymous\)|\(unspecified\)|microsoft word - .*|document\d*|slide \d+|"
                                 r".*\.(docx?|pdf|tex|dvi|odt|indd))$", re.I)
 _REPAIR_HINT = "fix: repair it (qpdf in.pdf out.pdf, or print it to a new PDF) or remove it"
 
@@ -61,15 +72,17 @@ def check_pdf_unit(unit: str) -> str:
 @contextmanager
 def _quiet():
     """pypdf logs and warns about every repaired object: our errors say what matters."""
-    logger = logging.getLogger("pypdf")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    loggers = [logging.getLogger(name) for name in ("pypdf", "pdfminer")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _open(path, data: bytes):
@@ -147,76 +160,220 @@ def _outline(reader) -> list[tuple[int, tuple[str, ...]]]:
     return out
 
 
-def _lines(page) -> list[tuple[str, float, float]]:
-    """``(text, y, font size)`` of each line of a page, top to bottom as pypdf reads it."""
-    frags: list[tuple[str, float, float]] = []
+class _Line(NamedTuple):
+    text: str
+    x0: float
+    y0: float  # baseline side (bottom) of the line, in PDF points from the page's bottom
+    x1: float
+    size: float  # the most common character size of the line
 
-    def visit(text, cm, tm, font_dict, font_size):
-        if not text:
+
+def _layout_pages(path, data: bytes):
+    """Yield ``(page index, page height, boxes or an exception)``; a box is a list of _Line.
+
+    pdfminer.six's layout analysis with its default parameters; boxes come in its reading
+    order (``boxes_flow``), which reads the columns of a page one after the other.
+    """
+    from pdfminer.converter import PDFPageAggregator
+    from pdfminer.layout import LAParams, LTChar, LTTextBox, LTTextLine
+    from pdfminer.pdfdocument import PDFDocument
+    from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
+    from pdfminer.pdfpage import PDFPage
+    from pdfminer.pdfparser import PDFParser
+
+    try:
+        document = PDFDocument(PDFParser(io.BytesIO(data)), password="")
+        pages = PDFPage.create_pages(document)
+    except Exception as err:  # pdfminer raises many types on damaged files
+        if isinstance(err, (MemoryError, KeyboardInterrupt)):
+            raise
+        raise CorpusError(path, f"damaged PDF ({type(err).__name__}: {str(err)[:120]}); "
+                          f"{_REPAIR_HINT}") from None
+    resources = PDFResourceManager(caching=True)
+    device = PDFPageAggregator(resources, laparams=LAParams())
+    interpreter = PDFPageInterpreter(resources, device)
+    i = 0
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except Exception as err:  # a damaged page tree: the pages after it are lost
+            if isinstance(err, (MemoryError, KeyboardInterrupt)):
+                raise
+            yield i, 0.0, err
             return
         try:
-            y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
-            scale = math.hypot(tm[2], tm[3]) * (math.hypot(cm[2], cm[3]) or 1.0)
-            size = abs(float(font_size) * (scale or 1.0))
-        except Exception:
-            y, size = 0.0, 0.0
-        frags.append((text, float(y), size))
-
-    text = page.extract_text(visitor_text=visit)
-    lines: list[list] = []
-    cur = None
-    for t, y, size in frags:
-        for k, piece in enumerate(t.split("\n")):
-            if k > 0:
-                cur = None
-            if not piece.strip():
-                continue
-            if cur is not None and y == 0.0 and size == 0.0:
-                cur[0] += piece
-                continue
-            if cur is None or abs(y - cur[1]) > max(cur[2], size, 1.0) * 0.5:
-                cur = [piece, y, size]
-                lines.append(cur)
-            else:
-                cur[0] += piece
-                cur[2] = max(cur[2], size)
-    result = [(" ".join(t.split()), y, s) for t, y, s in lines if t.strip()]
-    if not result and text and text.strip():  # no usable positions: pypdf's own lines
-        result = [(" ".join(t.split()), 0.0, 0.0) for t in text.split("\n") if t.strip()]
-    return result
+            interpreter.process_page(page)
+            layout = device.get_result()
+            boxes = []
+            for item in layout:
+                if not isinstance(item, LTTextBox):
+                    continue
+                lines = []
+                for line in item:
+                    if not isinstance(line, LTTextLine):
+                        continue
+                    text = " ".join(line.get_text().split())
+                    if not text:
+                        continue
+                    sizes = Counter(round(c.size, 1) for c in line if isinstance(c, LTChar))
+                    size = sizes.most_common(1)[0][0] if sizes else 0.0
+                    lines.append(_Line(text, line.x0, line.y0, line.x1, size))
+                if lines:
+                    boxes.append(lines)
+            yield i, float(layout.height), boxes
+        except Exception as err:
+            if isinstance(err, (MemoryError, KeyboardInterrupt)):
+                raise
+            yield i, 0.0, err
+        i += 1
 
 
-def _paragraphs(lines, body_size: float) -> list[tuple[str, bool]]:
-    """Group lines into ``(paragraph text, is_heading)``."""
-    out: list[tuple[str, bool]] = []
+def _running_key(box: list[_Line]) -> str:
+    """A box's text with its digits masked: "Page 3" and "Page 4" are one running footer."""
+    return re.sub(r"\d+", "#", " ".join(line.text for line in box).lower())
+
+
+def _drop_running(pages: list[tuple[int, float, list]]) -> None:
+    """Remove running headers and footers (see the module notes) from every page, in place."""
+    def margin_boxes(height, boxes):
+        for k, box in enumerate(boxes):
+            top, bottom = max(l.y0 + l.size for l in box), min(l.y0 for l in box)
+            if height and (bottom >= height * (1 - MARGIN) or top <= height * MARGIN):
+                yield k, box
+
+    seen: Counter = Counter()
+    for _, height, boxes in pages:
+        seen.update({_running_key(box) for _, box in margin_boxes(height, boxes)})
+    for n, (i, height, boxes) in enumerate(pages):
+        drop = {k for k, box in margin_boxes(height, boxes)
+                if seen[_running_key(box)] >= 2 or (len(box) == 1 and _PAGE_NUMBER.match(box[0].text))}
+        if drop:
+            pages[n] = (i, height, [b for k, b in enumerate(boxes) if k not in drop])
+
+
+def _is_heading(line: _Line, body_size: float) -> bool:
+    return body_size > 0 and line.size >= body_size * HEADING_RATIO and len(line.text) <= MAX_HEADING_CHARS
+
+
+def _tables(boxes: list[list[_Line]], body_size: float) -> list[list[int]]:
+    """The tables of a page: lists of box indexes (in reading order), one list per table.
+
+    A cell is a short box (lines of at most :data:`MAX_CELL_CHARS` characters, at most
+    :data:`MAX_CELL_LINES` lines unless they are all very short: a column of cells), no heading.
+    Cells that share a baseline side by side form a row; rows that overlap horizontally and
+    follow each other within 2.5 lines form one table; a table needs two rows of two cells, so
+    that two short paragraphs of two columns that happen to share a baseline are no table.
+    """
+    def is_cell(box):
+        if any(_is_heading(l, body_size) or len(l.text) > MAX_CELL_CHARS for l in box):
+            return False
+        return len(box) <= MAX_CELL_LINES or all(len(l.text) <= MAX_CELL_CHARS // 2 for l in box)
+
+    cand = [k for k, box in enumerate(boxes) if is_cell(box)]
+    parent = {k: k for k in cand}
+
+    def find(k):
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    # rows: a sweep over the cells' lines by baseline (a page of a thousand cells stays fast)
+    lines = sorted(((l.y0, l, k) for k in cand for l in boxes[k]), key=lambda t: t[0])
+    paired: set[int] = set()  # baselines where two cells stand side by side
+    for i, (y, la, a) in enumerate(lines):
+        for y2, lb, b in lines[i + 1:]:
+            if y2 - y > 0.3 * max(la.size, lb.size, 1.0):
+                break
+            if a != b and (la.x1 <= lb.x0 or lb.x1 <= la.x0):
+                parent[find(a)] = find(b)
+                paired.update((round(y), round(y2)))
+    groups: dict[int, list[int]] = {}
+    for k in cand:
+        groups.setdefault(find(k), []).append(k)
+    comps = [g for g in groups.values() if len(g) > 1]
+
+    # rows that touch (x ranges overlap, y within 2.5 lines) are one table
+    extents = []
+    for g in comps:
+        ls = [l for k in g for l in boxes[k]]
+        lead = max(l.size for l in ls) or 1.0
+        extents.append((min(l.x0 for l in ls), max(l.x1 for l in ls),
+                        min(l.y0 for l in ls) - 2.5 * lead, max(l.y0 for l in ls) + 2.5 * lead))
+    for i, a in enumerate(extents):
+        for j in range(i + 1, len(extents)):
+            b = extents[j]
+            if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                parent[find(comps[i][0])] = find(comps[j][0])
+    groups = {}
+    for g in comps:
+        groups.setdefault(find(g[0]), []).extend(g)
+    comps = list(groups.values())
+    tables = []
+    for g in comps:
+        rows = {round(l.y0) for k in g for l in boxes[k]} & paired
+        if len(rows) >= 2:
+            tables.append(sorted(g))
+    return sorted(tables)
+
+
+def _table_text(boxes: list[list[_Line]]) -> str:
+    """Cells as rows (lines on one baseline, left to right, ``" | "`` between), top to bottom."""
+    lines = sorted((l for box in boxes for l in box), key=lambda l: (-l.y0, l.x0))
+    rows: list[list[_Line]] = []
+    for line in lines:
+        if rows and abs(rows[-1][0].y0 - line.y0) <= 0.3 * max(line.size, 1.0):
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return "\n".join(" | ".join(l.text for l in sorted(row, key=lambda l: l.x0)) for row in rows)
+
+
+def _paragraphs(boxes: list[list[_Line]], body_size: float) -> list[tuple[str, str]]:
+    """Group a page's boxes into ``(text, kind)``, kind ``"heading"``, ``"text"`` or ``"table"``."""
+    out: list[tuple[str, str]] = []
+    tables = _tables(boxes, body_size)
+    table_at = {t[0]: t for t in tables}  # a table is read where its first cell is
+    in_table = {k for t in tables for k in t}
     buf: list[str] = []
-    prev = None
 
     def flush():
         if buf:
-            out.append((_join(buf), False))
+            out.append((_join(buf), "text"))
             buf.clear()
 
-    for text, y, size in lines:
-        heading = (body_size > 0 and size >= body_size * HEADING_RATIO
-                   and len(text) <= MAX_HEADING_CHARS)
-        if heading:
-            flush()
-            if out and out[-1][1] and prev is not None and abs(prev[2] - size) < 0.5:
-                out[-1] = (out[-1][0] + " " + text, True)  # a heading on two lines
-            else:
-                out.append((text, True))
-            prev = (text, y, size)
-            continue
-        if prev is not None and buf:
-            gap = prev[1] - y
-            lead = max(prev[2], size, 1.0)
-            if (prev[2] and size and abs(prev[2] - size) > 0.15 * lead) \
-                    or (gap and (gap > 1.5 * lead * 1.2 or gap < -lead)):
+    for k in range(len(boxes)):
+        if k in in_table:
+            if k in table_at:
                 flush()
-        buf.append(text)
-        prev = (text, y, size)
-    flush()
+                out.append((_table_text([boxes[j] for j in table_at[k]]), "table"))
+            continue
+        flush()
+        prev = None
+        if out and out[-1][1] == "text" and not _ENDS_SENTENCE.search(out[-1][0]) \
+                and boxes[k][0].text[:1].islower() and not _is_heading(boxes[k][0], body_size):
+            # a paragraph that goes on at the top of the next column: one paragraph
+            buf.append(out.pop()[0])  # (prev stays None: no gap between columns to measure)
+        for line in boxes[k]:
+            if _is_heading(line, body_size):
+                flush()
+                if out and out[-1][1] == "heading" and prev is not None and abs(prev.size - line.size) < 0.5:
+                    out[-1] = (out[-1][0] + " " + line.text, "heading")  # a heading on two lines
+                else:
+                    out.append((line.text, "heading"))
+                prev = line
+                continue
+            if prev is not None and buf:
+                gap = prev.y0 - line.y0
+                lead = max(prev.size, line.size, 1.0)
+                if (prev.size and line.size and abs(prev.size - line.size) > 0.15 * lead) \
+                        or gap > 1.5 * lead * 1.2 or gap < -lead:
+                    flush()
+            buf.append(line.text)
+            prev = line
+        flush()
     return out
 
 
@@ -259,39 +416,39 @@ def read_pdf(path: str | Path, relpath: str | None = None, dir_parts: tuple[str,
         except Exception:
             info = None
         outline = _outline(reader)
-        pages: list[tuple[int, list]] = []
-        for i in range(n_pages):
-            try:
-                pages.append((i, _lines(reader.pages[i])))
-            except RecursionError:
+        pages: list[tuple[int, float, list]] = []
+        for i, height, boxes in _layout_pages(path, data):
+            if isinstance(boxes, RecursionError):
                 handle_error(CorpusError(path, f"page {i + 1}: nested too deeply to extract; "
                                          f"{_REPAIR_HINT}"), on_error, stats)
-            except Exception as err:
-                if isinstance(err, (MemoryError, KeyboardInterrupt)):
-                    raise
+            elif isinstance(boxes, Exception):
                 handle_error(CorpusError(path, f"page {i + 1}: text not extractable "
-                                         f"({type(err).__name__}: {str(err)[:100]}); "
+                                         f"({type(boxes).__name__}: {str(boxes)[:100]}); "
                                          f"{_REPAIR_HINT}"), on_error, stats)
+            else:
+                pages.append((i, height, boxes))
+    _drop_running(pages)
     sizes: Counter = Counter()
-    for _, lines in pages:
-        for text, _, size in lines:
-            sizes[round(size, 1)] += len(text)
+    for _, _, boxes in pages:
+        for box in boxes:
+            for line in box:
+                sizes[line.size] += len(line.text)
     body = sizes.most_common(1)[0][0] if sizes else 0.0
     title = _meta_str(info, "/Title")
     if not title or _PLACEHOLDER_TITLE.match(title):
         title = ""
-        first = pages[0][1] if pages and pages[0][0] == 0 else []
+        first = [line for box in pages[0][2] for line in box] if pages and pages[0][0] == 0 else []
         if first:
-            big = max(first, key=lambda l: l[2])
-            if big[2] > body and len(big[0]) <= MAX_HEADING_CHARS:
-                title = big[0]
+            big = max(first, key=lambda l: l.size)
+            if big.size > body and len(big.text) <= MAX_HEADING_CHARS:
+                title = big.text
     title = title or path.stem
     tags = tuple(dict.fromkeys(t.strip() for t in re.split(r"[,;]", _meta_str(info, "/Keywords"))
                                if t.strip()))
     base_meta = {"path": relpath, "pages": n_pages}
     for key, name in (("/Author", "author"), ("/Subject", "subject")):
         value = _meta_str(info, key)
-        if value:
+        if value and not _PLACEHOLDER_TITLE.match(value):
             base_meta[name] = value
 
     def section_of(page_index: int) -> tuple[str, ...]:
@@ -304,31 +461,34 @@ def read_pdf(path: str | Path, relpath: str | None = None, dir_parts: tuple[str,
 
     produced = 0
     heading = ""
-    for i, lines in pages:
+    for i, _, boxes in pages:
         page_no = i + 1
         category = dir_parts + (title,) + section_of(i)
         source = f"{relpath}#page={page_no}"
+        paragraphs = _paragraphs(boxes, body)
         if unit == "page":
-            text = "\n".join(t for t, _, _ in lines).strip()
+            text = "\n".join(t for t, _ in paragraphs).strip()
             if not text:
                 continue
             produced += 1
-            head = next((t for t, _, s in lines if body and s >= body * HEADING_RATIO), "")
+            head = next((t for t, kind in paragraphs if kind == "heading"), "")
             yield TextEntity(id=source, text=text, title=head or f"{title}, page {page_no}",
                              category=category, tags=tags, source=source,
                              metadata=dict(base_meta, page=page_no))
             continue
         k = 0
-        for text, is_heading in _paragraphs(lines, body):
-            if is_heading:
+        for text, kind in paragraphs:
+            if kind == "heading":
                 heading = text
                 continue
             k += 1
             produced += 1
+            meta = dict(base_meta, page=page_no, paragraph=k)
+            if kind == "table":
+                meta["table"] = True
             yield TextEntity(id=f"{source}&para={k}", text=text,
                              title=heading or f"{title}, page {page_no}", category=category,
-                             tags=tags, source=source,
-                             metadata=dict(base_meta, page=page_no, paragraph=k))
+                             tags=tags, source=source, metadata=meta)
     if not produced and stats is not None:
         stats.skipped_files.append((str(path), f"no extractable text in {n_pages} pages "
                                     "(scanned images?); fix: OCR it first (ocrmypdf in.pdf "
