@@ -361,6 +361,11 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         where = ", ".join(map(str, sources)) if sources else "the built-in corpus"
         raise TablelmError(f"No entities found in {where}: nothing to build. Check the paths and the "
                            "--text-field/--id-field options (tablelm build --help).")
+    if stopwords is None and not analyzer.stopwords:  # a language without a list: the corpus's own
+        from .text.languages import corpus_stopwords
+
+        analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
+                            stopwords=corpus_stopwords((e.text for e in entities), analyzer))
     corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"],
               "entities": len(entities)}
     if not sources:

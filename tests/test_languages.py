@@ -178,3 +178,28 @@ def test_tables_equal_the_oracle_in_other_languages(tmp_path, locale, language):
 
     entities = list(read_corpus([_catalog_corpus(locale, tmp_path / "c.jsonl")]))[:80]
     compare(entities, Analyzer(language=language), {"max_ngram": 3, "max_dist": 2, "min_multitoken_count": 1})
+
+
+def test_language_without_a_list_takes_stopwords_from_its_corpus(tmp_path):
+    """Serbian has a Snowball stemmer but no stopwords-iso list: words in more than 40% of the
+    entities become its stopwords (Lucene's QueryAutoStopWordAnalyzer rule), saved in the manifest."""
+    from tablelm.text.languages import AUTO_STOPWORD_SHARE
+
+    assert not default_stopwords("sr") and AUTO_STOPWORD_SHARE == 0.4
+    corpus = _catalog_corpus("sr", tmp_path / "sr.jsonl")
+    rows = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if len(r["text"]) >= 300),
+                    encoding="utf-8")
+    model = tablelm.build([long], tmp_path / "model", language="sr")
+    # exactly Serbian function words: "is", "in", "on", "and"
+    assert model.manifest["analyzer"]["stopwords"] == ["и", "на", "у", "је"]
+    assert tablelm.load(tmp_path / "model").analyzer.prompt_stems("власник и група") == \
+        model.analyzer.prompt_stems("власник група")
+    # short messages: no word is that common, so none is dropped; prompts still find their message
+    full = tablelm.build([corpus], language="sr")
+    assert full.manifest["analyzer"]["stopwords"] == []
+    assert _top(full, "промени власника датотеке").startswith("Change the owner and/or group")
+    assert _top(full, "умножи извор у одредиште").startswith("Copy SOURCE to DEST")
+    # an explicit list wins
+    assert tablelm.build([long], language="sr", stopwords=["у"]).manifest["analyzer"]["stopwords"] == ["у"]

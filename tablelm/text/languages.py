@@ -7,7 +7,8 @@ A language is named by its ISO 639-1 code (the ``language`` build parameter). Fo
 - **stopwords**: English uses tablelm's own list (:mod:`tablelm.text.stopwords`); every other
   language the list of the maintained ``stopwordsiso`` package (the stopwords-iso collection,
   shipped inside the package, nothing fetched at run time); a language without such a list
-  has none (BM25's idf already discounts the corpus's most common words);
+  (Nepali, Serbian, Tamil, Yiddish) gets one from the corpus's own frequencies at build time
+  (:func:`corpus_stopwords`), saved in the manifest like any list;
 - **segmentation**: ``"words"`` (runs of letters, digits and combining marks) for languages
   written with spaces; ``"bigrams"`` for Chinese and Japanese, written without spaces
   between words: a run of Han, Hiragana or Katakana characters becomes its overlapping
@@ -17,7 +18,9 @@ A language is named by its ISO 639-1 code (the ``language`` build parameter). Fo
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
+from typing import Iterable
 
 #: ISO 639-1 code -> Snowball algorithm name in PyStemmer (``Stemmer.algorithms()``).
 SNOWBALL = {
@@ -66,3 +69,29 @@ def default_stopwords(language: str) -> frozenset[str]:
     if not stopwordsiso.has_lang(language):
         return frozenset()
     return frozenset(normalize(w).strip() for w in stopwordsiso.stopwords(language) if w.strip())
+
+
+#: :func:`corpus_stopwords`: a word found in more than this share of the entities is a stopword
+#: (the default of Lucene's QueryAutoStopWordAnalyzer, ``maxDocFreqPercent`` = 40%).
+AUTO_STOPWORD_SHARE = 0.4
+#: ... when the corpus has at least this many entities (below, shares say little).
+AUTO_STOPWORD_MIN_ENTITIES = 20
+
+
+def corpus_stopwords(texts: Iterable[str], analyzer) -> frozenset[str]:
+    """Stopwords of a corpus from its own document frequencies, for languages without a list.
+
+    Words (normalized as the analyzer finds them) that occur in more than
+    :data:`AUTO_STOPWORD_SHARE` of the texts; none when there are fewer than
+    :data:`AUTO_STOPWORD_MIN_ENTITIES` texts.
+    """
+    from .analyzer import _marker, normalize
+
+    df: Counter = Counter()
+    n = 0
+    for text in texts:
+        n += 1
+        df.update({normalize(tok) for tok in analyzer.token_re.findall(text) if _marker(tok) is None})
+    if n < AUTO_STOPWORD_MIN_ENTITIES:
+        return frozenset()
+    return frozenset(w for w, c in df.items() if c > AUTO_STOPWORD_SHARE * n)
