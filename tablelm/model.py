@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import mmap
 import os
 import sys
 import time
@@ -287,11 +286,8 @@ class Model:
 
 def load(model_dir) -> Model:
     """Load a model directory; arrays are memory-mapped, so this is fast."""
-    tables, manifest, folder = load_tables(model_dir)
-    with open(folder / "entities.jsonl", "rb") as f:
-        store = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if (folder / "entities.jsonl").stat().st_size \
-            else b""
-    return Model(tables, manifest, store, Path(model_dir))
+    tables, manifest, folder = load_tables(model_dir)  # maps entities.jsonl too, in the same pass
+    return Model(tables, manifest, tables.blobs.pop("entities.jsonl", b""), Path(model_dir))
 
 
 @contextmanager
@@ -359,8 +355,9 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     bar.close()
     if not entities:
         where = ", ".join(map(str, sources)) if sources else "the built-in corpus"
+        why = "".join(f"\n  {line}" for line in stats.reasons())  # in skip mode, what was skipped and why
         raise TablelmError(f"No entities found in {where}: nothing to build. Check the paths and the "
-                           "--text-field/--id-field options (tablelm build --help).")
+                           f"--text-field/--id-field options (tablelm build --help).{why}")
     if stopwords is None and not analyzer.stopwords:  # a language without a list: the corpus's own
         from .text.languages import corpus_stopwords
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -134,10 +135,16 @@ def record_usage(model, overrides: dict) -> None:
     if not overrides:
         return
     path = usage_path(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(overrides.items())}
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(clean, sort_keys=True) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(clean, sort_keys=True) + "\n")
+    except OSError as e:  # recording is a side note of an answer: it must never cost the answer
+        if not getattr(record_usage, "warned", False):
+            record_usage.warned = True
+            print(f"tablelm: usage not recorded: cannot write {path} ({e.strerror or e}); set TABLELM_DATA to a "
+                  "writable folder or unset TABLELM_RECORD_USAGE.", file=sys.stderr)
 
 
 def profile_from_usage(model, min_count: int = 3) -> dict:

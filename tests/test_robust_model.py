@@ -11,11 +11,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
-import time
 
-import numpy as np
 import pytest
 
 import tablelm
@@ -220,3 +217,50 @@ def _tiny_corpus(tmp_path):
     p.write_text("".join(json.dumps({"_id": str(i), "text": f"wing flow number {i} boundary layer"}) + "\n"
                          for i in range(5)))
     return p
+
+
+@needs_data
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs preexec_fn (POSIX)")
+def test_running_out_of_space_is_one_line_and_keeps_the_old_model(scifact_model_dir, scifact_file, tmp_path):
+    """A file-size limit (ulimit -f) makes writes fail as a full disk does, also as root."""
+    import resource
+    import signal
+
+    d, _, _ = _copy(scifact_model_dir, tmp_path)
+    before = {p.name for p in d.iterdir()}
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    r = subprocess.run(tablelm_cmd("build", scifact_file, "-o", d, "-p", "max_dist=2"),
+                       env=cli_env(tmp_path / "cache"), capture_output=True, text=True, timeout=120,
+                       preexec_fn=small_files)
+    assert r.returncode == 1
+    _one_line_error(r.stderr.splitlines()[-1], "cannot write the model", "previous model")
+    assert "Traceback" not in r.stderr
+    assert {p.name for p in d.iterdir()} == before
+    assert verify(d) == [] and tablelm.load(d).build_params["max_dist"] != 2
+
+
+@needs_data
+def test_an_unwritable_usage_folder_does_not_stop_ask(scifact_model_dir, tmp_path):
+    (tmp_path / "file").write_text("x")
+    env = dict(cli_env(tmp_path / "cache"), TABLELM_RECORD_USAGE="1", TABLELM_DATA=str(tmp_path / "file" / "data"))
+    r = subprocess.run(tablelm_cmd("ask", "-m", scifact_model_dir, "-p", "beta=0.5", "gene expression"), env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "usage not recorded" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_data
+def test_a_loaded_model_keeps_answering_after_a_rebuild_replaces_its_folder(scifact_model_dir, scifact_file,
+                                                                             tmp_path):
+    """What ``tablelm serve`` relies on: its memory maps keep the old tables after they are removed."""
+    d, manifest, folder = _copy(scifact_model_dir, tmp_path)
+    serving = tablelm.load(d)
+    before = [c.id for c in serving.ask("gene expression in tumor cells", k=10).cards]
+    tablelm.build([scifact_file], d, max_dist=2)
+    assert not folder.exists()
+    assert [c.id for c in serving.ask("gene expression in tumor cells", k=10).cards] == before
+    assert serving.entity(before[0]).id == before[0]

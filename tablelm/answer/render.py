@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from .snippets import show
 from .types import Answer
+
+
+#: C0 and C1 control characters and DEL, except newline and tab: ESC, BEL, CR, backspace...
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_BOLD, _PLAIN = "\ue000", "\ue001"  # private-use stand-ins for our own escapes, put back last
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with its control characters shown as ``\\x1b`` etc. instead of sent raw.
+
+    Corpus text reaches the terminal: a title holding ``ESC ]0;...BEL`` would retitle it, an
+    OSC 52 sequence write the clipboard, ``ESC c`` clear the screen.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
 def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str:
@@ -47,7 +62,7 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str
             lines.append("    why: " + ", ".join(why))
         if c.factors:
             lines.append("    boosted: " + ", ".join(f"{f['name']} x{f['multiplier']:.2f}" for f in c.factors))
-        snip = show(c.snippet, mark=(lambda t: f"\x1b[1m{t}\x1b[0m") if color else (lambda t: f"[{t}]"))
+        snip = show(c.snippet, mark=(lambda t: f"{_BOLD}{t}{_PLAIN}") if color else (lambda t: f"[{t}]"))
         if snip:
             for ln in textwrap.wrap(snip, width=width - 6):
                 lines.append("      " + ln)
@@ -65,7 +80,8 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100) -> str
                 lines.append(f"  {label if i == 0 else '':<19} {ln}")
     lines.append("")
     lines.append(f"({len(answer.cards)} cards in {answer.timings_ms['total']:.1f} ms)")
-    return "\n".join(lines)
+    out = terminal_safe("\n".join(lines))
+    return out.replace(_BOLD, "\x1b[1m").replace(_PLAIN, "\x1b[0m") if color else out
 
 
 def render_entity(e) -> str:
@@ -75,4 +91,4 @@ def render_entity(e) -> str:
                          ("related", ", ".join(e.related)), ("source", e.source)):
         if value:
             lines.append(f"{label}: {value}")
-    return "\n".join(lines + ["", e.text, ""])
+    return terminal_safe("\n".join(lines + ["", e.text, ""]))

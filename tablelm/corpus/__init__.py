@@ -33,6 +33,9 @@ earlier one's is dropped and counted in ``ReadStats.duplicates`` either way, the
 from __future__ import annotations
 
 import hashlib
+import math
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -46,7 +49,8 @@ from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
 from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
 from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
 from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, check_pdf_unit, read_pdf
-from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file, codec_name, first_content_line
+from tablelm.corpus._text import (DEFAULT_MAX_FILE_MB, check_file, check_regular, codec_name,
+                                  first_content_line)
 from tablelm.errors import CorpusError, ParamError
 
 __all__ = [
@@ -75,6 +79,18 @@ __all__ = [
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 
+#: What one record may cost. A build's memory grows with a record's words (about 400 bytes
+#: per character of text) and with the product of its multitokens and its labels (the
+#: context tables), so a single 50 MB record or one with 50,000 keywords would need tens of
+#: GB. Longer fields are cut at these sizes and the cut is listed in ``ReadStats.truncated``.
+MAX_TEXT_CHARS = 1_000_000
+MAX_TITLE_CHARS = 2_000
+MAX_LABELS = 256          # tags, related items
+MAX_LABEL_CHARS = 500     # one tag, related id or category level
+MAX_CATEGORY_DEPTH = 32
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def detect_format(path: str | Path) -> str:
     """The reader of one source: ``"folder"``, ``"jsonl"``, ``"xllm"``, ``"crawl"``, ``"html"``,
@@ -91,6 +107,7 @@ def detect_format(path: str | Path) -> str:
                           "folder, or a .jsonl .csv .html .pdf .md .txt file)")
     if path.is_dir():
         return "folder"
+    check_regular(path)  # before anything opens it: a FIFO blocks, /dev/zero never ends
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
         return "jsonl"
@@ -167,8 +184,9 @@ def read_corpus(sources: Iterable[str | Path] | str | Path | None = None, *,
     check_on_error(on_error)
     check_pdf_unit(pdf_unit)
     if max_file_mb is not None and (isinstance(max_file_mb, bool) or not
-                                    isinstance(max_file_mb, (int, float)) or max_file_mb <= 0):
-        raise ParamError(f"The 'max_file_mb' parameter must be a positive number. "
+                                    isinstance(max_file_mb, (int, float)) or not math.isfinite(max_file_mb)
+                                    or max_file_mb <= 0):
+        raise ParamError(f"The 'max_file_mb' parameter must be a positive, finite number. "
                          f"Got {max_file_mb!r}.")
     try:
         codec_name("<options>", encoding)
@@ -232,6 +250,76 @@ def content_key(entity: TextEntity) -> str | None:
     return h.hexdigest()
 
 
+def _clean_str(s: str) -> str:
+    """``s`` with lone surrogates (from JSON ``\\ud800`` escapes) replaced by U+FFFD: they
+    cannot be encoded as UTF-8, so one of them would stop the whole build when saved."""
+    return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
+
+
+def _clean_json(value, depth: int = 0):
+    """Metadata made valid strict JSON: NaN and infinities become null, surrogates U+FFFD."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _clean_str(value)
+    if isinstance(value, dict):
+        return {_clean_str(str(k)): _clean_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v, depth + 1) for v in value]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return _clean_str(str(value))
+
+
+def _needs_json_cleaning(value) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(not isinstance(k, str) or _needs_json_cleaning(k) or _needs_json_cleaning(v)
+                   for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return isinstance(value, tuple) or any(_needs_json_cleaning(v) for v in value)
+    return not (value is None or isinstance(value, (bool, int)))
+
+
+def _cut(s: str, limit: int) -> str:
+    """``s`` cut to at most ``limit`` characters, at the last blank before the limit if any."""
+    if len(s) <= limit:
+        return s
+    blank = s.rfind(" ", limit // 2, limit + 1)
+    return s[: blank if blank > 0 else limit]
+
+
+def bounded(entity: TextEntity) -> tuple[TextEntity, list[str]]:
+    """``entity`` made safe to build: encodable strings, strict-JSON metadata, and no field
+    over the per-record caps (:data:`MAX_TEXT_CHARS`, ...); plus a note per cut."""
+    notes: list[str] = []
+    changes: dict = {}
+    for name in ("id", "text", "title", "source"):
+        value = getattr(entity, name)
+        clean = _clean_str(value)
+        limit = {"text": MAX_TEXT_CHARS, "title": MAX_TITLE_CHARS}.get(name)
+        if limit and len(clean) > limit:
+            clean = _cut(clean, limit)
+            notes.append(f"its {name} has {len(value):,} characters; kept the first {len(clean):,} "
+                         f"(a record may have {limit:,}; split it to keep all of it)")
+        if clean is not value:
+            changes[name] = clean
+    for name, most in (("category", MAX_CATEGORY_DEPTH), ("tags", MAX_LABELS), ("related", MAX_LABELS)):
+        items = getattr(entity, name)
+        clean = tuple(_cut(_clean_str(x), MAX_LABEL_CHARS) for x in items[:most])
+        if len(items) > most:
+            what = {"category": "category levels", "related": "related items"}.get(name, name)
+            notes.append(f"it has {len(items):,} {what}; kept the first {most:,}")
+        if clean != items:
+            changes[name] = clean
+    if entity.metadata and _needs_json_cleaning(entity.metadata):
+        changes["metadata"] = _clean_json(entity.metadata)
+    return (replace(entity, **changes) if changes else entity), notes
+
+
 def _line_of(source: str) -> int | None:
     tail = source.rpartition(":")[2]
     return int(tail) if tail.isdigit() else None
@@ -245,6 +333,9 @@ def _read_all(plan, options: dict, stats: ReadStats, dedupe_content: bool) -> It
         label = builtin_corpus_id() if path is None else str(path)
         stats.sources.setdefault(label, 0)
         for entity in _entities(kind, path, options, stats):
+            entity, notes = bounded(entity)
+            for note in notes:
+                stats.truncated.append((label, _line_of(entity.source), f"entity {entity.id[:80]!r}: {note}"))
             where = f"{label} ({entity.source})" if entity.source else label
             first = seen.get(entity.id)
             if first is not None:

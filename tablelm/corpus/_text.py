@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -140,13 +142,31 @@ def first_content_line(path: Path, limit: int = 1 << 20) -> str:
 DEFAULT_MAX_FILE_MB = 512.0
 
 
+def check_regular(path) -> os.stat_result:
+    """The file's ``stat``; a CorpusError for anything but a regular file (or a link to one).
+
+    A FIFO would block the build forever on open, a device such as ``/dev/zero`` never ends,
+    a socket cannot be read: they are skipped with this reason.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+                "a character device" if stat.S_ISCHR(st.st_mode) else
+                "a block device" if stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise CorpusError(path, f"{kind}, not a regular file: only regular files are read; "
+                          "fix: copy its content into a file and pass that")
+    return st
+
+
 def check_file(path, max_file_mb: float | None, text: bool = True, encoding: str = "utf-8") -> None:
-    """Raise a CorpusError for a file over the size limit, or binary data in a text file.
+    """Raise a CorpusError for a file that is not regular, over the size limit, or binary data
+    in a text file.
 
     ``text`` files must not hold NUL bytes in their first 8 KiB (unless UTF-16/32, where they
     are normal): a NUL there means an image, archive or other binary file with a text name.
     """
-    size = Path(path).stat().st_size
+    size = check_regular(path).st_size
     if max_file_mb is not None and size > max_file_mb * 1024 * 1024:
         raise CorpusError(
             path,

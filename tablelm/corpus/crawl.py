@@ -169,10 +169,7 @@ def read_crawl(path: str | Path, *, encoding: str = "utf-8", on_error: str = "fa
         seen.add(entity.id)
         pages.append((entity, links))
     for entity, links in pages:
-        related: list[str] = []
-        for url in links:
-            if url != entity.id and url not in related:
-                related.append(url)
+        related = [u for u in dict.fromkeys(links) if u != entity.id]  # order kept, linear
         in_crawl = [u for u in related if u in seen]
         if related:
             entity.metadata["links_in_crawl"] = len(in_crawl)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 import re
 import sys
 from dataclasses import replace
@@ -97,7 +98,8 @@ def read_csv(path: str | Path, *, field_map: FieldMap | None = None, encoding: s
                 continue
             if header is None:
                 header = [h.strip().lstrip("\ufeff") for h in row]
-                dupes = sorted({h for h in header if header.count(h) > 1 and h})
+                counts = Counter(header)  # header.count per column was quadratic in the columns
+                dupes = sorted(h for h, n in counts.items() if n > 1 and h)
                 if dupes:
                     handle_error(CorpusError(path, f"the header repeats column(s) "
                                              f"{', '.join(dupes)}; fix: give every column a "

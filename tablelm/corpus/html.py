@@ -161,13 +161,40 @@ def _parse(path, text: str):
         return None
     try:
         # plain etree elements: lxml.html's element classes cost a lookup per node
-        doc = etree.fromstring(text, etree.HTMLParser(remove_comments=True, remove_pis=True))
+        # huge_tree: without it libxml2 silently drops everything below 255 nested elements
+        parser = etree.HTMLParser(remove_comments=True, remove_pis=True, huge_tree=True)
+        doc = etree.fromstring(text, parser)
     except (etree.ParserError, etree.XMLSyntaxError, ValueError) as err:
         if "empty" in str(err).lower():
             return None
         raise CorpusError(path, f"not parseable as HTML ({err}); fix: check the file is an HTML "
                           "page, or remove it") from None
+    limit = next((e for e in parser.error_log if e.type_name == "ERR_RESOURCE_LIMIT"), None)
+    if limit is not None:  # libxml2 stops there (2048 nested elements) and drops the rest
+        raise CorpusError(path, f"the page is nested too deeply to read ({limit.message.split(',')[0].strip()}); "
+                          "fix: close its elements, or remove the file", line=limit.line or None)
+    if doc is not None:
+        _flatten_deep(doc)
     return doc
+
+
+#: Elements nested deeper than this keep their text but lose their inner markup, so the
+#: (recursive) section walker stays far from Python's recursion limit.
+MAX_DEPTH = 200
+
+
+def _flatten_deep(doc) -> None:
+    """Replace every subtree that starts at depth :data:`MAX_DEPTH` by its text (kept in order)."""
+    stack = [(doc, 0)]
+    while stack:
+        el, depth = stack.pop()
+        if depth >= MAX_DEPTH and len(el):
+            text = "".join(el.itertext())
+            for child in list(el):
+                el.remove(child)
+            el.text = text
+            continue
+        stack.extend((child, depth + 1) for child in el)
 
 
 _META_SKIP = ("twitter:", "og:", "fb:", "msapplication", "theme-color", "format-detection",
@@ -188,10 +215,7 @@ def _meta(doc) -> tuple[dict, tuple[str, ...]]:
         if not name or not content:
             continue
         if low == "keywords":
-            for t in re.split(r"[,;]", content):
-                t = t.strip()
-                if t and t not in tags:
-                    tags.append(t)
+            tags.extend(t for t in (t.strip() for t in re.split(r"[,;]", content)) if t)
             continue
         if low in _DESCRIPTION:
             if "description" not in meta:
@@ -207,7 +231,7 @@ def _meta(doc) -> tuple[dict, tuple[str, ...]]:
             meta[name].append(content)
         else:
             meta[name] = content
-    return meta, tuple(tags)
+    return meta, tuple(dict.fromkeys(tags))  # order kept, repeats dropped, linear
 
 
 def _crumb_items(container) -> list[str]:
@@ -320,6 +344,9 @@ def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = ()) -
     state = {"pending": [], "h1": "", "see_also_level": None, "in_pre": 0}
     stack: list[tuple[int, str | None, Section]] = []
     used: set[str] = set()
+    slug_next: dict[str, int] = {}
+    anchor_sets: dict[int, set] = {}
+    first_headings: dict[int, object] = {}
     current = Section("", "", 0, (), getattr(root, "sourceline", None) or 1)
     sections.append(current)
     link_chars = [0]
@@ -328,8 +355,11 @@ def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = ()) -
         candidates = [el.get("id")]
         parent = el.getparent()
         if parent is not None and parent.tag in ("section", "div") and parent.get("id"):
-            first_heading = next((c for c in parent if isinstance(c.tag, str)
-                                  and _HEADING.match(c.tag)), None)
+            key = id(parent)  # cached: 20k headings in one <div id> would rescan its children
+            if key not in first_headings:
+                first_headings[key] = next((c for c in parent if isinstance(c.tag, str)
+                                            and _HEADING.match(c.tag)), None)
+            first_heading = first_headings[key]
             if first_heading is el:
                 candidates.append(parent.get("id"))
         candidates += [a for a in state["pending"]]
@@ -337,15 +367,21 @@ def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = ()) -
             if c and c not in used:
                 return c
         base = slugify(title)
-        slug, n = base, 1
+        slug, n = base, slug_next.get(base, 1)  # one heading repeated 10k times: no rescan from 1
         while slug in used:
             n += 1
             slug = f"{base}-{n}"
+        slug_next[base] = n
         return slug
 
     def flush_pending(sec):
+        # a set per section: 20k ids in one section made a list's `in` quadratic
+        seen = anchor_sets.get(id(sec))
+        if seen is None:
+            seen = anchor_sets[id(sec)] = set(sec.anchors)
         for a in state["pending"]:
-            if a not in sec.anchors:
+            if a not in seen:
+                seen.add(a)
                 sec.anchors.append(a)
         state["pending"] = []
 
@@ -526,23 +562,23 @@ def page_entities(page: Page, links: LinkIndex, stats: ReadStats | None = None,
             if stats is not None:
                 stats.empty += 1
             continue
-        related: list[str] = []
-        external: list[dict] = []
+        related: dict[str, None] = {}  # ordered sets: a list's `in` is quadratic in the links
+        external: dict[str, dict] = {}
         unresolved = 0
         for href in sec.see_also:
             target, _ = links.resolve(href, page.relpath)
-            if target and target != eid and target not in related:
-                related.append(target)
+            if target and target != eid:
+                related[target] = None
         for href, label in sec.links:
             target, is_ext = links.resolve(href, page.relpath)
             if target:
-                if target != eid and target not in related:
-                    related.append(target)
+                if target != eid:
+                    related[target] = None
             elif is_ext:
-                if not any(x["href"] == href for x in external):
-                    external.append({"href": href, "text": label})
+                external.setdefault(href, {"href": href, "text": label})
             else:
                 unresolved += 1
+        related, external = list(related), list(external.values())
         meta = dict(base_meta, level=sec.level)
         if k:
             meta.pop("description", None)

@@ -88,8 +88,11 @@ def natural_key(value: str):
     return (0, int(value), value) if value.isdigit() else (1, 0, value)
 
 
-def _found(record: dict) -> str:
-    return ", ".join(str(k) for k in record) or "no fields"
+def _found(record: dict, limit: int = 20) -> str:
+    """The field names of a record for an error message, the first ``limit`` of them."""
+    names = [str(k)[:60] for k, _ in zip(record, range(limit))]
+    more = len(record) - len(names)
+    return (", ".join(names) + (f", ... ({more:,} more)" if more > 0 else "")) or "no fields"
 
 
 def _kind(value: Any) -> str:
@@ -102,7 +105,7 @@ def _strings(value: Any, what: str, option: str, path, line: int) -> tuple[str, 
     if value is _MISSING or value is None:
         return ()
     items = value if isinstance(value, list) else [value]
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered set: a list's `in` made 50k tags quadratic
     for item in items:
         if isinstance(item, (dict, list)):
             raise CorpusError(
@@ -114,8 +117,8 @@ def _strings(value: Any, what: str, option: str, path, line: int) -> tuple[str, 
         if item is None:
             continue
         text = str(item).strip()
-        if text and text not in out:
-            out.append(text)
+        if text:
+            out[text] = None
     return tuple(out)
 
 
@@ -132,15 +135,15 @@ def _guess(record: dict, skip: set, want_id: bool = False) -> str | None:
 
 
 def _beir_tags(record: dict) -> tuple[str, ...]:
-    tags: list[str] = []
+    tags: dict[str, None] = {}  # ordered set, linear in the number of keywords
     for key in ("metadata.keywords", "metadata.cr_categories"):
         value = _lookup(record, key)
         values = value if isinstance(value, list) else [value] if isinstance(value, str) else []
         for v in values:
             if isinstance(v, (str, int, float)) and not isinstance(v, bool):
                 t = str(v).strip()
-                if t and t not in tags:
-                    tags.append(t)
+                if t:
+                    tags[t] = None
     return tuple(tags)
 
 

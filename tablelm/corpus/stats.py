@@ -40,6 +40,9 @@ class ReadStats:
         (``'company's'``): read, but worth fixing at the source.
     errors : list of (path, line, message)
         Every error met with ``on_error="skip"``, in reading order.
+    truncated : list of (path, line, message)
+        Records cut to the per-record caps (``tablelm.corpus.MAX_TEXT_CHARS``, ...): read, but
+        not all of them.
     skipped_files : list of (path, reason)
         Files of a folder that no reader handles (unknown extension, ...).
     sources : dict
@@ -54,6 +57,7 @@ class ReadStats:
     errors: list = field(default_factory=list)
     duplicate_ids: list = field(default_factory=list)
     skipped_files: list = field(default_factory=list)
+    truncated: list = field(default_factory=list)
     sources: dict = field(default_factory=dict)
 
     def record_error(self, error: CorpusError) -> None:
@@ -72,8 +76,18 @@ class ReadStats:
             "errors": [list(e) for e in self.errors],
             "duplicate_ids": [list(d) for d in self.duplicate_ids],
             "skipped_files": [list(s) for s in self.skipped_files],
+            "truncated": [list(t) for t in self.truncated],
             "sources": dict(self.sources),
         }
+
+    def reasons(self, limit: int = 10) -> list[str]:
+        """Why records or files were left out, one line each (skipped records, then files
+        not read), at most ``limit`` lines plus one saying how many more."""
+        lines = [f"{p}{'' if ln is None else f' line {ln}'}: {m}" for p, ln, m in self.errors]
+        lines += [f"{p}: {r}" for p, r in self.skipped_files]
+        if len(lines) > limit:
+            lines = lines[:limit] + [f"... and {len(lines) - limit:,} more"]
+        return lines
 
     def summary(self) -> str:
         """One line for a CLI: ``3204 entities read, 2 skipped, 0 duplicates, ...``."""
@@ -84,6 +98,8 @@ class ReadStats:
                 parts.append(f"{value} {name}")
         if self.skipped_files:
             parts.append(f"{len(self.skipped_files)} files ignored")
+        if self.truncated:
+            parts.append(f"{len(self.truncated)} records cut to the size limits")
         return ", ".join(parts)
 
 

@@ -107,14 +107,14 @@ def _strings(value: Any, key: str, path, line: int) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, (list, tuple)) else [value]
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered set, linear in the number of items
     for item in items:
         if not isinstance(item, (str, int, float)) or isinstance(item, bool):
             raise CorpusError(path, f"{key!r} must hold strings, found {type(item).__name__}; "
                               "fix: write it as a list of strings", line=line)
         s = str(item).strip()
-        if s and s not in out:
-            out.append(s)
+        if s:
+            out[s] = None
     return tuple(out)
 
 

@@ -156,7 +156,8 @@ def build(sources, out, param_items, kw_map, as_json, **reading):
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
                "pairs": stats["pairs"], "postings": stats["postings"], "seconds": round(elapsed, 3),
                "skipped": report.get("skipped", 0), "duplicates": report.get("duplicates", 0),
-               "errors": report.get("errors", [])[:20], "skipped_files": report.get("skipped_files", [])[:20]}
+               "errors": report.get("errors", [])[:20], "truncated": report.get("truncated", [])[:20],
+               "skipped_files": report.get("skipped_files", [])[:20]}
     if as_json:
         _emit_json(summary)
         return
@@ -167,6 +168,10 @@ def build(sources, out, param_items, kw_map, as_json, **reading):
     if summary["skipped"]:
         click.echo(f"  {summary['skipped']:,} malformed records skipped:", err=True)
         for path, line, msg in report["errors"][:10]:
+            click.echo(f"    {path}{'' if line is None else f' line {line}'}: {msg}", err=True)
+    if report.get("truncated"):
+        click.echo(f"  {len(report['truncated']):,} records cut to the per-record size limits:", err=True)
+        for path, line, msg in report["truncated"][:10]:
             click.echo(f"    {path}{'' if line is None else f' line {line}'}: {msg}", err=True)
     if report.get("skipped_files"):
         click.echo(f"  {len(report['skipped_files']):,} files not read:")

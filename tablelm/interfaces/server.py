@@ -22,8 +22,12 @@ Routes
     The API schema and interactive docs.
 
 Every error, whatever raised it (a bad parameter, an unknown route, a body too
-large, a crash), has one shape, ``{"error": {"code", "message", "details"}}``,
-with the HTTP status that fits it.
+large, a malformed HTTP request, a crash), has one shape,
+``{"error": {"code", "message", "details"}}``, with the HTTP status that fits it.
+Responses are strict JSON (NaN and infinities become ``null``, lone surrogates
+U+FFFD), so a browser can always parse them. ``tablelm serve`` answers only
+requests whose ``Host`` header names the interface it is bound to (or a name
+given with ``--allowed-host``), so a DNS-rebinding page cannot read a local server.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import socket
 import threading
 import time
@@ -46,8 +52,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import params as P
@@ -58,6 +65,19 @@ log = logging.getLogger("tablelm.server")
 
 WEB_DIR = Path(__file__).parent / "web"
 
+
+def _redoc_assets() -> Path | None:
+    """The folder of ReDoc's standalone script shipped by fastapi-standalone-docs, if installed."""
+    try:
+        import fastapi_standalone_docs
+    except ImportError:
+        return None
+    folder = Path(fastapi_standalone_docs.__file__).parent / "static" / "redoc"
+    return folder if (folder / "redoc.standalone.js").is_file() else None
+
+
+REDOC_ASSETS = _redoc_assets()
+
 #: Defaults of the request limits (``tablelm serve`` flags change them).
 MAX_BODY_BYTES = 64 * 1024
 MAX_PROMPT_CHARS = 1000
@@ -65,6 +85,8 @@ MAX_K = 100
 
 #: The model name the OpenAI-compatible endpoint announces.
 OPENAI_MODEL_ID = "tablelm"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
                  415: "unsupported_media_type", 422: "invalid_request", 500: "internal_error"}
@@ -89,8 +111,101 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def json_safe(value):
+    """``value`` as strict JSON can hold it: non-finite floats → None, lone surrogates → U+FFFD."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON response that is always strict, valid UTF-8 JSON.
+
+    Starlette refuses NaN (``allow_nan=False``) and UTF-8 refuses lone surrogates, so a
+    NaN in an entity's metadata or a surrogate echoed from a request made the response,
+    or the error response about it, fail with a 500. Only then is the content cleaned.
+    """
+
+    def render(self, content) -> bytes:
+        try:
+            return super().render(content)
+        except (ValueError, UnicodeEncodeError):
+            return super().render(json_safe(content))
+
+
 def _error(status: int, code: str, message: str, details: dict | None = None, headers=None) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(error_body(code, message, details)), status_code=status, headers=headers)
+    return SafeJSONResponse(jsonable_encoder(error_body(code, message, details)), status_code=status,
+                            headers=headers)
+
+
+def _check_text(value: Any, name: str) -> None:
+    """A 422 for request text that is not valid Unicode (a lone surrogate, from a JSON ``\\ud800``)."""
+    texts = value if isinstance(value, (list, tuple)) else [value]
+    for text in texts:
+        if isinstance(text, str) and _SURROGATE.search(text):
+            raise APIError(422, "invalid_text",
+                           f"The {name!r} argument holds a lone surrogate ({ascii(_SURROGATE.search(text)[0])}), "
+                           "which is not Unicode text; send UTF-8 text.", {"parameter": name})
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests whose ``Host`` names one of ``allowed`` (port ignored).
+
+    A page on another site can make the user's browser send requests to 127.0.0.1 under a
+    name it controls (DNS rebinding) and read the answers; the Host header still carries
+    that name, so refusing unknown names closes the hole, as other local servers do.
+    """
+
+    def __init__(self, app, allowed):
+        self.app, self.allowed = app, frozenset(h.lower() for h in allowed)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or "*" in self.allowed:
+            return await self.app(scope, receive, send)
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip().lower()
+        if host.startswith("["):  # [::1]:8000
+            name = host[1:].partition("]")[0]
+        else:  # name:port, or a bare IPv6 address
+            name = host.partition(":")[0] if host.count(":") == 1 else host
+        if name not in self.allowed:
+            resp = _error(400, "invalid_host",
+                          f"The Host header {host!r} is not a name this server answers to "
+                          f"({', '.join(sorted(self.allowed))}); start it with --allowed-host NAME to add one.",
+                          {"host": host, "allowed": sorted(self.allowed)})
+            return await resp(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def allowed_hosts_for(bind_host: str, extra=()) -> list[str]:
+    """The Host names a server bound to ``bind_host`` answers to: loopback names for a loopback
+    address, the address itself otherwise; ``*`` (any) for all interfaces (0.0.0.0, ::)."""
+    names = {bind_host.strip("[]").lower(), *(h.lower() for h in extra)}
+    if bind_host in ("0.0.0.0", "::", ""):
+        names.add("*")
+    if bind_host in ("127.0.0.1", "::1", "localhost") or bind_host.startswith("127."):
+        names |= {"localhost", "127.0.0.1", "::1"}
+    return sorted(names)
+
+
+class _AnyPath(Convertor):
+    """Like Starlette's ``path``, but also matching newlines: an entity id may hold one."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+register_url_convertor("anypath", _AnyPath())
 
 
 class BodyLimit:
@@ -172,6 +287,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _tablelm_error(request: Request, exc: TablelmError):
         return _error(400, "bad_request", str(exc))
 
+    @app.exception_handler(UnicodeError)
+    async def _unicode_error(request: Request, exc: UnicodeError):
+        return _error(422, "invalid_text", f"The request holds text that is not valid Unicode ({exc}); "
+                      "send UTF-8 text.")
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -187,7 +307,8 @@ class AskBody(BaseModel):
         "examples": [{"q": "data governance policy", "k": 5, "beta": 0.7, "ignore": ["data"]}]})
 
     q: str = Field(description="The prompt. `!word` excludes entities with the word, `a~b` forces a multitoken.")
-    k: int = Field(10, description="Number of cards.")
+    # checked by _check_k (strict: `true` or "5" is not a number of cards in JSON)
+    k: Any = Field(10, description="Number of cards.", json_schema_extra={"type": "integer"})
 
 
 class ChatMessage(BaseModel):
@@ -204,7 +325,7 @@ class ChatRequest(BaseModel):
 
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # "yes" or 1 is an error, not a stream
     tablelm: dict[str, Any] | None = Field(
         None, description="Optional tablelm parameters for this call, e.g. {\"k\": 5, \"beta\": 0.7}.")
 
@@ -215,6 +336,7 @@ class Limits:
 
 
 def _check_prompt(q: Any, limits: Limits) -> str:
+    _check_text(q, "q")
     if not isinstance(q, str) or not q.strip():
         raise APIError(422, "missing_prompt", "The 'q' argument (the prompt) is required and must not be empty.",
                        {"parameter": "q"})
@@ -225,9 +347,10 @@ def _check_prompt(q: Any, limits: Limits) -> str:
     return q
 
 
-def _check_k(k: Any, limits: Limits) -> int:
+def _check_k(k: Any, limits: Limits, strict: bool = False) -> int:
+    """``k`` as an int in [1, max_k]; a URL's string form is accepted unless ``strict`` (JSON)."""
     try:
-        if isinstance(k, bool):
+        if isinstance(k, bool) or strict and not isinstance(k, int):
             raise ValueError
         value = int(k.strip()) if isinstance(k, str) else k
         if not isinstance(value, int) or not 1 <= value <= limits.max_k:
@@ -242,6 +365,7 @@ def _check_k(k: Any, limits: Limits) -> int:
 def _check_params(model, overrides: dict) -> dict:
     """Validate per-call parameters one by one so the error names the culprit."""
     for name, value in overrides.items():
+        _check_text(value, name)
         try:
             model.params(**{name: value})
         except ParamError as e:
@@ -320,7 +444,7 @@ def sample_prompts(model, n: int = 10) -> list[str]:
 
 # --------------------------------------------------------------------------- the app
 def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars: int = MAX_PROMPT_CHARS,
-               max_k: int = MAX_K) -> FastAPI:
+               max_k: int = MAX_K, allowed_hosts=None) -> FastAPI:
     """The ASGI app serving ``model`` (loaded once by the caller, memory-mapped).
 
     Parameters
@@ -333,6 +457,10 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
         Longest prompt accepted (422 above).
     max_k : int
         Largest number of cards per request.
+    allowed_hosts : list of str, optional
+        Host names (no port) the app answers to, ``"*"`` for any; others get a 400 envelope.
+        None (the default for a library caller) checks nothing; ``tablelm serve`` passes
+        :func:`allowed_hosts_for` its ``--host``.
     """
     limits = Limits(max_body_bytes, max_prompt_chars, max_k)
     app = FastAPI(
@@ -341,17 +469,19 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
         summary="An untrained LLM: ranked, cited cards from backend tables.",
         description="Every error has the shape `{\"error\": {\"code\", \"message\", \"details\"}}`. "
                     "The web page is at `/`; `tablelm params` lists the parameters.",
-        docs_url=None, redoc_url=None,
+        docs_url=None, redoc_url=None, default_response_class=SafeJSONResponse,
     )
     app.state.model = model
     app.state.limits = limits
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)  # added last: runs first
     started = time.time()
 
-    def ask(q, k, overrides):
+    def ask(q, k, overrides, strict=False):
         q = _check_prompt(q, limits)
-        k = _check_k(k, limits)
+        k = _check_k(k, limits, strict)
         _check_params(model, overrides)
         return model.ask(q, k=k, **overrides)
 
@@ -361,15 +491,16 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
     def ask_get(request: Request, q: str | None = None, k: str = "10"):
         """Ranked, cited cards and sections for the prompt ``q``; every parameter of
         ``GET /params`` (stage query or render) may be given as a query argument."""
-        return JSONResponse(ask(q, k, _query_overrides(request)).to_dict())
+        return SafeJSONResponse(ask(q, k, _query_overrides(request)).to_dict())
 
     @app.post("/ask", tags=["answer"], summary="Answer a prompt (JSON body)")
     def ask_post(body: AskBody):
         """The same as ``GET /ask``, with the arguments as a JSON object; word lists may be JSON arrays."""
-        return JSONResponse(ask(body.q, body.k, dict(body.model_extra or {})).to_dict())
+        return SafeJSONResponse(ask(body.q, body.k, dict(body.model_extra or {}), strict=True).to_dict())
 
-    @app.get("/entities/{entity_id:path}", tags=["model"], summary="Full content of an entity")
+    @app.get("/entities/{entity_id:anypath}", tags=["model"], summary="Full content of an entity")
     def entity(entity_id: str):
+        _check_text(entity_id, "id")
         try:
             e = model.entity(entity_id)
         except KeyError:
@@ -425,7 +556,7 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
                            {"parameter": "messages"})
         overrides = dict(body.tablelm or {})
         k = overrides.pop("k", 5)
-        answer = await run_in_threadpool(ask, _message_text(users[-1]), k, overrides)
+        answer = await run_in_threadpool(ask, _message_text(users[-1]), k, overrides, True)
         text = render_markdown(answer, max_cards=len(answer.cards))
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         n_in, n_out = len(answer.prompt.split()), len(text.split())
@@ -465,7 +596,15 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
 
     @app.get("/redoc", include_in_schema=False)
     def redoc():
-        return get_redoc_html(openapi_url="/openapi.json", title="tablelm API")
+        if REDOC_ASSETS is None:  # fastapi-standalone-docs missing: FastAPI's CDN page
+            return get_redoc_html(openapi_url="/openapi.json", title="tablelm API")
+        # the script and the logo from the installed package, no web fonts: renders offline
+        return get_redoc_html(openapi_url="/openapi.json", title="tablelm API",
+                              redoc_js_url="/redoc-assets/redoc.standalone.js",
+                              redoc_favicon_url="/redoc-assets/logo-mini.svg", with_google_fonts=False)
+
+    if REDOC_ASSETS is not None:
+        app.mount("/redoc-assets", StaticFiles(directory=REDOC_ASSETS), name="redoc-assets")
 
     with contextlib.suppress(ImportError):
         from swagger_ui_bundle import swagger_ui_path
@@ -483,6 +622,35 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
 
 
 # --------------------------------------------------------------------------- running it
+def _envelope_protocol():
+    """uvicorn's h11 protocol, answering a malformed request with the JSON error envelope.
+
+    uvicorn itself answers "Invalid HTTP request received." as plain text before any app
+    runs; this subclass writes the same 400 as ``{"error": ...}``.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class EnvelopeH11Protocol(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps(error_body("malformed_request", f"{msg.rstrip('.')}: the request is not valid "
+                                         "HTTP/1.1.")).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                       (b"content-length", str(len(body)).encode())]
+            try:
+                for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                              h11.Data(data=body), h11.EndOfMessage()):
+                    self.transport.write(self.conn.send(event))
+            except h11.LocalProtocolError:  # the connection's state allows no response any more
+                pass
+            self.transport.close()
+
+    return EnvelopeH11Protocol
+
+
+EnvelopeH11Protocol = _envelope_protocol()
+
+
 @contextlib.contextmanager
 def background_server(app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
     """Serve ``app`` with uvicorn in a background thread; yields the base URL.
@@ -494,7 +662,7 @@ def background_server(app, host: str = "127.0.0.1", port: int = 0, log_level: st
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False, http=EnvelopeH11Protocol))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -517,7 +685,7 @@ def app_from_env() -> FastAPI:
     from ..model import load
 
     model_dir = os.environ.get("TABLELM_SERVE_MODEL")
-    limits = json.loads(os.environ.get("TABLELM_SERVE_LIMITS") or "{}")
+    limits = json.loads(os.environ.get("TABLELM_SERVE_LIMITS") or "{}")  # also allowed_hosts
     return create_app(load(model_dir) if model_dir else builtin_model(), **limits)
 
 
@@ -533,9 +701,12 @@ def app_from_env() -> FastAPI:
               help="Largest request body accepted.")
 @click.option("--max-k", default=MAX_K, show_default=True, type=click.IntRange(1, 1000),
               help="Largest number of cards per request.")
+@click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
+              help="Another Host name to answer to (repeatable; '*': any). By default only the names of --host "
+                   "(localhost, 127.0.0.1, ::1 for a loopback address) are answered, against DNS rebinding.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve_command(model_dir, host, port, workers, max_prompt_chars, max_body_bytes, max_k, log_level):
+def serve_command(model_dir, host, port, workers, max_prompt_chars, max_body_bytes, max_k, allowed_host, log_level):
     """Serve the JSON API, the web page (/) and an OpenAI-compatible endpoint (/v1)."""
     import uvicorn
 
@@ -543,14 +714,17 @@ def serve_command(model_dir, host, port, workers, max_prompt_chars, max_body_byt
     from ..model import load
 
     model = load(model_dir) if model_dir else builtin_model(progress=True)  # built once, before any worker
-    limits = dict(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_k=max_k)
+    limits = dict(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_k=max_k,
+                  allowed_hosts=allowed_hosts_for(host, allowed_host))
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     click.echo(f"tablelm: {model.n_docs:,} entities from {model.path}; web page http://{shown}:{port}/ , "
                f"API docs http://{shown}:{port}/docs (Ctrl+C stops)", err=True)
     if workers == 1:
-        uvicorn.run(create_app(model, **limits), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(model, **limits), host=host, port=port, log_level=log_level,
+                    http=EnvelopeH11Protocol)
         return
     os.environ["TABLELM_SERVE_MODEL"] = str(model.path)
     os.environ["TABLELM_SERVE_LIMITS"] = json.dumps(limits)
     uvicorn.run("tablelm.interfaces.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+                http="tablelm.interfaces.server:EnvelopeH11Protocol",
                 log_level=log_level)

@@ -70,6 +70,7 @@ def _os_error(e: OSError, path, doing: str) -> ModelError:
     """A one-line ModelError for an OSError while writing a model (read-only folder, full disk)."""
     hint = {errno.ENOSPC: "free some disk space and build again",
             errno.EDQUOT: "free some disk space and build again",
+            errno.EFBIG: "the file system (or a ulimit -f) allows no file this large; free space or raise the limit",
             errno.EACCES: "choose a writable -o directory or fix its permissions",
             errno.EPERM: "choose a writable -o directory or fix its permissions",
             errno.EROFS: "the file system is read-only; choose another -o directory"}.get(
@@ -311,6 +312,9 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
                 text = path.read_bytes().decode("utf-8")
                 tables.strings[name] = loaded = text.split("\n") if meta.get("rows") else []
             elif kind == "blob":
+                # mapped now, not opened later: a writer may remove this folder right after
+                # the manifest was read, and an open mapping keeps the old bytes readable
+                tables.blobs[name] = _map(path)
                 loaded = None  # read on demand (the entity store): only its size is checked
             else:
                 tables.arrays[name] = loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -320,6 +324,14 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
             raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
         _check_table(path, name, meta, loaded)
     return tables, manifest, folder
+
+
+def _map(path: Path):
+    """A read-only memory map of a file (``b""`` when it is empty: nothing to map)."""
+    import mmap as _mmap
+
+    with open(path, "rb") as f:
+        return _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
 
 
 def load_tables(model_dir, mmap: bool = True) -> tuple[Tables, dict, Path]:
