@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs and runs all of it (fast, slow and browser tests).
+# Installs what the test suite needs, runs ruff and mypy, and runs all the tests (every tier: unit, data, slow, ui).
 # Used as is by .ci/run. Debian's chromium and python3.11-doc are installed when missing (needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,6 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null \
     || echo "Could not install$missing: the tests that need them will fail." >&2
 fi
+# Lint and types (configured in pyproject.toml) are tests too (tests/test_lint.py), so that whoever runs the
+# suite before merging sees them, not only CI.
 exec python -m pytest -q "$@"

@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -207,32 +208,63 @@ def read_prompts(path) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- TREC runs
 
 
-def write_trec_run(run: Run, path, tag: str = "tablelm") -> None:
-    """Write a run as TREC lines ``qid Q0 docid rank score tag``.
+_TREC_UNSAFE = re.compile(r"[%\s]")
+
+
+def trec_id(value) -> str:
+    """An id as one TREC column: ``%`` and whitespace percent-encoded (RFC 3986 style).
+
+    TREC files are whitespace-separated, and folder and Markdown ids are paths that may
+    hold spaces; encoding them keeps every line at 6 columns and is undone exactly by
+    :func:`read_trec_run` (``%`` is encoded too, so decoding is never ambiguous).
+    """
+    return _TREC_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), str(value))
+
+
+def write_trec_run(run: Run, out, tag: str = "tablelm") -> int:
+    """Write a run as TREC lines ``qid Q0 docid rank score tag``; the one TREC writer.
 
     Queries come in the run's order; each query's results in the order given,
     ranked from 1. Scores are written with ``repr`` so that reading the file
-    back (or trec_eval) sees the same ties.
+    back (or trec_eval) sees the same ties. Query and document ids are passed
+    through :func:`trec_id`.
+
+    Parameters
+    ----------
+    run : mapping
+        query id -> [(docid, score), ...].
+    out : path or text stream
+        A file path (written whole) or an open text stream (e.g. ``sys.stdout``).
+    tag : str
+        The run tag (last column).
+
+    Returns
+    -------
+    int
+        The number of lines written.
 
     Raises
     ------
     ValueError
-        If the tag, a query id or a document id is empty or contains whitespace
-        (TREC files are whitespace-separated).
+        If the tag contains whitespace, or the tag, a query id or a document id is empty.
     """
-    def check(kind, value):
-        if not value or any(c.isspace() for c in value):
-            raise ValueError(f"{kind} {value!r} is empty or contains whitespace; TREC runs are "
-                             "whitespace-separated")
-
-    check("tag", tag)
+    if not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"run tag {tag!r} is empty or contains whitespace; TREC runs are whitespace-separated")
     lines = []
     for qid, results in run.items():
-        check("query id", str(qid))
+        q = trec_id(qid)
+        if not q:
+            raise ValueError("a query id is empty; TREC lines need one")
         for rank, (docid, score) in enumerate(results, start=1):
-            check("document id", str(docid))
-            lines.append(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
-    Path(path).write_text("".join(lines), encoding="utf-8")
+            d = trec_id(docid)
+            if not d:
+                raise ValueError(f"query {qid!r}: a document id is empty; TREC lines need one")
+            lines.append(f"{q} Q0 {d} {rank} {float(score)!r} {tag}\n")
+    if hasattr(out, "write"):
+        out.write("".join(lines))
+    else:
+        Path(out).write_text("".join(lines), encoding="utf-8")
+    return len(lines)
 
 
 def read_trec_run(path) -> dict[str, list[tuple[str, float]]]:
@@ -242,7 +274,8 @@ def read_trec_run(path) -> dict[str, list[tuple[str, float]]]:
     -------
     dict
         query id → [(docid, score), ...] in file order, queries in order of
-        first appearance. The rank column is ignored, as trec_eval does.
+        first appearance, ids decoded as :func:`trec_id` encodes them. The rank
+        column is ignored, as trec_eval does.
 
     Raises
     ------
@@ -262,7 +295,7 @@ def read_trec_run(path) -> dict[str, list[tuple[str, float]]]:
             score = float(cols[4])
         except ValueError:
             raise CorpusError(path, f"score must be a number, got {cols[4]!r}", line=lineno) from None
-        run.setdefault(cols[0], []).append((cols[2], score))
+        run.setdefault(unquote(cols[0]), []).append((unquote(cols[2]), score))
     return run
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import json
+import mmap
 import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +26,17 @@ from .query.plan import Planner
 from .query.rank import Scorer, top_k
 from .query.expand import expand
 from .query.sections import build_sections, context_factor
+from .tables import build as build_module
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records
 from .tables.schema import TableSet, conform
 from .tables.store import FORMAT_VERSION, load_tables, read_manifest, save_tables, update_manifest
 from .text.analyzer import Analyzer
 
 __version__ = "0.1.0"
+
+#: peak bytes of counting one shard per character of its text (measured on SciFact and the
+#: scale corpus, see docs/benchmarks.md), which turns a memory budget into a shard size
+BUILD_BYTES_PER_CHAR = 128
 
 
 class Model:
@@ -310,7 +318,7 @@ def _gc_paused():
 @_gc_paused()
 def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
           kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None,
-          reader_options: dict | None = None, **build_params) -> Model:
+          reader_options: dict | None = None, memory_mb: float = 2048, **build_params) -> Model:
     """Read a corpus, count its tables, and return the model (saved to ``out_dir`` if given).
 
     Parameters
@@ -330,6 +338,10 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     reader_options : dict, optional
         More options of :func:`tablelm.corpus.read_corpus`: ``pdf_unit`` ('paragraph' or 'page'),
         ``max_file_mb``, ``dedupe_content``.
+    memory_mb : float
+        Memory budget of the counting: a corpus whose text exceeds about ``memory_mb`` MB /
+        ``BUILD_BYTES_PER_CHAR`` characters is read and counted in shards of that size
+        (the tables are the same; see tables/counts.py).
     **build_params
         Build-stage parameters of the registry (``tablelm params``).
     """
@@ -346,13 +358,14 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
                         **({"stopwords": stopwords} if stopwords else {}))
     stats = ReadStats()
-    bar = _bar(progress, "reading", "entities")
-    entities = []
-    for e in read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,
-                         **(reader_options or {})):
-        entities.append(e)
-        bar.update(1)
-    bar.close()
+    if not isinstance(memory_mb, (int, float)) or isinstance(memory_mb, bool) or not memory_mb >= 64:
+        raise TablelmError(f"memory_mb must be a number of megabytes >= 64. Got {memory_mb!r}.")
+    shards = shards_of(read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,
+                                   **(reader_options or {})), int(memory_mb * 2**20 / BUILD_BYTES_PER_CHAR))
+    entities = next(shards, [])
+    more = next(shards, None)
+    if more is not None:  # more than one shard: the bounded-memory build, reading the corpus as it goes
+        entities = itertools.chain([entities, more], shards)
     if not entities:
         where = ", ".join(map(str, sources)) if sources else "the built-in corpus"
         why = "".join(f"\n  {line}" for line in stats.reasons())  # in skip mode, what was skipped and why
@@ -361,22 +374,29 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     if stopwords is None and not analyzer.stopwords:  # a language without a list: the corpus's own
         from .text.languages import corpus_stopwords
 
+        if not isinstance(entities, list):  # they need the whole corpus first: this build is not sharded
+            entities = [e for shard in entities for e in shard]
         analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
                             stopwords=corpus_stopwords((e.text for e in entities), analyzer))
-    corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"],
-              "entities": len(entities)}
+    corpus = {"sources": [str(s) for s in sources] if sources else ["builtin:python-docs"]}
     if not sources:
         from .corpus.pydocs import python_docs_fingerprint
 
         corpus["python"] = python_docs_fingerprint()
-    if report is not None:
+    model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
+    if report is not None:  # after the count: a sharded build reads the corpus while it counts
         report.update(stats.to_dict() if hasattr(stats, "to_dict") else vars(stats))
-    return _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
+    return model
 
 
 def _count_and_save(entities, analyzer: Analyzer, bp: dict, corpus: dict, out_dir, *, progress: bool = False,
                     report: dict | None = None, t0: float | None = None, profile: dict | None = None) -> Model:
-    """Count the tables of ``entities`` and return the model, saved to ``out_dir`` if given."""
+    """Count the tables of ``entities`` (a list, or an iterator of shards: lists of entities) and
+    return the model, saved to ``out_dir`` if given."""
+    if not isinstance(entities, list):
+        with tempfile.TemporaryDirectory(prefix="tablelm-build-") as spool:
+            return _count_and_save_sharded(entities, analyzer, bp, corpus, out_dir, Path(spool),
+                                           progress=progress, report=report, t0=t0, profile=profile)
     t_read = time.perf_counter()
     t0 = t_read if t0 is None else t0
     bar = _bar(progress, "counting", "entities", total=len(entities))
@@ -388,9 +408,15 @@ def _count_and_save(entities, analyzer: Analyzer, bp: dict, corpus: dict, out_di
             bar.update(n)
 
     tables = build_tables(entities, analyzer, bp, progress=step, side_work=lambda: _entity_tables(entities))
-    tables.arrays = conform(tables.arrays)
     bar.close()
-    manifest = _manifest(tables, analyzer, bp, dict(corpus, entities=len(entities)), profile or {})
+    return _save_counted(tables, analyzer, bp, dict(corpus, entities=len(entities)), out_dir, report=report,
+                         t0=t0, t_read=t_read, profile=profile)
+
+
+def _save_counted(tables: Tables, analyzer: Analyzer, bp: dict, corpus: dict, out_dir, *, report, t0: float,
+                  t_read: float, profile: dict | None) -> Model:
+    tables.arrays = conform(tables.arrays)
+    manifest = _manifest(tables, analyzer, bp, corpus, profile or {})
     t_build = time.perf_counter()
     if report is not None:
         report["seconds"] = {"read": round(t_read - t0, 3), "tables": round(t_build - t_read, 3)}
@@ -401,12 +427,115 @@ def _count_and_save(entities, analyzer: Analyzer, bp: dict, corpus: dict, out_di
             report["seconds"]["save"] = round(time.perf_counter() - t_build, 3)
         return model
     manifest = dict(manifest, format_version=FORMAT_VERSION)
-    return Model(tables, manifest, tables.blobs["entities.jsonl"], None)
+    blob = tables.blobs["entities.jsonl"]
+    return Model(tables, manifest, blob.read_bytes() if isinstance(blob, Path) else blob, None)
+
+
+def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, out_dir, spool: Path, *,
+                            progress: bool, report, t0, profile) -> Model:
+    """The bounded-memory build: the corpus streams through in shards, twice.
+
+    Pass 1 writes each shard's entities to the spooled entity store and its n-gram counts
+    (sorted stable hashes) to the spool folder; the dictionary is then summed hash range by
+    hash range, so no pass holds the counts of the whole corpus. Pass 2 reads each shard back
+    from the spooled store and counts it against the dictionary; the partials are merged by
+    key. The tables are those of a one-shard build, byte for byte (tables/counts.py).
+    """
+    t_start = time.perf_counter()
+    t0 = t_start if t0 is None else t0
+    bar = _bar(progress, "reading", "entities")
+    spans, n = [], 0
+    offsets, agents, content, ids = [np.zeros(1, dtype=np.int64)], [], [], []
+    with open(spool / "entities.jsonl", "wb") as store:
+        for k, shard in enumerate(shards):
+            counts = build_module.count_partial(shard, analyzer, bp, ngrams_only=True)
+            for name, arr in zip(("hash", "n", "kg"), counts):
+                np.save(spool / f"ngrams-{k}-{name}.npy", arr)
+            blob, off = entity_records(shard)
+            store.write(blob)
+            offsets.append(off[1:] + offsets[-1][-1])
+            agents.append(entity_agents(shard))
+            content.append(content_hashes(shard))
+            ids += [json.dumps(e.id, ensure_ascii=False) for e in shard]
+            spans.append((n, n + len(shard)))
+            n += len(shard)
+            bar.update(len(shard))
+    bar.close()
+    t_read = time.perf_counter()
+    dictionary = _dictionary_from_spool(spool, len(spans), int(bp["min_multitoken_count"]))
+    offsets = np.concatenate(offsets)
+    bar = _bar(progress, "counting", "entities", total=n)
+    parts = []
+    with open(spool / "entities.jsonl", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for lo, hi in spans:
+            shard = [TextEntity.from_dict(json.loads(mm[int(offsets[i]):int(offsets[i + 1])])) for i in range(lo, hi)]
+            part = build_module.count_partial(shard, analyzer, bp, dictionary=dictionary)
+            parts.append((_spill(part, spool / f"part-{len(parts)}"), 1, np.arange(lo, hi)))
+            bar.update(hi - lo)
+    bar.set_postfix_str("merging")
+    tables = build_module.assemble(build_module.merge(parts, n))
+    del parts
+    bar.close()
+    tables.arrays.update({"entity_offsets": offsets, "entity_agents": np.concatenate(agents),
+                          "entity_content": np.concatenate(content)})
+    tables.strings["ids"] = ids
+    tables.blobs["entities.jsonl"] = spool / "entities.jsonl"
+    if report is not None:
+        report["shards"] = len(spans)
+    return _save_counted(tables, analyzer, bp, dict(corpus, entities=n), out_dir, report=report, t0=t0,
+                         t_read=t_read, profile=profile)
+
+
+def _spill(part, prefix: Path):
+    """The partial with its per-row arrays written to the spool and memory-mapped back: the merge
+    reads them one range at a time, so a shard's counts do not stay in memory until the merge."""
+    for name in ("post_mt", "post_doc", "post_tf", "pair_a", "pair_b", "pair_adj", "pair_ctx",
+                 "pend_hash", "pend_doc"):
+        path = Path(f"{prefix}-{name}.npy")
+        np.save(path, getattr(part, name))
+        setattr(part, name, np.load(path, mmap_mode="r"))
+    return part
+
+
+def _dictionary_from_spool(spool: Path, n_shards: int, min_count: int, ranges: int = 16) -> np.ndarray:
+    """The dictionary (sorted hashes of the multi-word n-grams kept) from the shards' spooled counts,
+    one hash range at a time: each range holds about 1/``ranges`` of the distinct n-grams."""
+    files = [[np.load(spool / f"ngrams-{k}-{name}.npy", mmap_mode="r") for name in ("hash", "n", "kg")]
+             for k in range(n_shards)]
+    bounds = [np.uint64(r * (1 << 64) // ranges) for r in range(1, ranges)]
+    out = []
+    for r in range(ranges):
+        pieces = []
+        for h, c, kg in files:
+            lo = 0 if r == 0 else int(np.searchsorted(h, bounds[r - 1]))
+            hi = len(h) if r == ranges - 1 else int(np.searchsorted(h, bounds[r]))
+            pieces.append((h[lo:hi], c[lo:hi], kg[lo:hi]))
+        summed = build_module._sum_by_hash(*zip(*pieces))
+        out.append(build_module.dictionary_from_counts(summed, min_count))
+    return np.concatenate(out)
+
+
+def shards_of(entities, shard_chars: int):
+    """Consecutive lists of entities of about ``shard_chars`` characters of text each."""
+    shard, size = [], 0
+    for e in entities:
+        shard.append(e)
+        size += len(e.text) + len(e.title) + 64
+        if size >= shard_chars:
+            yield shard
+            shard, size = [], 0
+    if shard:
+        yield shard
 
 
 def _manifest(tables: Tables, analyzer: Analyzer, bp: dict, corpus: dict, profile: dict) -> dict:
     """The manifest of freshly counted tables; the fingerprint covers the entities and the build."""
-    h = hashlib.sha256(tables.blobs["entities.jsonl"])
+    blob = tables.blobs["entities.jsonl"]
+    if isinstance(blob, Path):  # spooled to disk by a sharded build
+        with open(blob, "rb") as f:
+            h = hashlib.file_digest(f, "sha256")
+    else:
+        h = hashlib.sha256(blob)
     h.update(json.dumps([bp, analyzer.config(), FORMAT_VERSION], sort_keys=True).encode())
     return {"tablelm_version": __version__, "fingerprint": h.hexdigest(), "build_params": bp,
             "analyzer": analyzer.config(), "corpus": corpus, "stats": tables.stats, "profile": profile}

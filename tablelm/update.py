@@ -53,8 +53,7 @@ def partial_of(t: TableSet) -> Partial:
     labels = {}
     for name in CONTEXTS:
         c = t.context(name)
-        names, ptr, lab = c.names, np.asarray(c.doc_indptr), np.asarray(c.doc_labels).tolist()
-        labels[name] = [[names[i] for i in lab[int(ptr[d]):int(ptr[d + 1])]] for d in range(t.n_docs)]
+        labels[name] = (c.names, np.asarray(c.doc_indptr), np.asarray(c.doc_labels))
     stem_hash = np.asarray(t.stem_hash)
     return Partial(
         n_docs=t.n_docs, stems=t.strings("stems"), stem_hash=stem_hash, mt_words=np.asarray(t.mt_words),
@@ -62,7 +61,7 @@ def partial_of(t: TableSet) -> Partial:
         post_mt=np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(t.post_indptr)),
         post_doc=np.asarray(t.post_docs), post_tf=np.asarray(t.post_tf),
         pair_a=np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(t.pair_indptr)), pair_b=np.asarray(t.pair_cols),
-        pair_adj=np.asarray(t.pair_adj, dtype=np.int64), pair_ctx=np.asarray(t.pair_ctx, dtype=np.int64),
+        pair_adj=np.asarray(t.pair_adj), pair_ctx=np.asarray(t.pair_ctx),
         pend_hash=np.asarray(t.pend_hash), pend_doc=np.asarray(t.pend_doc), surfaces=t.strings("surfaces"),
         surface_stem=np.asarray(t.surface_stem), surface_count=np.asarray(t.surface_count, dtype=np.int64),
         doc_len=np.asarray(t.doc_len, dtype=np.int64), labels=labels)

@@ -13,10 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golden.regen import K, PROMPTS, golden_path, version
 from tablelm.errors import ParamError, TablelmError
 from tablelm.tables import build as build_module
 from tablelm.tables.build import FIELDS
+
+from conftest import STRICT_GOLDEN
+from golden.regen import PROMPTS, K, golden_path, version
 
 REGEN = "python tests/golden/regen.py"
 
@@ -29,8 +31,11 @@ def golden():
     path = golden_path()
     if not path.exists():
         have = sorted(p.name for p in path.parent.glob("builtin-py*.json"))
-        pytest.fail(f"No golden answers for Python {version()} (have: {', '.join(have) or 'none'}). The built-in "
-                    f"corpus depends on the Python version: check the answers are sensible and run `{REGEN}`.")
+        message = (f"No golden answers for Python {version()} (have: {', '.join(have) or 'none'}). The built-in "
+                   f"corpus depends on the Python version: check the answers are sensible and run `{REGEN}`.")
+        if not STRICT_GOLDEN:  # exact for one Python only; CI sets TABLELM_STRICT_GOLDEN=1 to require them
+            pytest.skip(message + " (TABLELM_STRICT_GOLDEN=1 makes this a failure.)")
+        pytest.fail(message)
     data = json.loads(path.read_text("utf-8"))
     assert data["python"] == version()
     return data

@@ -122,8 +122,8 @@ def test_real_stdin_of_a_subprocess(xllm_model_dir, tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, TABLELM_CACHE=str(tmp_path),
                PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "tablelm.interfaces.cli", "chat", "-m", str(xllm_model_dir), "-k", "2"],
-                          input=f"{PROMPT}\n-s\n", capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run([sys.executable, "-m", "tablelm.interfaces.cli", "chat", "-m", str(xllm_model_dir),
+                           "-k", "2"], input=f"{PROMPT}\n-s\n", capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert len(answers(proc.stdout)) == 1 and "(2 cards in" in proc.stdout
     assert "\x1b[" not in proc.stdout  # no colour codes when stdout is not a terminal

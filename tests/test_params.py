@@ -39,7 +39,8 @@ def bad_values(p: P.Param) -> list:
 
 
 def message_re(p: P.Param, value) -> str:
-    return rf"^The '{re.escape(p.name)}' parameter must be {re.escape(p.constraint.describe())}\. Got {re.escape(repr(value))}\.$"
+    rule, got = re.escape(p.constraint.describe()), re.escape(repr(value))
+    return rf"^The '{re.escape(p.name)}' parameter must be {rule}\. Got {got}\.$"
 
 
 @pytest.mark.parametrize("p", ALL, ids=IDS)

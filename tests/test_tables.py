@@ -242,7 +242,10 @@ def compare(entities, analyzer, params):
         labels = t.strings[f"labels_{name}"]
         assert labels == sorted({x for xs in o["labels"][name] for x in xs})
         lab_id = {x: i for i, x in enumerate(labels)}
-        indptr = np.asarray(t[f"ctx_{name}_indptr"])
+        indptr, doc_indptr = np.asarray(t[f"ctx_{name}_indptr"]), np.asarray(t[f"doc_{name}_indptr"])
+        if not labels:  # an empty context is stored without its index arrays
+            assert indptr.tolist() == [0] and doc_indptr.tolist() == [0]
+            indptr, doc_indptr = np.zeros(n_mt + 1, dtype=np.int64), np.zeros(len(entities) + 1, dtype=np.int64)
         assert len(indptr) == n_mt + 1
         rows = np.repeat(np.arange(n_mt), np.diff(indptr))
         got = np.column_stack([rows, t[f"ctx_{name}_labels"], t[f"ctx_{name}_counts"]]).astype(np.int64)
@@ -253,7 +256,7 @@ def compare(entities, analyzer, params):
         want = want[np.lexsort((want[:, 1], want[:, 0]))]
         np.testing.assert_array_equal(got, want, err_msg=f"context table {name} differs from the oracle")
         doc_labels = [[labels[i] for i in ids]
-                      for _, (ids,) in csr_rows(t[f"doc_{name}_indptr"], t[f"doc_{name}_labels"])]
+                      for _, (ids,) in csr_rows(doc_indptr, t[f"doc_{name}_labels"])]
         assert doc_labels == o["labels"][name]
 
     # sorted n-gram table: exactly the multitokens of 2+ words, sorted by the hash of their sorted words,

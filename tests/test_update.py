@@ -176,3 +176,19 @@ def test_cli_add_delete_update_change_the_saved_model_atomically(cacm_entities, 
     assert [strip(got.entity_at(i)) for i in range(got.n_docs)] == [strip(ref.entity_at(i)) for i in range(ref.n_docs)]
     r = runner.invoke(main, ["delete", "-m", str(out), "no-such-id"])
     assert r.exit_code == 1 and "no entity with id 'no-such-id'" in r.output
+
+
+@needs_data
+def test_a_build_in_shards_writes_the_same_model_directory(tmp_path):
+    """The bounded-memory build (a small --memory makes CACM several shards) against one shard: every file."""
+    one = tablelm.build([CACM], tmp_path / "one")
+    report = {}
+    many = tablelm.build([CACM], tmp_path / "many", memory_mb=64, report=report)
+    assert report["shards"] >= 3 and report["read"] == one.n_docs
+    m1 = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    m2 = json.loads((tmp_path / "many" / "manifest.json").read_text())
+    assert m1["tables"] == m2["tables"] and m1["folder"] == m2["folder"]  # sizes and SHA-256 of every file
+    assert many.search("parallel computation", k=10) == one.search("parallel computation", k=10)
+    r = CliRunner().invoke(main, ["build", str(CACM), "-o", str(tmp_path / "cli"), "--memory", "64", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["folder"] == m1["folder"]

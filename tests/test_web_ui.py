@@ -13,8 +13,9 @@ import shutil
 import pytest
 
 import tablelm
-from conftest import XLLM
 from tablelm.interfaces.server import background_server, create_app
+
+from conftest import XLLM
 
 pytestmark = pytest.mark.ui
 

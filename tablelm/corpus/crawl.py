@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urldefrag, urljoin, urlsplit
 
+from tablelm.corpus._text import content_lines
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.html import _clean, _meta, _parse, _text_of, parse_page
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import content_lines
 from tablelm.errors import CorpusError
 
 #: A line of a crawl file: a URL, a tab, a tuple literal.

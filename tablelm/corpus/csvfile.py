@@ -20,14 +20,14 @@ import io
 from collections import Counter
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
+from tablelm.corpus._text import decode_text
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.jsonl import FieldMap, record_to_entity
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import decode_text
 from tablelm.errors import CorpusError
 
 CSV_SUFFIXES = (".csv", ".tsv", ".tab")

@@ -53,8 +53,12 @@ class TextEntity:
             "text": self.text,
         }
 
+    def to_record(self) -> dict:
+        """:meth:`to_dict` without the empty fields: the entity store's line (``from_dict`` restores them)."""
+        return {k: v for k, v in self.to_dict().items() if v or k in ("id", "text")}
+
     @classmethod
-    def from_dict(cls, d: dict) -> "TextEntity":
+    def from_dict(cls, d: dict) -> TextEntity:
         """Inverse of :meth:`to_dict`."""
         return cls(
             id=d["id"],

@@ -42,14 +42,14 @@ from __future__ import annotations
 import codecs
 import posixpath
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
+from tablelm.corpus._text import decode_text
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import decode_text
 from tablelm.errors import CorpusError
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")

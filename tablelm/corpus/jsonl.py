@@ -9,13 +9,14 @@ free: ``metadata.keywords`` and ``metadata.cr_categories`` become tags and the c
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from tablelm.corpus._text import iter_lines
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import iter_lines
 from tablelm.errors import CorpusError
 
 _MISSING = object()

@@ -36,8 +36,8 @@ Public means: not ``_``-prefixed, listed in ``__all__`` when the module assigns 
 ``__all__``, outside test packages (``test``, ``tests``, ``idle_test``), ``site-packages``,
 ``pydoc_data`` (read as topics) and the programs ``idlelib`` and ``turtledemo``, and not
 deprecated: a module that warns at import that it is deprecated (``distutils``, ``lib2to3``,
-``telnetlib``, ``imp``, ...) is left out with everything inside it. ``__main__.py`` is skipped; objects without a docstring
-are skipped.
+``telnetlib``, ``imp``, ...) is left out with everything inside it. ``__main__.py`` is skipped; objects
+without a docstring are skipped.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ import os
 import re
 import sys
 import sysconfig
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats
@@ -124,7 +124,8 @@ def _warns_deprecated(stmts) -> bool:
         func = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
         if func == "_deprecated":
             return True
-        if func == "warn" and any(isinstance(n, ast.Name) and n.id in ("DeprecationWarning", "PendingDeprecationWarning")
+        deprecations = ("DeprecationWarning", "PendingDeprecationWarning")
+        if func == "warn" and any(isinstance(n, ast.Name) and n.id in deprecations
                                   for a in call.args + [k.value for k in call.keywords] for n in ast.walk(a)):
             return True
     return False

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from tablelm.corpus._text import content_lines
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import content_lines
 from tablelm.errors import CorpusError
 
 #: A line in this format: an id without blanks, ``~~``, then a dict literal.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
@@ -210,7 +211,8 @@ class ChatSession:
     def cmd_quit(self, args):
         return False
 
-    COMMANDS = {"-p": cmd_set, "-d": cmd_defaults, "-v": cmd_view, "-a": cmd_add_ignore, "-r": cmd_remove_ignore,
+    COMMANDS: ClassVar[dict] = {
+                "-p": cmd_set, "-d": cmd_defaults, "-v": cmd_view, "-a": cmd_add_ignore, "-r": cmd_remove_ignore,
                 "-l": cmd_list_ignore, "-i": cmd_entities, "-s": cmd_sizes, "-c": cmd_sections, "-x": cmd_repeat,
                 "-e": cmd_samples, "-h": cmd_help, "--help": cmd_help, "-q": cmd_quit}
 
@@ -230,7 +232,8 @@ def read_prompts(path: Path) -> list[str]:
 
 
 @click.command("chat")
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path),
+              help="Model directory (default: built-in).")
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE",
               help="A starting parameter as name=value; repeatable.")

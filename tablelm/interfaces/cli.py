@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
@@ -26,12 +27,21 @@ class _Group(click.Group):
     imported only when used, so ``tablelm ask`` starts fast.
     """
 
-    LAZY = {
-        "serve": ("tablelm.interfaces.server", "serve_command"),
-        "chat": ("tablelm.interfaces.chat", "chat_command"),
-        "graph": ("tablelm.interfaces.cli_graph", "graph"),
-        "taxonomy": ("tablelm.interfaces.cli_graph", "taxonomy"),
-        "verify": ("tablelm.interfaces.cli_verify", "verify"),
+    #: name -> (module, attribute, short help shown by ``tablelm --help`` without importing the module)
+    LAZY: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "serve": ("tablelm.interfaces.server", "serve_command",
+                  "Serve the JSON API, the web page (/) and an OpenAI-compatible endpoint (/v1)."),
+        "chat": ("tablelm.interfaces.chat", "chat_command",
+                 "Interactive session: prompts and a command menu to fine-tune parameters (-h lists it)."),
+        "graph": ("tablelm.interfaces.cli_graph", "graph",
+                  "Export the category tree (with entity counts) and the related-item links."),
+        "taxonomy": ("tablelm.interfaces.cli_graph", "taxonomy",
+                     "Taxonomy reconstruction: predict each entity's category from its text (leave-one-out) and "
+                     "count exact and near (parent/child/sibling) matches."),
+        "verify": ("tablelm.interfaces.cli_verify", "verify",
+                   "Check a model: every table's size, dtype, shape and checksum; one line per problem."),
+        "mcp": ("tablelm.interfaces.mcp", "mcp_command",
+                "Serve a model to MCP clients (agents): ask, search, entity and describe tools."),
     }
 
     def list_commands(self, ctx):
@@ -41,9 +51,34 @@ class _Group(click.Group):
         if name in self.LAZY and name not in self.commands:
             import importlib
 
-            module, attr = self.LAZY[name]
+            module, attr, _ = self.LAZY[name]
             self.add_command(getattr(importlib.import_module(module), attr), name)
         return super().get_command(ctx, name)
+
+    def _short_helps(self, ctx, names, limit: int = 45):
+        """(name, short help) of commands; a lazy one's from :attr:`LAZY`, so that listing the
+        commands (``tablelm --help``, shell completion) never imports the web stack."""
+        for name in names:
+            if name in self.LAZY and name not in self.commands:
+                yield name, click.utils.make_default_short_help(self.LAZY[name][2], limit)
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                yield name, cmd.get_short_help_str(limit=limit)
+
+    def format_commands(self, ctx, formatter):
+        names = self.list_commands(ctx)
+        rows = list(self._short_helps(ctx, names, formatter.width - 6 - max(map(len, names))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def shell_complete(self, ctx, incomplete):
+        from click.shell_completion import CompletionItem
+
+        names = [n for n in self.list_commands(ctx) if n.startswith(incomplete)]
+        return ([CompletionItem(n, help=h) for n, h in self._short_helps(ctx, names)]
+                + click.Command.shell_complete(self, ctx, incomplete))  # and the options
 
     def invoke(self, ctx):
         try:
@@ -78,13 +113,25 @@ def _emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
+def _print_version(ctx, _param, value) -> None:
+    if value and not ctx.resilient_parsing:
+        from ..model import __version__  # the one place the version is written (pyproject reads it)
+
+        click.echo(f"tablelm {__version__}")
+        ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="tablelm")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def main():
     """tablelm: an untrained LLM. A corpus becomes tables; prompts get ranked, cited cards.
 
     With no model (-m), commands use the built-in model of Python's own documentation,
     built on first use and cached.
+
+    Shell completion (bash, zsh, fish): eval "$(_TABLELM_COMPLETE=bash_source tablelm)"
+    (zsh_source, fish_source for the others).
     """
 
 
@@ -135,8 +182,11 @@ def _reading(options: dict) -> dict:
 @_reader_options
 @click.option("--kw-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
+@click.option("--memory", "memory_mb", type=click.FloatRange(min=64), default=2048, show_default=True,
+              help="Memory budget of the counting, in MB: a larger corpus is read and counted in shards "
+                   "(same tables).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, kw_map, as_json, **reading):
+def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..model import build as build_model
@@ -148,9 +198,10 @@ def build(sources, out, param_items, kw_map, as_json, **reading):
             raise click.UsageError("Pass -o MODEL_DIR to say where the model goes.")
         out = builtin_dir()
     kw = read_kw_map(kw_map) if kw_map else None
-    report = {}
+    report: dict = {}
     t0 = time.perf_counter()
-    model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, **_reading(reading), **bp)
+    model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, memory_mb=memory_mb,
+                        **_reading(reading), **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -271,21 +322,24 @@ def ask(prompt, model_dir, k, param_items, as_json):
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Run file (default: standard output).")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
 def search(model_dir, queries, top_k, fmt, tag, output, param_items):
-    """Run every query of a file and write a TREC run (qid Q0 docid rank score tag)."""
-    from ..evaluation import read_queries
+    """Run every query of a file and write a TREC run (qid Q0 docid rank score tag).
+
+    Ids holding spaces or '%' are percent-encoded in TREC runs (tablelm's own run reader decodes them).
+    """
+    from ..evaluation import read_queries, write_trec_run
 
     qp = _params(param_items, ("query", "render"))
     model = _model(model_dir)
     qs = read_queries(queries)
+    run = model.search_many(qs, top_k, **qp)  # planned in one batch
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
-        for qid, text in qs.items():
-            hits = model.search(text, top_k, **qp)
-            if fmt == "trec":
-                for rank, (doc, score) in enumerate(hits, 1):
-                    out.write(f"{qid} Q0 {doc} {rank} {score!r} {tag}\n")  # full precision: no rounding ties
-            else:
-                out.write(json.dumps({"qid": qid, "hits": [{"id": d, "score": s} for d, s in hits]}) + "\n")
+        if fmt == "trec":
+            write_trec_run(run, out, tag=tag)
+        else:
+            for qid, hits in run.items():
+                out.write(json.dumps({"qid": qid, "hits": [{"id": d, "score": s} for d, s in hits]},
+                                     ensure_ascii=False) + "\n")
     finally:
         if output:
             out.close()
@@ -318,12 +372,12 @@ def eval_cmd(model_dir, queries, qrels, k, param_items, as_json):
     qp = _params(param_items, ("query", "render"))
     model = _model(model_dir)
     if _is_prompt_file(queries):
-        rep = E.prompt_coverage(model, E.read_prompts(queries), k=k, **qp)
+        coverage = E.prompt_coverage(model, E.read_prompts(queries), k=k, **qp)
         if as_json:
-            _emit_json(rep.to_dict())
+            _emit_json(coverage.to_dict())
             return
-        click.echo(f"{len(rep.per_prompt)} prompts; mean coverage of the reference answers' content words "
-                   f"by the top {k} cards: {rep.mean_coverage:.3f}")
+        click.echo(f"{len(coverage.per_prompt)} prompts; mean coverage of the reference answers' content words "
+                   f"by the top {k} cards: {coverage.mean_coverage:.3f}")
         return
     if qrels is None:
         raise click.UsageError("--qrels is required with a queries.jsonl file.")
@@ -357,7 +411,8 @@ def tune(model_dir, queries, qrels, heldout_qrels, metric, budget, name, from_us
     """Optimize the query parameters directly for a metric and save them as the model's default profile."""
     from .. import evaluation as E
     from ..model import load
-    from ..tune import profile_from_usage, tune as run_tune
+    from ..tune import profile_from_usage
+    from ..tune import tune as run_tune
 
     model = load(model_dir)
     if reset:
@@ -366,6 +421,11 @@ def tune(model_dir, queries, qrels, heldout_qrels, metric, budget, name, from_us
         return
     if from_usage:
         result = profile_from_usage(model, min_count=min_count)
+        if not result["records"]:
+            raise TablelmError(f"No parameter usage recorded for this model (nothing in {result['file']}), so "
+                               "there is nothing to promote and no profile was saved. Recording is opt-in: set "
+                               "TABLELM_RECORD_USAGE=1 where the model answers (tablelm ask/serve, Python), "
+                               "then run this again.")
         profile = {"name": name, "source": "usage", "params": result["params"], "records": result["records"]}
     else:
         if queries is None or qrels is None:
@@ -468,6 +528,5 @@ def params_cmd(stage, as_json):
         click.echo(f"    {r['help']}")
 
 
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="tablelm")

@@ -584,15 +584,14 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
     # ---------------------------------------------------------------- docs and the web page
     @app.get("/docs", include_in_schema=False)
     def docs():
-        try:  # swagger-ui-bundle ships the Swagger UI assets, so the docs work offline
-            import swagger_ui_bundle  # noqa: F401
-
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="tablelm API",
-                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                       swagger_css_url="/docs-assets/swagger-ui.css",
-                                       swagger_favicon_url="/docs-assets/favicon-32x32.png")
-        except ImportError:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="tablelm API")
+        if swagger_dir is None:
+            return _error(503, "docs_unavailable", "The API docs need Swagger UI 5 or later (which reads OpenAPI "
+                          "3.1), served from the package: pip install 'swagger-ui-bundle-v2>=5'. "
+                          "The schema itself is at /openapi.json.")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="tablelm API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
     @app.get("/redoc", include_in_schema=False)
     def redoc():
@@ -606,10 +605,9 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
     if REDOC_ASSETS is not None:
         app.mount("/redoc-assets", StaticFiles(directory=REDOC_ASSETS), name="redoc-assets")
 
-    with contextlib.suppress(ImportError):
-        from swagger_ui_bundle import swagger_ui_path
-
-        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    swagger_dir = swagger_ui_dir()
+    if swagger_dir is not None:
+        app.mount("/docs-assets", StaticFiles(directory=swagger_dir), name="docs-assets")
 
     @app.get("/", include_in_schema=False)
     def index():
@@ -619,6 +617,29 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
+
+
+# --------------------------------------------------------------------------- API docs
+def swagger_ui_dir() -> Path | None:
+    """The Swagger UI assets to serve at ``/docs``: version 5 or later, from the installed package.
+
+    FastAPI writes OpenAPI 3.1, which Swagger UI reads from version 5 on (4.x shows only an
+    error). The assets come from ``swagger-ui-bundle-v2`` (a dependency), never from a CDN, so
+    the docs work offline. That package installs into the same ``swagger_ui_bundle`` module as
+    the older ``swagger-ui-bundle`` (4.15); both may be present, so the newest ``vendor``
+    folder is chosen by its version, not by whichever ``__init__`` was installed last.
+    Returns None when no version 5 or later is installed.
+    """
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    found = []
+    for folder in (Path(swagger_ui_bundle.__file__).parent / "vendor").glob("swagger-ui-*"):
+        m = re.fullmatch(r"swagger-ui-(\d+)\.(\d+)\.(\d+)", folder.name)
+        if m and int(m[1]) >= 5 and (folder / "swagger-ui-bundle.js").is_file():
+            found.append((tuple(map(int, m.groups())), folder))
+    return max(found)[1] if found else None
 
 
 # --------------------------------------------------------------------------- running it

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
-from .counts import Partial, Tables, assemble, merge, pending_table
+from .counts import Partial, Tables, assemble, labels_csr, merge, pending_table
 from .hashing import WIDTH, chain_hash, string_hashes
 from .schema import CONTEXTS, FIELDS  # noqa: F401  (CONTEXTS: re-exported for the tests and readers)
 from .sorting import unique_inverse
@@ -84,7 +84,7 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
     del rows, cols, counts
     m.sum_duplicates()  # canonical: columns sorted within a row, one entry per pair
     a = np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(m.indptr))
-    return a, m.indices.astype(np.int32), (m.data & 0xFFFFFFFF).astype(np.int64), (m.data >> 32).astype(np.int64)
+    return a, m.indices.astype(np.int32), (m.data & 0xFFFFFFFF).astype(np.uint32), (m.data >> 32).astype(np.uint32)
 
 
 def _isin_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -347,12 +347,11 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     doc_len = np.bincount(doc_k.astype(np.int64) * F + fld_k, minlength=n_docs * F)
     doc_len = doc_len.reshape(n_docs, F).astype(np.int64)
     del entity_field, by_field, entry_row, entry_doc, entry_fld, new_post, post_of_entry
-    labels = {
-        "category": [[label_path(e.category)] if label_path(e.category) else [] for e in entities],
-        "tags": [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities],
-        "titles": [[" ".join(e.title.split())] if e.title.strip() else [] for e in entities],
-        "related": [sorted({r.strip() for r in e.related if r.strip()}) for e in entities],
-    }
+    labels = {name: labels_csr(values) for name, values in (
+        ("category", [[label_path(e.category)] if label_path(e.category) else [] for e in entities]),
+        ("tags", [sorted({" ".join(t.split()) for t in e.tags if t.strip()}) for e in entities]),
+        ("titles", [[" ".join(e.title.split())] if e.title.strip() else [] for e in entities]),
+        ("related", [sorted({r.strip() for r in e.related if r.strip()}) for e in entities]))}
     step(None, "pairs")
     pair_a, pair_b, pair_adj, pair_ctx = pairs_job.result()
     pend = pending_table(pend_hash, pend_doc)
@@ -366,7 +365,7 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
 
 def entity_records(entities) -> tuple[bytes, np.ndarray]:
     """The entity store: one JSON line per entity, and byte offsets."""
-    lines = [json.dumps(e.to_dict(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in entities]
+    lines = [json.dumps(e.to_record(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for e in entities]
     offsets = np.concatenate(([0], np.cumsum([len(x) for x in lines]))).astype(np.int64)
     return b"".join(lines), offsets
 

@@ -62,7 +62,7 @@ class Partial:
     post_tf: np.ndarray  # (postings, F) uint16
     pair_a: np.ndarray  # int32, pairs sorted by (a, b), a < b
     pair_b: np.ndarray
-    pair_adj: np.ndarray  # int64
+    pair_adj: np.ndarray  # uint32 counts (summed in int64 while merging)
     pair_ctx: np.ndarray
     pend_hash: np.ndarray  # uint64, sorted by (hash, entity)
     pend_doc: np.ndarray  # int32
@@ -70,7 +70,7 @@ class Partial:
     surface_stem: np.ndarray  # int32
     surface_count: np.ndarray  # int64
     doc_len: np.ndarray  # (entities, F) int64
-    labels: dict = field(default_factory=dict)  # context name -> per entity, its labels
+    labels: dict = field(default_factory=dict)  # context name -> (sorted label strings, indptr, label ids)
 
 
 def csr_from_sorted_rows(rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -115,7 +115,7 @@ def pair_tables(n_mt: int, a, b, adj, ctx) -> dict:
             "pair_t_indptr": t.indptr.astype(np.int64), "pair_t_order": t.data}
 
 
-def _labels_csr(values_per_doc: list[list[str]]):
+def labels_csr(values_per_doc: list[list[str]]):
     """Doc → label ids (CSR) over the sorted set of distinct labels."""
     labels = sorted({v for vs in values_per_doc for v in vs})
     index = {v: i for i, v in enumerate(labels)}
@@ -166,7 +166,8 @@ def merge(parts: list, n_docs: int) -> Partial:
     first = np.full(len(uniq), -1, dtype=np.int64)
     first[inv[::-1]] = np.arange(len(inv))[::-1]
     if not (words == words[first][inv]).all():
-        raise HashCollision("two multitokens share one 64-bit hash; rebuild with --shard-size 0 (one shard)")
+        raise HashCollision("two different multitokens share one 64-bit hash (about one chance in 10^9 per "
+                            "model); rebuild in one shard: tablelm build with a larger --memory")
     total = np.zeros((len(uniq), F), dtype=np.int64)
     offsets = np.cumsum([0] + [len(p.mt_hash) for p, _, _ in parts])
     for (p, sign, _), lo in zip(parts, offsets):
@@ -189,58 +190,37 @@ def merge(parts: list, n_docs: int) -> Partial:
     pmaps = [mt_of_uniq[inv[lo:lo + len(p.mt_hash)]] for (p, _, _), lo in zip(parts, offsets)]
 
     # ---- postings and pending occurrences of the entities kept
-    post = {"mt": [], "doc": [], "tf": []}
+    post_pieces = []
     pend_h, pend_d = [], []
     doc_len = np.zeros((n_docs, F), dtype=np.int64)
-    labels = {name: [None] * n_docs for name in CONTEXTS}
+    placed_from = np.full(n_docs, -1, dtype=np.int64)  # the part each new entity comes from
     for (p, sign, dmap), pm in zip(parts, pmaps):
         dmap = np.asarray(dmap, dtype=np.int64)
         if sign < 0:
             if (dmap >= 0).any():
                 raise ValueError("a subtracted partial cannot bring entities")
             continue
-        keep = np.flatnonzero(dmap[p.post_doc] >= 0)
-        mts = pm[p.post_mt[keep]]
-        if (mts < 0).any():
-            raise ValueError("a posting of a multitoken whose counts were subtracted away")
-        post["mt"].append(mts)
-        post["doc"].append(dmap[p.post_doc[keep]])
-        post["tf"].append(p.post_tf[keep])
+        # sorted by (multitoken, entity) within the part: both maps are monotonic
+        post_pieces.append((_Rows(p.post_mt, pm, p.post_doc, p.post_tf), dmap))
         k = dmap[p.pend_doc] >= 0
         pend_h.append(p.pend_hash[k])
         pend_d.append(dmap[p.pend_doc[k]])
         placed = np.flatnonzero(dmap >= 0)
         doc_len[dmap[placed]] = p.doc_len[placed]
-        for name in CONTEXTS:
-            col = labels[name]
-            for i in placed.tolist():
-                col[int(dmap[i])] = p.labels[name][i]
-    if any(v is None for v in labels["category"]):
+        if (placed_from[dmap[placed]] >= 0).any():
+            raise ValueError("two merged partials bring an entity to the same position")
+        placed_from[dmap[placed]] = 1
+    if (placed_from < 0).any():
         raise ValueError("the merged partials leave entity positions empty")
-    post_mt = np.concatenate(post["mt"]) if post["mt"] else np.zeros(0, np.int64)
-    post_doc = np.concatenate(post["doc"]) if post["doc"] else np.zeros(0, np.int64)
-    post_tf = np.vstack(post["tf"]) if post["tf"] else np.zeros((0, F), np.uint16)
-    o = stable_argsort(post_mt * max(n_docs, 1) + post_doc)
-    post_mt, post_doc, post_tf = post_mt[o], post_doc[o], post_tf[o]
+    labels = {name: _merge_labels([(p.labels[name], d) for p, sign, d in parts if sign > 0], n_docs)
+              for name in CONTEXTS}
+    post_mt, post_doc, post_tf = _merge_postings(post_pieces, n_mt, n_docs)
+    del post_pieces
 
-    # ---- pairs: signed sums by (a, b); mapping keeps a < b (monotonic ids)
-    pa, pb, padj, pctx = [], [], [], []
-    for (p, sign, _), pm in zip(parts, pmaps):
-        a, b = pm[p.pair_a], pm[p.pair_b]
-        ok = (a >= 0) & (b >= 0)
-        pa.append(a[ok])
-        pb.append(b[ok])
-        padj.append(sign * p.pair_adj[ok])
-        pctx.append(sign * p.pair_ctx[ok])
-    key = np.concatenate(pa) * max(n_mt, 1) + np.concatenate(pb) if pa else np.zeros(0, np.int64)
-    ukey, kinv = np.unique(key, return_inverse=True)
-    adj = np.bincount(kinv, weights=np.concatenate(padj), minlength=len(ukey)).astype(np.int64) if pa else key
-    ctx = np.bincount(kinv, weights=np.concatenate(pctx), minlength=len(ukey)).astype(np.int64) if pa else key
-    if (adj < 0).any() or (ctx < 0).any():
-        raise ValueError("a merge subtracted pair counts it never had: the model and the change disagree")
-    live = (adj > 0) | (ctx > 0)
-    ukey, adj, ctx = ukey[live], adj[live], ctx[live]
-    pair_a, pair_b = np.divmod(ukey, max(n_mt, 1))
+    # ---- pairs: signed sums by (a, b); mapping keeps a < b and the order (monotonic ids)
+    pieces = [(_Rows(p.pair_a, pm, p.pair_b, p.pair_adj, p.pair_ctx), sign) for (p, sign, _), pm in zip(parts, pmaps)]
+    pair_a, pair_b, adj, ctx = _sum_pairs(pieces, n_mt)
+    del pieces
 
     # ---- surfaces: signed sums by string
     s_union = sorted(set().union(*(p.surfaces for p, _, _ in parts)))
@@ -264,6 +244,138 @@ def merge(parts: list, n_docs: int) -> Partial:
         pend_hash=ph[o], pend_doc=pd[o].astype(np.int32), surfaces=[s_union[i] for i in s_live.tolist()],
         surface_stem=s_stem[s_live].astype(np.int32), surface_count=s_count[s_live], doc_len=doc_len,
         labels=labels)
+
+
+class _Rows:
+    """Rows of one partial sorted by a local multitoken id (``keys``), read one range of merged
+    ids at a time: ``ids`` maps local ids to merged ones (-1: gone), monotonically, so a merged
+    range is one contiguous run of rows, found by binary search. The rows may be memory-mapped
+    (a spilled shard): only the run being merged is read, and :meth:`release` drops its pages."""
+
+    def __init__(self, keys: np.ndarray, ids: np.ndarray, *columns):
+        self.keys, self.ids, self.columns = keys, ids, columns
+        self.mono = np.maximum.accumulate(ids) if len(ids) else ids
+
+    def per_key(self, n_keys: int) -> np.ndarray:
+        runs = np.diff(np.searchsorted(self.keys, np.arange(len(self.ids) + 1)))
+        ok = self.ids >= 0
+        return np.bincount(self.ids[ok], weights=runs[ok], minlength=n_keys).astype(np.int64)[:n_keys]
+
+    def run(self, lo: int, hi: int):
+        l_lo, l_hi = np.searchsorted(self.mono, [lo, hi])
+        s, e = int(np.searchsorted(self.keys, l_lo)), int(np.searchsorted(self.keys, l_hi))
+        return self.ids[np.asarray(self.keys[s:e], dtype=np.int64)], [np.asarray(c[s:e]) for c in self.columns]
+
+    def release(self) -> None:
+        import mmap
+
+        for arr in (self.keys, *self.columns):
+            base = arr
+            while base is not None and not isinstance(base, np.memmap):
+                base = getattr(base, "base", None)
+            mm = getattr(base, "_mmap", None)
+            if mm is not None and hasattr(mm, "madvise"):
+                mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _chunks(pieces: list, n_keys: int, rows_per_chunk: int):
+    """Merged-id ranges [lo, hi) of about ``rows_per_chunk`` rows each."""
+    per_key = np.zeros(n_keys, dtype=np.int64)
+    for piece in pieces:
+        per_key += piece.per_key(n_keys)
+    cum = np.cumsum(per_key)
+    if not len(cum) or cum[-1] == 0:
+        return []
+    cuts = np.searchsorted(cum, np.arange(rows_per_chunk, int(cum[-1]), rows_per_chunk), side="right")
+    bounds = np.unique(np.concatenate(([0], cuts, [n_keys])))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def _merge_postings(pieces: list, n_mt: int, n_docs: int, rows_per_chunk: int = 1 << 22):
+    """k-way merge of postings, each piece sorted by (multitoken, entity), one multitoken range at a time.
+
+    A piece is ``(_Rows(post_mt, ids, post_doc, post_tf), doc_map)``; entities mapped to -1 leave.
+    """
+    out_mt, out_doc, out_tf = [], [], []
+    for lo, hi in _chunks([r for r, _ in pieces], n_mt, rows_per_chunk):
+        got = []
+        for rows, dmap in pieces:
+            mt, (doc, tf) = rows.run(lo, hi)
+            doc = dmap[doc]
+            keep = doc >= 0
+            if (mt[keep] < 0).any():
+                raise ValueError("a posting of a multitoken whose counts were subtracted away")
+            got.append((mt[keep], doc[keep], tf[keep]))
+        mt = np.concatenate([g[0] for g in got])
+        doc = np.concatenate([g[1] for g in got])
+        tf = np.concatenate([g[2] for g in got])
+        o = stable_argsort((mt - lo) * max(n_docs, 1) + doc)
+        out_mt.append(mt[o].astype(np.int32))
+        out_doc.append(doc[o].astype(np.int32))
+        out_tf.append(tf[o])
+        for rows, _ in pieces:
+            rows.release()
+    if not out_mt:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, F), np.uint16)
+    return np.concatenate(out_mt), np.concatenate(out_doc), np.concatenate(out_tf)
+
+
+def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int = 1 << 22):
+    """Signed sums of pairs, each piece sorted by (a, b), one range of a at a time (bounded
+    temporaries); pairs whose counts sum to zero leave the table.
+
+    A piece is ``(_Rows(pair_a, ids, pair_b, adj, ctx), sign)``.
+    """
+    outs = []
+    for lo, hi in _chunks([r for r, _ in pieces], n_mt, rows_per_chunk):
+        keys, adjs, ctxs = [], [], []
+        for rows, sign in pieces:
+            a, (b, adj, ctx) = rows.run(lo, hi)
+            b = rows.ids[np.asarray(b, dtype=np.int64)]
+            ok = (a >= 0) & (b >= 0)
+            keys.append((a[ok] - lo) * max(n_mt, 1) + b[ok])
+            adjs.append(sign * adj[ok].astype(np.int64))
+            ctxs.append(sign * ctx[ok].astype(np.int64))
+        key, adj, ctx = np.concatenate(keys), np.concatenate(adjs), np.concatenate(ctxs)
+        if sum(len(k) > 0 for k in keys) > 1:  # one piece alone is sorted and distinct already
+            o = np.argsort(key, kind="stable")
+            key, adj, ctx = key[o], adj[o], ctx[o]
+            first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+            key, adj, ctx = key[first], np.add.reduceat(adj, first), np.add.reduceat(ctx, first)
+        if (adj < 0).any() or (ctx < 0).any():
+            raise ValueError("a merge subtracted pair counts it never had: the model and the change disagree")
+        live = (adj > 0) | (ctx > 0)
+        a, b = np.divmod(key[live], max(n_mt, 1))
+        outs.append(((a + lo).astype(np.int32), b.astype(np.int32), adj[live].astype(np.uint32),
+                     ctx[live].astype(np.uint32)))
+        for rows, _ in pieces:
+            rows.release()
+    if not outs:
+        return (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint32), np.zeros(0, np.uint32))
+    return tuple(np.concatenate(col) for col in zip(*outs))
+
+
+def _merge_labels(parts: list, n_docs: int):
+    """Entity → labels (CSR over sorted label strings) of the new corpus, from each part's own CSR."""
+    names = sorted(set().union(*(lab[0] for lab, _ in parts)))
+    at = {s: i for i, s in enumerate(names)}
+    lens = np.zeros(n_docs, dtype=np.int64)
+    moves = []
+    for (p_names, ptr, ids), dmap in parts:
+        dmap = np.asarray(dmap, dtype=np.int64)
+        placed = np.flatnonzero(dmap >= 0)
+        n = (ptr[placed + 1] - ptr[placed]).astype(np.int64)
+        lens[dmap[placed]] = n
+        relabel = np.fromiter((at[s] for s in p_names), dtype=np.int64, count=len(p_names))
+        moves.append((dmap[placed], ptr[placed].astype(np.int64), n, relabel, ids))
+    indptr = np.concatenate(([0], np.cumsum(lens)))
+    out = np.zeros(int(indptr[-1]), dtype=np.int64)
+    for dst_doc, src_start, n, relabel, ids in moves:
+        within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        src = np.repeat(src_start, n) + within
+        out[np.repeat(indptr[dst_doc], n) + within] = relabel[np.asarray(ids, dtype=np.int64)[src]]
+    used = np.unique(out)  # labels no entity carries any more (after a delete) leave the table
+    return [names[i] for i in used.tolist()], indptr, np.searchsorted(used, out).astype(np.int32)
 
 
 # --------------------------------------------------------------------------- assemble
@@ -296,15 +408,16 @@ def assemble(p: Partial):
     tf_total = p.post_tf[:, :4].sum(axis=1, dtype=np.int64)  # metadata strings are not context
     tf_matrix = sparse.csr_array((tf_total, p.post_doc, post_indptr), shape=(n_mt, n_docs))
     for name in CONTEXTS:
-        labels, d_indptr, d_ids = _labels_csr(p.labels[name])
+        labels, d_indptr, d_ids = p.labels[name]
         labels_matrix = sparse.csr_array((np.ones(len(d_ids), dtype=np.int64), d_ids, d_indptr),
                                          shape=(n_docs, max(len(labels), 1)))
         ctx = tf_matrix @ labels_matrix
         ctx.sort_indices()
-        arrays[f"ctx_{name}_indptr"] = ctx.indptr.astype(np.int64)
+        empty = len(labels) == 0  # no index for a context the corpus leaves empty (TableSet.context)
+        arrays[f"ctx_{name}_indptr"] = ctx.indptr[:1] if empty else ctx.indptr
         arrays[f"ctx_{name}_labels"] = ctx.indices.astype(np.int32)
         arrays[f"ctx_{name}_counts"] = ctx.data
-        arrays[f"doc_{name}_indptr"] = d_indptr.astype(np.int64)
+        arrays[f"doc_{name}_indptr"] = d_indptr[:1] if empty else d_indptr
         arrays[f"doc_{name}_labels"] = d_ids
         strings[f"labels_{name}"] = labels
 

@@ -51,19 +51,20 @@ class Spec:
     dims: tuple
     merge: str
     doc: str
+    collapses: bool = False  # stored as [0] when its context has no labels (no index for nothing)
 
 
 def _context_specs(name: str) -> list[Spec]:
     lab = f"labels_{name}"
     return [
         Spec(lab, "key", None, (lab,), "union, sorted", f"the distinct {name} labels, sorted"),
-        Spec(f"ctx_{name}_indptr", "index", "int64", ("multitokens+1",), "rebuilt",
-             f"row pointers of multitoken -> {name} label counts"),
+        Spec(f"ctx_{name}_indptr", "index", "int", ("multitokens+1",), "rebuilt",
+             f"row pointers of multitoken -> {name} label counts", collapses=True),
         Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
              f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)"),
-        Spec(f"doc_{name}_indptr", "entity", "int64", ("entities+1",), "concatenate",
-             f"row pointers of entity -> its {name} labels"),
+        Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
+             f"row pointers of entity -> its {name} labels", collapses=True),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
              "label ids of each entity, sorted"),
     ]
@@ -79,20 +80,20 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
          "occurrences of each multitoken per field (text, title, category, tags, meta)"),
     # ---- postings
-    Spec("post_indptr", "index", "int64", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings"),
+    Spec("post_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings"),
     Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row"),
-    Spec("post_tf", "count", "uint16", ("postings", 5), "sum by (multitoken, entity)",
+    Spec("post_tf", "count", "uint", ("postings", 5), "sum by (multitoken, entity)",
          "term frequency of the multitoken in the entity, per field (capped at 65535)"),
     Spec("doc_len", "entity", "uint32", ("entities", 5), "concatenate", "words per field of each entity"),
-    Spec("fwd_indptr", "derived", "int64", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
+    Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
     Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry"),
-    Spec("fwd_post", "derived", "int64", ("postings",), "rebuilt", "posting index of each forward entry"),
+    Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry"),
     # ---- pairs (each unordered pair once, under its smaller id)
-    Spec("pair_indptr", "index", "int64", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs"),
+    Spec("pair_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs"),
     Spec("pair_cols", "index", "int32", ("pairs",), "rebuilt", "the larger id of each pair, ascending in a row"),
     Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)"),
     Spec("pair_ctx", "count", "uint", ("pairs",), "sum by pair", "contextual co-occurrences (gap 1..max_dist)"),
-    Spec("pair_t_indptr", "derived", "int64", ("multitokens+1",), "rebuilt",
+    Spec("pair_t_indptr", "derived", "int", ("multitokens+1",), "rebuilt",
          "transposed index: row pointers by the larger id"),
     Spec("pair_t_order", "derived", "int", ("pairs",), "rebuilt", "pair entries of each larger id, in row order"),
     # ---- sorted n-grams
@@ -133,12 +134,15 @@ def narrow_uint(a: np.ndarray) -> np.ndarray:
 
 
 def storage_dtype(spec: Spec, arr: np.ndarray) -> np.ndarray:
-    """``arr`` in the dtype the schema stores it with."""
+    """``arr`` in the dtype the schema stores it with: counts in the narrowest unsigned type,
+    indexes ("int") in int32 while their values allow it."""
+    arr = np.asarray(arr)
     if spec.dtype == "uint":
         return narrow_uint(arr)
     if spec.dtype == "int":
-        return np.asarray(arr, dtype=np.int32 if len(arr) < 2**31 else np.int64)
-    return np.asarray(arr, dtype=spec.dtype)
+        fits = not arr.size or (int(arr.max()) < 2**31 and int(arr.min()) >= -2**31)
+        return arr.astype(np.int32 if fits else np.int64, copy=False)
+    return arr.astype(spec.dtype, copy=False)
 
 
 def partners(arrays: dict, mt: int):
@@ -219,6 +223,8 @@ class TableSet:
                                      f"the schema says {spec.dtype} with {len(spec.dims)} axes; "
                                      "the file is damaged: rebuild the model.")
                 got = list(a.shape)
+                if spec.collapses and got == [1]:
+                    continue  # an empty context's index
             for dim, n in zip(spec.dims, got):
                 if isinstance(dim, int):
                     ok = n == dim
@@ -311,5 +317,10 @@ class TableSet:
 
     def context(self, name: str) -> Context:
         a = self._arrays
-        return Context(a[f"ctx_{name}_indptr"], a[f"ctx_{name}_labels"], a[f"ctx_{name}_counts"],
-                       a[f"doc_{name}_indptr"], a[f"doc_{name}_labels"], self._strings[f"labels_{name}"])
+        ptr, doc_ptr = a[f"ctx_{name}_indptr"], a[f"doc_{name}_indptr"]
+        if len(ptr) == 1:  # a context the corpus leaves empty is stored without its index
+            ptr = np.broadcast_to(ptr[:1], (len(self.mt_words) + 1,))
+        if len(doc_ptr) == 1:
+            doc_ptr = np.broadcast_to(doc_ptr[:1], (self.n_docs + 1,))
+        return Context(ptr, a[f"ctx_{name}_labels"], a[f"ctx_{name}_counts"], doc_ptr, a[f"doc_{name}_labels"],
+                       self._strings[f"labels_{name}"])

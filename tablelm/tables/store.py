@@ -59,9 +59,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data) -> None:
+    """Write bytes, or copy a file (a blob a sharded build spooled to disk), and fsync."""
     with open(path, "wb") as f:
-        f.write(data)
+        if isinstance(data, Path):
+            with open(data, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 22)
+        else:
+            f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
