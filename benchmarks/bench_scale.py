@@ -464,7 +464,7 @@ def fmt(x, digits=2) -> str:
     if x is None:
         return "–"
     if digits == "auto":  # three significant figures, for timings that span 1 ms to minutes
-        digits = max(0, 2 - int(math.floor(math.log10(abs(x))))) if x else 0
+        digits = max(0, 2 - math.floor(math.log10(abs(x)))) if x else 0
     return f"{x:,.{digits}f}"
 
 
@@ -478,7 +478,8 @@ def render(rows: list[dict], corpora: list[dict], facts: list[str], repeat: int,
              "## Corpora", "",
              "| corpus | docs | words | corpus MB | queries |", "|---|---|---|---|---|"]
     for c in corpora:
-        lines.append(f"| {c['kind']} | {c['docs']:,} | {c['words']:,} | {fmt(c['corpus_mb'], 1)} | {c['n_queries']:,} |")
+        lines.append(f"| {c['kind']} | {c['docs']:,} | {c['words']:,} | {fmt(c['corpus_mb'], 1)} "
+                     f"| {c['n_queries']:,} |")
     lines += ["", "## Measures", "",
               "| corpus | docs | system | build s | build range | build peak MB | build Δ MB | model MB "
               "| model / corpus | load s | first query ms | q/s | p50 ms | p95 ms | add-100 s | delete-100 s |",
@@ -497,7 +498,8 @@ def render(rows: list[dict], corpora: list[dict], facts: list[str], repeat: int,
             if r.get("update_note"):
                 delete += f" ({r['update_note']})"
         lines.append(f"{head} {fmt(r['build_s'], 'auto')} | {fmt(r['build_runs'][0], 'auto')}–"
-                     f"{fmt(r['build_runs'][-1], 'auto')} | {fmt(r['build_peak_mb'], 0)} | {fmt(r['build_delta_mb'], 0)} "
+                     f"{fmt(r['build_runs'][-1], 'auto')} | {fmt(r['build_peak_mb'], 0)} "
+                     f"| {fmt(r['build_delta_mb'], 0)} "
                      f"| {fmt(r['model_mb'], 1)} "
                      f"| {fmt(r['model_mb'] / r['corpus_mb'])} | {fmt(r['load_s'], 3)} | {fmt(r['first_ms'], 1)} "
                      f"| {fmt(r['qps'], 0)} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} | {add} | {delete} |")
