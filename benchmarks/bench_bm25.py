@@ -268,7 +268,8 @@ def run_worker(system: str, folder: Path, qrels_name: str) -> dict:
 # --------------------------------------------------------------------------- driver side
 
 
-def machine_facts(argv: list[str]) -> list[str]:
+def machine_facts(argv: list[str], script: str = "benchmarks/bench_bm25.py") -> list[str]:
+    """Markdown bullets: CPU, Python and library versions, commit, date, and the command run."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -278,7 +279,7 @@ def machine_facts(argv: list[str]) -> list[str]:
     except OSError:
         cpu = platform.processor() or "unknown"
     versions = []
-    for pkg in ("tablelm", "bm25s", "pyserini", "numpy", "scipy", "PyStemmer"):
+    for pkg in ("tablelm", "bm25s", "pyserini", "numpy", "scipy", "PyStemmer", "numba"):
         try:
             versions.append(f"{pkg} {metadata.version(pkg)}")
         except metadata.PackageNotFoundError:
@@ -292,7 +293,7 @@ def machine_facts(argv: list[str]) -> list[str]:
         f"- CPU: {cpu}; cores: {os.cpu_count()}; {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; {'; '.join(versions)}",
         f"- git commit: {commit}; date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- command: `{shlex.join(['python', 'benchmarks/bench_bm25.py', *argv])}`",
+        f"- command: `{shlex.join(['python', script, *argv])}`",
     ]
 
 
