@@ -181,6 +181,20 @@ def cli_env(cache: Path) -> dict:
     return env
 
 
+def assert_same_tables(a, b) -> None:
+    """Two models have the same tables (dtype, shape, values), string tables and entity store."""
+    import numpy as np
+
+    ta, tb = a.tables, b.tables
+    assert sorted(ta.arrays) == sorted(tb.arrays)
+    for name in ta.arrays:
+        x, y = np.asarray(ta.arrays[name]), np.asarray(tb.arrays[name])
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+    assert ta.string_tables == tb.string_tables
+    assert bytes(a._store) == bytes(b._store)
+
+
 def tablelm_cmd(*args) -> list[str]:
     """The ``tablelm`` console command, run by this interpreter (works without an install)."""
     return [sys.executable, "-m", "tablelm.interfaces.cli", *map(str, args)]

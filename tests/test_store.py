@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import tablelm
-from conftest import SCIFACT, cli_env, needs_data, tablelm_cmd
+from conftest import SCIFACT, assert_same_tables, cli_env, needs_data, tablelm_cmd
 from tablelm.errors import ModelError
 from tablelm.tables.store import FORMAT_VERSION, MANIFEST
 
@@ -46,14 +46,7 @@ def answers(model):
 
 
 def assert_same_model(a, b):
-    ta, tb = a.tables, b.tables
-    assert sorted(ta.arrays) == sorted(tb.arrays)
-    for name in ta.arrays:
-        x, y = np.asarray(ta.arrays[name]), np.asarray(tb.arrays[name])
-        assert x.dtype == y.dtype and x.shape == y.shape, name
-        np.testing.assert_array_equal(x, y, err_msg=name)
-    assert ta.string_tables == tb.string_tables
-    assert bytes(a._store) == bytes(b._store)
+    assert_same_tables(a, b)
     strip = lambda m: {k: v for k, v in m.items() if k not in ("folder", "tables")}  # noqa: E731
     assert strip(a.manifest) == strip(b.manifest)
     assert a.ids == b.ids

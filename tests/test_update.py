@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tablelm
-from conftest import CACM, XLLM, needs_data, read_slice
+from conftest import CACM, XLLM, assert_same_tables, needs_data, read_slice
 from tablelm import params as P
 from tablelm.corpus.entity import TextEntity
 from tablelm.errors import TablelmError
@@ -32,14 +32,7 @@ def in_memory(entities, **bp):
 
 
 def assert_same_model(a, b):
-    ta, tb = a.tables, b.tables
-    assert sorted(ta.arrays) == sorted(tb.arrays)
-    for name in ta.arrays:
-        x, y = np.asarray(ta.arrays[name]), np.asarray(tb.arrays[name])
-        assert x.dtype == y.dtype and x.shape == y.shape, name
-        np.testing.assert_array_equal(x, y, err_msg=name)
-    assert ta.string_tables == tb.string_tables
-    assert bytes(a._store) == bytes(b._store)
+    assert_same_tables(a, b)
     assert a.manifest["stats"] == b.manifest["stats"]
 
 

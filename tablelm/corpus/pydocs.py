@@ -676,8 +676,11 @@ def compiled_module_names() -> list[str]:
     import importlib.machinery
 
     names = set(sys.builtin_module_names)
-    dynload = Path(sysconfig.get_path("platstdlib")) / "lib-dynload"
-    if dynload.is_dir():
+    # the base Python's folder: in a virtual environment "platstdlib" names the environment's own lib
+    dynloads = [Path(p) for p in sys.path if Path(p).name == "lib-dynload"]
+    dynloads.append(Path(sysconfig.get_path("stdlib")) / "lib-dynload")
+    dynload = next((d for d in dynloads if d.is_dir()), None)
+    if dynload is not None:
         for f in dynload.iterdir():
             for suffix in importlib.machinery.EXTENSION_SUFFIXES:
                 if f.name.endswith(suffix):

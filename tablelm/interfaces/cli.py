@@ -60,7 +60,8 @@ class _Group(click.Group):
         commands (``tablelm --help``, shell completion) never imports the web stack."""
         for name in names:
             if name in self.LAZY and name not in self.commands:
-                yield name, click.utils.make_default_short_help(self.LAZY[name][2], limit)
+                # a bare Command with that help: click's own (public) rule for the short help
+                yield name, click.Command(name, help=self.LAZY[name][2]).get_short_help_str(limit)
                 continue
             cmd = self.get_command(ctx, name)
             if cmd is not None and not cmd.hidden:

@@ -198,10 +198,14 @@ def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
             folder = f"tables-{digest}"
             manifest["folder"] = folder
             _fsync_dir(tmp)
-            if (out / folder).exists():  # same content in place, or a damaged copy of it: never reuse it
-                folder = f"{folder}-{uuid.uuid4().hex[:8]}"
-                manifest["folder"] = folder
-            os.rename(tmp, out / folder)
+            final = out / folder
+            if final.exists():  # the same content in place, or a damaged copy of it: replace it, never reuse it
+                old = out / f".tablelm-tmp-{uuid.uuid4().hex}"
+                os.rename(final, old)  # readers that have it open keep their mapped files
+                os.rename(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, final)
             _replace_manifest(out, manifest)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
