@@ -37,8 +37,9 @@ from .text.analyzer import Analyzer
 
 __version__ = "0.1.0"
 
-#: peak bytes of counting one shard per character of its text (measured on SciFact and the
-#: scale corpus, see docs/benchmarks.md), which turns a memory budget into a shard size
+#: peak bytes of counting one shard per character of its text, which turns a memory budget into
+#: a shard size; a first estimate (SciFact adds about 70 per character in one shard), too low for
+#: long documents, whose pairs cost more per character (docs/scaling.md)
 BUILD_BYTES_PER_CHAR = 128
 
 
@@ -523,7 +524,7 @@ def _dictionary_from_spool(spool: Path, n_shards: int, min_count: int, ranges: i
             lo = 0 if r == 0 else int(np.searchsorted(h, bounds[r - 1]))
             hi = len(h) if r == ranges - 1 else int(np.searchsorted(h, bounds[r]))
             pieces.append((h[lo:hi], c[lo:hi], kg[lo:hi]))
-        summed = build_module._sum_by_hash(*zip(*pieces))
+        summed = build_module.sum_by_hash(*zip(*pieces))
         out.append(build_module.dictionary_from_counts(summed, min_count))
     return np.concatenate(out)
 

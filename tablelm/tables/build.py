@@ -1,4 +1,4 @@
-"""The counting pass: entities → backend tables, vectorized with numpy.
+"""The counting pass: entities → partial counts (tables/counts.py assembles the tables), vectorized.
 
 Python touches each token once (``re.findall`` plus one dict lookup, in
 :meth:`SurfaceVocabulary.encode_segments`); everything after that is array work over one
@@ -14,9 +14,13 @@ concatenated token stream:
    field lengths.
 4. pairs of non-overlapping multitoken occurrences in one sentence whose gap is
    at most ``max_dist`` words: adjacent (gap 0) and contextual (gap ≥ 1) counts,
-   summed as a SciPy sparse matrix (linear-time COO → CSR → CSC, no global sort).
-5. context tables: postings × entity labels (category, tags, title, related).
-6. sorted n-gram table: hash of the sorted word tuple → multitoken ids.
+   summed as a SciPy sparse matrix (linear-time COO → CSR, no global sort).
+5. the entities' labels (category, tags, title, related) and the occurrences of the
+   n-grams below the threshold (the pending table).
+
+:func:`tables.counts.assemble` turns the partial into the stored tables (context tables,
+transposed and forward indexes, sorted n-grams); :func:`build_tables` counts a corpus in one
+shard or in several and merges them.
 
 Raw counts are the only thing stored; PMI, idf and every other weight are
 derived at query time, so counts of shards can be added (or a deleted
@@ -40,15 +44,15 @@ from .schema import CONTEXTS, FIELDS  # noqa: F401  (CONTEXTS: re-exported for t
 from .sorting import unique_inverse
 
 
-def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int, max_dist: int) -> dict:
+def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int, max_dist: int):
     """Pairs of non-overlapping multitoken occurrences of one sentence, gap <= ``max_dist`` words.
 
     Occurrences come in start order; ``occ_end`` is the word after each one and ``sent_stop``
-    the word after its sentence. Returns the pair tables (see ``TableSet.partners``). The pairs are
-    a sparse count matrix: its coordinates (smaller id, larger id) go through SciPy's
-    linear-time COO → CSR conversion, which sums the duplicates, and CSR → CSC gives the
-    transposed index. Runs in a second thread of the build: it only reads its arguments, and
-    numpy and SciPy release the GIL in their loops.
+    the word after its sentence. Returns the canonical pairs (a, b, adjacent, contextual), sorted
+    by (a, b) with a < b. The pairs are a sparse count matrix: its coordinates (smaller id,
+    larger id) go through SciPy's linear-time COO → CSR conversion, which sums the duplicates.
+    Runs in a second thread of the build: it only reads its arguments, and numpy and SciPy
+    release the GIL in their loops.
     """
     from scipy import sparse  # imported by builds only: loading and querying a model do without it
 
@@ -95,7 +99,7 @@ def _isin_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[pos] == values
 
 
-def _sum_by_hash(hashes: list, counts: list, kg: list):
+def sum_by_hash(hashes: list, counts: list, kg: list):
     """(sorted distinct hashes, summed counts, summed knowledge-graph counts)."""
     h = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
     uniq, inv = np.unique(h, return_inverse=True)
@@ -128,7 +132,7 @@ def build_tables(entities, analyzer: Analyzer, params: dict, progress=None, side
     else:
         spans = [(lo, min(lo + shard_size, n)) for lo in range(0, n, shard_size)]
         counts = [count_partial(entities[lo:hi], analyzer, params, ngrams_only=True) for lo, hi in spans]
-        dictionary = dictionary_from_counts(_sum_by_hash(*zip(*counts)), int(params["min_multitoken_count"]))
+        dictionary = dictionary_from_counts(sum_by_hash(*zip(*counts)), int(params["min_multitoken_count"]))
         parts = [(count_partial(entities[lo:hi], analyzer, params, dictionary=dictionary, progress=progress), 1,
                   np.arange(lo, hi)) for lo, hi in spans]
         part = merge(parts, n)
@@ -282,7 +286,7 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
         valid_prev[idx] = True
 
     if ngrams_only:
-        return _sum_by_hash([c[0] for c in counted], [c[1] for c in counted], [c[2] for c in counted])
+        return sum_by_hash([c[0] for c in counted], [c[1] for c in counted], [c[2] for c in counted])
 
     # global multitoken ids: by length, then words in alphabetical order
     mt_of_level, words_rows, hash_rows_, offset = [], [], [], 0
