@@ -423,3 +423,37 @@ def test_importance_prior_is_an_explained_factor(builtin_model):
         f = next(f for f in c.factors if f["name"] == "importance (in-links)")
         assert 1.0 < f["multiplier"] <= 1.5
         assert sum(w["contribution"] for w in c.why) == pytest.approx(c.score, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- citation tokens
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_citation_words_equal_the_analyzers_tokens(tmp_path, language):
+    """The fast, memoized tokenizer of citations gives exactly the analyzer's words, stems, spans
+    and clauses, also for a token that stands for two stems (a synonym) and for character bigrams;
+    a text read twice (card, then short answer) gives the same words."""
+    from tablelm.answer.citations import _words
+    from tablelm.text.analyzer import CLAUSE, SENTENCE
+
+    texts = {"en": ["Open the dirs, then read() each file line by line. Read lines: os.listdir lists dirs.",
+                    "A file's lines (read them) and FILES; the directory listing.\n\nNew paragraph: dirs."],
+             "zh": ["打开文件并逐行读取。读取文件的每一行，然后关闭文件。", "文件目录：列出目录中的文件。"]}[language]
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"_id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)), "utf-8")
+    from tablelm import build
+
+    model = build([src], tmp_path / "m", language=language, kw_map={"dirs": "directory listing"})
+    ids = model.tables.stem_ids
+    for text in texts + ["Unseen words: lines of dirs, never counted."]:
+        expected, clause = [], 0
+        for kind, stem, start, end in model.analyzer.tokens_with_spans(text):
+            if kind in (SENTENCE, CLAUSE):
+                clause += 1
+            else:
+                expected.append((ids.get(stem, -1), start, end, clause))
+        assert _words(model, text) == expected and _words(model, text) == expected
+    if language == "en":  # the synonym: one token, two stems, one span
+        words = _words(model, texts[0])
+        spans = [(a, b) for _, a, b, _ in words if texts[0][a:b] == "dirs"]
+        assert len(spans) == 4 and spans[0] == spans[1]

@@ -8,9 +8,74 @@ occurrence is, so every citation is a span the counting pass also counted.
 
 from __future__ import annotations
 
-from ..text.analyzer import CLAUSE, SENTENCE
+import threading
+import weakref
+from collections import OrderedDict
+
+from ..text.analyzer import CLAUSE, SENTENCE, boundary, normalize
 from .snippets import make_snippet
 from .types import Citation
+
+#: per model, what each raw token of a text stands for (a boundary kind, or its stem ids), and the
+#: words of the texts tokenized last (a card's citations, then the short answer, read the same text)
+_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+MAX_TOKEN_MEMO = 200_000
+RECENT_TEXTS = 16
+_LOCK = threading.Lock()
+
+
+def _words(model, text: str) -> list[tuple[int, int, int, int]]:
+    """``(stem id, start, end, clause)`` of the words of ``text`` (-1: not in the dictionary).
+
+    The same tokens, stems and clause numbers as ``Analyzer.tokens_with_spans``; what a raw token
+    stands for is remembered per model (a bounded memo), so a long entity costs one dictionary
+    lookup a token instead of normalizing and stemming it again.
+    """
+    with _LOCK:
+        if model not in _MEMO:
+            _MEMO[model] = ({}, OrderedDict())
+        memo, recent = _MEMO[model]
+        words = recent.get(text)
+        if words is not None:
+            recent.move_to_end(text)
+            return words
+        if len(memo) > MAX_TOKEN_MEMO:
+            memo.clear()
+    words = _tokenize(model, text, memo)
+    with _LOCK:
+        recent[text] = words
+        if len(recent) > RECENT_TEXTS:
+            recent.popitem(last=False)
+    return words
+
+
+def _tokenize(model, text: str, memo: dict) -> list[tuple[int, int, int, int]]:
+    an = model.analyzer
+    stem_ids = model.tables.stem_ids
+    if an.bigrams:  # character bigrams carry their own spans inside a token
+        words, clause = [], 0
+        for kind, s, start, end in an.tokens_with_spans(text):
+            if kind in (SENTENCE, CLAUSE):
+                clause += 1
+            else:
+                words.append((stem_ids.get(s, -1), start, end, clause))
+        return words
+    words: list[tuple[int, int, int, int]] = []
+    append, clause = words.append, 0
+    for m in an.token_re.finditer(text):
+        meaning = memo.get(m.group())
+        if meaning is None:
+            tok = m.group()
+            mark = boundary(tok)
+            meaning = memo[tok] = mark if mark is not None else tuple(
+                stem_ids.get(s, -1) for s in an.word_stems(normalize(tok)))
+        if meaning.__class__ is int:
+            clause += 1
+        elif meaning:  # () for a stopword
+            start, end = m.span()
+            for i in meaning:
+                append((i, start, end, clause))
+    return words
 
 
 def find_spans(model, text: str, targets: dict[tuple, str], max_n: int):
@@ -18,23 +83,18 @@ def find_spans(model, text: str, targets: dict[tuple, str], max_n: int):
 
     ``targets`` maps a tuple of stem ids (corpus order) to the display text.
     """
-    stem_ids = model.tables.stem_ids
-    words = []  # (stem id, start, end, clause)
-    clause = 0
-    for kind, s, start, end in model.analyzer.tokens_with_spans(text):
-        if kind in (SENTENCE, CLAUSE):
-            clause += 1
+    words = _words(model, text)
+    firsts = {key[0] for key in targets}
+    for i, (first, start, _, clause) in enumerate(words):
+        if first not in firsts:
             continue
-        words.append((stem_ids.get(s, -1), start, end, clause))
-    for i in range(len(words)):
         for n in range(1, max_n + 1):
             j = i + n - 1
-            if j >= len(words) or words[j][3] != words[i][3]:
+            if j >= len(words) or words[j][3] != clause:
                 break
-            key = tuple(w[0] for w in words[i:j + 1])
-            hit = targets.get(key)
+            hit = targets.get(tuple(w[0] for w in words[i:j + 1]))
             if hit is not None:
-                yield words[i][1], words[j][2], hit
+                yield start, words[j][2], hit
 
 
 def cite(model, entity, terms, snippet_chars: int, best: str | None, per_term: int = 3):

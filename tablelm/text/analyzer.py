@@ -71,7 +71,8 @@ def normalize(text: str) -> str:
     return text.lower()
 
 
-def _marker(tok: str) -> int | None:
+def boundary(tok: str) -> int | None:
+    """``SENTENCE`` or ``CLAUSE`` for a token that is a boundary, else None."""
     if tok in _SENTENCE_MARKS or tok[0] == "\n":
         return SENTENCE
     if tok in _CLAUSE_MARKS:
@@ -220,7 +221,7 @@ class Analyzer:
         """
         for m in self.token_re.finditer(text):
             tok = m.group()
-            mark = _marker(tok)
+            mark = boundary(tok)
             if mark is not None:
                 yield mark, None, m.start(), m.end()
                 continue

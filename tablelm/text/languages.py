@@ -85,13 +85,13 @@ def corpus_stopwords(texts: Iterable[str], analyzer) -> frozenset[str]:
     :data:`AUTO_STOPWORD_SHARE` of the texts; none when there are fewer than
     :data:`AUTO_STOPWORD_MIN_ENTITIES` texts.
     """
-    from .analyzer import _marker, normalize
+    from .analyzer import boundary, normalize
 
     df: Counter = Counter()
     n = 0
     for text in texts:
         n += 1
-        df.update({normalize(tok) for tok in analyzer.token_re.findall(text) if _marker(tok) is None})
+        df.update({normalize(tok) for tok in analyzer.token_re.findall(text) if boundary(tok) is None})
     if n < AUTO_STOPWORD_MIN_ENTITIES:
         return frozenset()
     return frozenset(w for w, c in df.items() if c > AUTO_STOPWORD_SHARE * n)
