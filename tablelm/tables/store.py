@@ -168,7 +168,7 @@ def _write_tables(tmp: Path, tables: Tables) -> dict:
 def _remove_unnamed(out: Path, keep: str) -> None:
     """Remove table folders and temporary files no manifest names (under the writer lock only)."""
     for p in out.iterdir():
-        if p.name != keep and (p.name.startswith("tables-") or p.name.startswith(".tablelm-tmp-")):
+        if p.name != keep and p.name.startswith(("tables-", "split-", ".tablelm-tmp-")):  # split-: a split model's
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
@@ -264,6 +264,10 @@ def read_manifest(model_dir, any_version: bool = False) -> dict:
         raise ModelError(f"{path} cannot be read ({_one_line(e)}); {_REBUILD}.") from None
     if not isinstance(manifest, dict):
         raise ModelError(f"{path} is not a JSON object (found {type(manifest).__name__}); {_REBUILD}.")
+    if manifest.get("kind") == "split":
+        names = ", ".join(str(s.get("name")) for s in manifest.get("submodels", []) if isinstance(s, dict))
+        raise ModelError(f"{model_dir} is split into sub-models ({names}); this command reads one model: ask the "
+                         "split model with tablelm ask/search/serve, or name a sub-model's own folder.")
     version = manifest.get("format_version")
     if (type(version) is not int or version != FORMAT_VERSION) and not any_version:  # bool, "3": not format 3
         newer = type(version) is int and version > FORMAT_VERSION
