@@ -209,6 +209,8 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
     bar.close()
     router = _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n,
                             group)
+    router.strings["ids"] = [json.dumps(entities[i].id, ensure_ascii=False)
+                             for i in np.asarray(router.arrays["position"]).tolist()]
     fingerprint = hashlib.sha256(json.dumps([s["fingerprint"] for s in subs] + [split_by, split_sep],
                                             sort_keys=True).encode()).hexdigest()
     from .model import __version__
@@ -662,20 +664,27 @@ class SplitModel:
     # ------------------------------------------------------------ entities and facts
     @property
     def ids(self) -> list[str]:
-        return [i for s in self.scope_subs for i in self._load(s).ids]
+        """The ids of this scope's entities, sub-model after sub-model."""
+        offsets = self._offsets()
+        return [json.loads(x) for s in self.scope_subs
+                for x in self.router.strings["ids"][offsets[s]:offsets[s + 1]]]
+
+    def _offsets(self) -> list[int]:
+        return np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]]).tolist()
 
     def _owner(self, entity_id: str):
-        if self._id_index is None:
+        """(sub-model, index in it) of an entity of this scope, from the router's id list (no
+        sub-model is loaded to find it); None for an id this scope does not have."""
+        root = self._root
+        if root._id_index is None:
+            offsets = self._offsets()
             index = {}
-            for s in self.scope_subs:
-                for i, x in enumerate(self._load(s).ids):
-                    index[x] = (s, i)
-            self._id_index = index
-        return self._id_index.get(entity_id)
-
-    def index_of(self, entity_id: str):
-        got = self._owner(entity_id)
-        return None if got is None else got
+            for s in range(len(self.names)):
+                for i, x in enumerate(self.router.strings["ids"][offsets[s]:offsets[s + 1]]):
+                    index[json.loads(x)] = (s, i)
+            root._id_index = index
+        got = root._id_index.get(entity_id)
+        return got if got is not None and got[0] in self.scope_subs else None
 
     def entity(self, entity_id: str):
         got = self._owner(entity_id)
