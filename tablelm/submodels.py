@@ -605,8 +605,7 @@ class SplitModel:
         return self.search_many({0: query}, k, **params)[0]
 
     def search_many(self, queries: dict, k: int = 100, **params) -> dict:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise TablelmError(f"k must be a positive int. Got {k!r}.")
+        k = P.check_k(k, limit=None)
         pinned, mode, rmax, ratio = self._split_args(params)
         p = self._params_for(pinned, params)
         planner = self._state()[2]
@@ -625,8 +624,7 @@ class SplitModel:
 
         if not isinstance(prompt, str):
             raise TablelmError(f"The prompt must be a string. Got {type(prompt).__name__}.")
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-            raise TablelmError(f"k must be an int in [1, 1000]. Got {k!r}.")
+        k = P.check_k(k)
         t0 = time.perf_counter()
         pinned, mode, rmax, ratio = self._split_args(params)
         p = self._params_for(pinned, params)

@@ -241,8 +241,8 @@ def test_the_openai_endpoint_answers_from_the_keys_submodels(client, forbidden):
     body = {"model": "tablelm/marketing", "messages": [{"role": "user", "content": "sales"}]}
     r = client.post("/v1/chat/completions", json=body, headers=_sales())
     assert r.status_code == 400 and "marketing" not in r.json()["error"]["message"].split("it has:")[1]
-    streamed = client.post("/v1/chat/completions", headers=_sales(),
-                           json={"model": "tablelm", "stream": True, "messages": [{"role": "user", "content": "sales"}]})
+    body = {"model": "tablelm", "stream": True, "messages": [{"role": "user", "content": "sales"}]}
+    streamed = client.post("/v1/chat/completions", headers=_sales(), json=body)
     assert streamed.status_code == 200 and not any(f"`{i}`" in streamed.text for i in forbidden["ids"])
 
 
