@@ -388,8 +388,7 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         from .text.analyzer import python_kw_map
 
         kw_map = python_kw_map()  # the built-in corpus's synonyms
-    if on_error not in ("fail", "skip"):
-        raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
+    P.check("on_error", on_error)
     analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
                         **({"stopwords": stopwords} if stopwords is not None else {}))
     stats = ReadStats()

@@ -15,7 +15,7 @@ from typing import ClassVar
 import click
 
 from .. import params as P
-from ..errors import TablelmError
+from ..errors import ParamError, TablelmError
 
 PARAM_HELP = "A parameter as name=value; repeatable. 'tablelm params' lists them."
 
@@ -24,6 +24,33 @@ def model_option(required: bool = False):
     """The ``-m/--model`` option, one declaration for every command that reads a model."""
     return click.option("-m", "--model", "model_dir", required=required, type=click.Path(path_type=Path),
                         help="Model directory." if required else "Model directory (default: built-in).")
+
+
+def registry_option(name: str, flag: str | None = None, **overrides):
+    """A click option for the registry parameter ``name``: its flag (``--pdf-unit``), default, help and
+    type (choices, bounds) come from the registry, which also validates the value (the same message as
+    the Python API). A boolean's ``flag`` switches it away from its default (``--keep-duplicates``)."""
+    p = P.REGISTRY[name]
+    c = p.constraint
+    kw: dict = {"default": p.default, "help": p.help}
+    if isinstance(c, P.Flag):
+        kw.update(is_flag=True, flag_value=not p.default)
+    else:
+        kw["show_default"] = True
+        if isinstance(c, P.Options):
+            kw["type"] = click.Choice(c.choices)
+        elif isinstance(c, P.Interval):
+            kw["type"] = (click.IntRange if c.kind is int else click.FloatRange)(c.lo, c.hi)
+
+        def validate(_ctx, _param, value):  # the registry's rule: what a click type lets through (nan)
+            try:
+                return p.validate(value)
+            except ParamError as e:
+                raise click.BadParameter(str(e)) from None
+
+        kw["callback"] = validate
+    kw.update(overrides)
+    return click.option(flag or "--" + name.replace("_", "-"), name, **kw)
 
 
 class _Group(click.Group):
@@ -178,14 +205,13 @@ READER_OPTIONS = [  # the options of every command that reads sources (build, ad
     click.option("--category-field", help="JSONL field holding the category (string or list = path)."),
     click.option("--tags-field", help="JSONL field holding the tags (list or string)."),
     click.option("--related-field", help="JSONL field holding related items (list)."),
-    click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the sources, e.g. cp1252."),
-    click.option("--on-error", type=click.Choice(["fail", "skip"]), default="skip", show_default=True,
-              help="A malformed record is reported (file and line) and skipped, or stops the build."),
-    click.option("--pdf-unit", type=click.Choice(["paragraph", "page"]), default="paragraph", show_default=True,
-              help="One entity per PDF paragraph or per page."),
-    click.option("--max-file-mb", type=float, default=None, help="Files larger than this are reported and skipped."),
+    registry_option("encoding"),
+    registry_option("on_error", default="skip"),  # a command line reports a bad record and goes on
+    registry_option("pdf_unit"),
+    registry_option("max_file_mb"),
     click.option("--list-separators", default=None, help="CSV: characters that split list cells (default ';|')."),
-    click.option("--keep-duplicates", is_flag=True, help="Keep entities whose normalized content repeats another's."),
+    registry_option("dedupe_content", "--keep-duplicates", help="Keep entities whose normalized content repeats "
+                    "another's."),
 ]
 
 
@@ -206,7 +232,7 @@ def _reading(options: dict) -> dict:
     return {"field_map": FieldMap(**fm_args) if fm_args else None, "encoding": o["encoding"],
             "on_error": o["on_error"],
             "reader_options": {"pdf_unit": o["pdf_unit"], "max_file_mb": o["max_file_mb"],
-                               "dedupe_content": not o["keep_duplicates"]}}
+                               "dedupe_content": o["dedupe_content"]}}
 
 
 @main.command()
@@ -638,7 +664,7 @@ def upgrade(model_dir):
 
 
 @main.command("params")
-@click.option("--stage", type=click.Choice(["build", "query", "render"]), help="Only this stage.")
+@click.option("--stage", type=click.Choice(P.STAGES), help="Only this stage.")
 @click.option("--json", "as_json", is_flag=True)
 def params_cmd(stage, as_json):
     """List every parameter: name, default, rule, stage and help."""
