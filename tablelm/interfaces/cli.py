@@ -143,6 +143,34 @@ def _model(path):
     return load(path) if path else builtin_model(progress=True)
 
 
+ROUTE_OPTIONS = [  # the options of the commands that ask a model (ask, search, eval): sub-models
+    click.option("-s", "--submodel", "submodels", multiple=True, metavar="NAME",
+                 help="A split model: ask only this sub-model (repeatable) instead of the router's choice."),
+    click.option("--route", type=click.Choice(["auto", "all"]), default=None,
+                 help="A split model: the router picks the sub-models (auto, the default) or every one is asked "
+                      "(all: the unsplit model's ranking)."),
+]
+
+
+def _route_options(f):
+    for option in reversed(ROUTE_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _routing(model, submodels, route) -> dict:
+    """The -s/--route values as keyword arguments of a split model's ask/search; an error for a plain model."""
+    if not submodels and route is None:
+        return {}
+    if not hasattr(model, "submodels"):
+        raise TablelmError(f"{model.path or 'this model'} is not split into sub-models, so -s/--route do not apply; "
+                           "build one with tablelm build ... --split-by FIELD.")
+    out: dict = {"route": route} if route else {}
+    if submodels:
+        out["submodels"] = [n for item in submodels for n in item.split(",") if n.strip()]
+    return out
+
+
 def _emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
@@ -218,8 +246,14 @@ def _reading(options: dict) -> dict:
 @click.option("--memory", "memory_mb", type=click.FloatRange(min=64), default=2048, show_default=True,
               help="Memory budget of the counting, in MB: a larger corpus is read and counted in shards "
                    "(same tables).")
+@click.option("--split-by", metavar="FIELD",
+              help="Build one sub-model per top value of FIELD (category: the top of the category path; tags: the "
+                   "first tag; title, source, or metadata.KEY), asked through a router (docs/submodels.md).")
+@click.option("--split-sep", metavar="SEP", help="With --split-by: keep a value's part before SEP ('3.73' -> '3').")
+@click.option("--max-submodels", type=click.IntRange(min=2), default=None,
+              help="With --split-by: at most this many sub-models (the rarest values share '_other'; default 32).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
+def build(sources, out, param_items, kw_map, memory_mb, as_json, split_by, split_sep, max_submodels, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..model import build as build_model
@@ -233,8 +267,11 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
     kw = read_kw_map(kw_map) if kw_map else None
     report: dict = {}
     t0 = time.perf_counter()
+    if (split_sep or max_submodels) and not split_by:
+        raise click.UsageError("--split-sep and --max-submodels go with --split-by FIELD.")
+    split = {"split_by": split_by, "split_sep": split_sep, "max_submodels": max_submodels} if split_by else {}
     model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, memory_mb=memory_mb,
-                        **_reading(reading), **bp)
+                        **_reading(reading), **split, **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -242,11 +279,16 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
                "skipped": report.get("skipped", 0), "duplicates": report.get("duplicates", 0),
                "errors": report.get("errors", [])[:20], "truncated": report.get("truncated", [])[:20],
                "skipped_files": report.get("skipped_files", [])[:20]}
+    if split_by:
+        summary["submodels"] = model.submodels
     if as_json:
         _emit_json(summary)
         return
     click.echo(f"Built {out}: {stats['entities']:,} entities, {stats['multitokens']:,} multitokens, "
                f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s.")
+    if split_by:
+        click.echo(f"  {len(model.submodels)} sub-models by {split_by}: "
+                   + ", ".join(f"{s['name']} ({s['entities']:,})" for s in model.submodels))
     if summary["duplicates"]:
         click.echo(f"  {summary['duplicates']:,} duplicate records dropped.")
     if summary["skipped"]:
@@ -334,7 +376,8 @@ def delete(model_dir, ids):
 @click.option("-f", "--filter", "filters", multiple=True, metavar="category=NAME|tag=NAME",
               help="Only entities with this category or tag; repeatable (all must hold).")
 @click.option("-v", "--verbose", is_flag=True, help="Every card with why it scored, its source, every section row.")
-def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
+@_route_options
+def ask(prompt, model_dir, k, param_items, as_json, verbose, filters, submodels, route):
     """Answer PROMPT with ranked, cited cards. Syntax: !word excludes, "exact phrase", a~b forces a multitoken."""
     from ..answer.render import render_text
 
@@ -342,7 +385,7 @@ def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
     if filters:
         qp["filter"] = tuple(qp.get("filter", ())) + filters
     model = _model(model_dir)
-    answer = model.ask(" ".join(prompt), k=k, **qp)
+    answer = model.ask(" ".join(prompt), k=k, **qp, **_routing(model, submodels, route))
     if as_json:
         click.echo(answer.to_json())
     else:
@@ -359,7 +402,8 @@ def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
 @click.option("--tag", default="tablelm", show_default=True, help="Run tag (last TREC column).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Run file (default: standard output).")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
-def search(model_dir, queries, top_k, fmt, tag, output, param_items):
+@_route_options
+def search(model_dir, queries, top_k, fmt, tag, output, param_items, submodels, route):
     """Run every query of a file and write a TREC run (qid Q0 docid rank score tag).
 
     Ids holding spaces or '%' are percent-encoded in TREC runs (tablelm's own run reader decodes them).
@@ -369,7 +413,7 @@ def search(model_dir, queries, top_k, fmt, tag, output, param_items):
     qp = _params(param_items, ("query", "render"))
     model = _model(model_dir)
     qs = read_queries(queries)
-    run = model.search_many(qs, top_k, **qp)  # planned in one batch
+    run = model.search_many(qs, top_k, **qp, **_routing(model, submodels, route))  # planned in one batch
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "trec":
@@ -408,7 +452,8 @@ def _is_prompt_file(path: Path) -> bool:
 @click.option("--resamples", default=10000, show_default=True, type=click.IntRange(100, 10_000_000),
               help="With --compare: random sign assignments of the randomization test (seed 0).")
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_dir, queries, qrels, k, param_items, compare_run, resamples, as_json):
+@_route_options
+def eval_cmd(model_dir, queries, qrels, k, param_items, compare_run, resamples, as_json, submodels, route):
     """Measure answer quality and latency: nDCG@10, MAP@100, Recall@100, MRR@10, exhaustivity.
 
     With --compare RUN_FILE, also test whether this model's difference from that run is real.
@@ -417,6 +462,7 @@ def eval_cmd(model_dir, queries, qrels, k, param_items, compare_run, resamples, 
 
     qp = _params(param_items, ("query", "render"))
     model = _model(model_dir)
+    qp.update(_routing(model, submodels, route))
     if _is_prompt_file(queries):
         coverage = E.prompt_coverage(model, E.read_prompts(queries), k=k, **qp)
         if as_json:
@@ -590,6 +636,12 @@ def info(model_dir, as_json):
                    else f"  html docs    {data['corpus'].get('html_docs_hint', 'none')}")
     for k, v in data["stats"].items():
         click.echo(f"{k:<24} {v:,}" if isinstance(v, int) else f"{k:<24} {v}")
+    if data.get("submodels"):
+        split = data.get("split", {})
+        click.echo(f"sub-models (split by {split.get('by')}" + (f", before {split['sep']!r}" if split.get("sep")
+                                                                 else "") + "):")
+        for s in data["submodels"]:
+            click.echo(f"  {s['name']:<22} {s['entities']:>9,} entities  {s['label']}")
     click.echo("build parameters: " + ", ".join(f"{k}={v}" for k, v in data["build_params"].items()))
     prof = data.get("profile") or {}
     if prof.get("params"):
