@@ -274,9 +274,9 @@ def test_serve_refuses_a_public_interface_without_keys(split_dir, tmp_path):
 def test_the_web_page_asks_for_a_key_then_pins_a_submodel(split, keys_file):
     """In a real Chromium: the page asks for the key, then offers the key's sub-models only, and a
     pinned sub-model's cards say where they come from, with the routing line."""
-    from test_web_ui import CHROMIUM_ARGS, _browser_or_fail, _wait_answer
-
     from tablelm.interfaces.server import background_server
+
+    from test_web_ui import CHROMIUM_ARGS, _browser_or_fail, _wait_answer
 
     sync_playwright, chromium = _browser_or_fail()
     with background_server(create_app(split, keys=read_keys(keys_file, split))) as url:

@@ -258,3 +258,27 @@ def test_cli_builds_asks_pins_and_describes_a_split_model(tmp_path, xllm_split_d
         runs[tuple(args)] = res.output
     res = r.invoke(main, ["search", "-m", str(xllm_model_dir), "--queries", str(queries)])
     assert res.output == runs[("--route", "all")] != runs[()]
+
+
+def test_mcp_tools_pin_a_submodel(xllm_split, xllm_model):
+    import asyncio
+
+    pytest.importorskip("mcp", reason="the MCP test needs the SDK: pip install 'tablelm[mcp]'")
+    from mcp import Client
+
+    from tablelm.interfaces.mcp import create_server
+
+    async def main():
+        async with Client(create_server(xllm_split)) as client:
+            r = await client.call_tool("ask", {"prompt": "sales forecast", "k": 5, "submodel": "sales"})
+            d = r.structured_content
+            assert d["routing"]["asked"] == ["sales"] and {c["submodel"] for c in d["cards"]} == {"sales"}
+            r = await client.call_tool("search", {"query": "sales forecast", "k": 5, "submodel": "nope"})
+            assert r.is_error and "No sub-model 'nope'" in r.content[0].text
+            r = await client.call_tool("describe", {})
+            assert [s["name"] for s in r.structured_content["info"]["submodels"]] == xllm_split.names
+        async with Client(create_server(xllm_model)) as client:
+            r = await client.call_tool("ask", {"prompt": "sales", "submodel": "sales"})
+            assert r.is_error and "not split into sub-models" in r.content[0].text
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
