@@ -114,9 +114,16 @@ def test_cacm_split_by_cr_category_merges_to_the_unsplit_ranking(tmp_path):
 def test_the_router_says_which_submodels_it_asked_and_why(xllm_split):
     a = xllm_split.ask("sales forecast dashboard", k=10)
     r = a.routing
-    assert r["mode"] == "auto" and 1 <= len(r["asked"]) <= 2 and "coverage" in r["why"]
+    assert r["mode"] == "auto" and 1 <= len(r["asked"]) < len(xllm_split.names) and "evidence" in r["why"]
     cov = {row["submodel"]: row["coverage"] for row in r["candidates"]}
     assert r["asked"][0] == max(cov, key=cov.get)
+    held = [cov[n] for n in r["asked"]]
+    assert sum(held) >= 0.9 - 1e-6 and sum(held[:-1]) < 0.9  # the fewest that hold 0.9 of the evidence
+    assert held == sorted(held, reverse=True)
+    one = xllm_split.ask("sales forecast dashboard", route_max=1, route_coverage=0.5).routing
+    assert one["asked"] == r["asked"][:1] and "at most 1" in one["why"]
+    with pytest.raises(TablelmError, match=r"route_coverage in \(0, 1\]"):
+        xllm_split.ask("sales", route_coverage=1.5)
     assert all(row["asked"] == (row["submodel"] in r["asked"]) for row in r["candidates"])
     assert {c.submodel for c in a.cards} <= set(r["asked"])
     d = json.loads(a.to_json())
@@ -282,3 +289,9 @@ def test_mcp_tools_pin_a_submodel(xllm_split, xllm_model):
             assert r.is_error and "not split into sub-models" in r.content[0].text
 
     asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+def test_parameters_read_from_each_submodels_own_tables_are_named(xllm_split):
+    a = xllm_split.ask("data governance policy", route="all", prf_weight=0.3, w_context=0.5)
+    assert a.routing["per_submodel"] == ["prf_weight", "w_context"]
+    assert "per_submodel" not in xllm_split.ask("data governance policy", route="all").routing
