@@ -279,6 +279,7 @@ def save_split(out_dir, built, router, manifest: dict) -> Path:
                 save_tables(tmp / name, tables, sub_manifest, fsync=False)
             save_tables(tmp / "router", router, {"kind": "router", "build_params": manifest["build_params"],
                                                  "analyzer": manifest["analyzer"], "stats": {}}, fsync=False)
+            _link_duplicates(tmp)
             os.sync()
             folder = "split-" + hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
             manifest = dict(manifest, folder=folder)
@@ -302,6 +303,28 @@ def save_split(out_dir, built, router, manifest: dict) -> Path:
             if p.name != folder and p.name.startswith(("tables-", "split-", ".tablelm-tmp-")):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return out
+
+
+def _link_duplicates(root: Path) -> None:
+    """Hard-link the table files that are byte for byte the same in several sub-models (the
+    collection's dictionary: stems, multitokens, sorted n-grams...), found by the checksums of their
+    manifests; one copy on disk and in the page cache. Nothing writes a table file in place."""
+    first: dict[tuple, Path] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        manifest = json.loads((folder / "manifest.json").read_bytes())
+        tables = folder / manifest["folder"]
+        for meta in manifest["tables"].values():
+            key = (meta["sha256"], meta["bytes"])
+            path = tables / meta["file"]
+            if key not in first:
+                first[key] = path
+                continue
+            tmp = path.with_name(path.name + ".link")
+            try:
+                os.link(first[key], tmp)
+                os.replace(tmp, path)
+            except OSError:  # a file system without hard links: keep the copy
+                tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- loading

@@ -295,3 +295,24 @@ def test_parameters_read_from_each_submodels_own_tables_are_named(xllm_split):
     a = xllm_split.ask("data governance policy", route="all", prf_weight=0.3, w_context=0.5)
     assert a.routing["per_submodel"] == ["prf_weight", "w_context"]
     assert "per_submodel" not in xllm_split.ask("data governance policy", route="all").routing
+
+
+def test_the_collections_dictionary_is_stored_once(tmp_path):
+    """The dictionary tables every sub-model shares are hard links to one file (verify still passes)."""
+    import os
+
+    from tablelm.corpus import FieldMap
+    from tablelm.tables.store import verify
+
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"_id": str(i), "text": f"alpha beta word{i} delta epsilon" * (1 + i % 3),
+                                       "category": ["a", "b", "c"][i % 3]}) + "\n" for i in range(40)))
+    split = tablelm.build([src], tmp_path / "m", field_map=FieldMap(category_field="category"), split_by="category")
+    root = tmp_path / "m" / split.manifest["folder"]
+
+    def inodes(name):
+        return {os.stat(next((root / n).glob(f"tables-*/{name}"))).st_ino for n in split.names}
+
+    assert len(inodes("stems.txt")) == 1 and len(inodes("mt_words.npy")) == 1
+    assert len(inodes("post_indptr.npy")) == len(split.names)  # each sub-model's own postings
+    assert all(verify(root / n) == [] for n in split.names)
