@@ -252,6 +252,8 @@ def test_cli_builds_asks_pins_and_describes_a_split_model(tmp_path, xllm_split_d
     assert res.exit_code == 0 and "sub-models asked:" in res.output
     res = r.invoke(main, ["info", "-m", str(xllm_split_dir)])
     assert res.exit_code == 0 and "sub-models (split by category)" in res.output and "finance" in res.output
+    res = r.invoke(main, ["verify", "-m", str(xllm_split_dir)])
+    assert res.exit_code == 0 and "8 sub-models and the router" in res.output
     res = r.invoke(main, ["ask", "-m", str(xllm_model_dir), "-s", "sales", "x"])
     assert res.exit_code == 1 and "is not split into sub-models" in res.output
     res = r.invoke(main, ["build", str(XLLM), "-o", str(tmp_path / "m"), "--split-sep", "."])
