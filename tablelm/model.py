@@ -330,7 +330,8 @@ def _gc_paused():
 @_gc_paused()
 def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
           kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None,
-          reader_options: dict | None = None, memory_mb: float = 2048, **build_params) -> Model:
+          reader_options: dict | None = None, memory_mb: float = 2048, engine: str = "local", scheduler=None,
+          **build_params) -> Model:
     """Read a corpus, count its tables, and return the model (saved to ``out_dir`` if given).
 
     Parameters
@@ -353,7 +354,14 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     memory_mb : float
         Memory budget of the counting: a corpus whose text exceeds about ``memory_mb`` MB /
         ``BUILD_BYTES_PER_CHAR`` characters is read and counted in shards of that size
-        (the tables are the same; see tables/counts.py).
+        (the tables are the same; see tables/counts.py). With ``engine='dask'``, the budget of
+        each Dask worker.
+    engine : {'local', 'dask'}
+        Count in this process, or on a Dask cluster (``pip install 'tablelm[dask]'``): the same
+        model, byte for byte (tables/distributed.py, docs/distributed.md).
+    scheduler : str or distributed.Client, optional
+        With ``engine='dask'``: the scheduler's address (``tcp://HOST:8786``) or a Client; None
+        starts a local cluster sized to the machine.
     **build_params
         Build-stage parameters of the registry (``tablelm params``).
     """
@@ -367,6 +375,13 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         kw_map = python_kw_map()  # the built-in corpus's synonyms
     if on_error not in ("fail", "skip"):
         raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
+    if engine not in ("local", "dask") or (scheduler is not None and engine != "dask"):
+        raise TablelmError(f"engine must be 'local' or 'dask' (a scheduler goes with engine='dask'). "
+                           f"Got engine={engine!r}, scheduler={scheduler!r}.")
+    if engine == "dask":
+        from .tables.distributed import _import_distributed
+
+        _import_distributed()  # before reading the corpus: say at once how to install it
     analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
                         **({"stopwords": stopwords} if stopwords is not None else {}))
     stats = ReadStats()
@@ -397,7 +412,14 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         if not isinstance(entities, list):  # the built-in corpus fits in memory: count its sources
             entities = [e for shard in entities for e in shard]
         corpus.update(builtin_corpus_facts(entities))
-    model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
+    if engine == "dask":
+        from .tables.distributed import count_and_save
+
+        model = count_and_save([entities] if isinstance(entities, list) else entities, analyzer, bp, corpus,
+                               out_dir, scheduler=scheduler, memory_mb=memory_mb, progress=progress,
+                               report=report, t0=t0)
+    else:
+        model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
     if report is not None:  # after the count: a sharded build reads the corpus while it counts
         report.update(stats.to_dict() if hasattr(stats, "to_dict") else vars(stats))
     return model

@@ -185,15 +185,23 @@ def _reading(options: dict) -> dict:
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
 @click.option("--memory", "memory_mb", type=click.FloatRange(min=64), default=2048, show_default=True,
               help="Memory budget of the counting, in MB: a larger corpus is read and counted in shards "
-                   "(same tables).")
+                   "(same tables). With --engine dask: per worker.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="Count in this process, or on a Dask cluster (pip install 'tablelm[dask]'; the same model, "
+                   "byte for byte; docs/distributed.md).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --engine dask: the Dask scheduler (tcp://HOST:8786). Default: a local cluster of one "
+                   "worker process per core.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
+def build(sources, out, param_items, kw_map, memory_mb, engine, scheduler, as_json, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..model import build as build_model
     from ..text.analyzer import read_kw_map
 
     bp = _params(param_items, "build")
+    if scheduler is not None and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask.")
     if out is None:
         if sources:
             raise click.UsageError("Pass -o MODEL_DIR to say where the model goes.")
@@ -202,7 +210,7 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
     report: dict = {}
     t0 = time.perf_counter()
     model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, memory_mb=memory_mb,
-                        **_reading(reading), **bp)
+                        engine=engine, scheduler=scheduler, **_reading(reading), **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -210,11 +218,15 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
                "skipped": report.get("skipped", 0), "duplicates": report.get("duplicates", 0),
                "errors": report.get("errors", [])[:20], "truncated": report.get("truncated", [])[:20],
                "skipped_files": report.get("skipped_files", [])[:20]}
+    if engine == "dask":
+        summary.update(engine="dask", workers=report.get("workers"), shards=report.get("shards"))
     if as_json:
         _emit_json(summary)
         return
     click.echo(f"Built {out}: {stats['entities']:,} entities, {stats['multitokens']:,} multitokens, "
-               f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s.")
+               f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s"
+               + (f" ({report.get('shards')} shards on {report.get('workers')} Dask workers)." if engine == "dask"
+                  else "."))
     if summary["duplicates"]:
         click.echo(f"  {summary['duplicates']:,} duplicate records dropped.")
     if summary["skipped"]:
