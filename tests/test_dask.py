@@ -175,6 +175,7 @@ def test_a_bad_record_names_file_and_line_and_leaves_the_model(cluster, tmp_path
 
 @pytest.mark.slow
 @needs_data
+@pytest.mark.filterwarnings("ignore:Port .* is already in use")
 def test_workers_that_die_stop_the_build_with_a_clear_error(tmp_path):
     """Workers with too little memory for a shard are killed by their nanny, again and again: the
     build stops with an error naming the shard's records, and the existing model is untouched."""

@@ -283,7 +283,7 @@ class _Window:
                 info = self.pending.pop(f)
                 if f.status != "finished":
                     _result(f, info[1])
-                self.on_done(info)
+                self.on_done(f, info)
 
 
 def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, scheduler=None,
@@ -325,7 +325,7 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
 
         # ---- pass 1: read, spool the entity store, count n-grams on the workers
         bar = M._bar(progress, "reading, counting n-grams", "entities")
-        window = _Window(2 * threads, lambda info: bar.update(info[2]))
+        window = _Window(2 * threads, lambda f, info: bar.update(info[2]))
         spans, sources, n = [], [], 0
         offsets, agents, content, ids = [np.zeros(1, dtype=np.int64)], [], [], []
         pieces = []  # per shard: the futures of its HASH_RANGES pieces
@@ -367,7 +367,18 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
 
         # ---- pass 2: every shard again, against the dictionary
         bar = M._bar(progress, "counting", "entities", total=n)
-        window = _Window(2 * threads, lambda info: bar.update(info[2]))
+        # few enough shards for the client's merge: each partial comes to the client (and leaves the
+        # cluster) as soon as it is counted, while the workers count the next ones; more: the tree below
+        direct = len(spans) <= CLIENT_FAN_IN
+        spilled: list = [None] * len(spans)
+
+        def counted(f, info):
+            k, what, m = info
+            if direct:
+                spilled[k] = (M._spill(_result(f, what), spool / f"part-{k}"), 1, np.arange(*spans[k]))
+            bar.update(m)
+
+        window = _Window(2 * threads, counted)
         parts = []
         with open(spool / "entities.jsonl", "rb") as store:
             for k, (lo, hi) in enumerate(spans):
@@ -376,8 +387,10 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
                 what = f"shard {k + 1} ({hi - lo:,} entities: {sources[k]})"
                 f = client.submit(count_shard_task, zlib.compress(blob, 1), worker_analyzer, params, dict_future,
                                   expected, key=f"tablelm-shard-{k}-{os.urandom(4).hex()}", pure=False)
-                parts.append((f, what, hi - lo))
+                if not direct:
+                    parts.append((f, what, hi - lo))
                 window.add(f, (k, what, hi - lo))
+                del f
             window.drain()
         del dict_future
         phases["count"] = time.perf_counter() - t_start - sum(phases.values())
@@ -416,16 +429,18 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
 
         # ---- the client: gather what is left one partial at a time, spill, merge k-way, assemble
         bar.set_postfix_str("merging")
-        spilled, lo = [], 0
-        for i, (f, what, m) in enumerate(parts):
-            part = _result(f, what)
-            parts[i] = None  # the cluster may drop it now
-            spilled.append((M._spill(part, spool / f"part-{i}"), 1, np.arange(lo, lo + m)))
-            lo += m
-            del part, f
+        if not direct:
+            spilled.clear()
+            lo = 0
+            for i, (f, what, m) in enumerate(parts):
+                part = _result(f, what)
+                parts[i] = None  # the cluster may drop it now
+                spilled.append((M._spill(part, spool / f"part-{i}"), 1, np.arange(lo, lo + m)))
+                lo += m
+                del part, f
         n_workers = len(client.nthreads())
         tables = assemble(merge(spilled, n))
-        del spilled
+        spilled.clear()
         bar.close()
         phases["merge and assemble"] = time.perf_counter() - t_start - sum(phases.values())
         tables.arrays.update({"entity_offsets": offsets, "entity_agents": np.concatenate(agents),
