@@ -179,6 +179,15 @@ class Context(NamedTuple):
     names: list
 
 
+def _decode_id(text: str):
+    """One JSON-encoded id; a string without escapes (a backslash) is its text between the quotes."""
+    if text[:1] == '"' and "\\" not in text:
+        return text[1:-1]
+    import json
+
+    return json.loads(text)
+
+
 class TableSet:
     """Named, checked access to a model's tables.
 
@@ -264,10 +273,14 @@ class TableSet:
     def ids(self) -> list[str]:
         """Entity ids, decoded on first use."""
         if self._ids is None:
-            import json
-
-            self._ids = [json.loads(x) for x in self._strings["ids"]]
+            self._ids = [_decode_id(x) for x in self._strings["ids"]]
         return self._ids
+
+    def id_at(self, index: int) -> str:
+        """The id of one entity, decoded alone: a query's results need not decode every id."""
+        if self._ids is not None:
+            return self._ids[index]
+        return _decode_id(self._strings["ids"][index])
 
     def index_of(self, entity_id: str) -> int | None:
         if self._id_index is None:
