@@ -62,6 +62,11 @@ HEAVY = [
     ("test_readers_html_pdf.py::test_every_reader_reads_or_raises_corpus_error", "slow", "fuzzes every reader"),
     ("test_corpus.py::test_any_bytes_read_or_raise_corpus_error", "slow", "fuzzes the readers"),
     ("test_integrations.py::test_llamaindex_*", "slow", "importing llama-index-core takes seconds"),
+    ("test_robust_corpus.py::test_readers_are_linear*", "slow", "times each reader at two sizes, best of three"),
+    ("test_corpus.py::test_markdown_reading_is_linear*", "slow", "times the Markdown reader at two sizes"),
+    ("test_robust_corpus.py::test_a_huge_record_is_cut_and_reported", "slow", "builds a record at the size limit"),
+    ("test_robust_server.py::test_any_*_gets_an_answer_or_the_envelope", "slow", "hypothesis against the HTTP app"),
+    ("test_update.py::test_property_*", "slow", "hypothesis: many small builds and changes"),
 ]
 
 

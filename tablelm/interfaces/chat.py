@@ -18,6 +18,7 @@ import click
 from .. import params as P
 from ..answer.render import render_entity
 from ..errors import TablelmError
+from .cli import model_option
 
 MENU = """\
 Commands (anything else is a prompt; !word excludes, a~b forces a multitoken):
@@ -283,8 +284,7 @@ def read_prompts(path: Path) -> list[str]:
 
 
 @click.command("chat")
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path),
-              help="Model directory (default: built-in).")
+@model_option()
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE",
               help="A starting parameter as name=value; repeatable.")

@@ -20,6 +20,12 @@ from ..errors import TablelmError
 PARAM_HELP = "A parameter as name=value; repeatable. 'tablelm params' lists them."
 
 
+def model_option(required: bool = False):
+    """The ``-m/--model`` option, one declaration for every command that reads a model."""
+    return click.option("-m", "--model", "model_dir", required=required, type=click.Path(path_type=Path),
+                        help="Model directory." if required else "Model directory (default: built-in).")
+
+
 class _Group(click.Group):
     """Turns library errors into one-line messages with exit code 1.
 
@@ -256,7 +262,7 @@ def _add_or_update(model_dir, sources, reading, replace: bool, verb: str) -> Non
 
 
 @main.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@model_option(required=True)
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_reader_options
 def add(model_dir, sources, **reading):
@@ -269,7 +275,7 @@ def add(model_dir, sources, **reading):
 
 
 @main.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@model_option(required=True)
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_reader_options
 def update(model_dir, sources, **reading):
@@ -281,7 +287,7 @@ def update(model_dir, sources, **reading):
 
 
 @main.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@model_option(required=True)
 @click.argument("ids", nargs=-1, required=True)
 def delete(model_dir, ids):
     """Delete the entities with these IDS from a model, in place and atomically (no rebuild)."""
@@ -295,7 +301,7 @@ def delete(model_dir, ids):
 # ------------------------------------------------------------------------------- ask
 @main.command()
 @click.argument("prompt", nargs=-1, required=True)
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@model_option()
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
@@ -319,7 +325,7 @@ def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
 
 # ------------------------------------------------------------------------------- search
 @main.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@model_option(required=True)
 @click.option("--queries", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Queries in BEIR queries.jsonl form ({\"_id\", \"text\"} per line).")
 @click.option("--top-k", default=100, show_default=True, type=click.IntRange(1, 100000))
@@ -362,7 +368,7 @@ def _is_prompt_file(path: Path) -> bool:
 
 
 @main.command("eval")
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@model_option()
 @click.option("--queries", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="BEIR queries.jsonl, or a 'prompt | reference answer' file (coverage is reported then).")
 @click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -436,7 +442,7 @@ def _echo_comparison(cmp, run_file) -> None:
 
 
 @main.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@model_option(required=True)
 @click.option("--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="BEIR queries.jsonl.")
 @click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Judgments to tune on.")
 @click.option("--heldout-qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -520,7 +526,7 @@ def tune(model_dir, queries, qrels, heldout_qrels, metric, budget, name, from_us
 # ------------------------------------------------------------------------------- show / info / params
 @main.command()
 @click.argument("ids", nargs=-1, required=True)
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@model_option()
 @click.option("--json", "as_json", is_flag=True)
 def show(ids, model_dir, as_json):
     """Show the full content of entities by id."""
@@ -536,7 +542,7 @@ def show(ids, model_dir, as_json):
 
 
 @main.command()
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@model_option()
 @click.option("--json", "as_json", is_flag=True)
 def info(model_dir, as_json):
     """Table sizes, build parameters, corpus and tuned profile of a model."""
@@ -568,7 +574,7 @@ def info(model_dir, as_json):
 
 
 @main.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@model_option(required=True)
 def upgrade(model_dir):
     """Rebuild a model of an older format in place, from the entities it stores (no sources needed)."""
     from ..model import upgrade as upgrade_model

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from .cli import model_option
+
 
 def _load(model_dir: Path):
     from ..model import load
@@ -18,8 +20,7 @@ def _load(model_dir: Path):
 
 
 @click.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path),
-              help="Model directory.")
+@model_option(required=True)
 @click.option("--format", "fmt", type=click.Choice(["json", "dot"]), default="json",
               show_default=True, help="JSON data, or Graphviz DOT (dot -Tsvg FILE).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -41,8 +42,7 @@ def graph(model_dir, fmt, output):
 
 
 @click.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path),
-              help="Model directory.")
+@model_option(required=True)
 @click.option("--normalize", is_flag=True,
               help="Divide counts by the category's total (big categories stop winning by size).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -6,14 +6,14 @@ Registered lazily on the main group (see ``_Group.LAZY`` in :mod:`tablelm.interf
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
+from .cli import model_option
+
 
 @click.command()
-@click.option("-m", "--model", "model_dir", required=True, type=click.Path(path_type=Path),
-              help="Model directory.")
+@model_option(required=True)
 def verify(model_dir):
     """Check a model: every table's size, dtype, shape and checksum; one line per problem.
 

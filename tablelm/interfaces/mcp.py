@@ -25,13 +25,13 @@ http``), both from the official Python SDK (``pip install 'tablelm[mcp]'``).
 # No ``from __future__ import annotations`` here: the SDK reads the tools' annotations, which
 # name types built inside create_server, so they must be evaluated where the tools are defined.
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import click
 
 from .. import params as P
 from ..errors import TablelmError
+from .cli import model_option
 
 QUERY_STAGES = ("query", "render")
 
@@ -159,8 +159,7 @@ def create_server(model, *, name: str = "tablelm"):
 
 
 @click.command("mcp")
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path),
-              help="Model directory (default: built-in).")
+@model_option()
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True,
               help="stdio (launched by an agent host) or Streamable HTTP at http://HOST:PORT/mcp.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --transport http: interface to listen on.")

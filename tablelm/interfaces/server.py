@@ -60,6 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import params as P
 from ..answer.markdown import render_markdown
 from ..errors import ParamError, TablelmError
+from .cli import model_option
 
 log = logging.getLogger("tablelm.server")
 
@@ -711,7 +712,7 @@ def app_from_env() -> FastAPI:
 
 
 @click.command("serve")
-@click.option("-m", "--model", "model_dir", type=click.Path(path_type=Path), help="Model directory (default: built-in).")
+@model_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: a free one).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
