@@ -164,8 +164,7 @@ class Model:
         """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch, and
         those :meth:`_plain` allows are scored and cut to ``k`` in one compiled pass (kernel.py)."""
         p = self.params(**params)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise TablelmError(f"k must be a positive int. Got {k!r}.")
+        k = P.check_k(k, limit=None)
         texts = list(queries.values())
         plans = self._planner.plan_many(texts, p)
         ranked: list = [None] * len(plans)
@@ -207,8 +206,7 @@ class Model:
             from .tune import record_usage
 
             record_usage(self, P.resolve(params, stage=("query", "render"), base={}))
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-            raise TablelmError(f"k must be an int in [1, 1000]. Got {k!r}.")
+        k = P.check_k(k)
         plan, scorer, scores, exclude, factors = self._rank(prompt, p)
         t1 = time.perf_counter()
         idx = top_k(scores, k, exclude)

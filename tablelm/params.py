@@ -20,6 +20,7 @@ A constraint object both validates a value and writes the error message
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,6 +274,18 @@ def resolve(overrides: dict[str, Any] | None = None, *, stage: str | tuple[str, 
             raise ParamError(unknown_message(name, stages))
         out[name] = p.validate(value)
     return out
+
+
+#: the largest number of cards an answer has
+MAX_K = 1000
+
+
+def check_k(k: Any, limit: int | None = MAX_K) -> int:
+    """The number of cards or results: an int (a numpy int too, never a bool) in [1, ``limit``]."""
+    if isinstance(k, numbers.Integral) and not isinstance(k, bool) and 1 <= int(k) <= (limit or int(k)):
+        return int(k)
+    rule = f"an int in [1, {limit}]" if limit else "a positive int"
+    raise ParamError(f"The 'k' parameter must be {rule} (the number of results). Got {k!r}.")
 
 
 def unknown_message(name: str, stages=None) -> str:

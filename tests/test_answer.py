@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -252,8 +253,10 @@ def test_query_parameters_per_call(builtin_model):
         m.ask("copy a file", k1=9)
     with pytest.raises(ParamError, match="Did you mean"):
         m.ask("copy a file", phrase_wieght=1)
-    with pytest.raises(TablelmError, match="k must be"):
+    with pytest.raises(TablelmError, match="'k' parameter must be"):
         m.ask("copy a file", k=0)
+    assert len(m.ask("copy a file", k=np.int64(2)).cards) == 2  # numpy's ints are ints
+    assert len(m.search("copy a file", np.int64(2))) == 2
 
 
 # --------------------------------------------------------------------------- top-k prefix (hypothesis)

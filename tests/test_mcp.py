@@ -71,7 +71,7 @@ async def _exercise(client, model) -> None:
     for args, message in [({"prompt": "json", "params": {"phrase_weigh": 1}}, "Did you mean phrase_weight"),
                           ({"prompt": "json", "params": {"phrase_weight": 9}},
                            "The 'phrase_weight' parameter must be a float in [0.0, 5.0]. Got 9."),
-                          ({"prompt": "json", "k": 0}, "k must be")]:
+                          ({"prompt": "json", "k": 0}, "'k' parameter must be")]:
         r = await client.call_tool("ask", args)
         assert r.is_error and message in r.content[0].text, r.content
     r = await client.call_tool("entity", {"id": "nope"})

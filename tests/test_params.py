@@ -192,3 +192,16 @@ def test_build_params_are_recorded(scifact_model):
         if p.stage == "build":
             assert scifact_model.build_params[p.name] == p.default
             assert scifact_model.info()["build_params"][p.name] == p.default
+
+
+def test_k_has_one_rule_everywhere():
+    """k: any integer type (numpy's too), never a bool, a float or a string; one message."""
+    import numpy as np
+
+    assert P.check_k(np.int64(3)) == 3 and type(P.check_k(np.int64(3))) is int
+    assert P.check_k(P.MAX_K) == P.MAX_K and P.check_k(10**6, limit=None) == 10**6
+    for bad in (0, -1, True, 3.0, "3", None, P.MAX_K + 1):
+        with pytest.raises(ParamError, match=r"The 'k' parameter must be an int in \[1, 1000\] \(the number"):
+            P.check_k(bad)
+    with pytest.raises(ParamError, match="must be a positive int"):
+        P.check_k(0, limit=None)

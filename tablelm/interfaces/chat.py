@@ -9,6 +9,7 @@ Commands change the parameters used by the next prompts, so users fine-tune in r
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import ClassVar
@@ -64,13 +65,10 @@ class ChatSession:
 
     def set_param(self, name: str, value: str) -> None:
         if name == "k":
-            try:
+            k: int | str = value
+            with contextlib.suppress(ValueError):
                 k = int(value)
-                if not 1 <= k <= 1000:
-                    raise ValueError
-            except ValueError:
-                raise TablelmError(f"The 'k' parameter must be an int in [1, 1000]. Got {value!r}.") from None
-            self.k = k
+            self.k = P.check_k(k)  # a ParamError naming the rule
             return
         checked = self.model.params(**{**self.overrides, name: value})  # raises ParamError naming the rule
         self.overrides[name] = checked[name]
@@ -285,7 +283,7 @@ def read_prompts(path: Path) -> list[str]:
 
 @click.command("chat")
 @model_option()
-@click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1, P.MAX_K), help="Number of cards.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE",
               help="A starting parameter as name=value; repeatable.")
 @click.option("--prompts", "prompts_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),

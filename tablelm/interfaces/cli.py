@@ -302,7 +302,7 @@ def delete(model_dir, ids):
 @main.command()
 @click.argument("prompt", nargs=-1, required=True)
 @model_option()
-@click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Number of cards.")
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1, P.MAX_K), help="Number of cards.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="category=NAME|tag=NAME",
@@ -373,7 +373,7 @@ def _is_prompt_file(path: Path) -> bool:
               help="BEIR queries.jsonl, or a 'prompt | reference answer' file (coverage is reported then).")
 @click.option("--qrels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Judgments (BEIR qrels TSV or TREC qrels); required with queries.jsonl.")
-@click.option("-k", default=10, show_default=True, type=click.IntRange(1, 1000),
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1, P.MAX_K),
               help="Cards a user sees: the cutoff of exhaustivity and of prompt coverage.")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
 @click.option("--compare", "compare_run", type=click.Path(exists=True, dir_okay=False, path_type=Path),

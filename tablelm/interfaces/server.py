@@ -351,13 +351,10 @@ def _check_prompt(q: Any, limits: Limits) -> str:
 def _check_k(k: Any, limits: Limits, strict: bool = False) -> int:
     """``k`` as an int in [1, max_k]; a URL's string form is accepted unless ``strict`` (JSON)."""
     try:
-        if isinstance(k, bool) or strict and not isinstance(k, int):
+        if strict and not isinstance(k, int):
             raise ValueError
-        value = int(k.strip()) if isinstance(k, str) else k
-        if not isinstance(value, int) or not 1 <= value <= limits.max_k:
-            raise ValueError
-        return value
-    except (ValueError, TypeError):
+        return P.check_k(int(k.strip()) if isinstance(k, str) else k, limits.max_k)
+    except ValueError:  # ParamError is one
         raise APIError(422, "invalid_parameter",
                        f"The 'k' parameter must be an int in [1, {limits.max_k}]. Got {k!r}.",
                        {"parameter": "k", "rule": f"an int in [1, {limits.max_k}]", "value": k}) from None
@@ -721,7 +718,7 @@ def app_from_env() -> FastAPI:
               help="Longest prompt accepted.")
 @click.option("--max-body-bytes", default=MAX_BODY_BYTES, show_default=True, type=click.IntRange(256, 10**8),
               help="Largest request body accepted.")
-@click.option("--max-k", default=MAX_K, show_default=True, type=click.IntRange(1, 1000),
+@click.option("--max-k", default=MAX_K, show_default=True, type=click.IntRange(1, P.MAX_K),
               help="Largest number of cards per request.")
 @click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
               help="Another Host name to answer to (repeatable; '*': any). By default only the names of --host "
