@@ -29,6 +29,7 @@ no data is read), and gives query code named access instead of string lookups.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -179,6 +180,40 @@ class Context(NamedTuple):
     names: list
 
 
+class StemIds:
+    """Stem -> id over the sorted stems table, without a dict of the whole vocabulary: a binary
+    search per new stem, and a bounded cache of the stems looked up (prompts repeat words)."""
+
+    CACHE = 100_000
+
+    def __init__(self, stems):
+        self._stems = stems
+        self._cache: dict[str, int] = {}
+
+    def get(self, stem: str, default=None):
+        i = self._cache.get(stem)
+        if i is None:
+            stems = self._stems
+            j = bisect.bisect_left(stems, stem)
+            i = j if j < len(stems) and stems[j] == stem else -1
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            self._cache[stem] = i
+        return default if i < 0 else i
+
+    def __contains__(self, stem) -> bool:
+        return self.get(stem) is not None
+
+    def __getitem__(self, stem: str) -> int:
+        i = self.get(stem)
+        if i is None:
+            raise KeyError(stem)
+        return i
+
+    def __len__(self) -> int:
+        return len(self._stems)
+
+
 def _decode_id(text: str):
     """One JSON-encoded id; a string without escapes (a backslash) is its text between the quotes."""
     if text[:1] == '"' and "\\" not in text:
@@ -205,9 +240,11 @@ class TableSet:
         self.n_docs = len(self._strings["ids"])
         self.n_words = int(stats.get("words", 0))
         self.mt_len = (self._arrays["mt_words"] >= 0).sum(axis=1)
+        #: single words come first among the multitokens, a word's multitoken id being its stem id
+        self.n_stems = len(self._strings["stems"])
         self.mt_total = self._arrays["mt_counts"].sum(axis=1, dtype=np.int64)
         self._display_cache: dict[int, str] = {}
-        self._stem_ids: dict[str, int] | None = None
+        self._stem_ids: StemIds | None = None
         self._ids: list[str] | None = None
         self._id_index: dict[str, int] | None = None
 
@@ -252,7 +289,12 @@ class TableSet:
             raise AttributeError(name) from None
 
     def strings(self, name: str) -> list:
-        return self._strings[name]
+        """A string table as a list (a loaded model maps them and decodes a line at a time:
+        this decodes the whole table once; query code indexes ``string_tables`` instead)."""
+        v = self._strings[name]
+        if not isinstance(v, list):
+            v = self._strings[name] = list(v)
+        return v
 
     @property
     def arrays(self) -> dict:
@@ -264,9 +306,10 @@ class TableSet:
 
     # ------------------------------------------------------------ lookups
     @property
-    def stem_ids(self) -> dict[str, int]:
+    def stem_ids(self) -> StemIds:
+        """Stem -> stem id (``.get``, ``in``, ``[]``), by binary search in the sorted stems."""
         if self._stem_ids is None:
-            self._stem_ids = {s: i for i, s in enumerate(self._strings["stems"])}
+            self._stem_ids = StemIds(self._strings["stems"])
         return self._stem_ids
 
     @property

@@ -32,6 +32,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -318,8 +319,8 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
         kind = meta.get("kind")
         try:
             if kind == "strings":
-                text = path.read_bytes().decode("utf-8")
-                tables.strings[name] = loaded = text.split("\n") if meta.get("rows") else []
+                # mapped, decoded a line at a time: a query reads a few ids and stems, not all of them
+                tables.strings[name] = loaded = Lines(_map(path), int(meta.get("rows") or 0))
             elif kind == "blob":
                 # mapped now, not opened later: a writer may remove this folder right after
                 # the manifest was read, and an open mapping keeps the old bytes readable
@@ -333,6 +334,51 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
             raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
         _check_table(path, name, meta, loaded)
     return tables, manifest, folder
+
+
+class Lines(Sequence):
+    """The lines of a memory-mapped UTF-8 text file (a string table), decoded one at a time.
+
+    ``len`` is the manifest's row count; the line offsets are found on the first indexing
+    (one vectorized scan for newlines, int64 per line), so loading costs nothing per row.
+    """
+
+    def __init__(self, buf, rows: int):
+        self._buf = buf
+        self._rows = rows
+        self._ends: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def _line_ends(self) -> np.ndarray:
+        if self._ends is None:
+            nl = np.flatnonzero(np.frombuffer(self._buf, dtype=np.uint8) == 10) if len(self._buf) else []
+            self._ends = np.append(np.asarray(nl, dtype=np.int64), len(self._buf))
+        return self._ends
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._rows))]
+        i = int(i)
+        if i < 0:
+            i += self._rows
+        if not 0 <= i < self._rows:
+            raise IndexError(f"line {i} of {self._rows}")
+        ends = self._line_ends()
+        start = int(ends[i - 1]) + 1 if i else 0
+        return bytes(self._buf[start:int(ends[i])]).decode("utf-8")
+
+    def __iter__(self):
+        return iter(bytes(self._buf).decode("utf-8").split("\n") if self._rows else [])
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, Lines)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Lines({self._rows} rows)"
 
 
 def _map(path: Path):
