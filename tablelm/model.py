@@ -182,8 +182,8 @@ class Model:
                 _, _, scores, exclude, _ = self._rank(texts[i], p, plan)
                 idx = top_k(scores, k, exclude)
                 ranked[i] = idx, scores[idx]
-        id_at = self.tables.id_at
-        return {qid: list(zip(map(id_at, idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}
+        ids_at = self.tables.ids_at
+        return {qid: list(zip(ids_at(idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:
         """Answer ``prompt`` with up to ``k`` ranked, cited cards and the sections.

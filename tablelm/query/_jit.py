@@ -90,78 +90,54 @@ def accumulate(indptr, docs, tf, fw, kp1, norm, mts, w, grp, scores, best, gseen
                  np.zeros(0, dtype=np.int32), 0, best, gseen, gtouched)
 
 
-@_jit(inline="always")
-def _worse(sa, da, sb, db):
-    """Whether (score sa, entity da) ranks below (sb, db): lower score, or equal and later entity."""
-    return sa < sb or (sa == sb and da > db)
-
-
 @_jit
-def _sift_down(hs, hd, n, i):
-    while True:
-        lo = 2 * i + 1
-        if lo >= n:
-            return
-        c = lo
-        if lo + 1 < n and _worse(hs[lo + 1], hd[lo + 1], hs[lo], hd[lo]):
-            c = lo + 1
-        if _worse(hs[c], hd[c], hs[i], hd[i]):
-            hs[i], hs[c] = hs[c], hs[i]
-            hd[i], hd[c] = hd[c], hd[i]
-            i = c
-        else:
-            return
-
-
-@_jit
-def _offer(hs, hd, n, k, s, d):
-    """Offer (s, d) to the heap of the k best (worst at the root); returns its new size."""
-    if n < k:
-        i = n
-        hs[i] = s
-        hd[i] = d
-        n += 1
-        while i > 0:  # sift up
-            parent = (i - 1) // 2
-            if _worse(hs[i], hd[i], hs[parent], hd[parent]):
-                hs[i], hs[parent] = hs[parent], hs[i]
-                hd[i], hd[parent] = hd[parent], hd[i]
-                i = parent
-            else:
-                break
-    elif _worse(hs[0], hd[0], s, d):
-        hs[0] = s
-        hd[0] = d
-        _sift_down(hs, hd, n, 0)
+def _select(cs, cd, n, k, out_s, out_d, at):
+    """The k best of the n candidates (cs[i], cd[i]) into out[at:], best first (ties: lower entity
+    first); returns how many. A partition finds the k-th score (O(n)), then only those sort."""
+    if n > k:
+        thr = -np.partition(-cs[:n], k - 1)[k - 1]
+        m = 0
+        t = 0
+        ties = np.empty(n, dtype=np.int64)
+        for i in range(n):  # strictly above the k-th score: all in; equal to it: the lowest entities
+            s = cs[i]
+            if s > thr:  # (compacted in place: position i is written only from step i on)
+                cs[m] = s
+                cd[m] = cd[i]
+                m += 1
+            elif s == thr:
+                ties[t] = cd[i]
+                t += 1
+        ties = np.sort(ties[:t])
+        for i in range(min(k - m, t)):
+            cs[m] = thr
+            cd[m] = ties[i]
+            m += 1
+        n = m
+    order = np.argsort(cd[:n], kind="mergesort")
+    order = order[np.argsort(-cs[:n][order], kind="mergesort")]
+    for r in range(n):
+        out_s[at + r] = cs[order[r]]
+        out_d[at + r] = cd[order[r]]
     return n
-
-
-@_jit
-def _drain(hs, hd, n, out_s, out_d, at):
-    """The heap's entries into out[at:at+n], best first."""
-    for r in range(n - 1, -1, -1):  # pop the worst into the last free place
-        out_s[at + r] = hs[0]
-        out_d[at + r] = hd[0]
-        hs[0] = hs[r]
-        hd[0] = hd[r]
-        _sift_down(hs, hd, r, 0)
 
 
 @_jit
 def top_k_dense(scores, k, exclude):
     """Indices of the k best positive scores, best first (ties: lower index first)."""
-    hs = np.empty(k, dtype=np.float64)
-    hd = np.empty(k, dtype=np.int64)
+    cs = np.empty(len(scores), dtype=np.float64)
+    cd = np.empty(len(scores), dtype=np.int64)
     n = 0
     masked = len(exclude) > 0
     for d in range(len(scores)):
         s = scores[d]
         if s > 0 and not (masked and exclude[d]):
-            if n < k or _worse(hs[0], hd[0], s, d):
-                n = _offer(hs, hd, n, k, s, d)
-    out_s = np.empty(n, dtype=np.float64)
-    out_d = np.empty(n, dtype=np.int64)
-    _drain(hs, hd, n, out_s, out_d, 0)
+            cs[n] = s
+            cd[n] = d
+            n += 1
+    out_s = np.empty(min(n, k), dtype=np.float64)
+    out_d = np.empty(min(n, k), dtype=np.int64)
+    _select(cs, cd, n, k, out_s, out_d, 0)
     return out_d
 
 
@@ -174,24 +150,38 @@ def search_batch(indptr, docs, tf, fw, kp1, norm, agents, q_ptr, mts, w, grp, bi
     out_ptr = np.zeros(n_q + 1, dtype=np.int64)
     out_d = np.empty(n_q * k, dtype=np.int64)
     out_s = np.empty(n_q * k, dtype=np.float64)
-    hs = np.empty(k, dtype=np.float64)
-    hd = np.empty(k, dtype=np.int64)
+    cs = np.empty(len(acc), dtype=np.float64)  # one query's candidates
+    cd = np.empty(len(acc), dtype=np.int64)
     at = 0
+    n_docs = len(acc)
+    none = np.zeros(0, dtype=np.bool_)
     for q in range(n_q):
-        nt = _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, q_ptr[q], q_ptr[q + 1], acc, seen,
+        lo, hi = q_ptr[q], q_ptr[q + 1]
+        n_post = 0
+        for j in range(lo, hi):
+            n_post += indptr[mts[j] + 1] - indptr[mts[j]]
+        # many postings for the entities: scan them all afterwards rather than track the touched
+        # ones (a random read and an unpredictable branch per posting)
+        dense = n_post * 4 >= n_docs
+        nt = _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, lo, hi, acc, none if dense else seen,
                           touched, 0, best, gseen, gtouched)
         bit = bits[q]
         n = 0
-        for i in range(nt):
-            d = touched[i]
+        for i in range(n_docs if dense else nt):
+            d = i if dense else touched[i]
             s = acc[d]
+            if dense:
+                if s == 0.0:
+                    continue
+            else:
+                seen[d] = False
+            acc[d] = 0.0
             if bit != 0:
                 s = s * (boost if agents[d] & bit else 1.0)
-            if s > 0 and (n < k or _worse(hs[0], hd[0], s, d)):
-                n = _offer(hs, hd, n, k, s, d)
-            acc[d] = 0.0
-            seen[d] = False
-        _drain(hs, hd, n, out_s, out_d, at)
-        at += n
+            if s > 0:
+                cs[n] = s
+                cd[n] = d
+                n += 1
+        at += _select(cs, cd, n, k, out_s, out_d, at)
         out_ptr[q + 1] = at
     return out_ptr, out_d[:at], out_s[:at]

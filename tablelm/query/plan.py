@@ -372,17 +372,18 @@ class Planner:
                 if roles[mt] != "forced" and m.tables.mt_total[mt] > cap:
                     roles[mt] = "generic"
         # a multitoken whose words all lie inside a longer matched multitoken is contained
-        sets = [set(words[mt]) for mt in roles if lens[mt] >= 2 and roles[mt] != "generic"]
+        sets = {frozenset(words[mt]) for mt in roles if lens[mt] >= 2 and roles[mt] != "generic"}
         if not sets:
             return
         inside = set().union(*sets)
+        # every proper subset of a longer one (at most 14 of 4 words): containment is one lookup
+        proper = {frozenset(c) for s in sets if len(s) > 1 for n in range(1, len(s))
+                  for c in itertools.combinations(sorted(s), n)}
         for mt in roles:
             if roles[mt] != "prompt":
                 continue
             if lens[mt] == 1:
                 if mt in inside:
                     roles[mt] = "contained"
-                continue
-            ws = set(words[mt])
-            if any(len(s) > len(ws) and ws <= s for s in sets):
+            elif frozenset(words[mt]) in proper:
                 roles[mt] = "contained"

@@ -180,6 +180,21 @@ class Context(NamedTuple):
     names: list
 
 
+class RowSum:
+    """A per-row reduction of a 2-D table, computed for the rows indexed (a scalar or an index
+    array), so that loading a model makes no pass over its multitokens."""
+
+    def __init__(self, table: np.ndarray, reduce):
+        self._table = table
+        self._reduce = reduce
+
+    def __getitem__(self, rows):
+        return self._reduce(self._table[rows])
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
 class StemIds:
     """Stem -> id over the sorted stems table, without a dict of the whole vocabulary: a binary
     search per new stem, and a bounded cache of the stems looked up (prompts repeat words)."""
@@ -239,10 +254,11 @@ class TableSet:
         self._check()
         self.n_docs = len(self._strings["ids"])
         self.n_words = int(stats.get("words", 0))
-        self.mt_len = (self._arrays["mt_words"] >= 0).sum(axis=1)
+        #: words of each multitoken and its total count: computed for the rows a query reads
+        self.mt_len = RowSum(self._arrays["mt_words"], lambda rows: (rows >= 0).sum(axis=-1))
         #: single words come first among the multitokens, a word's multitoken id being its stem id
         self.n_stems = len(self._strings["stems"])
-        self.mt_total = self._arrays["mt_counts"].sum(axis=1, dtype=np.int64)
+        self.mt_total = RowSum(self._arrays["mt_counts"], lambda rows: rows.sum(axis=-1, dtype=np.int64))
         self._display_cache: dict[int, str] = {}
         self._stem_ids: StemIds | None = None
         self._ids: list[str] | None = None
@@ -325,6 +341,14 @@ class TableSet:
             return self._ids[index]
         return _decode_id(self._strings["ids"][index])
 
+    def ids_at(self, indices: list[int]) -> list:
+        """The ids of the entities ``indices`` (a query's results), decoded alone."""
+        if self._ids is not None:
+            return [self._ids[i] for i in indices]
+        raw = self._strings["ids"]
+        texts = raw.take(indices) if hasattr(raw, "take") else [raw[i] for i in indices]
+        return [x[1:-1] if x[:1] == '"' and "\\" not in x else _decode_id(x) for x in texts]
+
     def index_of(self, entity_id: str) -> int | None:
         if self._id_index is None:
             self._id_index = {x: i for i, x in enumerate(self.ids)}
@@ -338,7 +362,9 @@ class TableSet:
         text = self._display_cache.get(mt)
         if text is None:
             words = self._strings["display"]
-            text = self._display_cache[mt] = " ".join(words[int(w)] for w in self.mt_words[mt] if w >= 0)
+            if len(self._display_cache) >= 100_000:  # bounded: a server shows ever new multitokens
+                self._display_cache.clear()
+            text = self._display_cache[mt] = " ".join(words[w] for w in self.mt_words[mt].tolist() if w >= 0)
         return text
 
     def lookup_multitoken(self, stem_ids: list[int]) -> int | None:

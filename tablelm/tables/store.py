@@ -337,25 +337,36 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
 
 
 class Lines(Sequence):
-    """The lines of a memory-mapped UTF-8 text file (a string table), decoded one at a time.
+    """The lines of a memory-mapped UTF-8 text file (a string table), decoded a block at a time.
 
     ``len`` is the manifest's row count; the line offsets are found on the first indexing
-    (one vectorized scan for newlines, int64 per line), so loading costs nothing per row.
+    (one vectorized scan for newlines, int64 per line), and a line is decoded with the
+    :data:`BLOCK` lines around it, so loading costs nothing per row and a query that reads a
+    few ids or stems decodes a few blocks (at most the whole table, over a process's life).
     """
+
+    BLOCK = 1024
 
     def __init__(self, buf, rows: int):
         self._buf = buf
         self._rows = rows
         self._ends: np.ndarray | None = None
+        self._blocks: dict[int, list[str]] = {}
 
     def __len__(self) -> int:
         return self._rows
 
-    def _line_ends(self) -> np.ndarray:
-        if self._ends is None:
-            nl = np.flatnonzero(np.frombuffer(self._buf, dtype=np.uint8) == 10) if len(self._buf) else []
-            self._ends = np.append(np.asarray(nl, dtype=np.int64), len(self._buf))
-        return self._ends
+    def _block(self, b: int) -> list[str]:
+        got = self._blocks.get(b)
+        if got is None:
+            if self._ends is None:
+                buf = self._buf
+                nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10) if len(buf) else []
+                self._ends = np.append(np.asarray(nl, dtype=np.int64), len(buf))
+            lo, hi = b * self.BLOCK, min((b + 1) * self.BLOCK, self._rows)
+            start = int(self._ends[lo - 1]) + 1 if lo else 0
+            got = self._blocks[b] = bytes(self._buf[start:int(self._ends[hi - 1])]).decode("utf-8").split("\n")
+        return got
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -365,9 +376,12 @@ class Lines(Sequence):
             i += self._rows
         if not 0 <= i < self._rows:
             raise IndexError(f"line {i} of {self._rows}")
-        ends = self._line_ends()
-        start = int(ends[i - 1]) + 1 if i else 0
-        return bytes(self._buf[start:int(ends[i])]).decode("utf-8")
+        return self._block(i // self.BLOCK)[i % self.BLOCK]
+
+    def take(self, indices) -> list[str]:
+        """The lines at ``indices`` (ints in range)."""
+        block, size = self._block, self.BLOCK
+        return [block(i // size)[i % size] for i in indices]
 
     def __iter__(self):
         return iter(bytes(self._buf).decode("utf-8").split("\n") if self._rows else [])
