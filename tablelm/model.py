@@ -50,6 +50,10 @@ class Model:
     Create one with :func:`tablelm.build` or :func:`tablelm.load`.
     """
 
+    #: the collection statistics a sub-model of a split model scores with (tablelm/submodels.py);
+    #: None: the model's own
+    collection = None
+
     def __init__(self, tables: Tables, manifest: dict, entity_store, path: Path | None = None):
         self.manifest = manifest
         self.path = path
@@ -88,6 +92,14 @@ class Model:
     def doc_len_weighted(self, fw: tuple) -> np.ndarray:
         return self._cached(("len", fw), lambda: np.asarray(self.tables.doc_len, dtype=np.float64) @ np.asarray(fw))
 
+    def avg_len(self, fw: tuple) -> float:
+        """The average weighted entity length of BM25F: from exact per-field sums, so that a
+        sub-model given its collection's sums (``collection``) computes the same number."""
+        if self.collection is not None:
+            return self.collection.avg_len(fw)
+        sums = np.asarray(self.tables.doc_len, dtype=np.int64).sum(axis=0).astype(np.float64)
+        return float(sums @ np.asarray(fw, dtype=np.float64)) / max(self.n_docs, 1)
+
     def postings_for(self, params: dict) -> kernel.Postings:
         """The postings as the scoring kernels read them, with the BM25F length norm of every entity,
         k1·(1−b+b·len/avglen), for this parameter set's (k1, b, field weights).
@@ -100,7 +112,7 @@ class Model:
 
         def compute():
             dl = self.doc_len_weighted(fw)
-            norm = k1 * (1.0 - b + b * dl / max(dl.mean(), 1e-9))
+            norm = k1 * (1.0 - b + b * dl / max(self.avg_len(fw), 1e-9))
             return kernel.Postings(self.tables, norm, fw, k1)
         return self._cached(("postings", k1, b, fw), compute)
 
@@ -326,8 +338,15 @@ class Model:
         return save_tables(out_dir, tables, manifest)
 
 
-def load(model_dir) -> Model:
-    """Load a model directory; arrays are memory-mapped, so this is fast."""
+def load(model_dir):
+    """Load a model directory; arrays are memory-mapped, so this is fast.
+
+    A model built with ``split_by`` loads as a :class:`tablelm.submodels.SplitModel` (same calls).
+    """
+    from .submodels import is_split, load_split
+
+    if is_split(model_dir):
+        return load_split(model_dir)
     tables, manifest, folder = load_tables(model_dir)  # maps entities.jsonl too, in the same pass
     return Model(tables, manifest, tables.blobs.pop("entities.jsonl", b""), Path(model_dir))
 
@@ -352,7 +371,9 @@ def _gc_paused():
 @_gc_paused()
 def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
           kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None,
-          reader_options: dict | None = None, memory_mb: float = 2048, **build_params) -> Model:
+          reader_options: dict | None = None, memory_mb: float = 2048, split_by: str | None = None,
+          split_sep: str | None = None, max_submodels: int | None = None, engine: str = "local", scheduler=None,
+          **build_params):
     """Read a corpus, count its tables, and return the model (saved to ``out_dir`` if given).
 
     Parameters
@@ -375,7 +396,19 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     memory_mb : float
         Memory budget of the counting: a corpus whose text exceeds about ``memory_mb`` MB /
         ``BUILD_BYTES_PER_CHAR`` characters is read and counted in shards of that size
-        (the tables are the same; see tables/counts.py).
+        (the tables are the same; see tables/counts.py). With ``engine='dask'``, the budget of
+        each Dask worker.
+    split_by : str, optional
+        Build one sub-model per top value of this field (``category``, ``tags``, ``metadata.KEY``
+        ...) under ``out_dir``, asked through a router: returns a :class:`tablelm.submodels.SplitModel`.
+        ``split_sep`` keeps a value's part before that separator; ``max_submodels`` caps their
+        number (the rarest values share one). See tablelm/submodels.py.
+    engine : {'local', 'dask'}
+        Count in this process, or on a Dask cluster (``pip install 'tablelm[dask]'``): the same
+        model, byte for byte (tables/distributed.py, docs/distributed.md).
+    scheduler : str or distributed.Client, optional
+        With ``engine='dask'``: the scheduler's address (``tcp://HOST:8786``) or a Client; None
+        starts a local cluster sized to the machine.
     **build_params
         Build-stage parameters of the registry (``tablelm params``).
     """
@@ -387,8 +420,16 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         from .text.analyzer import python_kw_map
 
         kw_map = python_kw_map()  # the built-in corpus's synonyms
-    if on_error not in ("fail", "skip"):
-        raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
+    P.check("on_error", on_error)
+    if engine not in ("local", "dask") or (scheduler is not None and engine != "dask"):
+        raise TablelmError(f"engine must be 'local' or 'dask' (a scheduler goes with engine='dask'). "
+                           f"Got engine={engine!r}, scheduler={scheduler!r}.")
+    if engine == "dask":
+        if split_by is not None:
+            raise TablelmError("split_by builds its sub-models in this process: leave engine='dask' out.")
+        from .tables.distributed import _import_distributed
+
+        _import_distributed()  # before reading the corpus: say at once how to install it
     analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
                         **({"stopwords": stopwords} if stopwords is not None else {}))
     stats = ReadStats()
@@ -419,7 +460,22 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         if not isinstance(entities, list):  # the built-in corpus fits in memory: count its sources
             entities = [e for shard in entities for e in shard]
         corpus.update(builtin_corpus_facts(entities))
-    model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
+    if split_by is not None:
+        from .submodels import MAX_SUBMODELS, build_split
+
+        if not isinstance(entities, list):  # a split counts the whole collection in memory
+            entities = [e for shard in entities for e in shard]
+        model = build_split(entities, analyzer, bp, corpus, out_dir, split_by=split_by, split_sep=split_sep,
+                            max_submodels=MAX_SUBMODELS if max_submodels is None else max_submodels,
+                            progress=progress, report=report)
+    elif engine == "dask":
+        from .tables.distributed import count_and_save
+
+        model = count_and_save([entities] if isinstance(entities, list) else entities, analyzer, bp, corpus,
+                               out_dir, scheduler=scheduler, memory_mb=memory_mb, progress=progress,
+                               report=report, t0=t0)
+    else:
+        model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
     if report is not None:  # after the count: a sharded build reads the corpus while it counts
         report.update(stats.to_dict() if hasattr(stats, "to_dict") else vars(stats))
     return model

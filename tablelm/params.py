@@ -7,6 +7,9 @@ help text and stage. The Python API (keyword arguments), the CLI
 
 Stages
 ------
+read
+    How sources become entities (encoding, bad records, PDF units, ...); a
+    keyword of ``tablelm.build`` and ``Model.add``, a flag of ``tablelm build``.
 build
     Changes the tables; changing it needs a rebuild.
 query
@@ -117,6 +120,25 @@ class WordList:
         return items
 
 
+@dataclass(frozen=True)
+class Codec:
+    """The name of a Python text codec (``codecs.lookup`` knows it)."""
+
+    def describe(self) -> str:
+        return "a Python codec name such as 'utf-8' or 'cp1252'"
+
+    def convert(self, value: Any) -> Any:
+        import codecs
+
+        if not isinstance(value, str):
+            raise ValueError
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError from None
+        return value
+
+
 # --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Param:
@@ -126,7 +148,7 @@ class Param:
     default: Any
     constraint: Any
     help: str
-    stage: str  # build | query | render
+    stage: str  # read | build | query | render
 
     def validate(self, value: Any) -> Any:
         """Return ``value`` converted to the parameter's type, or raise ParamError."""
@@ -157,6 +179,17 @@ def _jsonable(v):
 SECTIONS = ("categories", "tags", "titles", "related", "embeddings")
 
 _PARAMS = [
+    # ---- read: how sources become entities (tablelm.build / Model.add keywords, build/add/update flags)
+    Param("encoding", "utf-8", Codec(), "Text encoding of the sources, e.g. cp1252 (a BOM is skipped).", "read"),
+    Param("on_error", "fail", Options(("fail", "skip")),
+          "A malformed record stops the read ('fail') or is reported with its file and line and skipped "
+          "('skip', the command line's default).", "read"),
+    Param("pdf_unit", "paragraph", Options(("paragraph", "page")), "One entity per PDF paragraph or per page.",
+          "read"),
+    Param("max_file_mb", 512.0, Interval(float, 1e-6, 1e6), "Files larger than this (MB) are reported and skipped.",
+          "read"),
+    Param("dedupe_content", True, Flag(),
+          "Drop an entity whose normalized content repeats an earlier one's (--keep-duplicates keeps them).", "read"),
     # ---- build: what goes into the tables
     Param("max_ngram", 4, Interval(int, 1, 4), "Longest multitoken, in words (stopwords are bridged, not counted).", "build"),
     Param("max_dist", 3, Interval(int, 1, 10),
@@ -248,6 +281,9 @@ _PARAMS = [
 ]
 
 REGISTRY: dict[str, Param] = {p.name: p for p in _PARAMS}
+#: the stages, in the order a model meets them
+STAGES = ("read", "build", "query", "render")
+assert {p.stage for p in _PARAMS} == set(STAGES)
 
 
 def defaults(stage: str | None = None) -> dict[str, Any]:
@@ -286,6 +322,11 @@ def check_k(k: Any, limit: int | None = MAX_K) -> int:
         return int(k)
     rule = f"an int in [1, {limit}]" if limit else "a positive int"
     raise ParamError(f"The 'k' parameter must be {rule} (the number of results). Got {k!r}.")
+
+
+def check(name: str, value: Any) -> Any:
+    """``value`` validated by the registry's rule for ``name`` (a ParamError names the rule)."""
+    return REGISTRY[name].validate(value)
 
 
 def unknown_message(name: str, stages=None) -> str:

@@ -35,6 +35,8 @@ def bad_values(p: P.Param) -> list:
         return ["maybe", 2, None]
     if isinstance(c, P.WordList):
         return ([("nope",), "nope"] if c.choices else []) + [5, None]
+    if isinstance(c, P.Codec):
+        return ["no-such-codec", 5, None]
     raise AssertionError(f"no bad values known for constraint {c!r}: extend this test")
 
 
@@ -45,7 +47,7 @@ def message_re(p: P.Param, value) -> str:
 
 @pytest.mark.parametrize("p", ALL, ids=IDS)
 def test_default_is_valid(p):
-    assert p.stage in ("build", "query", "render")
+    assert p.stage in P.STAGES
     assert p.help.strip() and p.help.strip()[-1] in ".)"
     assert p.validate(p.default) == p.default
     assert type(p.validate(p.default)) is type(p.default)
@@ -60,7 +62,7 @@ def test_bad_values_name_the_parameter_rule_and_value(p):
     for value in bad_values(p):
         with pytest.raises(ParamError, match=message_re(p, value)):
             p.validate(value)
-        stage = p.stage if p.stage == "build" else ("query", "render")
+        stage = p.stage if p.stage in ("read", "build") else ("query", "render")
         with pytest.raises(ParamError, match=message_re(p, value)):
             P.resolve({p.name: value}, stage=stage)
 
@@ -181,7 +183,7 @@ def test_every_param_documented_in_readme():
 def test_every_query_param_is_accepted_per_call(scifact_model):
     """Every query/render parameter works as a keyword of Model.ask and is reported in the answer."""
     for p in ALL:
-        if p.stage == "build":
+        if p.stage in ("read", "build"):
             continue
         a = scifact_model.ask("vitamin d", k=2, **{p.name: p.default})
         assert a.params[p.name] == p.default

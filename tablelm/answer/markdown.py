@@ -78,4 +78,9 @@ def render_markdown(answer, max_cards: int = 5) -> str:
             src = f" — {md_escape(c.source)}" if c.source else ""
             quoted = f"; quoted: characters {', '.join(spans[i])}" if i in spans else ""
             lines.append(f"[{i}] `{c.id.replace('`', '')}` — {md_escape(c.title or c.id)}{src}{quoted}")
+    routing = getattr(answer, "routing", None)
+    if routing:  # a split model: which sub-models answered, and why
+        lines.append("")
+        asked = ", ".join(md_escape(n) for n in routing["asked"])
+        lines.append(f"Sub-models asked: {asked} ({md_escape(routing['why'])}).")
     return "\n".join(lines)

@@ -86,6 +86,8 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100, verbos
     mark = (lambda t: f"{_BOLD}{t}{_PLAIN}") if color else (lambda t: f"[{t}]")
     lines = [f"Prompt: {answer.prompt}"]
     lines += ["  " + f for f in plan_facts(plan, verbose)]
+    if answer.routing:  # a split model: which sub-models answered, and why
+        lines.append(f"  sub-models asked: {', '.join(answer.routing['asked'])} ({answer.routing['why']})")
     summary = summary_lines(answer.summary, width)
     if summary:
         lines += [""] + summary

@@ -49,6 +49,7 @@ class Card:
     source: str = ""
     related: list[str] = field(default_factory=list)
     factors: list[dict] = field(default_factory=list)  # score multipliers (agent, knowledge graph)
+    submodel: str | None = None  # the sub-model it comes from (a split model, tablelm/submodels.py)
 
     def to_dict(self) -> dict:
         # written out rather than dataclasses.asdict, which deep-copies and costs ms per answer
@@ -62,6 +63,7 @@ class Card:
                                                 "highlights": [list(h) for h in sn.highlights],
                                                 "text_chars": sn.text_chars},
             "source": self.source, "related": self.related, "factors": self.factors,
+            **({"submodel": self.submodel} if self.submodel is not None else {}),
         }
 
 
@@ -77,6 +79,7 @@ class Answer:
     timings_ms: dict
     model: dict
     summary: Any = None  # answer.summary.Summary: the short cited answer on top
+    routing: dict | None = None  # a split model's: the sub-models asked and why (tablelm/router.py)
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +91,7 @@ class Answer:
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
             "timings_ms": self.timings_ms,
             "model": self.model,
+            **({"routing": self.routing} if self.routing is not None else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -43,15 +43,15 @@ from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.folder import MARKDOWN_SUFFIXES, TEXT_SUFFIXES, read_folder, split_markdown
 from tablelm.corpus.jsonl import FieldMap, read_jsonl
 from tablelm.corpus.pydocs import builtin_corpus_id, python_docs_fingerprint, read_python_docs
-from tablelm.corpus.stats import ON_ERROR_CHOICES, ReadStats, check_on_error, handle_error
+from tablelm.corpus.stats import ON_ERROR_CHOICES, ReadStats, handle_error
 from tablelm.corpus.xllm import RECORD_LINE, read_xllm
 from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
 from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
 from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
-from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, check_pdf_unit, read_pdf
-from tablelm.corpus._text import (DEFAULT_MAX_FILE_MB, check_file, check_regular, codec_name,
-                                  first_content_line)
-from tablelm.errors import CorpusError, ParamError
+from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, read_pdf
+from tablelm.corpus._text import (DEFAULT_MAX_FILE_MB, check_file, check_regular, first_content_line)
+from tablelm import params
+from tablelm.errors import CorpusError
 
 __all__ = [
     "TextEntity",
@@ -182,18 +182,10 @@ def read_corpus(sources: Iterable[str | Path] | str | Path | None = None, *,
     ParamError
         ``on_error`` or ``encoding`` is not valid.
     """
-    check_on_error(on_error)
-    check_pdf_unit(pdf_unit)
-    if max_file_mb is not None and (isinstance(max_file_mb, bool) or not
-                                    isinstance(max_file_mb, (int, float)) or not math.isfinite(max_file_mb)
-                                    or max_file_mb <= 0):
-        raise ParamError(f"The 'max_file_mb' parameter must be a positive, finite number. "
-                         f"Got {max_file_mb!r}.")
-    try:
-        codec_name("<options>", encoding)
-    except CorpusError:
-        raise ParamError(f"The 'encoding' parameter must be a Python codec name such as "
-                         f"'utf-8' or 'cp1252'. Got {encoding!r}.") from None
+    for name, value in (("on_error", on_error), ("pdf_unit", pdf_unit), ("encoding", encoding),
+                        ("max_file_mb", max_file_mb)):
+        if value is not None:
+            params.check(name, value)  # a ParamError naming the rule
     stats = stats if stats is not None else ReadStats()
     if sources is None:
         sources = []

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 from typing import Iterator
 
+from tablelm import params
 from tablelm.corpus.stats import handle_error
 from tablelm.errors import CorpusError
 
@@ -139,7 +140,7 @@ def first_content_line(path: Path, limit: int = 1 << 20) -> str:
 
 
 #: Default largest file a reader opens (``max_file_mb``): bigger files are reported, not read.
-DEFAULT_MAX_FILE_MB = 512.0
+DEFAULT_MAX_FILE_MB = params.REGISTRY["max_file_mb"].default
 
 
 def check_regular(path) -> os.stat_result:

@@ -41,12 +41,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
+from tablelm import params
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats, handle_error
-from tablelm.errors import CorpusError, ParamError
+from tablelm.errors import CorpusError
 
 PDF_SUFFIXES = (".pdf",)
-PDF_UNITS = ("paragraph", "page")
+PDF_UNITS = params.REGISTRY["pdf_unit"].constraint.choices
 #: A line at least this much larger than the body text is a heading.
 HEADING_RATIO = 1.15
 MAX_HEADING_CHARS = 120
@@ -63,10 +64,8 @@ _REPAIR_HINT = "fix: repair it (qpdf in.pdf out.pdf, or print it to a new PDF) o
 
 
 def check_pdf_unit(unit: str) -> str:
-    if unit not in PDF_UNITS:
-        raise ParamError(f"The 'pdf_unit' parameter must be one of "
-                         f"{', '.join(repr(u) for u in PDF_UNITS)}. Got {unit!r}.")
-    return unit
+    """Validate ``pdf_unit`` (the registry's rule) and return it unchanged."""
+    return params.check("pdf_unit", unit)
 
 
 @contextmanager

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tablelm.errors import CorpusError, ParamError
+from tablelm import params
+from tablelm.errors import CorpusError
 
 #: Accepted values of the ``on_error`` option, in the order the help lists them.
-ON_ERROR_CHOICES = ("fail", "skip")
+ON_ERROR_CHOICES = params.REGISTRY["on_error"].constraint.choices
 
 
 def check_on_error(on_error: str) -> str:
-    """Validate ``on_error`` and return it unchanged."""
-    if on_error not in ON_ERROR_CHOICES:
-        choices = ", ".join(repr(c) for c in ON_ERROR_CHOICES)
-        raise ParamError(f"The 'on_error' parameter must be one of {choices}. Got {on_error!r}.")
-    return on_error
+    """Validate ``on_error`` (the registry's rule) and return it unchanged."""
+    return params.check("on_error", on_error)
 
 
 @dataclass

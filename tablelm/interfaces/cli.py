@@ -15,7 +15,7 @@ from typing import ClassVar
 import click
 
 from .. import params as P
-from ..errors import TablelmError
+from ..errors import ParamError, TablelmError
 
 PARAM_HELP = "A parameter as name=value; repeatable. 'tablelm params' lists them."
 
@@ -24,6 +24,33 @@ def model_option(required: bool = False):
     """The ``-m/--model`` option, one declaration for every command that reads a model."""
     return click.option("-m", "--model", "model_dir", required=required, type=click.Path(path_type=Path),
                         help="Model directory." if required else "Model directory (default: built-in).")
+
+
+def registry_option(name: str, flag: str | None = None, **overrides):
+    """A click option for the registry parameter ``name``: its flag (``--pdf-unit``), default, help and
+    type (choices, bounds) come from the registry, which also validates the value (the same message as
+    the Python API). A boolean's ``flag`` switches it away from its default (``--keep-duplicates``)."""
+    p = P.REGISTRY[name]
+    c = p.constraint
+    kw: dict = {"default": p.default, "help": p.help}
+    if isinstance(c, P.Flag):
+        kw.update(is_flag=True, flag_value=not p.default)
+    else:
+        kw["show_default"] = True
+        if isinstance(c, P.Options):
+            kw["type"] = click.Choice(c.choices)
+        elif isinstance(c, P.Interval):
+            kw["type"] = (click.IntRange if c.kind is int else click.FloatRange)(c.lo, c.hi)
+
+        def validate(_ctx, _param, value):  # the registry's rule: what a click type lets through (nan)
+            try:
+                return p.validate(value)
+            except ParamError as e:
+                raise click.BadParameter(str(e)) from None
+
+        kw["callback"] = validate
+    kw.update(overrides)
+    return click.option(flag or "--" + name.replace("_", "-"), name, **kw)
 
 
 class _Group(click.Group):
@@ -116,6 +143,34 @@ def _model(path):
     return load(path) if path else builtin_model(progress=True)
 
 
+ROUTE_OPTIONS = [  # the options of the commands that ask a model (ask, search, eval): sub-models
+    click.option("-s", "--submodel", "submodels", multiple=True, metavar="NAME",
+                 help="A split model: ask only this sub-model (repeatable) instead of the router's choice."),
+    click.option("--route", type=click.Choice(["auto", "all"]), default=None,
+                 help="A split model: the router picks the sub-models (auto, the default) or every one is asked "
+                      "(all: the unsplit model's ranking)."),
+]
+
+
+def _route_options(f):
+    for option in reversed(ROUTE_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _routing(model, submodels, route) -> dict:
+    """The -s/--route values as keyword arguments of a split model's ask/search; an error for a plain model."""
+    if not submodels and route is None:
+        return {}
+    if not hasattr(model, "submodels"):
+        raise TablelmError(f"{model.path or 'this model'} is not split into sub-models, so -s/--route do not apply; "
+                           "build one with tablelm build ... --split-by FIELD.")
+    out: dict = {"route": route} if route else {}
+    if submodels:
+        out["submodels"] = [n for item in submodels for n in item.split(",") if n.strip()]
+    return out
+
+
 def _emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
@@ -150,14 +205,13 @@ READER_OPTIONS = [  # the options of every command that reads sources (build, ad
     click.option("--category-field", help="JSONL field holding the category (string or list = path)."),
     click.option("--tags-field", help="JSONL field holding the tags (list or string)."),
     click.option("--related-field", help="JSONL field holding related items (list)."),
-    click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the sources, e.g. cp1252."),
-    click.option("--on-error", type=click.Choice(["fail", "skip"]), default="skip", show_default=True,
-              help="A malformed record is reported (file and line) and skipped, or stops the build."),
-    click.option("--pdf-unit", type=click.Choice(["paragraph", "page"]), default="paragraph", show_default=True,
-              help="One entity per PDF paragraph or per page."),
-    click.option("--max-file-mb", type=float, default=None, help="Files larger than this are reported and skipped."),
+    registry_option("encoding"),
+    registry_option("on_error", default="skip"),  # a command line reports a bad record and goes on
+    registry_option("pdf_unit"),
+    registry_option("max_file_mb"),
     click.option("--list-separators", default=None, help="CSV: characters that split list cells (default ';|')."),
-    click.option("--keep-duplicates", is_flag=True, help="Keep entities whose normalized content repeats another's."),
+    registry_option("dedupe_content", "--keep-duplicates", help="Keep entities whose normalized content repeats "
+                    "another's."),
 ]
 
 
@@ -178,7 +232,7 @@ def _reading(options: dict) -> dict:
     return {"field_map": FieldMap(**fm_args) if fm_args else None, "encoding": o["encoding"],
             "on_error": o["on_error"],
             "reader_options": {"pdf_unit": o["pdf_unit"], "max_file_mb": o["max_file_mb"],
-                               "dedupe_content": not o["keep_duplicates"]}}
+                               "dedupe_content": o["dedupe_content"]}}
 
 
 @main.command()
@@ -191,15 +245,30 @@ def _reading(options: dict) -> dict:
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
 @click.option("--memory", "memory_mb", type=click.FloatRange(min=64), default=2048, show_default=True,
               help="Memory budget of the counting, in MB: a larger corpus is read and counted in shards "
-                   "(same tables).")
+                   "(same tables). With --engine dask: per worker.")
+@click.option("--split-by", metavar="FIELD",
+              help="Build one sub-model per top value of FIELD (category: the top of the category path; tags: the "
+                   "first tag; title, source, or metadata.KEY), asked through a router (docs/submodels.md).")
+@click.option("--split-sep", metavar="SEP", help="With --split-by: keep a value's part before SEP ('3.73' -> '3').")
+@click.option("--max-submodels", type=click.IntRange(min=2), default=None,
+              help="With --split-by: at most this many sub-models (the rarest values share '_other'; default 32).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="Count in this process, or on a Dask cluster (pip install 'tablelm[dask]'; the same model, "
+                   "byte for byte; docs/distributed.md).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --engine dask: the Dask scheduler (tcp://HOST:8786). Default: a local cluster of one "
+                   "worker process per core.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
+def build(sources, out, param_items, kw_map, memory_mb, as_json, split_by, split_sep, max_submodels, engine,
+          scheduler, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..model import build as build_model
     from ..text.analyzer import read_kw_map
 
     bp = _params(param_items, "build")
+    if scheduler is not None and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask.")
     if out is None:
         if sources:
             raise click.UsageError("Pass -o MODEL_DIR to say where the model goes.")
@@ -207,8 +276,11 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
     kw = read_kw_map(kw_map) if kw_map else None
     report: dict = {}
     t0 = time.perf_counter()
+    if (split_sep or max_submodels) and not split_by:
+        raise click.UsageError("--split-sep and --max-submodels go with --split-by FIELD.")
+    split = {"split_by": split_by, "split_sep": split_sep, "max_submodels": max_submodels} if split_by else {}
     model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, memory_mb=memory_mb,
-                        **_reading(reading), **bp)
+                        engine=engine, scheduler=scheduler, **_reading(reading), **split, **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -216,11 +288,20 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, **reading):
                "skipped": report.get("skipped", 0), "duplicates": report.get("duplicates", 0),
                "errors": report.get("errors", [])[:20], "truncated": report.get("truncated", [])[:20],
                "skipped_files": report.get("skipped_files", [])[:20]}
+    if split_by:
+        summary["submodels"] = model.submodels
+    if engine == "dask":
+        summary.update(engine="dask", workers=report.get("workers"), shards=report.get("shards"))
     if as_json:
         _emit_json(summary)
         return
     click.echo(f"Built {out}: {stats['entities']:,} entities, {stats['multitokens']:,} multitokens, "
-               f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s.")
+               f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s"
+               + (f" ({report.get('shards')} shards on {report.get('workers')} Dask workers)." if engine == "dask"
+                  else "."))
+    if split_by:
+        click.echo(f"  {len(model.submodels)} sub-models by {split_by}: "
+                   + ", ".join(f"{s['name']} ({s['entities']:,})" for s in model.submodels))
     if summary["duplicates"]:
         click.echo(f"  {summary['duplicates']:,} duplicate records dropped.")
     if summary["skipped"]:
@@ -308,7 +389,8 @@ def delete(model_dir, ids):
 @click.option("-f", "--filter", "filters", multiple=True, metavar="category=NAME|tag=NAME",
               help="Only entities with this category or tag; repeatable (all must hold).")
 @click.option("-v", "--verbose", is_flag=True, help="Every card with why it scored, its source, every section row.")
-def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
+@_route_options
+def ask(prompt, model_dir, k, param_items, as_json, verbose, filters, submodels, route):
     """Answer PROMPT with ranked, cited cards. Syntax: !word excludes, "exact phrase", a~b forces a multitoken."""
     from ..answer.render import render_text
 
@@ -316,7 +398,7 @@ def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
     if filters:
         qp["filter"] = tuple(qp.get("filter", ())) + filters
     model = _model(model_dir)
-    answer = model.ask(" ".join(prompt), k=k, **qp)
+    answer = model.ask(" ".join(prompt), k=k, **qp, **_routing(model, submodels, route))
     if as_json:
         click.echo(answer.to_json())
     else:
@@ -333,7 +415,8 @@ def ask(prompt, model_dir, k, param_items, as_json, verbose, filters):
 @click.option("--tag", default="tablelm", show_default=True, help="Run tag (last TREC column).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Run file (default: standard output).")
 @click.option("-p", "--param", "param_items", multiple=True, metavar="NAME=VALUE", help=PARAM_HELP)
-def search(model_dir, queries, top_k, fmt, tag, output, param_items):
+@_route_options
+def search(model_dir, queries, top_k, fmt, tag, output, param_items, submodels, route):
     """Run every query of a file and write a TREC run (qid Q0 docid rank score tag).
 
     Ids holding spaces or '%' are percent-encoded in TREC runs (tablelm's own run reader decodes them).
@@ -343,7 +426,7 @@ def search(model_dir, queries, top_k, fmt, tag, output, param_items):
     qp = _params(param_items, ("query", "render"))
     model = _model(model_dir)
     qs = read_queries(queries)
-    run = model.search_many(qs, top_k, **qp)  # planned in one batch
+    run = model.search_many(qs, top_k, **qp, **_routing(model, submodels, route))  # planned in one batch
     out = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "trec":
@@ -382,7 +465,8 @@ def _is_prompt_file(path: Path) -> bool:
 @click.option("--resamples", default=10000, show_default=True, type=click.IntRange(100, 10_000_000),
               help="With --compare: random sign assignments of the randomization test (seed 0).")
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_dir, queries, qrels, k, param_items, compare_run, resamples, as_json):
+@_route_options
+def eval_cmd(model_dir, queries, qrels, k, param_items, compare_run, resamples, as_json, submodels, route):
     """Measure answer quality and latency: nDCG@10, MAP@100, Recall@100, MRR@10, exhaustivity.
 
     With --compare RUN_FILE, also test whether this model's difference from that run is real.
@@ -391,6 +475,7 @@ def eval_cmd(model_dir, queries, qrels, k, param_items, compare_run, resamples, 
 
     qp = _params(param_items, ("query", "render"))
     model = _model(model_dir)
+    qp.update(_routing(model, submodels, route))
     if _is_prompt_file(queries):
         coverage = E.prompt_coverage(model, E.read_prompts(queries), k=k, **qp)
         if as_json:
@@ -564,6 +649,12 @@ def info(model_dir, as_json):
                    else f"  html docs    {data['corpus'].get('html_docs_hint', 'none')}")
     for k, v in data["stats"].items():
         click.echo(f"{k:<24} {v:,}" if isinstance(v, int) else f"{k:<24} {v}")
+    if data.get("submodels"):
+        split = data.get("split", {})
+        click.echo(f"sub-models (split by {split.get('by')}" + (f", before {split['sep']!r}" if split.get("sep")
+                                                                 else "") + "):")
+        for s in data["submodels"]:
+            click.echo(f"  {s['name']:<22} {s['entities']:>9,} entities  {s['label']}")
     click.echo("build parameters: " + ", ".join(f"{k}={v}" for k, v in data["build_params"].items()))
     prof = data.get("profile") or {}
     if prof.get("params"):
@@ -586,7 +677,7 @@ def upgrade(model_dir):
 
 
 @main.command("params")
-@click.option("--stage", type=click.Choice(["build", "query", "render"]), help="Only this stage.")
+@click.option("--stage", type=click.Choice(P.STAGES), help="Only this stage.")
 @click.option("--json", "as_json", is_flag=True)
 def params_cmd(stage, as_json):
     """List every parameter: name, default, rule, stage and help."""

@@ -194,6 +194,33 @@ def allowed_hosts_for(bind_host: str, extra=()) -> list[str]:
     return sorted(names)
 
 
+class KeyCheck:
+    """ASGI middleware: with access keys, a 401 envelope for a request without a valid key,
+    except on the page, its static files, the API docs and ``/healthz`` (tablelm/access.py)."""
+
+    def __init__(self, app, keys):
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope, receive, send):
+        from ..access import find_grant, key_of
+
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES) or find_grant(self.keys, key_of(headers)):
+            return await self.app(scope, receive, send)
+        resp = _error(401, "unauthorized", _NEED_KEY, {"path": path}, headers={"WWW-Authenticate": "Bearer"})
+        return await resp(scope, receive, send)
+
+
+_NEED_KEY = ("This server needs an access key: send it as 'Authorization: Bearer KEY' (or 'X-API-Key: KEY'); "
+             "ask the server's operator for one.")
+#: routes that answer without an access key: the page, its files, the API docs, liveness
+_OPEN_PATHS = ("/", "/openapi.json", "/docs", "/redoc", "/healthz")
+_OPEN_PREFIXES = ("/static/", "/docs-assets/", "/redoc-assets/")
+
+
 class _AnyPath(Convertor):
     """Like Starlette's ``path``, but also matching newlines: an entity id may hold one."""
 
@@ -422,9 +449,13 @@ def sample_prompts(model, n: int = 10) -> list[str]:
     """
     import numpy as np
 
-    counts = np.asarray(model.tables.mt_counts).astype(np.int64)
+    # a split model (or an access key's part of it): the counts of its sub-models only
+    counts = model.sample_counts() if hasattr(model, "sample_counts") else np.asarray(model.tables.mt_counts)
+    counts = counts.astype(np.int64)
     graph = counts[:, 1:].sum(axis=1) if counts.shape[1] > 1 else counts[:, 0]
-    order = np.argsort(-(graph * 4 + counts[:, 0]), kind="stable")
+    weight = graph * 4 + counts[:, 0]
+    order = np.argsort(-weight, kind="stable")
+    order = order[weight[order] > 0]  # what the scope has: a key never sees another sub-model's words
     phrases, words = [], []
     for mt in order[: 50 * n].tolist():
         text = model.tables.display(mt)
@@ -441,8 +472,24 @@ def sample_prompts(model, n: int = 10) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the app
+def _route_args(model, overrides: dict) -> dict:
+    """The sub-model arguments of a request (``s`` or ``submodels``, ``route``, ``route_max``,
+    ``route_ratio``), taken out of ``overrides``; a 422 for a model that is not split."""
+    out = {}
+    for name in ("s", "submodels", "route", "route_max", "route_ratio"):
+        if name in overrides:
+            value = overrides.pop(name)
+            _check_text(value, name)
+            out["submodels" if name == "s" else name] = value
+    if out and not hasattr(model, "submodels"):
+        raise APIError(422, "not_split", f"This model is not split into sub-models, so {', '.join(sorted(out))} "
+                       "does not apply; build one with tablelm build ... --split-by FIELD.",
+                       {"parameter": sorted(out)[0]})
+    return out
+
+
 def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars: int = MAX_PROMPT_CHARS,
-               max_k: int = MAX_K, allowed_hosts=None) -> FastAPI:
+               max_k: int = MAX_K, allowed_hosts=None, keys=None) -> FastAPI:
     """The ASGI app serving ``model`` (loaded once by the caller, memory-mapped).
 
     Parameters
@@ -459,6 +506,10 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
         Host names (no port) the app answers to, ``"*"`` for any; others get a 400 envelope.
         None (the default for a library caller) checks nothing; ``tablelm serve`` passes
         :func:`allowed_hosts_for` its ``--host``.
+    keys : dict, optional
+        Access keys (:func:`tablelm.access.read_keys`): every request but the page, the docs and
+        ``/healthz`` must send one, and sees only the sub-models its key may read. None: no keys
+        (everything is readable, as on a loopback-only server).
     """
     limits = Limits(max_body_bytes, max_prompt_chars, max_k)
     app = FastAPI(
@@ -473,88 +524,118 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
     app.state.limits = limits
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    if keys is not None:
+        app.add_middleware(KeyCheck, keys=keys)  # every route needs a key, whatever its handler does
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=allowed_hosts)  # added last: runs first
     started = time.time()
+    from ..access import find_grant, key_of
 
-    def ask(q, k, overrides, strict=False):
+    # one restricted model per key, made once: every request of a key reads through it
+    scoped = {k: model if g.submodels is None else model.scoped(list(g.submodels)) for k, g in (keys or {}).items()}
+
+    def model_of(request: Request):
+        """The model this request may read: the whole one without keys, else its key's part."""
+        if keys is None:
+            return model
+        got = find_grant(keys, key_of(request.headers))
+        if got is None:
+            raise APIError(401, "unauthorized", _NEED_KEY)
+        return scoped[got[0]]
+
+    def ask(m, q, k, overrides, strict=False):
         q = _check_prompt(q, limits)
         k = _check_k(k, limits, strict)
-        _check_params(model, overrides)
-        return model.ask(q, k=k, **overrides)
+        route = _route_args(m, overrides)
+        _check_params(m, overrides)
+        return m.ask(q, k=k, **overrides, **route)
 
     # ---------------------------------------------------------------- JSON API
     @app.get("/ask", tags=["answer"], summary="Answer a prompt",
              openapi_extra={"parameters": _param_openapi()})
     def ask_get(request: Request, q: str | None = None, k: str = "10"):
         """Ranked, cited cards and sections for the prompt ``q``; every parameter of
-        ``GET /params`` (stage query or render) may be given as a query argument."""
-        return SafeJSONResponse(ask(q, k, _query_overrides(request)).to_dict())
+        ``GET /params`` (stage query or render) may be given as a query argument. A split model
+        also takes ``s`` (sub-models to ask, comma-separated) and ``route`` (auto or all)."""
+        return SafeJSONResponse(ask(model_of(request), q, k, _query_overrides(request)).to_dict())
 
     @app.post("/ask", tags=["answer"], summary="Answer a prompt (JSON body)")
-    def ask_post(body: AskBody):
+    def ask_post(request: Request, body: AskBody):
         """The same as ``GET /ask``, with the arguments as a JSON object; word lists may be JSON arrays."""
-        return SafeJSONResponse(ask(body.q, body.k, dict(body.model_extra or {}), strict=True).to_dict())
+        return SafeJSONResponse(ask(model_of(request), body.q, body.k, dict(body.model_extra or {}),
+                                    strict=True).to_dict())
 
     @app.get("/entities/{entity_id:anypath}", tags=["model"], summary="Full content of an entity")
-    def entity(entity_id: str):
+    def entity(request: Request, entity_id: str):
+        m = model_of(request)
         _check_text(entity_id, "id")
         try:
-            e = model.entity(entity_id)
+            e = m.entity(entity_id)
         except KeyError:
             raise APIError(404, "entity_not_found", f"No entity with id {entity_id!r} in this model.",
                            {"id": entity_id}) from None
         return e.to_dict()
 
     @app.get("/params", tags=["model"], summary="The parameter registry")
-    def params():
+    def params(request: Request):
         """Every parameter: name, default, rule, bounds or choices, help and stage. ``model_default``
         is the value this model uses when a request does not set it (a tuned profile may change it);
         ``settable`` says whether it can be set per request (stages query and render)."""
-        current = model.params()
+        m = model_of(request)
+        current = m.params()
         rows = []
         for p in P.REGISTRY.values():
             d = p.to_dict()
             d["settable"] = p.stage in ("query", "render")
-            value = current.get(p.name, model.build_params.get(p.name, p.default))
+            value = current.get(p.name, m.build_params.get(p.name, p.default))
             d["model_default"] = list(value) if isinstance(value, tuple) else value
             rows.append(d)
         return {"params": rows, "k": {"default": 10, "min": 1, "max": limits.max_k, "help": "Number of cards."}}
 
     @app.get("/info", tags=["model"], summary="Manifest and table sizes")
-    def info():
-        data = model.info()
+    def info(request: Request):
+        data = model_of(request).info()
         data["limits"] = {"max_body_bytes": limits.max_body_bytes, "max_prompt_chars": limits.max_prompt_chars,
                           "max_k": limits.max_k}
         return jsonable_encoder(data)
 
     @app.get("/samples", tags=["model"], summary="Sample prompts for this corpus")
-    def samples(n: int = 10):
-        return {"prompts": sample_prompts(model, max(1, min(n, 50)))}
+    def samples(request: Request, n: int = 10):
+        return {"prompts": sample_prompts(model_of(request), max(1, min(n, 50)))}
 
     @app.get("/healthz", tags=["model"], summary="Liveness")
-    def healthz():
-        return {"status": "ok", "fingerprint": model.manifest["fingerprint"][:16],
-                "entities": model.n_docs, "uptime_s": round(time.time() - started, 3)}
+    def healthz(request: Request):
+        """Liveness; with access keys, the model's facts only for a request with a key (and of its part)."""
+        up = round(time.time() - started, 3)
+        if keys is not None and find_grant(keys, key_of(request.headers)) is None:
+            return {"status": "ok", "uptime_s": up}
+        m = model_of(request)
+        return {"status": "ok", "fingerprint": m.manifest["fingerprint"][:16], "entities": m.n_docs, "uptime_s": up}
 
     # ---------------------------------------------------------------- OpenAI-compatible
     @app.get("/v1/models", tags=["openai"], summary="OpenAI-compatible model list")
-    def models():
-        return {"object": "list", "data": [{"id": OPENAI_MODEL_ID, "object": "model", "created": int(started),
-                                            "owned_by": "tablelm",
-                                            "fingerprint": model.manifest["fingerprint"][:16]}]}
+    def models(request: Request):
+        """``tablelm`` (the router's choice), and ``tablelm/NAME`` for each sub-model of a split model."""
+        m = model_of(request)
+        ids = [OPENAI_MODEL_ID] + [f"{OPENAI_MODEL_ID}/{s['name']}" for s in getattr(m, "submodels", [])]
+        return {"object": "list", "data": [{"id": i, "object": "model", "created": int(started), "owned_by": "tablelm",
+                                            "fingerprint": m.manifest["fingerprint"][:16]} for i in ids]}
 
     @app.post("/v1/chat/completions", tags=["openai"], summary="OpenAI-compatible chat completion")
-    async def chat_completions(body: ChatRequest):
+    async def chat_completions(request: Request, body: ChatRequest):
         """The last user message is the prompt; the reply is the answer as Markdown with numbered
-        citations. ``tablelm`` (optional object) sets parameters, e.g. ``{"k": 5}``."""
+        citations. ``tablelm`` (optional object) sets parameters, e.g. ``{"k": 5}``; the model
+        ``tablelm/NAME`` asks only the sub-model NAME of a split model."""
+        m = model_of(request)
         users = [m for m in body.messages if m.role == "user"]
         if not users:
             raise APIError(422, "missing_prompt", "The messages contain no 'user' message to answer.",
                            {"parameter": "messages"})
         overrides = dict(body.tablelm or {})
         k = overrides.pop("k", 5)
-        answer = await run_in_threadpool(ask, _message_text(users[-1]), k, overrides, True)
+        if body.model and body.model.startswith(OPENAI_MODEL_ID + "/"):
+            overrides["submodels"] = body.model[len(OPENAI_MODEL_ID) + 1:]
+        answer = await run_in_threadpool(ask, m, _message_text(users[-1]), k, overrides, True)
         text = render_markdown(answer, max_cards=len(answer.cards))
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         n_in, n_out = len(answer.prompt.split()), len(text.split())
@@ -705,7 +786,17 @@ def app_from_env() -> FastAPI:
 
     model_dir = os.environ.get("TABLELM_SERVE_MODEL")
     limits = json.loads(os.environ.get("TABLELM_SERVE_LIMITS") or "{}")  # also allowed_hosts
-    return create_app(load(model_dir) if model_dir else builtin_model(), **limits)
+    model = load(model_dir) if model_dir else builtin_model()
+    keys_file = os.environ.get("TABLELM_SERVE_KEYS")
+    if keys_file:
+        from ..access import read_keys
+
+        limits["keys"] = read_keys(keys_file, model)
+    return create_app(model, **limits)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
 
 
 @click.command("serve")
@@ -723,26 +814,45 @@ def app_from_env() -> FastAPI:
 @click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
               help="Another Host name to answer to (repeatable; '*': any). By default only the names of --host "
                    "(localhost, 127.0.0.1, ::1 for a loopback address) are answered, against DNS rebinding.")
+@click.option("--keys", "keys_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Access keys: a JSON file mapping each key to the sub-models it may read (docs/submodels.md). "
+                   "Requests then need a key and see only those sub-models.")
+@click.option("--allow-open", is_flag=True,
+              help="Serve a non-loopback --host without --keys (anyone who reaches the port reads everything).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve_command(model_dir, host, port, workers, max_prompt_chars, max_body_bytes, max_k, allowed_host, log_level):
+def serve_command(model_dir, host, port, workers, max_prompt_chars, max_body_bytes, max_k, allowed_host, keys_file,
+                  allow_open, log_level):
     """Serve the JSON API, the web page (/) and an OpenAI-compatible endpoint (/v1)."""
     import uvicorn
 
     from ..builtin import builtin_model
     from ..model import load
 
+    if not keys_file and not allow_open and not is_loopback(host):
+        raise click.UsageError(f"--host {host} listens beyond this machine and no --keys file restricts who reads "
+                               "what: pass --keys FILE (docs/submodels.md), or --allow-open to serve every entity "
+                               "to anyone who reaches the port.")
     model = load(model_dir) if model_dir else builtin_model(progress=True)  # built once, before any worker
+    keys = None
+    if keys_file:
+        from ..access import read_keys
+
+        keys = read_keys(keys_file, model)  # checked before listening: a bad file is an error, not a 401
     limits = dict(max_body_bytes=max_body_bytes, max_prompt_chars=max_prompt_chars, max_k=max_k,
                   allowed_hosts=allowed_hosts_for(host, allowed_host))
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     click.echo(f"tablelm: {model.n_docs:,} entities from {model.path}; web page http://{shown}:{port}/ , "
                f"API docs http://{shown}:{port}/docs (Ctrl+C stops)", err=True)
+    if keys is not None:
+        click.echo(f"tablelm: {len(keys)} access keys from {keys_file}; requests without one get a 401", err=True)
     if workers == 1:
-        uvicorn.run(create_app(model, **limits), host=host, port=port, log_level=log_level,
+        uvicorn.run(create_app(model, keys=keys, **limits), host=host, port=port, log_level=log_level,
                     http=EnvelopeH11Protocol)
         return
     os.environ["TABLELM_SERVE_MODEL"] = str(model.path)
+    if keys_file:
+        os.environ["TABLELM_SERVE_KEYS"] = str(keys_file)
     os.environ["TABLELM_SERVE_LIMITS"] = json.dumps(limits)
     uvicorn.run("tablelm.interfaces.server:app_from_env", factory=True, workers=workers, host=host, port=port,
                 http="tablelm.interfaces.server:EnvelopeH11Protocol",

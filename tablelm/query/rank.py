@@ -47,7 +47,8 @@ def field_weights(params: dict) -> np.ndarray:
 
 def idf(model, mts) -> np.ndarray:
     df = model.tables.df(mts).astype(np.float64)
-    n = model.n_docs
+    c = getattr(model, "collection", None)  # a sub-model scores with its collection's N (tablelm/submodels.py)
+    n = model.n_docs if c is None else c.n_docs
     return np.log1p((n - df + 0.5) / (df + 0.5))
 
 

@@ -60,8 +60,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, data) -> None:
-    """Write bytes, or copy a file (a blob a sharded build spooled to disk), and fsync."""
+def _write_file(path: Path, data, fsync: bool = True) -> None:
+    """Write bytes, or copy a file (a blob a sharded build spooled to disk), and fsync (unless the
+    caller syncs everything at once: a split model's many sub-models, tablelm/submodels.py)."""
     with open(path, "wb") as f:
         if isinstance(data, Path):
             with open(data, "rb") as src:
@@ -69,7 +70,8 @@ def _write_file(path: Path, data) -> None:
         else:
             f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            os.fsync(f.fileno())
 
 
 def _os_error(e: OSError, path, doing: str) -> ModelError:
@@ -140,7 +142,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_tables(tmp: Path, tables: Tables) -> dict:
+def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
     """Write every table into ``tmp``; return the manifest's listing (with sizes and checksums)."""
     listing = {}
     for name in sorted(tables.arrays):
@@ -148,17 +150,18 @@ def _write_tables(tmp: Path, tables: Tables) -> dict:
         with open(tmp / f"{name}.npy", "wb") as f:
             np.save(f, arr, allow_pickle=False)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape),
                          "kind": SPECS[name].kind if name in SPECS else "extra"}
     for name in sorted(tables.strings):
         values = tables.strings[name]
         if any("\n" in v for v in values):
             raise ModelError(f"table {name!r} has a string with a newline; this is a bug, please report it")
-        _write_file(tmp / f"{name}.txt", "\n".join(values).encode("utf-8"))
+        _write_file(tmp / f"{name}.txt", "\n".join(values).encode("utf-8"), fsync)
         listing[name] = {"file": f"{name}.txt", "kind": "strings", "rows": len(values)}
     for name in sorted(tables.blobs):
-        _write_file(tmp / name, tables.blobs[name])
+        _write_file(tmp / name, tables.blobs[name], fsync)
         listing[name] = {"file": name, "kind": "blob"}
     for meta in listing.values():  # read back from the page cache: what is on disk is what is checked
         meta["bytes"] = (tmp / meta["file"]).stat().st_size
@@ -169,11 +172,11 @@ def _write_tables(tmp: Path, tables: Tables) -> dict:
 def _remove_unnamed(out: Path, keep: str) -> None:
     """Remove table folders and temporary files no manifest names (under the writer lock only)."""
     for p in out.iterdir():
-        if p.name != keep and (p.name.startswith("tables-") or p.name.startswith(".tablelm-tmp-")):
+        if p.name != keep and p.name.startswith(("tables-", "split-", ".tablelm-tmp-")):  # split-: a split model's
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
+def save_tables(out_dir, tables: Tables, manifest: dict, *, fsync: bool = True) -> Path:
     """Write ``tables`` and ``manifest`` to ``out_dir`` atomically; return the folder.
 
     Holds the model directory's writer lock (see :func:`model_lock`) from the first
@@ -193,7 +196,7 @@ def save_tables(out_dir, tables: Tables, manifest: dict) -> Path:
         tmp = out / f".tablelm-tmp-{uuid.uuid4().hex}"
         try:
             tmp.mkdir()
-            listing = _write_tables(tmp, tables)
+            listing = _write_tables(tmp, tables, fsync)
             manifest = dict(manifest, format_version=FORMAT_VERSION, tables=listing)
             digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
             folder = f"tables-{digest}"
@@ -265,6 +268,10 @@ def read_manifest(model_dir, any_version: bool = False) -> dict:
         raise ModelError(f"{path} cannot be read ({_one_line(e)}); {_REBUILD}.") from None
     if not isinstance(manifest, dict):
         raise ModelError(f"{path} is not a JSON object (found {type(manifest).__name__}); {_REBUILD}.")
+    if manifest.get("kind") == "split":
+        names = ", ".join(str(s.get("name")) for s in manifest.get("submodels", []) if isinstance(s, dict))
+        raise ModelError(f"{model_dir} is split into sub-models ({names}); this command reads one model: ask the "
+                         "split model with tablelm ask/search/serve, or name a sub-model's own folder.")
     version = manifest.get("format_version")
     if (type(version) is not int or version != FORMAT_VERSION) and not any_version:  # bool, "3": not format 3
         newer = type(version) is int and version > FORMAT_VERSION

@@ -1,0 +1,767 @@
+"""Sub-models: one model directory split into sub-LLMs by a field, asked through a router.
+
+``tablelm build SOURCES -o MODEL --split-by category`` counts one sub-model per top value of
+a field (a category path's first part, the first tag, or a ``metadata.KEY`` value). Layout::
+
+    MODEL/
+      manifest.json            kind "split": the sub-models, their sizes, the collection profile
+      split-<digest>/
+        router/                the router's tables (a tables directory, see tables/store.py)
+        <name>/                one complete model directory per sub-model (tablelm.load reads it)
+
+Every sub-model is an ordinary model of its own entities (its postings, pairs, contexts,
+entity store and its own parameter profile), with one difference: its tables use the id
+space of the **whole collection** (the stems and multitokens of the unsplit build, counted
+against the collection's dictionary; a multitoken absent from the sub-model has no postings).
+So a prompt is planned once, for the collection, and its terms mean the same in every
+sub-model; the router's tables hold, per multitoken, its document frequency and count in
+each sub-model (``route_*``).
+
+Scores are comparable across sub-models because every sub-model scores with the statistics
+of the *scope* (the sub-models a caller may read: all of them, or those of an access key):
+``N``, ``df`` and the average field lengths of BM25F are the scope's sums, the lesson of
+sharded search engines (per-shard IDF makes shard scores incomparable). Asking every
+sub-model of the full scope and merging by (score, corpus position) gives the unsplit
+model's ranking, entity for entity and score for score (tests/test_submodels.py); a
+restricted scope never reads a count of a sub-model outside it.
+
+Writing is atomic like a build's: the sub-models and the router are written into a
+temporary folder, renamed into place, and only then does the manifest name it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from . import params as P
+from .errors import ModelError, TablelmError
+
+SPLIT_KIND = "split"
+#: the most sub-models a split makes by default: the largest values get one each, the rest share "other"
+MAX_SUBMODELS = 32
+NONE_LABEL = "(none)"
+OTHER_LABEL = "(other)"
+#: query arguments of a split model beyond the parameter registry: routing (see tablelm/router.py)
+ROUTE_ARGS = ("submodels", "route", "route_max", "route_ratio")
+
+
+# --------------------------------------------------------------------------- the split key
+def split_value(entity, field: str, sep: str | None = None) -> str | None:
+    """The value of ``field`` that decides an entity's sub-model (None: it has none).
+
+    ``category``: the top of the category path; ``tags``: the first tag; ``title``,
+    ``source``: the field; ``metadata.KEY`` (dots walk nested objects): the value, the first
+    item of a list. With ``sep``, only the part before the first ``sep`` ("3.73" → "3").
+    """
+    if field == "category":
+        v = entity.category[0] if entity.category else None
+    elif field == "tags":
+        v = entity.tags[0] if entity.tags else None
+    elif field in ("title", "source"):
+        v = getattr(entity, field) or None
+    elif field.startswith("metadata.") and len(field) > len("metadata."):
+        v = entity.metadata
+        for key in field.split(".")[1:]:
+            v = v.get(key) if isinstance(v, dict) else None
+        if isinstance(v, (list, tuple)):
+            v = v[0] if v else None
+        if v is not None and not isinstance(v, str):
+            v = json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+    else:
+        raise TablelmError(f"--split-by takes category, tags, title, source or metadata.KEY. Got {field!r}.")
+    if v is None:
+        return None
+    if sep:
+        v = v.split(sep, 1)[0]
+    v = " ".join(v.split())
+    return v or None
+
+
+def _slug(label: str) -> str:
+    s = re.sub(r"[^a-z0-9._-]+", "-", label.casefold()).strip("-.")
+    return s[:60] or "x"
+
+
+def assign(entities, field: str, sep: str | None = None, max_submodels: int = MAX_SUBMODELS):
+    """(names, labels, group of each entity): the sub-models of a split, deterministic.
+
+    The ``max_submodels - 1`` most frequent values (ties: alphabetical) get a sub-model each
+    when there are more values than ``max_submodels``; the others share ``_other``. Entities
+    without a value go to ``_none``.
+    """
+    if not isinstance(max_submodels, int) or isinstance(max_submodels, bool) or max_submodels < 2:
+        raise TablelmError(f"max_submodels must be an int >= 2. Got {max_submodels!r}.")
+    values = [split_value(e, field, sep) for e in entities]
+    counts = Counter(v for v in values if v is not None)
+    if not counts:
+        raise TablelmError(f"No entity has a value in {field!r}: nothing to split by. Pick a field the corpus "
+                           "fills (tablelm show ID --json shows an entity's fields).")
+    ranked = sorted(counts, key=lambda v: (-counts[v], v))
+    n_own = len(ranked) if len(ranked) + (None in values) <= max_submodels else max_submodels - 1 - (None in values)
+    own = set(ranked[:max(n_own, 1)])
+    label_of = [v if v in own else (NONE_LABEL if v is None else OTHER_LABEL) for v in values]
+    labels = sorted(set(label_of), key=lambda x: (x in (NONE_LABEL, OTHER_LABEL), x))
+    names, used = {}, set()
+    for lab in labels:
+        base = {NONE_LABEL: "_none", OTHER_LABEL: "_other"}.get(lab) or _slug(lab)
+        name, i = base, 2
+        while name in used or name == "router":
+            name, i = f"{base}-{i}", i + 1
+        used.add(name)
+        names[lab] = name
+    index = {lab: i for i, lab in enumerate(labels)}
+    return [names[lab] for lab in labels], labels, np.asarray([index[lab] for lab in label_of], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- build
+def _widen(part, whole):
+    """A sub-model's partial (counted against the collection's dictionary) in the collection's id space.
+
+    Stems, multitokens and surfaces become the whole collection's (same order: the maps are
+    monotonic, so every sorted run stays sorted); the counts stay the sub-model's own, zero
+    for what it does not have.
+    """
+    from .tables.counts import Partial
+
+    order = np.argsort(whole.mt_hash, kind="stable")
+    pos = np.searchsorted(whole.mt_hash[order], part.mt_hash)
+    gid = order[np.minimum(pos, len(order) - 1)]
+    if len(gid) and (not (whole.mt_hash[gid] == part.mt_hash).all() or (np.diff(gid) <= 0).any()):
+        raise ModelError("a sub-model's multitokens are not the collection's (this is a bug, please report it)")
+    n_mt = len(whole.mt_hash)
+    mt_counts = np.zeros((n_mt, part.mt_counts.shape[1]), dtype=np.int64)
+    mt_counts[gid] = part.mt_counts
+    s_at = {s: i for i, s in enumerate(whole.surfaces)}
+    surface_count = np.zeros(len(whole.surfaces), dtype=np.int64)
+    if part.surfaces:
+        surface_count[np.fromiter((s_at[s] for s in part.surfaces), dtype=np.int64,
+                                  count=len(part.surfaces))] = part.surface_count
+    return Partial(n_docs=part.n_docs, stems=whole.stems, stem_hash=whole.stem_hash, mt_words=whole.mt_words,
+                   mt_hash=whole.mt_hash, mt_counts=mt_counts, post_mt=gid[part.post_mt].astype(np.int32),
+                   post_doc=part.post_doc, post_tf=part.post_tf, pair_a=gid[part.pair_a].astype(np.int32),
+                   pair_b=gid[part.pair_b].astype(np.int32), pair_adj=part.pair_adj, pair_ctx=part.pair_ctx,
+                   pend_hash=part.pend_hash, pend_doc=part.pend_doc, surfaces=whole.surfaces,
+                   surface_stem=whole.surface_stem, surface_count=surface_count, doc_len=part.doc_len,
+                   labels=part.labels)
+
+
+def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by: str, split_sep: str | None = None,
+                max_submodels: int = MAX_SUBMODELS, progress: bool = False, report: dict | None = None):
+    """Count and write a split model (see the module notes); returns the loaded :class:`SplitModel`."""
+    from .model import _bar, _entity_tables, _manifest
+    from .tables import build as B
+    from .tables.counts import assemble
+    from .tables.schema import conform
+
+    if out_dir is None:
+        raise TablelmError("A split model is written to a directory: pass -o MODEL_DIR (out_dir).")
+    t0 = time.perf_counter()
+    entities = list(entities)
+    names, labels, group = assign(entities, split_by, split_sep, max_submodels)
+    whole = B.count_partial(entities, analyzer, bp)
+    mt_len = (whole.mt_words >= 0).sum(axis=1)
+    dictionary = np.sort(whole.mt_hash[mt_len >= 2])
+    n_mt = len(whole.mt_hash)
+    bar = _bar(progress, "sub-models", "sub-models", total=len(names))
+    subs, route_sub, route_mt, route_df, route_total, surf_sub, surf_id, surf_n = [], [], [], [], [], [], [], []
+    built = []
+    for s, (name, label) in enumerate(zip(names, labels)):
+        members = np.flatnonzero(group == s)
+        ents = [entities[i] for i in members.tolist()]
+        wide = _widen(B.count_partial(ents, analyzer, bp, dictionary=dictionary), whole)
+        tables = assemble(wide)
+        extra = _entity_tables(ents)
+        tables.arrays.update(extra.arrays)
+        tables.strings.update(extra.strings)
+        tables.blobs.update(extra.blobs)
+        tables.arrays = conform(tables.arrays)
+        sub_corpus = dict(corpus, entities=len(ents), split={"by": split_by, "sep": split_sep, "name": name,
+                                                               "label": label})
+        manifest = _manifest(tables, analyzer, bp, sub_corpus, {})
+        built.append((name, tables, manifest))
+        df = np.bincount(wide.post_mt, minlength=n_mt)
+        total = wide.mt_counts.sum(axis=1)
+        has = np.flatnonzero(total > 0)
+        route_mt.append(has)
+        route_sub.append(np.full(len(has), s))
+        route_df.append(df[has])
+        route_total.append(total[has])
+        live = np.flatnonzero(wide.surface_count > 0)
+        surf_id.append(live)
+        surf_sub.append(np.full(len(live), s))
+        surf_n.append(wide.surface_count[live])
+        subs.append({"name": name, "label": label, "entities": len(ents), "fingerprint": manifest["fingerprint"],
+                     "words": int(wide.doc_len.sum()), "len_sum": [int(x) for x in wide.doc_len.sum(axis=0)],
+                     "multitokens": len(has)})
+        bar.update(1)
+    bar.close()
+    router = _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n,
+                            group)
+    router.strings["ids"] = [json.dumps(entities[i].id, ensure_ascii=False)
+                             for i in np.asarray(router.arrays["position"]).tolist()]
+    fingerprint = hashlib.sha256(json.dumps([s["fingerprint"] for s in subs] + [split_by, split_sep],
+                                            sort_keys=True).encode()).hexdigest()
+    from .model import __version__
+
+    manifest = {"kind": SPLIT_KIND, "tablelm_version": __version__, "fingerprint": fingerprint,
+                "build_params": bp, "analyzer": analyzer.config(), "corpus": dict(corpus, entities=len(entities)),
+                "split": {"by": split_by, "sep": split_sep, "max_submodels": max_submodels},
+                "submodels": subs, "profile": {},
+                "stats": {"entities": len(entities), "submodels": len(subs), "multitokens": n_mt,
+                          "words": int(sum(s["words"] for s in subs)),
+                          "postings": int(sum(m["stats"]["postings"] for _, _, m in built)),
+                          "pairs": int(sum(m["stats"]["pairs"] for _, _, m in built))}}
+    save_split(out_dir, built, router, manifest)
+    if report is not None:
+        report.setdefault("seconds", {})["split"] = round(time.perf_counter() - t0, 3)
+    return load_split(out_dir)
+
+
+def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n, group):
+    """The router's tables: the collection's dictionary and, per multitoken, its counts in each sub-model."""
+    from .tables.build import Tables
+    from .tables.counts import csr_from_sorted_rows
+    from .tables.hashing import hash_rows, sort_rows
+
+    def by_row(rows, cols, *vals):
+        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        o = np.argsort(r, kind="stable")  # by row, then sub-model (the order they came in)
+        return (r[o], np.concatenate(cols)[o], *(np.concatenate(v)[o] for v in vals))
+
+    mt, sub, df, total = by_row(route_mt, route_sub, route_df, route_total)
+    sid, ssub, sn = by_row(surf_id, surf_sub, surf_n)
+    mt_len = (whole.mt_words >= 0).sum(axis=1)
+    multi = np.flatnonzero(mt_len >= 2)
+    sng_hash = hash_rows(sort_rows(whole.mt_words[multi]))
+    so = np.argsort(sng_hash, kind="stable")
+    position = np.concatenate([np.flatnonzero(group == s) for s in range(int(group.max()) + 1)])
+    arrays = {
+        "mt_words": whole.mt_words.astype(np.int32), "sng_hash": sng_hash[so], "sng_mt": multi[so].astype(np.int32),
+        "route_indptr": csr_from_sorted_rows(mt, n_mt), "route_sub": sub.astype(np.int32),
+        "route_df": df.astype(np.int64), "route_total": total.astype(np.int64),
+        "surf_indptr": csr_from_sorted_rows(sid, len(whole.surfaces)), "surf_sub": ssub.astype(np.int32),
+        "surf_count": sn.astype(np.int64), "surface_stem": whole.surface_stem.astype(np.int32),
+        # corpus position of each entity, sub-model after sub-model: merged ties go by corpus order
+        "position": position.astype(np.int64),
+    }
+    return Tables(arrays=arrays, strings={"stems": list(whole.stems), "surfaces": list(whole.surfaces)})
+
+
+def save_split(out_dir, built, router, manifest: dict) -> Path:
+    """Write the sub-models and the router under ``out_dir`` atomically (see tables/store.py)."""
+    from .tables.store import _check_target, _fsync_dir, _os_error, _replace_manifest, model_lock, save_tables
+
+    out = Path(out_dir)
+    _check_target(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _os_error(e, out, "create the model directory") from None
+    with model_lock(out):
+        _check_target(out)
+        tmp = out / f".tablelm-tmp-{uuid.uuid4().hex}"
+        try:
+            tmp.mkdir()
+            # written without one fsync per file (hundreds of files), then synced at once before the switch
+            for name, tables, sub_manifest in built:
+                save_tables(tmp / name, tables, sub_manifest, fsync=False)
+            save_tables(tmp / "router", router, {"kind": "router", "build_params": manifest["build_params"],
+                                                 "analyzer": manifest["analyzer"], "stats": {}}, fsync=False)
+            os.sync()
+            folder = "split-" + hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+            manifest = dict(manifest, folder=folder)
+            _fsync_dir(tmp)
+            final = out / folder
+            if final.exists():
+                old = out / f".tablelm-tmp-{uuid.uuid4().hex}"
+                os.rename(final, old)
+                os.rename(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, final)
+            _replace_manifest(out, manifest)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _os_error(e, out, "write the model to") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for p in out.iterdir():  # the previous model (split or not) and leftovers of killed builds
+            if p.name != folder and p.name.startswith(("tables-", "split-", ".tablelm-tmp-")):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+def is_split(model_dir) -> bool:
+    try:
+        return json.loads((Path(model_dir) / "manifest.json").read_bytes()).get("kind") == SPLIT_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_split_manifest(model_dir) -> dict:
+    path = Path(model_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path} cannot be read ({e}); rebuild the model with tablelm build --split-by.") from None
+    subs = manifest.get("submodels")
+    folder = manifest.get("folder")
+    if (not isinstance(subs, list) or not subs or not isinstance(folder, str) or not folder.startswith("split-")
+            or "/" in folder or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in subs)):
+        raise ModelError(f"{path}: the sub-model list or folder is missing or damaged; rebuild the model with "
+                         "tablelm build --split-by.")
+    return manifest
+
+
+def load_split(model_dir) -> SplitModel:
+    """Load a split model: the manifest and the router's tables (memory-mapped); sub-models load on first use."""
+    from .tables.store import load_tables
+
+    for _ in range(5):
+        manifest = read_split_manifest(model_dir)
+        try:
+            router, _, _ = load_tables(Path(model_dir) / manifest["folder"] / "router")
+        except ModelError:
+            if read_split_manifest(model_dir)["folder"] != manifest["folder"]:
+                continue  # a writer switched the manifest meanwhile: read the new one
+            raise
+        return SplitModel(Path(model_dir), manifest, router)
+    raise ModelError(f"{model_dir} kept changing while it was read (another build?); try again.")
+
+
+# --------------------------------------------------------------------------- scopes
+class Scope:
+    """The collection statistics of a set of sub-models (all, or those an access key may read)."""
+
+    def __init__(self, split: SplitModel, subs: tuple[int, ...]):
+        self.subs = subs
+        meta = [split.manifest["submodels"][s] for s in subs]
+        self.n_docs = int(sum(m["entities"] for m in meta))
+        self.len_sum = np.asarray([sum(m["len_sum"][f] for m in meta) for f in range(5)], dtype=np.float64)
+        self.n_words = int(sum(m["words"] for m in meta))
+        r = split.router
+        n_mt = len(r.arrays["mt_words"])
+        rows = np.repeat(np.arange(n_mt), np.diff(np.asarray(r.arrays["route_indptr"])))
+        keep = np.isin(np.asarray(r.arrays["route_sub"]), np.asarray(subs))
+        self.df = np.bincount(rows[keep], weights=np.asarray(r.arrays["route_df"])[keep], minlength=n_mt) \
+            .astype(np.int64)
+        self.mt_total = np.bincount(rows[keep], weights=np.asarray(r.arrays["route_total"])[keep],
+                                    minlength=n_mt).astype(np.int64)
+        n_s = len(r.strings["surfaces"])
+        srows = np.repeat(np.arange(n_s), np.diff(np.asarray(r.arrays["surf_indptr"])))
+        skeep = np.isin(np.asarray(r.arrays["surf_sub"]), np.asarray(subs))
+        s_count = np.bincount(srows[skeep], weights=np.asarray(r.arrays["surf_count"])[skeep], minlength=n_s)
+        from .tables.counts import display_words
+
+        self.display = display_words(r.strings["stems"], np.asarray(r.arrays["surface_stem"]),
+                                     s_count.astype(np.int64), r.strings["surfaces"])
+
+    def avg_len(self, fw) -> float:
+        return float(self.len_sum @ np.asarray(fw, dtype=np.float64)) / max(self.n_docs, 1)
+
+
+class ScopeTables:
+    """The tables a prompt is planned with: the collection's dictionary, seen through a scope.
+
+    A multitoken no sub-model of the scope has is not in this dictionary (a restricted key
+    cannot learn that a word occurs elsewhere); its counts (``mt_total``, ``df``) are the scope's.
+    """
+
+    def __init__(self, split: SplitModel, scope: Scope):
+        r = split.router
+        self.scope = scope
+        self.mt_words = np.asarray(r.arrays["mt_words"])
+        self.mt_len = (self.mt_words >= 0).sum(axis=1)
+        self.mt_total = scope.mt_total
+        self.n_docs = scope.n_docs
+        self.n_words = scope.n_words
+        present = scope.mt_total > 0
+        sng_mt = np.asarray(r.arrays["sng_mt"])
+        ok = present[sng_mt]
+        self.sng_hash = np.asarray(r.arrays["sng_hash"])[ok]
+        self.sng_mt = sng_mt[ok]
+        stems = r.strings["stems"]
+        self.stem_ids = {s: i for i, s in enumerate(stems) if present[i]}  # a single word's mt id is its stem id
+        self._display = scope.display
+        self._display_cache: dict[int, str] = {}
+
+    def display_stem(self, stem_id: int) -> str:
+        return self._display[stem_id]
+
+    def display(self, mt: int) -> str:
+        text = self._display_cache.get(mt)
+        if text is None:
+            text = self._display_cache[mt] = " ".join(self._display[int(w)] for w in self.mt_words[mt] if w >= 0)
+        return text
+
+    def df(self, mts) -> np.ndarray:
+        return self.scope.df[np.asarray(mts, dtype=np.int64)]
+
+    def lookup_multitoken(self, stem_ids):
+        from .tables.schema import TableSet
+
+        return TableSet.lookup_multitoken(self, stem_ids)  # type: ignore[arg-type]
+
+
+class _ScopedTables:
+    """A sub-model's own tables, with the scope's document frequencies."""
+
+    def __init__(self, base, scope: Scope):
+        self._base, self._scope = base, scope
+
+    def df(self, mts) -> np.ndarray:
+        return self._scope.df[np.asarray(mts, dtype=np.int64)]
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+
+# --------------------------------------------------------------------------- the split model
+class SplitModel:
+    """A model split into sub-models, asked through the router; the same calls as :class:`Model`.
+
+    ``submodels`` (names) pins the sub-models to ask; ``route`` is ``"auto"`` (the router picks
+    from the counts, tablelm/router.py) or ``"all"`` (every sub-model of the scope: the unsplit
+    model's answer). :meth:`scoped` gives the same object restricted to some sub-models (an
+    access key's): it never reads the others.
+    """
+
+    def __init__(self, path: Path, manifest: dict, router, subs: tuple[int, ...] | None = None, parent=None):
+        self.path = path
+        self.manifest = manifest
+        self.router = router
+        self.names = [s["name"] for s in manifest["submodels"]]
+        self.scope_subs = tuple(range(len(self.names))) if subs is None else tuple(subs)
+        self.build_params = manifest["build_params"]
+        from .model import _analyzer_of
+
+        self.analyzer = _analyzer_of(manifest)
+        self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
+        self._root = parent or self
+        if parent is None:
+            self._models: dict[int, object] = {}
+            self._lock = threading.Lock()
+            self._scopes: dict[tuple, tuple] = {}
+        self._scope_state: tuple | None = None
+        self._id_index: dict[str, tuple[int, int]] | None = None
+
+    # ------------------------------------------------------------ scope
+    def scoped(self, names) -> SplitModel:
+        """This model restricted to the sub-models ``names`` (``"*"``: all of this scope's)."""
+        subs = self.scope_subs if names == "*" else tuple(sorted(self._resolve(names)))
+        return SplitModel(self.path, self.manifest, self.router, subs, parent=self._root)
+
+    def _resolve(self, names) -> list[int]:
+        if isinstance(names, str):
+            names = [n for n in names.split(",") if n.strip()]
+        out = []
+        allowed = [self.names[s] for s in self.scope_subs]
+        for n in names:
+            n = n.strip()
+            if n not in allowed:
+                raise TablelmError(f"No sub-model {n!r} in this model; it has: {', '.join(allowed)}.")
+            out.append(self.names.index(n))
+        if not out:
+            raise TablelmError(f"Name at least one sub-model; this model has: {', '.join(allowed)}.")
+        return out
+
+    def _state(self):
+        """(Scope, ScopeTables, planner) of this scope, computed once per scope and shared."""
+        if self._scope_state is None:
+            root = self._root
+            with root._lock:
+                got = root._scopes.get(self.scope_subs)
+                if got is None:
+                    from .query.plan import Planner
+
+                    scope = Scope(root, self.scope_subs)
+                    tables = ScopeTables(root, scope)
+                    facade = _Facade(self, tables)
+                    got = root._scopes[self.scope_subs] = (scope, tables, Planner(facade), facade)
+            self._scope_state = got
+        return self._scope_state
+
+    @property
+    def tables(self) -> ScopeTables:
+        return self._state()[1]
+
+    @property
+    def n_docs(self) -> int:
+        return self._state()[0].n_docs
+
+    @property
+    def submodels(self) -> list[dict]:
+        """The sub-models of this scope: name, label, entities."""
+        return [{k: self.manifest["submodels"][s][k] for k in ("name", "label", "entities")}
+                for s in self.scope_subs]
+
+    # ------------------------------------------------------------ sub-models
+    def submodel(self, name: str):
+        """The sub-model ``name`` as a plain :class:`~tablelm.model.Model` (its own statistics)."""
+        (s,) = self._resolve([name])
+        return self._load(s)
+
+    def _load(self, s: int):
+        root = self._root
+        got = root._models.get(s)
+        if got is None:
+            from .model import load
+
+            with root._lock:
+                got = root._models.get(s)
+                if got is None:
+                    got = root._models[s] = load(self.path / self.manifest["folder"] / self.names[s])
+        return got
+
+    def _view(self, s: int):
+        """Sub-model ``s`` scoring with this scope's statistics (cached per scope)."""
+        scope = self._state()[0]
+        key = ("view", self.scope_subs, s)
+        root = self._root
+        got = root._scopes.get(key)
+        if got is None:
+            base = self._load(s)
+            got = copy.copy(base)
+            got.tables = _ScopedTables(base.tables, scope)
+            got.collection = scope
+            got._weights = {}
+            root._scopes[key] = got
+        return got
+
+    # ------------------------------------------------------------ parameters
+    def params(self, **overrides) -> dict:
+        return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
+
+    def _split_args(self, kwargs: dict):
+        route = {k: kwargs.pop(k) for k in ROUTE_ARGS if k in kwargs}
+        pinned = route.get("submodels")
+        pinned = None if pinned in (None, "", (), []) else self._resolve(pinned)
+        mode = route.get("route") or "auto"
+        if mode not in ("auto", "all"):
+            raise TablelmError(f"route must be 'auto' or 'all'. Got {mode!r}.")
+        from .router import DEFAULT_MAX, DEFAULT_RATIO
+
+        rmax, ratio = route.get("route_max", DEFAULT_MAX), route.get("route_ratio", DEFAULT_RATIO)
+        try:
+            rmax, ratio = int(rmax), float(ratio)
+        except (TypeError, ValueError):
+            raise TablelmError(f"route_max must be an int and route_ratio a number. Got {rmax!r}, {ratio!r}.") \
+                from None
+        if rmax < 1 or not 0.0 <= ratio <= 1.0:
+            raise TablelmError(f"route_max must be >= 1 and route_ratio in [0, 1]. Got {rmax}, {ratio}.")
+        return pinned, mode, rmax, ratio
+
+    def _params_for(self, pinned, params: dict) -> dict:
+        """Defaults, then the collection profile, then (one pinned sub-model) its own profile, then the call's."""
+        base = self.defaults
+        if pinned is not None and len(pinned) == 1:
+            prof = self._load(pinned[0]).manifest.get("profile", {}).get("params", {})
+            if prof:
+                base = P.resolve(prof, stage=("query", "render"), base=self.defaults)
+        return P.resolve(params, stage=("query", "render"), base=base)
+
+    # ------------------------------------------------------------ answering
+    def _route(self, plan, pinned, mode, rmax, ratio):
+        from .router import choose
+
+        scope, tables, _, _ = self._state()
+        return choose(self, scope, tables, plan, pinned, mode, rmax, ratio)
+
+    def _ranked(self, prompt, plan, p, chosen, k):
+        """Rank in each chosen sub-model; merge by (score, corpus position). Returns the merged hits
+        [(score, position, sub, local index)] and the per-sub-model ranking state."""
+        pos = np.asarray(self.router.arrays["position"])
+        offsets = np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]])
+        hits, state = [], {}
+        from .query.rank import top_k
+
+        for s in chosen:
+            view = self._view(s)
+            plan_s = copy.copy(plan)
+            plan_s.terms = list(plan.terms)
+            _, scorer, scores, exclude, factors = view._rank(prompt, p, plan_s)
+            idx = top_k(scores, k, exclude)
+            state[s] = (view, plan_s, scorer, scores, factors)
+            gpos = pos[offsets[s] + idx]
+            hits += list(zip((-scores[idx]).tolist(), gpos.tolist(), [s] * len(idx), idx.tolist()))
+        hits.sort()
+        return [(-h[0], h[1], h[2], h[3]) for h in hits[:k]], state
+
+    def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:
+        return self.search_many({0: query}, k, **params)[0]
+
+    def search_many(self, queries: dict, k: int = 100, **params) -> dict:
+        k = P.check_k(k, limit=None)
+        pinned, mode, rmax, ratio = self._split_args(params)
+        p = self._params_for(pinned, params)
+        planner = self._state()[2]
+        out = {}
+        for qid, text, plan in zip(queries, queries.values(), planner.plan_many(list(queries.values()), p)):
+            chosen, _ = self._route(plan, pinned, mode, rmax, ratio)
+            hits, state = self._ranked(text, plan, p, chosen, k)
+            out[qid] = [(state[s][0].ids[d], score) for score, _, s, d in hits]
+        return out
+
+    def ask(self, prompt: str, k: int = 10, **params):
+        """:meth:`Model.ask` over the routed sub-models; ``answer.routing`` says which and why."""
+        from .answer.summary import answer_summary
+        from .answer.types import Answer
+        from .query.sections import build_sections
+
+        if not isinstance(prompt, str):
+            raise TablelmError(f"The prompt must be a string. Got {type(prompt).__name__}.")
+        k = P.check_k(k)
+        t0 = time.perf_counter()
+        pinned, mode, rmax, ratio = self._split_args(params)
+        p = self._params_for(pinned, params)
+        plan = self._state()[2].plan(prompt, p)
+        chosen, routing = self._route(plan, pinned, mode, rmax, ratio)
+        hits, state = self._ranked(prompt, plan, p, chosen, k)
+        t1 = time.perf_counter()
+        cards = []
+        by_sub: dict[int, list] = {}
+        for r, (_, _, s, d) in enumerate(hits):
+            by_sub.setdefault(s, []).append((r, d))
+        made = {}
+        for s, items in by_sub.items():
+            view, plan_s, scorer, scores, factors = state[s]
+            active = plan_s.active()
+            idx = np.asarray([d for _, d in items], dtype=np.int64)
+            contrib = scorer.explain(active, idx) if p["ranker"] == "tablelm" else None
+            for j, (r, d) in enumerate(items):
+                card = view._card(r + 1, d, float(scores[d]), active, None if contrib is None else contrib[j],
+                                  factors, scorer, p)
+                card.submodel = self.names[s]
+                made[r] = card
+        cards = [made[r] for r in range(len(hits))]
+        first = state[chosen[0]][1] if chosen else plan
+        summary = answer_summary(self._state()[3], first, cards, p)
+        t2 = time.perf_counter()
+        sections = merge_sections([build_sections(state[s][0], state[s][1], p) for s in chosen], p)
+        t3 = time.perf_counter()
+        return Answer(prompt=prompt, plan=first.to_dict(), cards=cards, sections=sections, params=dict(p, k=k),
+                      summary=summary, routing=routing,
+                      timings_ms={"rank": round((t1 - t0) * 1e3, 3), "cards": round((t2 - t1) * 1e3, 3),
+                                  "sections": round((t3 - t2) * 1e3, 3), "total": round((t3 - t0) * 1e3, 3)},
+                      model={"fingerprint": self.manifest["fingerprint"], "path": str(self.path)})
+
+    # ------------------------------------------------------------ entities and facts
+    @property
+    def ids(self) -> list[str]:
+        """The ids of this scope's entities, sub-model after sub-model."""
+        offsets = self._offsets()
+        return [json.loads(x) for s in self.scope_subs
+                for x in self.router.strings["ids"][offsets[s]:offsets[s + 1]]]
+
+    def _offsets(self) -> list[int]:
+        return np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]]).tolist()
+
+    def _owner(self, entity_id: str):
+        """(sub-model, index in it) of an entity of this scope, from the router's id list (no
+        sub-model is loaded to find it); None for an id this scope does not have."""
+        root = self._root
+        if root._id_index is None:
+            offsets = self._offsets()
+            index = {}
+            for s in range(len(self.names)):
+                for i, x in enumerate(self.router.strings["ids"][offsets[s]:offsets[s + 1]]):
+                    index[json.loads(x)] = (s, i)
+            root._id_index = index
+        got = root._id_index.get(entity_id)
+        return got if got is not None and got[0] in self.scope_subs else None
+
+    def entity(self, entity_id: str):
+        got = self._owner(entity_id)
+        if got is None:
+            raise KeyError(f"no entity with id {entity_id!r} in this model")
+        return self._load(got[0]).entity_at(got[1])
+
+    def info(self) -> dict:
+        subs = self.submodels
+        return {"path": str(self.path), "format_version": self._load(self.scope_subs[0]).manifest["format_version"],
+                "tablelm_version": self.manifest["tablelm_version"], "fingerprint": self.manifest["fingerprint"],
+                "corpus": {k: v for k, v in self.manifest["corpus"].items() if k != "entities"}
+                | {"entities": self.n_docs},
+                "build_params": self.build_params, "split": self.manifest["split"], "submodels": subs,
+                "stats": {"entities": self.n_docs, "submodels": len(subs),
+                          "multitokens": int((self.tables.mt_total > 0).sum()), "words": self._state()[0].n_words},
+                "profile": self.manifest.get("profile", {}), "tables": {}}
+
+    def sample_counts(self) -> np.ndarray:
+        """Per-field multitoken counts summed over this scope's sub-models (for sample prompts)."""
+        total = np.zeros((len(self.tables.mt_words), 5), dtype=np.int64)
+        for s in self.scope_subs:
+            total += np.asarray(self._load(s).tables.mt_counts, dtype=np.int64)
+        return total
+
+    def set_profile(self, profile: dict) -> None:
+        """The collection's default query parameters (used when more than one sub-model is asked)."""
+        from .tables.store import _replace_manifest, model_lock
+
+        validated = P.resolve(profile.get("params", {}), stage=("query", "render"), base={})
+        profile = dict(profile, params=validated)
+        with model_lock(self.path):
+            manifest = dict(read_split_manifest(self.path), profile=profile)
+            _replace_manifest(self.path, manifest)
+        self.manifest = manifest
+        self.defaults = P.resolve(validated, stage=("query", "render"))
+
+    def add(self, *a, **kw):
+        raise TablelmError(f"{self.path} is split into sub-models; add and delete work on one model: rebuild it "
+                           "with tablelm build --split-by (or change a sub-model directory on its own).")
+
+    delete = add
+
+
+class _Facade:
+    """What the planner and the summary read of a scope: its dictionary, analyzer and entities."""
+
+    def __init__(self, split: SplitModel, tables: ScopeTables):
+        self._split = split
+        self.tables = tables
+        self.analyzer = split.analyzer
+        self.build_params = split.build_params
+        self.n_docs = tables.n_docs
+
+    def entity(self, entity_id: str):
+        return self._split.entity(entity_id)
+
+
+def merge_sections(parts: list[dict], params: dict) -> dict:
+    """The sections of several sub-models as one: rows of the same label (or follow-up prompt)
+    join (counts add, the best score stays), sorted as one section, ``max_rows`` kept."""
+    if len(parts) == 1:
+        return parts[0]
+    out = {}
+    limit = params["max_rows"]
+    for name in params["sections"]:
+        rows: dict[str, dict] = {}
+        key = "multitoken" if name == "embeddings" else "label"
+        score = "pmi" if name == "embeddings" else "score"
+        for part in parts:
+            for row in part.get(name, []):
+                have = rows.get(row[key])
+                if have is None:
+                    rows[row[key]] = dict(row, via=list(row.get("via", [])))
+                    continue
+                for c in ("count", "n_ab"):
+                    if c in row:
+                        have[c] += row[c]
+                have[score] = max(have[score], row[score])
+                have["via"] = sorted(set(have["via"]) | set(row.get("via", [])))
+        out[name] = sorted(rows.values(), key=lambda r: (-r[score], r[key]))[:limit]
+    return out

@@ -1,0 +1,260 @@
+"""Sub-models and the router (tablelm/submodels.py, tablelm/router.py) on real collections.
+
+The central claim: every sub-model scores with the statistics of the collection, so asking all
+of them and merging gives the unsplit model's ranking, entity for entity and score for score.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tablelm
+from tablelm.corpus.entity import TextEntity
+from tablelm.errors import ModelError, TablelmError
+from tablelm.evaluation import read_queries
+from tablelm.interfaces.cli import main
+from tablelm.submodels import SplitModel, assign, split_value
+
+from conftest import CACM, XLLM, cached_model
+
+PROMPTS = ["data governance policy", "sales forecast dashboard", "marketing campaign budget",
+           "supplier contract procurement", "machine learning model deployment", "finance report !sales",
+           '"data quality" rules', "onboarding~process", "customer churn", "zzzz unknownword"]
+
+
+@pytest.fixture(scope="session")
+def xllm_split_dir(tmp_path_factory):
+    """The enterprise repository split by category into 8 sub-models (7 categories and the rest)."""
+    if not XLLM.exists():
+        pytest.skip(f"test data not found at {XLLM}")
+    out = tmp_path_factory.mktemp("xllm-split") / "model"
+    return cached_model(out, ["split", XLLM.read_bytes(), "category", 8],
+                        lambda path: tablelm.build([XLLM], path, split_by="category", max_submodels=8))
+
+
+@pytest.fixture()
+def xllm_split(xllm_split_dir):
+    return tablelm.load(xllm_split_dir)
+
+
+# --------------------------------------------------------------------------- the split key
+def _e(i, **kw):
+    return TextEntity(id=str(i), text=f"text {i}", **kw)
+
+
+def test_split_value_reads_the_top_of_a_field():
+    e = _e(1, category=("os", "os.path"), tags=("io", "files"), metadata={"cr": ["3.73", "4.2"], "n": 7})
+    assert split_value(e, "category") == "os"
+    assert split_value(e, "tags") == "io"
+    assert split_value(e, "metadata.cr") == "3.73"
+    assert split_value(e, "metadata.cr", ".") == "3"
+    assert split_value(e, "metadata.n") == "7"
+    assert split_value(e, "metadata.missing") is None
+    assert split_value(_e(2), "category") is None
+    with pytest.raises(TablelmError, match="--split-by takes category, tags"):
+        split_value(e, "colour")
+
+
+def test_assign_caps_the_number_of_submodels_and_names_them_safely():
+    ents = ([_e(i, category=("Big Area",)) for i in range(5)] + [_e(10 + i, category=("small/one",)) for i in range(2)]
+            + [_e(20, category=("tiny",)), _e(21, category=("Tiny",)), _e(30)])
+    names, labels, group = assign(ents, "category", max_submodels=4)
+    assert labels == ["Big Area", "small/one", "(none)", "(other)"]
+    assert names == ["big-area", "small-one", "_none", "_other"]
+    assert [names[g] for g in group.tolist()] == ["big-area"] * 5 + ["small-one"] * 2 + ["_other"] * 2 + ["_none"]
+    names, labels, _ = assign(ents, "category", max_submodels=10)
+    assert names[labels.index("Tiny")] != names[labels.index("tiny")]  # same slug: told apart
+    with pytest.raises(TablelmError, match="No entity has a value in 'tags'"):
+        assign(ents, "tags")
+    with pytest.raises(TablelmError, match="max_submodels must be an int >= 2"):
+        assign(ents, "category", max_submodels=1)
+
+
+# --------------------------------------------------------------------------- merged = unsplit
+def _same_search(unsplit, split, queries, k=100, **kw):
+    a = unsplit.search_many(queries, k)
+    b = split.search_many(queries, k, route="all", **kw)
+    return [q for q in queries if a[q] != b[q]], a, b
+
+
+def test_all_submodels_merge_to_the_unsplit_ranking(xllm_model, xllm_split):
+    """Same ids, same order, same float scores, on every prompt (syntax included)."""
+    queries = dict(enumerate(PROMPTS))
+    differ, a, _ = _same_search(xllm_model, xllm_split, queries)
+    assert differ == []
+    assert sum(len(v) for v in a.values()) > 300  # the prompts do match entities
+    for prompt in PROMPTS[:4]:
+        u, s = xllm_model.ask(prompt, k=10), xllm_split.ask(prompt, k=10, route="all")
+        assert [(c.id, c.score) for c in u.cards] == [(c.id, c.score) for c in s.cards]
+        assert [c.why for c in u.cards] == [c.why for c in s.cards]  # the same evidence and contributions
+        assert s.plan["multitokens_matched"] == u.plan["multitokens_matched"]
+        assert {c.submodel for c in s.cards} <= set(xllm_split.names)
+
+
+@pytest.mark.slow
+def test_cacm_split_by_cr_category_merges_to_the_unsplit_ranking(tmp_path):
+    """CACM split by the top ACM CR category (8 sub-models): all 64 queries, top 100, identical."""
+    if not CACM.exists():
+        pytest.skip(f"test data not found at {CACM}")
+    unsplit = tablelm.build([CACM], tmp_path / "u")
+    split = tablelm.build([CACM], tmp_path / "s", split_by="metadata.cr_categories", split_sep=".")
+    assert [s["name"] for s in split.submodels] == ["1", "2", "3", "4", "5", "6", "8", "_none"]
+    queries = read_queries(CACM.parent / "queries.jsonl")
+    differ, a, b = _same_search(unsplit, split, queries)
+    assert differ == [] and len(a) == 64
+    assert sum(map(len, b.values())) == sum(map(len, a.values()))
+
+
+# --------------------------------------------------------------------------- routing
+def test_the_router_says_which_submodels_it_asked_and_why(xllm_split):
+    a = xllm_split.ask("sales forecast dashboard", k=10)
+    r = a.routing
+    assert r["mode"] == "auto" and 1 <= len(r["asked"]) <= 2 and "coverage" in r["why"]
+    cov = {row["submodel"]: row["coverage"] for row in r["candidates"]}
+    assert r["asked"][0] == max(cov, key=cov.get)
+    assert all(row["asked"] == (row["submodel"] in r["asked"]) for row in r["candidates"])
+    assert {c.submodel for c in a.cards} <= set(r["asked"])
+    d = json.loads(a.to_json())
+    assert d["routing"]["asked"] == r["asked"] and all("submodel" in c for c in d["cards"])
+    from tablelm.answer.markdown import render_markdown
+    from tablelm.answer.render import render_text
+
+    assert "sub-models asked: " + ", ".join(r["asked"]) in render_text(a)
+    assert "Sub-models asked: " in render_markdown(a)
+
+
+def test_coverage_sums_to_one_over_the_scope(xllm_split):
+    from tablelm.router import coverage
+
+    scope, tables, planner, _ = xllm_split._state()
+    plan = planner.plan("marketing campaign budget", xllm_split.params())
+    cov, evidence = coverage(xllm_split, scope, tables, plan.active())
+    assert cov.sum() == pytest.approx(1.0) and (cov >= 0).all()
+    for s, items in evidence.items():  # the evidence is the router's own counts: the entities with the term
+        sub = xllm_split._load(s)
+        for text, n in items:
+            mt = next(t.mt for t in plan.active() if t.text == text)
+            assert int(sub.tables.df([mt])[0]) == n
+
+
+def test_a_routed_answer_equals_the_unsplit_answer_restricted_to_the_asked_submodels(xllm_model, xllm_split):
+    """Routing only leaves sub-models out: the scores of what it asks are the unsplit ones."""
+    prompt = "supplier contract procurement"
+    routed = xllm_split.ask(prompt, k=50, route_max=1)
+    (asked,) = routed.routing["asked"]
+    members = set(xllm_split.submodel(asked).ids)
+    full = [(d, s) for d, s in xllm_model.search(prompt, k=2000) if d in members][:50]
+    assert [(c.id, c.score) for c in routed.cards] == [(d, round(s, 6)) for d, s in full]
+
+
+def test_pinning_asks_only_that_submodel_and_loads_only_it(xllm_split_dir):
+    split = tablelm.load(xllm_split_dir)
+    assert isinstance(split, SplitModel) and split._models == {}  # lazy: nothing loaded yet
+    a = split.ask("sales forecast", k=20, submodels=["sales"])
+    assert a.routing["mode"] == "pinned" and a.routing["asked"] == ["sales"]
+    assert a.cards and {c.submodel for c in a.cards} == {"sales"}
+    assert set(c.id for c in a.cards) <= set(split.submodel("sales").ids)
+    assert list(split._models) == [split.names.index("sales")]
+    hits = split.search("sales forecast", k=20, submodels="sales,finance")
+    owners = {d: n for n in ("sales", "finance") for d in split.submodel(n).ids}
+    assert hits and all(d in owners for d, _ in hits)
+    with pytest.raises(TablelmError, match="No sub-model 'nope' in this model; it has: finance, logistics"):
+        split.ask("sales", submodels=["nope"])
+    with pytest.raises(TablelmError, match="route must be 'auto' or 'all'"):
+        split.ask("sales", route="some")
+
+
+def test_a_submodel_is_a_model_of_its_own(xllm_split_dir, xllm_split):
+    folder = Path(xllm_split_dir) / xllm_split.manifest["folder"] / "finance"
+    sub = tablelm.load(folder)
+    assert sub.n_docs == 150 and sub.collection is None  # standalone: its own statistics
+    assert sub.ask("finance report").cards
+    assert tablelm.load(folder).manifest["corpus"]["split"] == {"by": "category", "sep": None, "name": "finance",
+                                                                 "label": "Finance"}
+
+
+def test_a_pinned_submodel_uses_its_own_profile(xllm_split_dir, tmp_path):
+    import shutil
+
+    path = tmp_path / "m"
+    shutil.copytree(xllm_split_dir, path)
+    split = tablelm.load(path)
+    split.submodel("sales").set_profile({"name": "sales", "params": {"k1": 0.9}})
+    split = tablelm.load(path)
+    assert split.ask("sales forecast", submodels=["sales"]).params["k1"] == 0.9
+    assert split.ask("sales forecast", route="all").params["k1"] == 1.5  # several: the collection's profile
+    split.set_profile({"name": "all", "params": {"k1": 1.2}})
+    assert tablelm.load(path).ask("sales forecast", route="all").params["k1"] == 1.2
+
+
+def test_scores_in_a_scope_use_only_its_statistics(xllm_split):
+    """A scope of one sub-model scores like that sub-model alone (its own N, df, lengths): nothing of
+    the others enters its scores."""
+    part = xllm_split.scoped(["finance"])
+    sub = xllm_split.submodel("finance")
+    scope = part._state()[0]
+    assert scope.n_docs == sub.n_docs
+    assert (scope.df == np.diff(np.asarray(sub.tables.post_indptr))).all()
+    view = part._view(xllm_split.names.index("finance"))
+    fw = (1.0, 2.0, 0.3, 1.0, 0.1)
+    assert view.avg_len(fw) == sub.avg_len(fw)
+    for prompt in ("finance report", "budget forecast quarterly"):
+        assert part.search(prompt, k=30) == sub.search(prompt, k=30)
+
+
+# --------------------------------------------------------------------------- files and commands
+def test_split_model_directory_is_written_atomically_and_replaced_cleanly(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"_id": str(i), "title": f"t{i}", "text": f"alpha beta gamma {i % 3} delta",
+                                       "category": ["a", "b", "c"][i % 3]}) + "\n" for i in range(30)))
+    out = tmp_path / "m"
+    fm = {"category_field": "category"}
+    from tablelm.corpus import FieldMap
+
+    tablelm.build([src], out, field_map=FieldMap(**fm), split_by="category")
+    first = json.loads((out / "manifest.json").read_text())["folder"]
+    tablelm.build([src], out, field_map=FieldMap(**fm), split_by="category", max_submodels=2)
+    folders = sorted(p.name for p in out.iterdir())
+    assert folders == ["manifest.json", json.loads((out / "manifest.json").read_text())["folder"]] != [first]
+    assert [s["name"] for s in tablelm.load(out).submodels] == ["a", "_other"]
+    tablelm.build([src], out, field_map=FieldMap(**fm))  # a plain model over a split one: the split goes
+    assert not any(p.name.startswith("split-") for p in out.iterdir())
+    assert not isinstance(tablelm.load(out), SplitModel)
+    tablelm.build([src], out, field_map=FieldMap(**fm), split_by="category")  # and back
+    assert not any(p.name.startswith("tables-") for p in out.iterdir())
+    from tablelm.tables.store import read_manifest
+
+    with pytest.raises(ModelError, match=r"is split into sub-models \(a, b, c\); this command reads one model"):
+        read_manifest(out)
+    with pytest.raises(TablelmError, match="add and delete work on one model"):
+        tablelm.load(out).add(entities=[])
+
+
+def test_cli_builds_asks_pins_and_describes_a_split_model(tmp_path, xllm_split_dir, xllm_model_dir):
+    r = CliRunner()
+    res = r.invoke(main, ["ask", "-m", str(xllm_split_dir), "-s", "sales", "--json", "sales forecast"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["routing"]["asked"] == ["sales"] and {c["submodel"] for c in d["cards"]} == {"sales"}
+    res = r.invoke(main, ["ask", "-m", str(xllm_split_dir), "sales forecast"])
+    assert res.exit_code == 0 and "sub-models asked:" in res.output
+    res = r.invoke(main, ["info", "-m", str(xllm_split_dir)])
+    assert res.exit_code == 0 and "sub-models (split by category)" in res.output and "finance" in res.output
+    res = r.invoke(main, ["ask", "-m", str(xllm_model_dir), "-s", "sales", "x"])
+    assert res.exit_code == 1 and "is not split into sub-models" in res.output
+    res = r.invoke(main, ["build", str(XLLM), "-o", str(tmp_path / "m"), "--split-sep", "."])
+    assert res.exit_code == 2 and "go with --split-by FIELD" in res.output
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"_id": str(i), "text": p}) + "\n" for i, p in enumerate(PROMPTS)))
+    runs = {}
+    for args in ([], ["--route", "all"]):
+        res = r.invoke(main, ["search", "-m", str(xllm_split_dir), "--queries", str(queries), *args])
+        assert res.exit_code == 0, res.output
+        runs[tuple(args)] = res.output
+    res = r.invoke(main, ["search", "-m", str(xllm_model_dir), "--queries", str(queries)])
+    assert res.output == runs[("--route", "all")] != runs[()]
