@@ -157,11 +157,16 @@ class Planner:
         return [self._finish(plan, f, forced, params, Counter(seq), words)
                 for (plan, seq, forced), f in zip(prepared, found)]
 
+    def _long(self, mt: int) -> bool:
+        """Whether multitoken ``mt`` has two or more words (single words come first: their ids
+        are the stem ids; tables without ``n_stems``, such as a sub-model scope's, say it per row)."""
+        n = getattr(self.model.tables, "n_stems", None)
+        return mt >= n if n is not None else bool(self.model.tables.mt_len[mt] > 1)
+
     def _words_of(self, mts) -> dict:
         """Multitoken -> its stem ids, for the multi-word ones of ``mts`` (single words: id == stem id,
         and they come first in the multitoken order), in one gather for a whole batch."""
-        n_single = self.model.tables.n_stems
-        long = [mt for mt in mts if mt >= n_single]
+        long = [mt for mt in mts if self._long(mt)]
         if not long:
             return {}
         rows = self.model.tables.mt_words[np.asarray(long, dtype=np.int64)].tolist()
@@ -251,7 +256,7 @@ class Planner:
                     if tuple(s for p in parts for s in p) in phrase_keys:
                         plan.required_mts.append(mt)
         known = known or {}
-        missing = [mt for mt in roles if mt >= t.n_stems and mt not in known]
+        missing = [mt for mt in roles if mt not in known and self._long(mt)]
         if missing:
             known = {**known, **self._words_of(missing)}
         words = {mt: known.get(mt) or [mt] for mt in roles}  # a single word's multitoken id is its stem id

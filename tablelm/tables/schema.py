@@ -29,7 +29,6 @@ no data is read), and gives query code named access instead of string lookups.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -209,8 +208,15 @@ class StemIds:
         i = self._cache.get(stem)
         if i is None:
             stems = self._stems
-            j = bisect.bisect_left(stems, stem)
-            i = j if j < len(stems) and stems[j] == stem else -1
+            line = getattr(stems, "line", stems.__getitem__)  # a mapped table: decode the probed lines only
+            lo, hi = 0, len(stems)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if line(mid) < stem:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            i = lo if lo < len(stems) and line(lo) == stem else -1
             if len(self._cache) >= self.CACHE:
                 self._cache.clear()
             self._cache[stem] = i

@@ -363,13 +363,26 @@ class Lines(Sequence):
     def __len__(self) -> int:
         return self._rows
 
+    def _line_ends(self) -> np.ndarray:
+        if self._ends is None:
+            buf = self._buf
+            nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10) if len(buf) else []
+            self._ends = np.append(np.asarray(nl, dtype=np.int64), len(buf))
+        return self._ends
+
+    def line(self, i: int) -> str:
+        """Line ``i`` (in range) decoded alone, without its block: for binary searches."""
+        got = self._blocks.get(i // self.BLOCK)
+        if got is not None:
+            return got[i % self.BLOCK]
+        ends = self._line_ends()
+        start = int(ends[i - 1]) + 1 if i else 0
+        return bytes(self._buf[start:int(ends[i])]).decode("utf-8")
+
     def _block(self, b: int) -> list[str]:
         got = self._blocks.get(b)
         if got is None:
-            if self._ends is None:
-                buf = self._buf
-                nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10) if len(buf) else []
-                self._ends = np.append(np.asarray(nl, dtype=np.int64), len(buf))
+            self._line_ends()
             lo, hi = b * self.BLOCK, min((b + 1) * self.BLOCK, self._rows)
             start = int(self._ends[lo - 1]) + 1 if lo else 0
             got = self._blocks[b] = bytes(self._buf[start:int(self._ends[hi - 1])]).decode("utf-8").split("\n")
