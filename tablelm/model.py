@@ -348,7 +348,8 @@ def _gc_paused():
 def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
           kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None,
           reader_options: dict | None = None, memory_mb: float = 2048, split_by: str | None = None,
-          split_sep: str | None = None, max_submodels: int | None = None, **build_params):
+          split_sep: str | None = None, max_submodels: int | None = None, engine: str = "local", scheduler=None,
+          **build_params):
     """Read a corpus, count its tables, and return the model (saved to ``out_dir`` if given).
 
     Parameters
@@ -371,12 +372,19 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
     memory_mb : float
         Memory budget of the counting: a corpus whose text exceeds about ``memory_mb`` MB /
         ``BUILD_BYTES_PER_CHAR`` characters is read and counted in shards of that size
-        (the tables are the same; see tables/counts.py).
+        (the tables are the same; see tables/counts.py). With ``engine='dask'``, the budget of
+        each Dask worker.
     split_by : str, optional
         Build one sub-model per top value of this field (``category``, ``tags``, ``metadata.KEY``
         ...) under ``out_dir``, asked through a router: returns a :class:`tablelm.submodels.SplitModel`.
         ``split_sep`` keeps a value's part before that separator; ``max_submodels`` caps their
         number (the rarest values share one). See tablelm/submodels.py.
+    engine : {'local', 'dask'}
+        Count in this process, or on a Dask cluster (``pip install 'tablelm[dask]'``): the same
+        model, byte for byte (tables/distributed.py, docs/distributed.md).
+    scheduler : str or distributed.Client, optional
+        With ``engine='dask'``: the scheduler's address (``tcp://HOST:8786``) or a Client; None
+        starts a local cluster sized to the machine.
     **build_params
         Build-stage parameters of the registry (``tablelm params``).
     """
@@ -389,6 +397,15 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
 
         kw_map = python_kw_map()  # the built-in corpus's synonyms
     P.check("on_error", on_error)
+    if engine not in ("local", "dask") or (scheduler is not None and engine != "dask"):
+        raise TablelmError(f"engine must be 'local' or 'dask' (a scheduler goes with engine='dask'). "
+                           f"Got engine={engine!r}, scheduler={scheduler!r}.")
+    if engine == "dask":
+        if split_by is not None:
+            raise TablelmError("split_by builds its sub-models in this process: leave engine='dask' out.")
+        from .tables.distributed import _import_distributed
+
+        _import_distributed()  # before reading the corpus: say at once how to install it
     analyzer = Analyzer(stem=bp["stem"], kw_map=kw_map, language=bp["language"],
                         **({"stopwords": stopwords} if stopwords is not None else {}))
     stats = ReadStats()
@@ -427,6 +444,12 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         model = build_split(entities, analyzer, bp, corpus, out_dir, split_by=split_by, split_sep=split_sep,
                             max_submodels=MAX_SUBMODELS if max_submodels is None else max_submodels,
                             progress=progress, report=report)
+    elif engine == "dask":
+        from .tables.distributed import count_and_save
+
+        model = count_and_save([entities] if isinstance(entities, list) else entities, analyzer, bp, corpus,
+                               out_dir, scheduler=scheduler, memory_mb=memory_mb, progress=progress,
+                               report=report, t0=t0)
     else:
         model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
     if report is not None:  # after the count: a sharded build reads the corpus while it counts
