@@ -245,21 +245,30 @@ def _reading(options: dict) -> dict:
               help="JSON file {word: replacement} applied before stemming (plurals, acronyms, synonyms).")
 @click.option("--memory", "memory_mb", type=click.FloatRange(min=64), default=2048, show_default=True,
               help="Memory budget of the counting, in MB: a larger corpus is read and counted in shards "
-                   "(same tables).")
+                   "(same tables). With --engine dask: per worker.")
 @click.option("--split-by", metavar="FIELD",
               help="Build one sub-model per top value of FIELD (category: the top of the category path; tags: the "
                    "first tag; title, source, or metadata.KEY), asked through a router (docs/submodels.md).")
 @click.option("--split-sep", metavar="SEP", help="With --split-by: keep a value's part before SEP ('3.73' -> '3').")
 @click.option("--max-submodels", type=click.IntRange(min=2), default=None,
               help="With --split-by: at most this many sub-models (the rarest values share '_other'; default 32).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="Count in this process, or on a Dask cluster (pip install 'tablelm[dask]'; the same model, "
+                   "byte for byte; docs/distributed.md).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="With --engine dask: the Dask scheduler (tcp://HOST:8786). Default: a local cluster of one "
+                   "worker process per core.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(sources, out, param_items, kw_map, memory_mb, as_json, split_by, split_sep, max_submodels, **reading):
+def build(sources, out, param_items, kw_map, memory_mb, as_json, split_by, split_sep, max_submodels, engine,
+          scheduler, **reading):
     """Build a model from SOURCES (files or folders; none: Python's documentation)."""
     from ..builtin import builtin_dir
     from ..model import build as build_model
     from ..text.analyzer import read_kw_map
 
     bp = _params(param_items, "build")
+    if scheduler is not None and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask.")
     if out is None:
         if sources:
             raise click.UsageError("Pass -o MODEL_DIR to say where the model goes.")
@@ -271,7 +280,7 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, split_by, split
         raise click.UsageError("--split-sep and --max-submodels go with --split-by FIELD.")
     split = {"split_by": split_by, "split_sep": split_sep, "max_submodels": max_submodels} if split_by else {}
     model = build_model(list(sources) or None, out, kw_map=kw, progress=True, report=report, memory_mb=memory_mb,
-                        **_reading(reading), **split, **bp)
+                        engine=engine, scheduler=scheduler, **_reading(reading), **split, **bp)
     elapsed = time.perf_counter() - t0
     stats = model.manifest["stats"]
     summary = {"model": str(out), "entities": stats["entities"], "multitokens": stats["multitokens"],
@@ -281,11 +290,15 @@ def build(sources, out, param_items, kw_map, memory_mb, as_json, split_by, split
                "skipped_files": report.get("skipped_files", [])[:20]}
     if split_by:
         summary["submodels"] = model.submodels
+    if engine == "dask":
+        summary.update(engine="dask", workers=report.get("workers"), shards=report.get("shards"))
     if as_json:
         _emit_json(summary)
         return
     click.echo(f"Built {out}: {stats['entities']:,} entities, {stats['multitokens']:,} multitokens, "
-               f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s.")
+               f"{stats['pairs']:,} pairs, {stats['postings']:,} postings in {elapsed:.2f} s"
+               + (f" ({report.get('shards')} shards on {report.get('workers')} Dask workers)." if engine == "dask"
+                  else "."))
     if split_by:
         click.echo(f"  {len(model.submodels)} sub-models by {split_by}: "
                    + ", ".join(f"{s['name']} ({s['entities']:,})" for s in model.submodels))
