@@ -191,13 +191,15 @@ _PARAMS = [
     Param("dedupe_content", True, Flag(),
           "Drop an entity whose normalized content repeats an earlier one's (--keep-duplicates keeps them).", "read"),
     # ---- build: what goes into the tables
-    Param("max_ngram", 4, Interval(int, 1, 4), "Longest multitoken, in words (stopwords are bridged, not counted).", "build"),
+    Param("max_ngram", 4, Interval(int, 1, 4),
+          "Longest multitoken, in words (stopwords are bridged, not counted).", "build"),
     Param("max_dist", 3, Interval(int, 1, 10),
           "Largest gap in words between two multitokens counted as a contextual pair (same sentence only).", "build"),
     Param("min_multitoken_count", 2, Interval(int, 1, 1000),
           "A multitoken of two or more words enters the dictionary when it occurs at least this often; "
           "single words always do.", "build"),
-    Param("stem", True, Flag(), "Reduce words to their Snowball stem (answers show the most frequent real word).", "build"),
+    Param("stem", True, Flag(),
+          "Reduce words to their Snowball stem (answers show the most frequent real word).", "build"),
     Param("language", "en", Options(LANGUAGES),
           "Language of the corpus (ISO 639-1): its Snowball stemmer when there is one, its stopword list "
           "(stopwords-iso; 'en': tablelm's own), and for 'zh' and 'ja' character bigrams instead of words. "
@@ -207,7 +209,8 @@ _PARAMS = [
           "Prompt words that a multitoken lookup may skip: 0 = consecutive prompt words only (in any order). "
           "Bounds the 2^n sub-combinations of long prompts.", "query"),
     Param("max_token_count", 0, Interval(int, 0, 10**9),
-          "Distillation: drop a matched multitoken whose corpus count is above this (overly generic); 0 = no limit.", "query"),
+          "Distillation: drop a matched multitoken whose corpus count is above this (overly generic); "
+          "0 = no limit.", "query"),
     Param("ignore", (), WordList(), "Words never used for matching (the ignore list).", "query"),
     Param("filter", (), WordList(),
           "Only entities with this category or tag: category=NAME, tag=NAME, or NAME for either (a category "

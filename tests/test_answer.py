@@ -237,7 +237,7 @@ def test_reference_ranker_returns_cards(builtin_model):
 
 
 def test_same_prompt_same_answer(builtin_model):
-    strip = lambda a: {k: v for k, v in a.to_dict().items() if k != "timings_ms"}  # noqa: E731
+    strip = lambda a: {k: v for k, v in a.to_dict().items() if k != "timings_ms"}
     for p in ("copy a file", "random number between two integers"):
         assert strip(builtin_model.ask(p)) == strip(builtin_model.ask(p))
 

@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import tablelm
-from conftest import SCIFACT_QUERIES, cli_env, head_lines, needs_data, tablelm_cmd, write
 from tablelm.interfaces.cli import main
+
+from conftest import SCIFACT_QUERIES, cli_env, head_lines, needs_data, tablelm_cmd, write
 
 SUMMARY = re.compile(r"^Built (?P<out>.+): (?P<entities>[\d,]+) entities, (?P<mt>[\d,]+) multitokens, "
                      r"(?P<pairs>[\d,]+) pairs, (?P<post>[\d,]+) postings in [\d.]+ s\.$", re.M)
@@ -155,7 +156,7 @@ def test_search_writes_a_trec_run_for_every_query(scifact_model_dir, scifact_mod
     assert f"Wrote {len(queries)} queries" in r.stderr
     blocks = _trec_blocks(run_file.read_text(), 5, "tablelm")
     assert [q for q, _ in blocks] == [q["_id"] for q in queries], "not one block per query, in file order"
-    for (qid, docs), q in zip(blocks, queries):
+    for (_, docs), q in zip(blocks, queries):
         assert docs == [d for d, _ in scifact_model.search(q["text"], 5)]
     # to standard output, another tag and top-k
     r = run("search", "-m", scifact_model_dir, "--queries", scifact_queries_file, "--top-k", 2, "--tag", "mine")

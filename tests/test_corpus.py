@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import reads_or_raises_corpus_error, write
 from tablelm.corpus import (
     FieldMap,
     ReadStats,
@@ -27,6 +26,8 @@ from tablelm.corpus import (
 )
 from tablelm.corpus.xllm import repair_quotes
 from tablelm.errors import CorpusError, ParamError
+
+from conftest import reads_or_raises_corpus_error, write
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test data not found at {DATA}")
@@ -101,7 +102,8 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
     "record, expected",
     [
         ({"id": "1", "body": "some words"}, "no 'text' field (found: id, body); fix: pass --text-field body"),
-        ({"docid": "1", "text": "t"}, "no id field (tried '_id', 'id'; found: docid, text); fix: pass --id-field docid"),
+        ({"docid": "1", "text": "t"},
+         "no id field (tried '_id', 'id'; found: docid, text); fix: pass --id-field docid"),
         ({"_id": "1", "text": 42}, "the 'text' field must be a string, found a number"),
         ({"_id": "1", "title": ["x"]}, "the 'title' field must be a string, found a list"),
         ({"_id": [1], "text": "t"}, "the id field '_id' must be a non-empty string or an integer"),
@@ -351,7 +353,7 @@ def test_markdown_follows_commonmark_blocks_and_links():
     entities = split_markdown(FRONT_MATTER_MD, "guide/install.md", ("guide",))
     assert [e.id for e in entities] == ["guide/install.md", "guide/install.md#install",
                                         "guide/install.md#setext-two"]
-    pre, install, two = entities
+    _, install, two = entities
     # the setext title differs from the front matter title: it is a section of the file
     assert install.title == "Install" and install.category == ("guide", "Install: the long way")
     assert install.related == ("api.md#load", "https://example.org/x")  # reference link resolved

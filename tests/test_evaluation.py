@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tablelm.evaluation as ev
-from conftest import DATA, needs_data
 from tablelm.errors import CorpusError
+
+from conftest import DATA, needs_data
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 

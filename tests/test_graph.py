@@ -20,8 +20,8 @@ WOLFRAM = ROOT.parent / "shared" / "data" / "wolfram-sample" / "crawl_final_1450
 RECORDS = [
     {"_id": "a1", "title": "Apple pie", "text": "apple pie with cinnamon and sugar baked", "cat": ["Food", "Dessert"],
      "see": ["a2", "Banana bread"]},
-    {"_id": "a2", "title": "Apple crumble", "text": "apple crumble baked with sugar and butter", "cat": ["Food", "Dessert"],
-     "see": ["https://example.org/x"]},
+    {"_id": "a2", "title": "Apple crumble", "text": "apple crumble baked with sugar and butter",
+     "cat": ["Food", "Dessert"], "see": ["https://example.org/x"]},
     {"_id": "a3", "title": "Banana bread", "text": "banana bread baked with sugar flour", "cat": ["Food", "Bread"],
      "see": []},
     {"_id": "a4", "title": "Rye bread", "text": "rye bread flour yeast baked", "cat": ["Food", "Bread"], "see": ["a3"]},
@@ -139,7 +139,8 @@ def test_wolfram_taxonomy_and_cli(tmp_path):
     res = runner.invoke(main, ["graph", "-m", str(out), "--format", "dot", "-o", str(tmp_path / "g.dot")])
     assert res.exit_code == 0
     dot = (tmp_path / "g.dot").read_text("utf-8")
-    assert '"cat:Geometry > Solid Geometry > Polyhedra" -> "cat:Geometry > Solid Geometry > Polyhedra > Uniform Polyhedra";' in dot
+    assert ('"cat:Geometry > Solid Geometry > Polyhedra" -> '
+            '"cat:Geometry > Solid Geometry > Polyhedra > Uniform Polyhedra";') in dot
     res = runner.invoke(main, ["graph", "-m", str(out)])
     data = json.loads(res.output)
     assert data["counts"]["related_edges"] == 302 and data["entities"] == 211

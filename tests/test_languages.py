@@ -174,6 +174,7 @@ def test_japanese_corpus_answers_a_japanese_prompt(tmp_path):
 def test_tables_equal_the_oracle_in_other_languages(tmp_path, locale, language):
     """The build's one-pass stream and the query path's spans count the same multitokens."""
     from tablelm.corpus import read_corpus
+
     from test_tables import compare
 
     entities = list(read_corpus([_catalog_corpus(locale, tmp_path / "c.jsonl")]))[:80]

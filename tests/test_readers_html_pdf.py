@@ -10,12 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import reads_or_raises_corpus_error, write
 import tablelm
 from tablelm.corpus import FieldMap, ReadStats, detect_format, read_corpus
 from tablelm.corpus.crawl import read_crawl
 from tablelm.corpus.pdf import read_pdf
 from tablelm.errors import CorpusError, ParamError
+
+from conftest import reads_or_raises_corpus_error, write
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "corpus"
@@ -205,7 +206,8 @@ def test_wolfram_crawl_reader():
 
 
 def test_crawl_bad_lines_named(tmp_path):
-    good = "https://x.org/A.html\t('A', 'Cat ', 1)\t~<html><body><h1>A</h1><!-- Begin Content --><p>alpha text</p><!-- End Content --></body></html>"
+    good = ("https://x.org/A.html\t('A', 'Cat ', 1)\t~<html><body><h1>A</h1>"
+            "<!-- Begin Content --><p>alpha text</p><!-- End Content --></body></html>")
     path = write(tmp_path / "crawl.txt", "\n".join([good, "https://x.org/B.html\tnot a tuple\t~<p>x</p>",
                                                    "https://x.org/C.html only one field"]) + "\n")
     with pytest.raises(CorpusError) as info:
@@ -321,7 +323,7 @@ def test_csv_field_map_list_fields_and_bad_rows(tmp_path):
     tsv = write(tmp_path / "t.tsv", "key\tname\tbody\tlabels\n9\tT\tbody text\tx/y;z\n")
     (e,) = read_corpus([tsv], field_map=fm2)
     assert e.tags == ("x", "y;z")
-    with pytest.raises(CorpusError, match="no id field .* fix: pass --id-field"):
+    with pytest.raises(CorpusError, match=r"no id field .* fix: pass --id-field"):
         list(read_corpus([tsv]))
     with pytest.raises(CorpusError, match="pass --text-field body"):
         list(read_corpus([tsv], field_map=FieldMap(id_field="key")))

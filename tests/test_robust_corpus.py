@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tablelm
-from conftest import cli_env, tablelm_cmd, write
-from tablelm.corpus import (MAX_LABELS, MAX_TEXT_CHARS, ReadStats, read_corpus)
+from tablelm.corpus import MAX_LABELS, MAX_TEXT_CHARS, ReadStats, read_corpus
 from tablelm.errors import ParamError, TablelmError
+
+from conftest import cli_env, tablelm_cmd, write
 
 
 def _strict_json(obj) -> str:
@@ -192,7 +193,7 @@ def _growth_ratio(make, n, tmp_path, **options) -> float:
     times = []
     for size in (n, 4 * n):
         path = make(tmp_path / str(size), size)
-        times.append(_cpu(lambda: list(read_corpus([path], on_error="skip", **options))))
+        times.append(_cpu(lambda path=path: list(read_corpus([path], on_error="skip", **options))))
     return times[1] / max(times[0], 1e-3)
 
 

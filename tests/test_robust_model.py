@@ -16,9 +16,10 @@ import threading
 import pytest
 
 import tablelm
-from conftest import cli_env, needs_data, tablelm_cmd
 from tablelm.errors import ModelError
 from tablelm.tables.store import MANIFEST, model_lock, verify
+
+from conftest import cli_env, needs_data, tablelm_cmd
 
 
 def _copy(model_dir, tmp_path):
@@ -65,7 +66,7 @@ def test_manifest_records_size_and_checksum_of_every_table(scifact_model_dir):
 def test_a_wrong_manifest_is_one_line_saying_rebuild(scifact_model_dir, tmp_path, change, message):
     d, manifest, _ = _copy(scifact_model_dir, tmp_path)
     (d / MANIFEST).write_text(json.dumps(change(manifest)))
-    with pytest.raises(ModelError, match="(?i)rebuild") as e:
+    with pytest.raises(ModelError, match=r"(?i)rebuild") as e:
         tablelm.load(d)
     assert message in str(e.value) and "\n" not in str(e.value)
 
@@ -119,7 +120,7 @@ def test_verify_command(scifact_model_dir, tmp_path):
     r = subprocess.run(tablelm_cmd("verify", "-m", scifact_model_dir), env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
-    d, manifest, folder = _copy(scifact_model_dir, tmp_path)
+    d, _, folder = _copy(scifact_model_dir, tmp_path)
     p = folder / "post_docs.npy"
     data = bytearray(p.read_bytes())
     data[-8:] = b"\xff" * 8  # a posting far out of range: queries would raise IndexError
@@ -162,7 +163,7 @@ def test_concurrent_builds_into_one_directory_leave_a_complete_model(scifact_fil
         while not stop.is_set():
             try:
                 tablelm.load(d).ask("gene expression", k=3)
-            except Exception as e:  # noqa: BLE001 -- any failure of a reader is the bug
+            except Exception as e:  # any failure of a reader is the bug
                 errors.append(repr(e))
 
     t = threading.Thread(target=reader)
@@ -257,7 +258,7 @@ def test_an_unwritable_usage_folder_does_not_stop_ask(scifact_model_dir, tmp_pat
 def test_a_loaded_model_keeps_answering_after_a_rebuild_replaces_its_folder(scifact_model_dir, scifact_file,
                                                                              tmp_path):
     """What ``tablelm serve`` relies on: its memory maps keep the old tables after they are removed."""
-    d, manifest, folder = _copy(scifact_model_dir, tmp_path)
+    d, _, folder = _copy(scifact_model_dir, tmp_path)
     serving = tablelm.load(d)
     before = [c.id for c in serving.ask("gene expression in tumor cells", k=10).cards]
     tablelm.build([scifact_file], d, max_dist=2)

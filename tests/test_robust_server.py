@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tablelm
+from tablelm.interfaces.server import REDOC_ASSETS, SafeJSONResponse, allowed_hosts_for, background_server, create_app
+
 from conftest import cli_env, tablelm_cmd, write
-from tablelm.interfaces.server import (REDOC_ASSETS, SafeJSONResponse, allowed_hosts_for, background_server,
-                                       create_app)
 
 EVIL_TITLE = "Wing \x1b]0;pwned\x07 title \x1b]52;c;ZXZpbA==\x07\x1bc"
 
@@ -145,7 +145,8 @@ def _raw(url: str, data: bytes) -> tuple[int, bytes, bytes]:
     return int(head.split()[1]), head, body
 
 
-@pytest.mark.parametrize("request_bytes", [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n",
+@pytest.mark.parametrize("request_bytes", [b"GARBAGE\r\n\r\n",
+                                           b"GET / HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n",
                                            b"GET /\x00 HTTP/1.1\r\nHost: localhost\r\n\r\n"])
 def test_malformed_http_gets_the_envelope(live, request_bytes):
     status, head, body = _raw(live, request_bytes)

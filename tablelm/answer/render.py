@@ -8,7 +8,6 @@ import textwrap
 from .snippets import show
 from .types import Answer
 
-
 #: C0 and C1 control characters and DEL, except newline and tab: ESC, BEL, CR, backspace...
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _BOLD, _PLAIN = "\ue000", "\ue001"  # private-use stand-ins for our own escapes, put back last

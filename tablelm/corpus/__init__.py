@@ -35,22 +35,22 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Iterator
 
+from tablelm import params
+from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file, check_regular, first_content_line
+from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
+from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.folder import MARKDOWN_SUFFIXES, TEXT_SUFFIXES, read_folder, split_markdown
+from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
 from tablelm.corpus.jsonl import FieldMap, read_jsonl
+from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, read_pdf
 from tablelm.corpus.pydocs import builtin_corpus_id, python_docs_fingerprint, read_python_docs
 from tablelm.corpus.stats import ON_ERROR_CHOICES, ReadStats, handle_error
 from tablelm.corpus.xllm import RECORD_LINE, read_xllm
-from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
-from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
-from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
-from tablelm.corpus.pdf import PDF_SUFFIXES, PDF_UNITS, read_pdf
-from tablelm.corpus._text import (DEFAULT_MAX_FILE_MB, check_file, check_regular, first_content_line)
-from tablelm import params
 from tablelm.errors import CorpusError
 
 __all__ = [
@@ -209,7 +209,7 @@ def read_corpus(sources: Iterable[str | Path] | str | Path | None = None, *,
 
 
 def _entities(kind: str, path: Path | None, options: dict, stats):
-    if kind == "builtin":
+    if path is None:  # the "builtin" entry of the plan, the only one without a path
         return read_python_docs(stats=stats)
     if kind in ("jsonl", "xllm", "crawl"):
         limit = DEFAULT_MAX_FILE_MB if options["max_file_mb"] is None else options["max_file_mb"]
@@ -317,12 +317,12 @@ def bounded(entity: TextEntity) -> tuple[TextEntity, list[str]]:
             changes[name] = clean
     for name, most in (("category", MAX_CATEGORY_DEPTH), ("tags", MAX_LABELS), ("related", MAX_LABELS)):
         items = getattr(entity, name)
-        clean = tuple(_cut(_clean_str(x), MAX_LABEL_CHARS) for x in items[:most])
+        kept = tuple(_cut(_clean_str(x), MAX_LABEL_CHARS) for x in items[:most])
         if len(items) > most:
             what = {"category": "category levels", "related": "related items"}.get(name, name)
             notes.append(f"it has {len(items):,} {what}; kept the first {most:,}")
-        if clean != items:
-            changes[name] = clean
+        if kept != items:
+            changes[name] = kept
     if entity.metadata and _nested_deeper_than(entity.metadata, MAX_METADATA_DEPTH):
         changes["metadata"] = {}
         notes.append(f"its metadata nests deeper than {MAX_METADATA_DEPTH} levels; dropped it (flatten it to keep it)")

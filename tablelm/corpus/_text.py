@@ -5,8 +5,8 @@ from __future__ import annotations
 import codecs
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tablelm import params
 from tablelm.corpus.stats import handle_error

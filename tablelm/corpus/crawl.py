@@ -54,7 +54,7 @@ def _crumb_paths(doc) -> list[tuple[str, ...]]:
 
 
 def _links(fragment_doc, base: str) -> list[tuple[str, str]]:
-    out = []
+    out: list[tuple[str, str]] = []
     if fragment_doc is None:
         return out
     for a in fragment_doc.iter("a"):
@@ -64,7 +64,7 @@ def _links(fragment_doc, base: str) -> list[tuple[str, str]]:
     return out
 
 
-def parse_crawl_line(line: str, path, number: int) -> tuple[TextEntity | None, list]:
+def parse_crawl_line(line: str, path, number: int) -> tuple[TextEntity, list[str]]:
     """One line → ``(entity, links)``; ``links`` are (absolute URL, text), resolved later."""
     parts = line.split("\t", 2)
     if len(parts) < 3:
@@ -150,7 +150,7 @@ def read_crawl(path: str | Path, *, encoding: str = "utf-8", on_error: str = "fa
     """
     check_on_error(on_error)
     path = Path(path)
-    pages: list[tuple[TextEntity, list]] = []
+    pages: list[tuple[TextEntity, list[str]]] = []
     seen: set[str] = set()
     for number, line in content_lines(path, encoding, on_error, stats):
         try:

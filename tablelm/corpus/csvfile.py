@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path

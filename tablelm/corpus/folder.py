@@ -39,14 +39,14 @@ import bisect
 import os
 import posixpath
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import unquote
 
+from tablelm.corpus._text import decode_text, first_content_line
 from tablelm.corpus.entity import TextEntity
 from tablelm.corpus.stats import ReadStats, check_on_error, handle_error
-from tablelm.corpus._text import decode_text, first_content_line
 from tablelm.errors import CorpusError
 
 TEXT_SUFFIXES = (".txt",)
@@ -82,9 +82,11 @@ def _inline_text(children) -> str:
 def _markdown():
     from markdown_it import MarkdownIt
 
-    md = MarkdownIt("commonmark")
-    md.normalizeLink = lambda url: url  # targets as written: resolve_link reads them as paths
-    return md
+    class _TargetsAsWritten(MarkdownIt):
+        def normalizeLink(self, url: str) -> str:
+            return url  # targets as written: resolve_link reads them as paths
+
+    return _TargetsAsWritten("commonmark")
 
 
 def _plain(value, budget: list[int]):
@@ -177,7 +179,8 @@ def _blocks(body: str, offset: int):
     ``links`` as ``(line, target)`` in document order; lines are 0-based in the whole file.
     """
     tokens = _markdown().parse(body)
-    headings, links = [], []
+    headings: list[tuple[int, int, int, str]] = []
+    links: list[tuple[int, str]] = []
     for k, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.level == 0 and tok.map:
             text = _inline_text(tokens[k + 1].children or []) if k + 1 < len(tokens) else ""
@@ -326,7 +329,8 @@ def _plan(root: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
     files = walk_files(root)
     html_dirs = {rel.rpartition("/")[0] for _, rel in files
                  if rel.lower().endswith(HTML_SUFFIXES)}
-    kept, left_out = [], {}
+    kept: list[tuple[Path, str]] = []
+    left_out: dict[str, int] = {}
     for full, rel in files:
         parts = rel.split("/")
         side = next((k for k in range(len(parts) - 1) if parts[k] in SPHINX_SIDE_DIRS
@@ -382,12 +386,12 @@ def read_folder(path: str | Path, *, encoding: str = "utf-8", on_error: str = "f
     ------
     TextEntity
     """
+    from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file
     from tablelm.corpus.crawl import CRAWL_LINE, read_crawl
     from tablelm.corpus.csvfile import CSV_SUFFIXES, read_csv
     from tablelm.corpus.html import HTML_SUFFIXES, read_html_pages
     from tablelm.corpus.jsonl import read_jsonl
     from tablelm.corpus.pdf import PDF_SUFFIXES, check_pdf_unit, read_pdf
-    from tablelm.corpus._text import DEFAULT_MAX_FILE_MB, check_file
 
     check_on_error(on_error)
     check_pdf_unit(pdf_unit)

@@ -45,6 +45,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import unquote, urlsplit
 
 from tablelm.corpus._text import decode_text
@@ -127,6 +128,15 @@ class Page:
     sections: list
     index_page: bool = False
     link_density: float = 0.0
+
+
+class _WalkState(TypedDict):
+    """What :func:`parse_page`'s walk carries from one element to the next."""
+
+    pending: list[str]  # ids met since the last text, given to the next section or heading
+    h1: str  # the first <h1>'s text
+    see_also_level: int | None  # inside a "See also" section of this heading level
+    in_pre: int
 
 
 def decode_html(path, data: bytes, encoding: str = "utf-8") -> str:
@@ -341,7 +351,7 @@ def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = ()) -
     _drop_boilerplate(root, is_body)
 
     sections: list[Section] = []
-    state = {"pending": [], "h1": "", "see_also_level": None, "in_pre": 0}
+    state: _WalkState = {"pending": [], "h1": "", "see_also_level": None, "in_pre": 0}
     stack: list[tuple[int, str | None, Section]] = []
     used: set[str] = set()
     slug_next: dict[str, int] = {}
@@ -562,23 +572,23 @@ def page_entities(page: Page, links: LinkIndex, stats: ReadStats | None = None,
             if stats is not None:
                 stats.empty += 1
             continue
-        related: dict[str, None] = {}  # ordered sets: a list's `in` is quadratic in the links
-        external: dict[str, dict] = {}
+        related_set: dict[str, None] = {}  # ordered sets: a list's `in` is quadratic in the links
+        external_set: dict[str, dict] = {}
         unresolved = 0
         for href in sec.see_also:
             target, _ = links.resolve(href, page.relpath)
             if target and target != eid:
-                related[target] = None
+                related_set[target] = None
         for href, label in sec.links:
             target, is_ext = links.resolve(href, page.relpath)
             if target:
                 if target != eid:
-                    related[target] = None
+                    related_set[target] = None
             elif is_ext:
-                external.setdefault(href, {"href": href, "text": label})
+                external_set.setdefault(href, {"href": href, "text": label})
             else:
                 unresolved += 1
-        related, external = list(related), list(external.values())
+        related, external = list(related_set), list(external_set.values())
         meta = dict(base_meta, level=sec.level)
         if k:
             meta.pop("description", None)

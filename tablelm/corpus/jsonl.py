@@ -175,11 +175,10 @@ def record_to_entity(record: Any, field_map: FieldMap, path, line: int,
         )
     # id
     id_fields = (fm.id_field,) if fm.id_field else DEFAULT_ID_FIELDS
-    raw_id, id_key = _MISSING, None
-    for key in id_fields:
-        raw_id = _lookup(record, key)
+    raw_id = _MISSING
+    for id_key in id_fields:  # the first that is present
+        raw_id = _lookup(record, id_key)
         if raw_id is not _MISSING:
-            id_key = key
             break
     if raw_id is _MISSING or raw_id is None:
         tried = ", ".join(repr(k) for k in id_fields)
@@ -220,10 +219,12 @@ def record_to_entity(record: Any, field_map: FieldMap, path, line: int,
                 f"fix: point {FieldMap.option(attr)} at a string field",
                 line=line,
             )
-    text = "" if text is _MISSING else text
-    title = "" if title is _MISSING else title.strip()
+    text = text if isinstance(text, str) else ""  # a string, or missing (checked above)
+    title = title.strip() if isinstance(title, str) else ""
     # knowledge-graph fields
-    category = tags = related = ()
+    category: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    related: tuple[str, ...] = ()
     if fm.category_field:
         category = _strings(_lookup(record, fm.category_field), f"the {fm.category_field!r} field",
                             FieldMap.option("category_field"), path, line)
@@ -239,9 +240,9 @@ def record_to_entity(record: Any, field_map: FieldMap, path, line: int,
         related = _beir_related(record, entity_id)
     # everything else is metadata; BEIR's own "metadata" object is flattened into it
     used = {id_key, fm.text_field, fm.title_field}
-    for name in (fm.category_field, fm.tags_field, fm.related_field):
-        if name and name in record:
-            used.add(name)
+    for field_name in (fm.category_field, fm.tags_field, fm.related_field):
+        if field_name and field_name in record:
+            used.add(field_name)
     metadata: dict = {}
     nested = record.get("metadata")
     if isinstance(nested, dict) and "metadata" not in used:

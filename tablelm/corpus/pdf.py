@@ -37,9 +37,10 @@ import logging
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from tablelm import params
 from tablelm.corpus.entity import TextEntity
@@ -238,7 +239,7 @@ def _drop_running(pages: list[tuple[int, float, list]]) -> None:
     """Remove running headers and footers (see the module notes) from every page, in place."""
     def margin_boxes(height, boxes):
         for k, box in enumerate(boxes):
-            top, bottom = max(l.y0 + l.size for l in box), min(l.y0 for l in box)
+            top, bottom = max(ln.y0 + ln.size for ln in box), min(ln.y0 for ln in box)
             if height and (bottom >= height * (1 - MARGIN) or top <= height * MARGIN):
                 yield k, box
 
@@ -266,9 +267,9 @@ def _tables(boxes: list[list[_Line]], body_size: float) -> list[list[int]]:
     that two short paragraphs of two columns that happen to share a baseline are no table.
     """
     def is_cell(box):
-        if any(_is_heading(l, body_size) or len(l.text) > MAX_CELL_CHARS for l in box):
+        if any(_is_heading(ln, body_size) or len(ln.text) > MAX_CELL_CHARS for ln in box):
             return False
-        return len(box) <= MAX_CELL_LINES or all(len(l.text) <= MAX_CELL_CHARS // 2 for l in box)
+        return len(box) <= MAX_CELL_LINES or all(len(ln.text) <= MAX_CELL_CHARS // 2 for ln in box)
 
     cand = [k for k, box in enumerate(boxes) if is_cell(box)]
     parent = {k: k for k in cand}
@@ -280,7 +281,7 @@ def _tables(boxes: list[list[_Line]], body_size: float) -> list[list[int]]:
         return k
 
     # rows: a sweep over the cells' lines by baseline (a page of a thousand cells stays fast)
-    lines = sorted(((l.y0, l, k) for k in cand for l in boxes[k]), key=lambda t: t[0])
+    lines = sorted(((ln.y0, ln, k) for k in cand for ln in boxes[k]), key=lambda t: t[0])
     paired: set[int] = set()  # baselines where two cells stand side by side
     for i, (y, la, a) in enumerate(lines):
         for y2, lb, b in lines[i + 1:]:
@@ -297,14 +298,14 @@ def _tables(boxes: list[list[_Line]], body_size: float) -> list[list[int]]:
     # rows that touch (x ranges overlap, y within 2.5 lines) are one table
     extents = []
     for g in comps:
-        ls = [l for k in g for l in boxes[k]]
-        lead = max(l.size for l in ls) or 1.0
-        extents.append((min(l.x0 for l in ls), max(l.x1 for l in ls),
-                        min(l.y0 for l in ls) - 2.5 * lead, max(l.y0 for l in ls) + 2.5 * lead))
-    for i, a in enumerate(extents):
+        ls = [ln for k in g for ln in boxes[k]]
+        lead = max(ln.size for ln in ls) or 1.0
+        extents.append((min(ln.x0 for ln in ls), max(ln.x1 for ln in ls),
+                        min(ln.y0 for ln in ls) - 2.5 * lead, max(ln.y0 for ln in ls) + 2.5 * lead))
+    for i, ea in enumerate(extents):
         for j in range(i + 1, len(extents)):
-            b = extents[j]
-            if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+            eb = extents[j]
+            if ea[0] < eb[1] and eb[0] < ea[1] and ea[2] < eb[3] and eb[2] < ea[3]:
                 parent[find(comps[i][0])] = find(comps[j][0])
     groups = {}
     for g in comps:
@@ -312,7 +313,7 @@ def _tables(boxes: list[list[_Line]], body_size: float) -> list[list[int]]:
     comps = list(groups.values())
     tables = []
     for g in comps:
-        rows = {round(l.y0) for k in g for l in boxes[k]} & paired
+        rows = {round(ln.y0) for k in g for ln in boxes[k]} & paired
         if len(rows) >= 2:
             tables.append(sorted(g))
     return sorted(tables)
@@ -320,14 +321,14 @@ def _tables(boxes: list[list[_Line]], body_size: float) -> list[list[int]]:
 
 def _table_text(boxes: list[list[_Line]]) -> str:
     """Cells as rows (lines on one baseline, left to right, ``" | "`` between), top to bottom."""
-    lines = sorted((l for box in boxes for l in box), key=lambda l: (-l.y0, l.x0))
+    lines = sorted((ln for box in boxes for ln in box), key=lambda ln: (-ln.y0, ln.x0))
     rows: list[list[_Line]] = []
     for line in lines:
         if rows and abs(rows[-1][0].y0 - line.y0) <= 0.3 * max(line.size, 1.0):
             rows[-1].append(line)
         else:
             rows.append([line])
-    return "\n".join(" | ".join(l.text for l in sorted(row, key=lambda l: l.x0)) for row in rows)
+    return "\n".join(" | ".join(ln.text for ln in sorted(row, key=lambda ln: ln.x0)) for row in rows)
 
 
 def _paragraphs(boxes: list[list[_Line]], body_size: float) -> list[tuple[str, str]]:
@@ -438,7 +439,7 @@ def read_pdf(path: str | Path, relpath: str | None = None, dir_parts: tuple[str,
         title = ""
         first = [line for box in pages[0][2] for line in box] if pages and pages[0][0] == 0 else []
         if first:
-            big = max(first, key=lambda l: l.size)
+            big = max(first, key=lambda ln: ln.size)
             if big.size > body and len(big.text) <= MAX_HEADING_CHARS:
                 title = big.text
     title = title or path.stem

@@ -129,7 +129,7 @@ HTML_DOCS_ENV = "TABLELM_PYTHON_DOCS"
 #: about. Left out: the C API, extending, distributing and the changelogs ("What's new").
 HTML_DOCS_PARTS = ("tutorial", "faq", "howto", "library", "reference", "using", "installing",
                    "glossary.html")
-_DOCS_VERSION = re.compile(r"""VERSION:\s*['"](\d+)\.(\d+)""")
+_DOCS_VERSION = re.compile(r"""VERSION:\s*['"]((\d+)\.(\d+)[^'"]*)""")
 
 
 def html_docs_candidates() -> list[Path]:
@@ -166,9 +166,8 @@ def python_html_docs() -> tuple[Path, str] | None:
             m = _DOCS_VERSION.search(opts.read_text("utf-8", "replace"))
         except OSError:
             continue
-        if m and (int(m.group(1)), int(m.group(2))) == sys.version_info[:2]:
-            version = re.search(r"""VERSION:\s*['"]([^'"]+)""", opts.read_text("utf-8", "replace")).group(1)
-            return folder.resolve(), version
+        if m and (int(m.group(2)), int(m.group(3))) == sys.version_info[:2]:
+            return folder.resolve(), m.group(1)
     return None
 
 
@@ -325,7 +324,7 @@ def _flat(body) -> Iterator[ast.stmt]:
         if isinstance(st, ast.If):
             yield from _flat(st.body)
             yield from _flat(st.orelse)
-        elif isinstance(st, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+        elif isinstance(st, (ast.Try, ast.TryStar)):
             yield from _flat(st.body)
             for handler in st.handlers:
                 yield from _flat(handler.body)
@@ -354,10 +353,12 @@ def _literal_all(stmts: list) -> frozenset | None:
         if found is not None or not isinstance(st, ast.Assign):
             return None
         value = st.value
-        if not isinstance(value, (ast.List, ast.Tuple)) or not all(
-                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts):
+        if not isinstance(value, (ast.List, ast.Tuple)):
             return None
-        found = frozenset(e.value for e in value.elts)
+        names = [e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        if len(names) != len(value.elts):  # not all literal strings
+            return None
+        found = frozenset(names)
     return found
 
 
@@ -472,7 +473,7 @@ def _collect_module(name: str, path: Path, relpath: str, is_pkg: bool,
             seen.add(st.name)
             mod.objs.append(_Obj(kind, name, st.name, doc, _signature(st, kind), relpath,
                                  st.lineno))
-        if not is_class:
+        if not isinstance(st, ast.ClassDef):
             continue
         for sub in _methods(st, classes):
             local = f"{st.name}.{sub.name}"
@@ -484,7 +485,7 @@ def _collect_module(name: str, path: Path, relpath: str, is_pkg: bool,
     return mod
 
 
-def _methods(cls: ast.ClassDef, classes: dict, depth: int = 0) -> Iterator[ast.FunctionDef]:
+def _methods(cls: ast.ClassDef, classes: dict, depth: int = 0) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:
     """Public methods of a class, then those it inherits from private classes of its module.
 
     ``ArgumentParser.add_argument`` is defined in the private base ``_ActionsContainer``:

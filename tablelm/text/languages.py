@@ -19,8 +19,8 @@ A language is named by its ISO 639-1 code (the ``language`` build parameter). Fo
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 #: ISO 639-1 code -> Snowball algorithm name in PyStemmer (``Stemmer.algorithms()``).
 SNOWBALL = {
