@@ -25,7 +25,8 @@ from .corpus.entity import TextEntity
 from .errors import ModelError, TablelmError
 from .query.agents import agent_bit, entity_agents
 from .query.plan import Planner
-from .query.rank import Scorer, top_k
+from .query import kernel
+from .query.rank import Scorer, field_weights, idf, top_k
 from .query.expand import expand
 from .query.filters import excluded_entities
 from .query.sections import build_sections, context_factor, importance_factor
@@ -62,7 +63,7 @@ class Model:
         self.build_params = manifest["build_params"]
         self.analyzer = _analyzer_of(manifest)
         self._planner = Planner(self)
-        self._weights: dict = {}  # BM25F lengths and impacts per parameter set (a few, see _cached)
+        self._weights: dict = {}  # BM25F lengths and norms per parameter set (a few, see _cached)
         #: opt-in: append the parameters users set to a local file (see tablelm.tune)
         self.record_usage = os.environ.get("TABLELM_RECORD_USAGE", "") not in ("", "0")
         self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
@@ -99,19 +100,21 @@ class Model:
         sums = np.asarray(self.tables.doc_len, dtype=np.int64).sum(axis=0).astype(np.float64)
         return float(sums @ np.asarray(fw, dtype=np.float64)) / max(self.n_docs, 1)
 
-    def impacts(self, k1: float, b: float, fw: tuple) -> np.ndarray:
-        """BM25F saturation of every posting, tf·(k1+1)/(tf + k1·(1−b+b·len/avglen)).
+    def postings_for(self, params: dict) -> kernel.Postings:
+        """The postings as the scoring kernels read them, with the BM25F length norm of every entity,
+        k1·(1−b+b·len/avglen), for this parameter set's (k1, b, field weights).
 
-        Computed once per (k1, b, field weights) and kept (a float32 per posting), so a
-        query costs one gather and one bincount; changing these parameters costs one pass.
+        Impacts are computed from the term frequencies for the postings a query touches only
+        (kernel.py), so a new parameter set costs one pass over the entities, none over the postings.
         """
+        fw = tuple(field_weights(params).tolist())
+        k1, b = float(params["k1"]), float(params["b"])
+
         def compute():
-            t = self.tables
             dl = self.doc_len_weighted(fw)
             norm = k1 * (1.0 - b + b * dl / max(self.avg_len(fw), 1e-9))
-            tfw = t.post_tf @ np.asarray(fw)
-            return (tfw * (k1 + 1.0) / (tfw + norm[t.post_docs])).astype(np.float32)
-        return self._cached(("impacts", k1, b, fw), compute)
+            return kernel.Postings(self.tables, norm, fw, k1)
+        return self._cached(("postings", k1, b, fw), compute)
 
     def entity_at(self, index: int) -> TextEntity:
         offsets = self.tables.entity_offsets
@@ -129,6 +132,15 @@ class Model:
     def params(self, **overrides) -> dict:
         """The query parameters a call would use: defaults (or the tuned profile) + overrides."""
         return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
+
+    @staticmethod
+    def _plain(plan, params: dict) -> bool:
+        """Whether :meth:`_rank` gives this plan the plain term sum (tablelm ranker) times the agent
+        factor, with nothing excluded: then search_many scores it in the compiled batch. Anything
+        :meth:`_rank` adds must make this False, or search_many would skip it."""
+        return (params["ranker"] == "tablelm" and params["expansion_weight"] <= 0 and params["prf_weight"] <= 0
+                and params["w_context"] <= 0 and params["w_importance"] <= 0
+                and not plan.exclusions and not plan.filters and not plan.required_mts)
 
     def _rank(self, prompt: str, params: dict, plan=None):
         """Plan and score. Returns the plan, the scorer, the scores, the excluded entities and the
@@ -161,17 +173,29 @@ class Model:
         return self.search_many({0: query}, k, **params)[0]
 
     def search_many(self, queries: dict, k: int = 100, **params) -> dict[str, list[tuple[str, float]]]:
-        """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch."""
+        """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch, and
+        those :meth:`_plain` allows are scored and cut to ``k`` in one compiled pass (kernel.py)."""
         p = self.params(**params)
         k = P.check_k(k, limit=None)
-        ids = self.ids
-        out = {}
-        plans = self._planner.plan_many(list(queries.values()), p)
-        for qid, text, plan in zip(queries, queries.values(), plans):
-            _, _, scores, exclude, _ = self._rank(text, p, plan)
-            idx = top_k(scores, k, exclude)
-            out[qid] = list(zip(map(ids.__getitem__, idx.tolist()), scores[idx].tolist()))
-        return out
+        texts = list(queries.values())
+        plans = self._planner.plan_many(texts, p)
+        ranked: list = [None] * len(plans)
+        plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
+        if plain:
+            boost = p["agent_boost"]
+            idf_of = lambda mts: idf(self, mts)
+            batch = [(*kernel.prepare(plans[i].active(), idf_of), agent_bit(plans[i].agent) if boost != 1.0 else 0)
+                     for i in plain]
+            for i, got in zip(plain, kernel.search_batch(self.postings_for(p), batch, k, self.tables.entity_agents,
+                                                         boost)):
+                ranked[i] = got
+        for i, plan in enumerate(plans):
+            if ranked[i] is None:
+                _, _, scores, exclude, _ = self._rank(texts[i], p, plan)
+                idx = top_k(scores, k, exclude)
+                ranked[i] = idx, scores[idx]
+        ids_at = self.tables.ids_at
+        return {qid: list(zip(ids_at(idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:
         """Answer ``prompt`` with up to ``k`` ranked, cited cards and the sections.

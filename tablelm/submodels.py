@@ -54,7 +54,7 @@ MAX_SUBMODELS = 32
 NONE_LABEL = "(none)"
 OTHER_LABEL = "(other)"
 #: query arguments of a split model beyond the parameter registry: routing (see tablelm/router.py)
-ROUTE_ARGS = ("submodels", "route", "route_max", "route_ratio")
+ROUTE_ARGS = ("submodels", "route", "route_max", "route_coverage")
 
 
 # --------------------------------------------------------------------------- the split key
@@ -279,6 +279,7 @@ def save_split(out_dir, built, router, manifest: dict) -> Path:
                 save_tables(tmp / name, tables, sub_manifest, fsync=False)
             save_tables(tmp / "router", router, {"kind": "router", "build_params": manifest["build_params"],
                                                  "analyzer": manifest["analyzer"], "stats": {}}, fsync=False)
+            _link_duplicates(tmp)
             os.sync()
             folder = "split-" + hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
             manifest = dict(manifest, folder=folder)
@@ -302,6 +303,28 @@ def save_split(out_dir, built, router, manifest: dict) -> Path:
             if p.name != folder and p.name.startswith(("tables-", "split-", ".tablelm-tmp-")):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     return out
+
+
+def _link_duplicates(root: Path) -> None:
+    """Hard-link the table files that are byte for byte the same in several sub-models (the
+    collection's dictionary: stems, multitokens, sorted n-grams...), found by the checksums of their
+    manifests; one copy on disk and in the page cache. Nothing writes a table file in place."""
+    first: dict[tuple, Path] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        manifest = json.loads((folder / "manifest.json").read_bytes())
+        tables = folder / manifest["folder"]
+        for meta in manifest["tables"].values():
+            key = (meta["sha256"], meta["bytes"])
+            path = tables / meta["file"]
+            if key not in first:
+                first[key] = path
+                continue
+            tmp = path.with_name(path.name + ".link")
+            try:
+                os.link(first[key], tmp)
+                os.replace(tmp, path)
+            except OSError:  # a file system without hard links: keep the copy
+                tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- loading
@@ -444,6 +467,8 @@ class SplitModel:
         self.path = path
         self.manifest = manifest
         self.router = router
+        #: the router's arrays as plain ndarray views of their memory maps (no np.memmap indexing overhead)
+        self.router_arrays = {k: np.asarray(v) for k, v in router.arrays.items()}
         self.names = [s["name"] for s in manifest["submodels"]]
         self.scope_subs = tuple(range(len(self.names))) if subs is None else tuple(subs)
         self.build_params = manifest["build_params"]
@@ -553,17 +578,19 @@ class SplitModel:
         mode = route.get("route") or "auto"
         if mode not in ("auto", "all"):
             raise TablelmError(f"route must be 'auto' or 'all'. Got {mode!r}.")
-        from .router import DEFAULT_MAX, DEFAULT_RATIO
+        from .router import DEFAULT_COVERAGE, DEFAULT_MAX
 
-        rmax, ratio = route.get("route_max", DEFAULT_MAX), route.get("route_ratio", DEFAULT_RATIO)
+        rmax, share = route.get("route_max", DEFAULT_MAX), route.get("route_coverage", DEFAULT_COVERAGE)
         try:
-            rmax, ratio = int(rmax), float(ratio)
+            rmax = None if rmax in (None, "", 0, "0") else int(rmax)
+            share = float(share)
         except (TypeError, ValueError):
-            raise TablelmError(f"route_max must be an int and route_ratio a number. Got {rmax!r}, {ratio!r}.") \
+            raise TablelmError(f"route_max must be an int and route_coverage a number. Got {rmax!r}, {share!r}.") \
                 from None
-        if rmax < 1 or not 0.0 <= ratio <= 1.0:
-            raise TablelmError(f"route_max must be >= 1 and route_ratio in [0, 1]. Got {rmax}, {ratio}.")
-        return pinned, mode, rmax, ratio
+        if (rmax is not None and rmax < 1) or not 0.0 < share <= 1.0:
+            raise TablelmError(f"route_max must be >= 1 (0: no cap) and route_coverage in (0, 1]. "
+                               f"Got {rmax}, {share}.")
+        return pinned, mode, rmax, share
 
     def _params_for(self, pinned, params: dict) -> dict:
         """Defaults, then the collection profile, then (one pinned sub-model) its own profile, then the call's."""
@@ -575,16 +602,16 @@ class SplitModel:
         return P.resolve(params, stage=("query", "render"), base=base)
 
     # ------------------------------------------------------------ answering
-    def _route(self, plan, pinned, mode, rmax, ratio):
+    def _route(self, plan, pinned, mode, rmax, ratio, explain: bool = True):
         from .router import choose
 
         scope, tables, _, _ = self._state()
-        return choose(self, scope, tables, plan, pinned, mode, rmax, ratio)
+        return choose(self, scope, tables, plan, pinned, mode, rmax, ratio, explain)
 
     def _ranked(self, prompt, plan, p, chosen, k):
         """Rank in each chosen sub-model; merge by (score, corpus position). Returns the merged hits
         [(score, position, sub, local index)] and the per-sub-model ranking state."""
-        pos = np.asarray(self.router.arrays["position"])
+        pos = self.router_arrays["position"]
         offsets = np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]])
         hits, state = [], {}
         from .query.rank import top_k
@@ -611,7 +638,7 @@ class SplitModel:
         planner = self._state()[2]
         out = {}
         for qid, text, plan in zip(queries, queries.values(), planner.plan_many(list(queries.values()), p)):
-            chosen, _ = self._route(plan, pinned, mode, rmax, ratio)
+            chosen, _ = self._route(plan, pinned, mode, rmax, ratio, explain=False)
             hits, state = self._ranked(text, plan, p, chosen, k)
             out[qid] = [(state[s][0].ids[d], score) for score, _, s, d in hits]
         return out
@@ -630,6 +657,9 @@ class SplitModel:
         p = self._params_for(pinned, params)
         plan = self._state()[2].plan(prompt, p)
         chosen, routing = self._route(plan, pinned, mode, rmax, ratio)
+        local = local_params(p)
+        if local and len(chosen) > 1:
+            routing["per_submodel"] = local  # parameters each sub-model applies with its own tables
         hits, state = self._ranked(prompt, plan, p, chosen, k)
         t1 = time.perf_counter()
         cards = []
@@ -725,6 +755,13 @@ class SplitModel:
                            "with tablelm build --split-by (or change a sub-model directory on its own).")
 
     delete = add
+
+
+def local_params(p: dict) -> list[str]:
+    """The parameters set in ``p`` that each sub-model applies from its own tables (pairs, labels,
+    links, dense ranks), so that merged scores are no longer exactly the unsplit model's."""
+    out = [name for name in ("expansion_weight", "prf_weight", "w_context", "w_importance") if p[name] > 0]
+    return out + (["ranker=reference"] if p["ranker"] == "reference" else [])
 
 
 class _Facade:

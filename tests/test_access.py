@@ -268,3 +268,37 @@ def test_serve_refuses_a_public_interface_without_keys(split_dir, tmp_path):
     bad.write_text(json.dumps({"keys": [{"key": SALES_KEY, "submodels": ["nope"]}]}))
     r = CliRunner().invoke(serve_command, ["-m", str(split_dir), "--keys", str(bad), "--port", "0"])
     assert r.exit_code != 0 and "no sub-model 'nope'" in str(r.exception or r.output)
+
+
+@pytest.mark.ui
+def test_the_web_page_asks_for_a_key_then_pins_a_submodel(split, keys_file):
+    """In a real Chromium: the page asks for the key, then offers the key's sub-models only, and a
+    pinned sub-model's cards say where they come from, with the routing line."""
+    from tablelm.interfaces.server import background_server
+
+    from test_web_ui import CHROMIUM_ARGS, _browser_or_fail, _wait_answer
+
+    sync_playwright, chromium = _browser_or_fail()
+    with background_server(create_app(split, keys=read_keys(keys_file, split))) as url:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(url + "/")
+                page.wait_for_selector("#key-form:not([hidden])", timeout=15000)
+                page.fill("#api-key", SALES_KEY)
+                page.click("#key-button")
+                page.wait_for_selector("body[data-ready='1']", timeout=15000)
+                options = page.locator("#submodel option").all_inner_texts()
+                assert options[:2] == ["router's choice", "every sub-model"]
+                assert [o.split(" ")[0] for o in options[2:]] == sorted(ALLOWED)
+                page.select_option("#submodel", "sales")
+                page.fill("#prompt", "sales forecast")
+                page.click("#ask-button")
+                _wait_answer(page, 0)
+                subs = page.locator("#cards .card .submodel").all_inner_texts()
+                assert subs and {s.strip(" ·") for s in subs} == {"sales"}
+                assert "sub-models asked: sales" in page.locator("#plan").inner_text()
+                assert "s=sales" in page.url
+            finally:
+                browser.close()

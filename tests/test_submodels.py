@@ -114,9 +114,16 @@ def test_cacm_split_by_cr_category_merges_to_the_unsplit_ranking(tmp_path):
 def test_the_router_says_which_submodels_it_asked_and_why(xllm_split):
     a = xllm_split.ask("sales forecast dashboard", k=10)
     r = a.routing
-    assert r["mode"] == "auto" and 1 <= len(r["asked"]) <= 2 and "coverage" in r["why"]
+    assert r["mode"] == "auto" and 1 <= len(r["asked"]) < len(xllm_split.names) and "evidence" in r["why"]
     cov = {row["submodel"]: row["coverage"] for row in r["candidates"]}
     assert r["asked"][0] == max(cov, key=cov.get)
+    held = [cov[n] for n in r["asked"]]
+    assert sum(held) >= 0.9 - 1e-6 and sum(held[:-1]) < 0.9  # the fewest that hold 0.9 of the evidence
+    assert held == sorted(held, reverse=True)
+    one = xllm_split.ask("sales forecast dashboard", route_max=1, route_coverage=0.5).routing
+    assert one["asked"] == r["asked"][:1] and "at most 1" in one["why"]
+    with pytest.raises(TablelmError, match=r"route_coverage in \(0, 1\]"):
+        xllm_split.ask("sales", route_coverage=1.5)
     assert all(row["asked"] == (row["submodel"] in r["asked"]) for row in r["candidates"])
     assert {c.submodel for c in a.cards} <= set(r["asked"])
     d = json.loads(a.to_json())
@@ -245,6 +252,8 @@ def test_cli_builds_asks_pins_and_describes_a_split_model(tmp_path, xllm_split_d
     assert res.exit_code == 0 and "sub-models asked:" in res.output
     res = r.invoke(main, ["info", "-m", str(xllm_split_dir)])
     assert res.exit_code == 0 and "sub-models (split by category)" in res.output and "finance" in res.output
+    res = r.invoke(main, ["verify", "-m", str(xllm_split_dir)])
+    assert res.exit_code == 0 and "8 sub-models and the router" in res.output
     res = r.invoke(main, ["ask", "-m", str(xllm_model_dir), "-s", "sales", "x"])
     assert res.exit_code == 1 and "is not split into sub-models" in res.output
     res = r.invoke(main, ["build", str(XLLM), "-o", str(tmp_path / "m"), "--split-sep", "."])
@@ -258,3 +267,54 @@ def test_cli_builds_asks_pins_and_describes_a_split_model(tmp_path, xllm_split_d
         runs[tuple(args)] = res.output
     res = r.invoke(main, ["search", "-m", str(xllm_model_dir), "--queries", str(queries)])
     assert res.output == runs[("--route", "all")] != runs[()]
+
+
+def test_mcp_tools_pin_a_submodel(xllm_split, xllm_model):
+    import asyncio
+
+    pytest.importorskip("mcp", reason="the MCP test needs the SDK: pip install 'tablelm[mcp]'")
+    from mcp import Client
+
+    from tablelm.interfaces.mcp import create_server
+
+    async def main():
+        async with Client(create_server(xllm_split)) as client:
+            r = await client.call_tool("ask", {"prompt": "sales forecast", "k": 5, "submodel": "sales"})
+            d = r.structured_content
+            assert d["routing"]["asked"] == ["sales"] and {c["submodel"] for c in d["cards"]} == {"sales"}
+            r = await client.call_tool("search", {"query": "sales forecast", "k": 5, "submodel": "nope"})
+            assert r.is_error and "No sub-model 'nope'" in r.content[0].text
+            r = await client.call_tool("describe", {})
+            assert [s["name"] for s in r.structured_content["info"]["submodels"]] == xllm_split.names
+        async with Client(create_server(xllm_model)) as client:
+            r = await client.call_tool("ask", {"prompt": "sales", "submodel": "sales"})
+            assert r.is_error and "not split into sub-models" in r.content[0].text
+
+    asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+def test_parameters_read_from_each_submodels_own_tables_are_named(xllm_split):
+    a = xllm_split.ask("data governance policy", route="all", prf_weight=0.3, w_context=0.5)
+    assert a.routing["per_submodel"] == ["prf_weight", "w_context"]
+    assert "per_submodel" not in xllm_split.ask("data governance policy", route="all").routing
+
+
+def test_the_collections_dictionary_is_stored_once(tmp_path):
+    """The dictionary tables every sub-model shares are hard links to one file (verify still passes)."""
+    import os
+
+    from tablelm.corpus import FieldMap
+    from tablelm.tables.store import verify
+
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"_id": str(i), "text": f"alpha beta word{i} delta epsilon" * (1 + i % 3),
+                                       "category": ["a", "b", "c"][i % 3]}) + "\n" for i in range(40)))
+    split = tablelm.build([src], tmp_path / "m", field_map=FieldMap(category_field="category"), split_by="category")
+    root = tmp_path / "m" / split.manifest["folder"]
+
+    def inodes(name):
+        return {os.stat(next((root / n).glob(f"tables-*/{name}"))).st_ino for n in split.names}
+
+    assert len(inodes("stems.txt")) == 1 and len(inodes("mt_words.npy")) == 1
+    assert len(inodes("post_indptr.npy")) == len(split.names)  # each sub-model's own postings
+    assert all(verify(root / n) == [] for n in split.names)

@@ -21,8 +21,25 @@ def verify(model_dir):
     """
     from ..errors import TablelmError
     from ..model import load
+    from ..submodels import is_split, read_split_manifest
     from ..tables.store import verify as verify_files
 
+    if is_split(model_dir):  # a split model: its router and every sub-model, each a tables directory
+        try:
+            manifest = read_split_manifest(model_dir)
+        except TablelmError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+        root = model_dir / manifest["folder"]
+        problems = [line for name in ["router"] + [s["name"] for s in manifest["submodels"]]
+                    for line in verify_files(root / name)]
+        for line in problems:
+            click.echo(f"Error: {line}", err=True)
+        if problems:
+            sys.exit(1)
+        click.echo(f"{model_dir}: OK ({len(manifest['submodels'])} sub-models and the router, "
+                   f"{manifest['stats']['entities']:,} entities; sizes, shapes and checksums match the manifests)")
+        return
     problems = verify_files(model_dir)
     if not problems:
         try:

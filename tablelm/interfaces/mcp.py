@@ -123,20 +123,32 @@ def create_server(model, *, name: str = "tablelm"):
         description="Registry parameters (tablelm params), e.g. {\"phrase_weight\": 0.5}; omitted ones keep "
                     "their default.")]
 
+    Sub = Annotated[str | None, Field(description="A model split into sub-models: ask only this one (describe "
+                                                  "lists them); omitted, the router picks.")]
+
+    def pin(submodel):
+        if submodel is None:
+            return {}
+        if not hasattr(model, "submodels"):
+            from ..errors import TablelmError
+
+            raise TablelmError("This model is not split into sub-models: leave 'submodel' out.")
+        return {"submodels": [submodel]}
+
     @server.tool(name="ask")
     def ask(prompt: Annotated[str, Field(description="The question; !word excludes, a~b forces a multitoken.")],
-            k: K = 5, params: ParamsArg = None) -> dict[str, Any]:
+            k: K = 5, params: ParamsArg = None, submodel: Sub = None) -> dict[str, Any]:
         """Answer a prompt with ranked, cited cards from the corpus: each card has its score, why it
         scored, citations (entity id, field, character span, exact text) and knowledge-graph fields."""
         with _tool_errors():
-            return model.ask(prompt, k=k, **_overrides(params)).to_dict()
+            return model.ask(prompt, k=k, **_overrides(params), **pin(submodel)).to_dict()
 
     @server.tool(name="search")
     def search(query: Annotated[str, Field(description="The query text.")], k: K = 10,
-               params: ParamsArg = None) -> dict[str, Any]:
+               params: ParamsArg = None, submodel: Sub = None) -> dict[str, Any]:
         """Ranked entity ids and scores for a query (no cards): the fast path for retrieval."""
         with _tool_errors():
-            hits = model.search(query, k, **_overrides(params))
+            hits = model.search(query, k, **_overrides(params), **pin(submodel))
         return {"query": query, "hits": [{"id": i, "score": s} for i, s in hits]}
 
     @server.tool(name="entity")

@@ -121,9 +121,29 @@ class Planner:
 
     def __init__(self, model):
         self.model = model
+        self._token_stems: dict[str, tuple] = {}  # a prompt token -> its stems (bounded, see _words)
 
     def _stems_of(self, text: str) -> list[str]:
         return self.model.analyzer.prompt_stems(text)
+
+    def _words(self, text: str) -> list[tuple[str, tuple]]:
+        """(surface, stems) of each word of ``text`` in order, as ``Analyzer.tokens_with_spans`` gives
+        them (boundaries left out; a CJK run gives each of its grams); a token's stems are cached."""
+        a = self.model.analyzer
+        if a.bigrams:  # grams cite their own characters: the general path
+            return [(text[i:j], (s,)) for kind, s, i, j in a.tokens_with_spans(text) if kind == 0]
+        cache = self._token_stems
+        out = []
+        for tok in a.token_re.findall(text):
+            stems = cache.get(tok)
+            if stems is None:
+                stems = tuple(s for kind, s, _, _ in a.tokens_with_spans(tok) if kind == 0)
+                if len(cache) >= 50_000:
+                    cache.clear()
+                cache[tok] = stems
+            if stems:
+                out.append((tok, stems))
+        return out
 
     def plan(self, prompt: str, params: dict) -> Plan:
         """The plan of one prompt."""
@@ -133,8 +153,24 @@ class Planner:
         """Plans of several prompts; the n-gram lookups of all of them are one vectorized pass."""
         prepared = [self._prepare(p, params) for p in prompts]
         found = self._match([seq for _, seq, _ in prepared], params)
-        return [self._finish(plan, f, forced, params, Counter(seq))
+        words = self._words_of(set().union(*found) if found else set())
+        return [self._finish(plan, f, forced, params, Counter(seq), words)
                 for (plan, seq, forced), f in zip(prepared, found)]
+
+    def _long(self, mt: int) -> bool:
+        """Whether multitoken ``mt`` has two or more words (single words come first: their ids
+        are the stem ids; tables without ``n_stems``, such as a sub-model scope's, say it per row)."""
+        n = getattr(self.model.tables, "n_stems", None)
+        return mt >= n if n is not None else bool(self.model.tables.mt_len[mt] > 1)
+
+    def _words_of(self, mts) -> dict:
+        """Multitoken -> its stem ids, for the multi-word ones of ``mts`` (single words: id == stem id,
+        and they come first in the multitoken order), in one gather for a whole batch."""
+        long = [mt for mt in mts if self._long(mt)]
+        if not long:
+            return {}
+        rows = self.model.tables.mt_words[np.asarray(long, dtype=np.int64)].tolist()
+        return {mt: [x for x in row if x >= 0] for mt, row in zip(long, rows)}
 
     def _prepare(self, prompt: str, params: dict):
         """Syntax, intent and the prompt's stem ids in order (-1: not in the corpus)."""
@@ -143,52 +179,54 @@ class Planner:
         text = prompt
         # ---- syntax: !word excludes, "exact phrase", a~b forces a multitoken
         excluded = []
-        for w in _EXCLUDE_RE.findall(text):
-            plan.excluded.append(w)
-            excluded += [(s, w) for s in self._stems_of(w)]
-        text = _EXCLUDE_RE.sub(" ", text)
+        if "!" in text:
+            for w in _EXCLUDE_RE.findall(text):
+                plan.excluded.append(w)
+                excluded += [(s, w) for s in self._stems_of(w)]
+            text = _EXCLUDE_RE.sub(" ", text)
         excluded_words = {w.casefold() for _, w in excluded}
         # "exact phrase": two to four words (a multitoken) in double quotes in a prompt of at most
         # MAX_PHRASE_PROMPT_WORDS words: a forced multitoken that the entities must contain. A
         # quoted word, a long quote, or the quotes of pasted text are text.
-        short = len(text.split()) <= MAX_PHRASE_PROMPT_WORDS
+        if '"' in text:
+            short = len(text.split()) <= MAX_PHRASE_PROMPT_WORDS
 
-        def phrase(mt):
-            words = mt.group(1).split()
-            if not short or not 2 <= len(words) <= 4:
-                return mt.group(0)
-            plan.phrases.append(" ".join(words))
-            return " " + "~".join(words) + " "
+            def phrase(mt):
+                words = mt.group(1).split()
+                if not short or not 2 <= len(words) <= 4:
+                    return mt.group(0)
+                plan.phrases.append(" ".join(words))
+                return " " + "~".join(words) + " "
 
-        text = _PHRASE_RE.sub(phrase, text)
+            text = _PHRASE_RE.sub(phrase, text)
         forced = []
-        for group in _FORCED_RE.findall(text):
-            forced.append([self._stems_of(p) for p in group.split("~")])
-        text = text.replace("~", " ")
-        ignore_stems = {s for w in params["ignore"] for s in self._stems_of(w)}
+        if "~" in text:
+            for group in _FORCED_RE.findall(text):
+                forced.append([self._stems_of(p) for p in group.split("~")])
+            text = text.replace("~", " ")
+        ignore_stems = {s for w in params["ignore"] for s in self._stems_of(w)} if params["ignore"] else set()
         # single letters are not indexed ("vitamin A", "T cells"): say so rather than drop them silently
         plan.letters = [x for x in _LETTER_RE.findall(text) if x.isupper() and x != "I"]
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.tables.stem_ids
+        display = m.tables.display_stem
         seq = []
         seen_words = set()
-        for kind, s, start, end in m.analyzer.tokens_with_spans(text):
-            if kind != 0:
-                continue
-            surface = text[start:end]
-            if s in ignore_stems:
-                plan.ignored.append(surface)
-                continue
-            if surface.casefold() in excluded_words:  # "line ... !line": the word itself goes
-                continue
-            sid = stem_ids.get(s, -1)
-            seq.append(sid)
-            if sid < 0:
-                plan.unknown.append(surface)
-            elif s not in seen_words:
-                seen_words.add(s)
-                plan.words.append(m.tables.display_stem(sid))
+        for surface, stems in self._words(text):
+            for s in stems:
+                if s in ignore_stems:
+                    plan.ignored.append(surface)
+                    continue
+                if excluded_words and surface.casefold() in excluded_words:  # "line ... !line": the word goes
+                    continue
+                sid = stem_ids.get(s, -1)
+                seq.append(sid)
+                if sid < 0:
+                    plan.unknown.append(surface)
+                elif s not in seen_words:
+                    seen_words.add(s)
+                    plan.words.append(display(sid))
         # an excluded word never removes another prompt word: "public conference !publication"
         # keeps "public" (same stem) and leaves out the entities that contain "publication" itself
         for s, w in excluded:
@@ -198,43 +236,50 @@ class Planner:
         plan.filters = list(params.get("filter") or ())
         return plan, seq, forced
 
-    def _finish(self, plan: Plan, matched: set, forced: list, params: dict, counts: Counter | None = None) -> Plan:
-        """Forced multitokens, distillation and term weights."""
+    def _finish(self, plan: Plan, matched: set, forced: list, params: dict, counts: Counter | None = None,
+                known: dict | None = None) -> Plan:
+        """Forced multitokens, distillation and term weights. ``known``: stem ids of multi-word
+        multitokens already looked up (see :meth:`_words_of`)."""
         m = self.model
-        stem_ids = m.tables.stem_ids
-        roles = {mt: "prompt" for mt in sorted(matched)}
-        phrase_keys = {tuple(self._stems_of(p)) for p in plan.phrases}
-        for parts in forced:
-            flat = [stem_ids.get(s, -1) for p in parts for s in p]
-            mt = m.tables.lookup_multitoken(flat) if flat and min(flat) >= 0 else None
-            if mt is None:
-                plan.forced_missing.append(" ".join(m.analyzer.stem_word(s) for p in parts for s in p) or "~")
-            else:
-                roles[mt] = "forced"
-                if tuple(s for p in parts for s in p) in phrase_keys:
-                    plan.required_mts.append(mt)
-        self._distill(roles, params)
-        weight_of = {"prompt": 1.0, "forced": 1.0, "contained": params["contained_weight"], "generic": 0.0}
         t = m.tables
-        ids = np.fromiter(roles, dtype=np.int64, count=len(roles))
-        lens = dict(zip(roles, t.mt_len[ids].tolist()))  # one gather, not one array read per term
-        words = {mt: [mt] if lens[mt] == 1 else [x for x in row if x >= 0]
-                 for mt, row in zip(roles, t.mt_words[ids].tolist())}
+        roles = {mt: "prompt" for mt in sorted(matched)}
+        if forced:
+            stem_ids = t.stem_ids
+            phrase_keys = {tuple(self._stems_of(p)) for p in plan.phrases}
+            for parts in forced:
+                flat = [stem_ids.get(s, -1) for p in parts for s in p]
+                mt = t.lookup_multitoken(flat) if flat and min(flat) >= 0 else None
+                if mt is None:
+                    plan.forced_missing.append(" ".join(m.analyzer.stem_word(s) for p in parts for s in p) or "~")
+                else:
+                    roles[mt] = "forced"
+                    if tuple(s for p in parts for s in p) in phrase_keys:
+                        plan.required_mts.append(mt)
+        known = known or {}
+        missing = [mt for mt in roles if mt not in known and self._long(mt)]
+        if missing:
+            known = {**known, **self._words_of(missing)}
+        words = {mt: known.get(mt) or [mt] for mt in roles}  # a single word's multitoken id is its stem id
+        lens = {mt: len(w) for mt, w in words.items()}
+        self._distill(roles, params, lens, words)
+        weight_of = {"prompt": 1.0, "forced": 1.0, "contained": params["contained_weight"], "generic": 0.0}
+        phrase_w = params["phrase_weight"]
         k3 = params["qtf_k3"]
         counts = counts or Counter()
         repeated = k3 > 0 and any(c > 1 for x, c in counts.items() if x >= 0)
         stretch = self._stretches(roles, lens, words) if params["phrase_mode"] == "stretch" else {}
+        display = t.display
         for mt in sorted(roles, key=lambda x: (-lens[x], x)):
             n = lens[mt]
-            w = weight_of[roles[mt]]
-            if n >= 2 and roles[mt] != "generic":
-                w *= params["phrase_weight"] if roles[mt] != "forced" else max(params["phrase_weight"], 1.0)
+            role = roles[mt]
+            w = weight_of[role]
+            if n >= 2 and role != "generic":
+                w *= phrase_w if role != "forced" else max(phrase_w, 1.0)
             # qtf: how often the prompt says it (a phrase: as often as its least repeated word)
             qtf = max(1, min(counts.get(x, 1) for x in words[mt])) if repeated else 1
             if qtf > 1:
                 w *= (k3 + 1) * qtf / (k3 + qtf)
-            plan.terms.append(Term(mt=mt, text=t.display(mt), n=n, role=roles[mt], weight=w, qtf=qtf,
-                                   stretch=stretch.get(mt)))
+            plan.terms.append(Term(mt, display(mt), n, role, w, None, qtf, stretch.get(mt)))
         return plan
 
     @staticmethod
@@ -250,13 +295,21 @@ class Planner:
         do not stack up as independent evidence. Connected components by shared words.
         """
         phrases = sorted(mt for mt, r in roles.items() if lens[mt] >= 2 and r in ("prompt", "contained"))
+        if len(phrases) < 2:
+            return {}
         label: dict[int, int] = {}  # stem id -> stretch id; phrases in id order, so a label is a phrase id
         for mt in phrases:
             joined = {label[w] for w in words[mt] if w in label}
-            s = min(joined | {mt})
-            if joined - {s}:
-                label = {w: s if v in joined else v for w, v in label.items()}
-            label.update((w, s) for w in words[mt])
+            if not joined:
+                s = mt
+            else:
+                s = min(joined)
+                if s > mt:
+                    s = mt
+                if len(joined) > 1 or s not in joined:
+                    label = {w: s if v in joined else v for w, v in label.items()}
+            for w in words[mt]:
+                label[w] = s
         ids = {mt: label[words[mt][0]] for mt in phrases}
         size = Counter(ids.values())
         return {mt: s for mt, s in ids.items() if size[s] > 1}  # a phrase alone is its own stretch: no grouping
@@ -314,7 +367,9 @@ class Planner:
             found[q].add(mt)
         return found
 
-    def _distill(self, roles: dict, params: dict) -> None:
+    def _distill(self, roles: dict, params: dict, lens: dict, words: dict) -> None:
+        """Roles ``generic`` (corpus count over ``max_token_count``) and ``contained`` (every word
+        inside a longer matched multitoken); ``lens`` and ``words`` as in :meth:`_stretches`."""
         m = self.model
         cap = params["max_token_count"]
         if cap:
@@ -322,19 +377,18 @@ class Planner:
                 if roles[mt] != "forced" and m.tables.mt_total[mt] > cap:
                     roles[mt] = "generic"
         # a multitoken whose words all lie inside a longer matched multitoken is contained
-        longer = [mt for mt in roles if m.tables.mt_len[mt] >= 2 and roles[mt] != "generic"]
-        if not longer:
+        sets = {frozenset(words[mt]) for mt in roles if lens[mt] >= 2 and roles[mt] != "generic"}
+        if not sets:
             return
-        rows = m.tables.mt_words[longer]
-        inside = set(rows[rows >= 0].tolist())
-        sets = [set(r) - {-1} for r in rows.tolist()]
+        inside = set().union(*sets)
+        # every proper subset of a longer one (at most 14 of 4 words): containment is one lookup
+        proper = {frozenset(c) for s in sets if len(s) > 1 for n in range(1, len(s))
+                  for c in itertools.combinations(sorted(s), n)}
         for mt in roles:
             if roles[mt] != "prompt":
                 continue
-            if m.tables.mt_len[mt] == 1:  # a single word's multitoken id is its stem id
+            if lens[mt] == 1:
                 if mt in inside:
                     roles[mt] = "contained"
-                continue
-            ws = set(m.tables.mt_words[mt].tolist()) - {-1}
-            if any(len(s) > len(ws) and ws <= s for s in sets):
+            elif frozenset(words[mt]) in proper:
                 roles[mt] = "contained"

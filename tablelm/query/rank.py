@@ -33,20 +33,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernel
+from .kernel import gather
+
 FIELD_WEIGHTS = ("w_title", "w_category", "w_tags", "w_meta")
+
+__all__ = ["FIELD_WEIGHTS", "Scorer", "field_weights", "gather", "idf", "top_k"]
 
 
 def field_weights(params: dict) -> np.ndarray:
     return np.array([1.0] + [params[p] for p in FIELD_WEIGHTS])
-
-
-def gather(indptr, mts):
-    """Positions of the rows ``mts`` of a CSR table, concatenated: (term index, entry index)."""
-    mts = np.asarray(mts, dtype=np.int64)
-    starts = indptr[mts]
-    lens = indptr[mts + 1] - starts
-    idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-    return np.repeat(np.arange(len(mts)), lens), idx
 
 
 def idf(model, mts) -> np.ndarray:
@@ -63,34 +59,32 @@ class Scorer:
         self.model = model
         self.params = params
 
+    @property
+    def postings(self) -> kernel.Postings:
+        """The postings with this parameter set's BM25F length norms (kept by the model)."""
+        return self.model.postings_for(self.params)
+
+    def prepare(self, terms):
+        """(multitokens, weights, groups) of ``terms`` for the kernels (kernel.prepare)."""
+        return kernel.prepare(terms, lambda mts: idf(self.model, mts))
+
     def tablelm(self, terms):
         """The score of every entity (zero where no term matches)."""
-        m, p = self.model, self.params
-        mts = [t.mt for t in terms]
-        scores = np.zeros(m.n_docs)
-        if not mts:
-            return scores
-        term, idx = gather(m.tables.post_indptr, mts)
-        qw = np.asarray([t.weight for t in terms]) * idf(m, mts)
-        impact = m.impacts(p["k1"], p["b"], tuple(field_weights(p)))
-        docs, contrib = m.tables.post_docs[idx], qw[term] * impact[idx]
-        group = np.asarray([-1 if t.stretch is None else t.stretch for t in terms], dtype=np.int64)[term]
-        if (group >= 0).any():
-            # one stretch of the prompt counts once per entity: its best phrase
-            docs, contrib = _best_of_stretch(docs, contrib, group)
-        return np.bincount(docs, weights=contrib, minlength=m.n_docs)
+        if not terms:
+            return np.zeros(self.model.n_docs)
+        return kernel.accumulate(self.postings, *self.prepare(terms))
 
     def explain(self, terms, docs: np.ndarray) -> np.ndarray:
         """Contribution of each term (columns) to each entity in ``docs`` (rows); rows sum to the scores."""
-        m, p = self.model, self.params
+        m = self.model
         out = np.zeros((len(docs), len(terms)))
         if not terms or len(docs) == 0:
             return out
-        impact = m.impacts(p["k1"], p["b"], tuple(field_weights(p)))
+        post = self.postings
         weights = np.asarray([t.weight for t in terms]) * idf(m, [t.mt for t in terms])
         for j, t in enumerate(terms):
-            hit, post = self._postings(t.mt, docs)
-            out[hit, j] = weights[j] * impact[post[hit]]
+            hit, at = self._postings(t.mt, docs)
+            out[hit, j] = weights[j] * kernel.impacts_at(post, at[hit])
         for s in {t.stretch for t in terms if t.stretch is not None}:
             cols = [j for j, t in enumerate(terms) if t.stretch == s]
             best = np.asarray(cols)[np.argmax(out[:, cols], axis=1)]
@@ -147,31 +141,6 @@ class Scorer:
         return scores, raw
 
 
-def _best_of_stretch(docs: np.ndarray, contrib: np.ndarray, group: np.ndarray):
-    """Postings with the phrases of each stretch reduced to their best one per entity.
-
-    Returns (docs, contributions): the ungrouped postings unchanged, then one
-    (entity, max contribution) per (stretch, entity). One sort of the grouped postings
-    by (stretch, entity) and a ``maximum.reduceat``; ``explain`` keeps the same maxima.
-    """
-    free = group < 0
-    g = np.flatnonzero(~free)
-    key = group[g] * (int(docs.max()) + 1) + docs[g]
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    best = np.maximum.reduceat(contrib[g][order], starts)
-    return np.concatenate([docs[free], docs[g][order][starts]]), np.concatenate([contrib[free], best])
-
-
 def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``k`` best positive scores; ties broken by entity order."""
-    if exclude is not None and len(exclude):
-        scores = scores.copy()
-        scores[exclude] = 0.0
-    cand = np.flatnonzero(scores > 0)
-    if k < len(cand):  # partition the positive scores only: usually far fewer than the entities
-        kth = -np.partition(-scores[cand], k - 1)[k - 1]
-        cand = cand[scores[cand] >= kth]
-    order = np.lexsort((cand, -scores[cand]))
-    return cand[order][:k]
+    return kernel.top_k(scores, k, exclude)

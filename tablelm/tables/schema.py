@@ -179,6 +179,71 @@ class Context(NamedTuple):
     names: list
 
 
+class RowSum:
+    """A per-row reduction of a 2-D table, computed for the rows indexed (a scalar or an index
+    array), so that loading a model makes no pass over its multitokens."""
+
+    def __init__(self, table: np.ndarray, reduce):
+        self._table = table
+        self._reduce = reduce
+
+    def __getitem__(self, rows):
+        return self._reduce(self._table[rows])
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+class StemIds:
+    """Stem -> id over the sorted stems table, without a dict of the whole vocabulary: a binary
+    search per new stem, and a bounded cache of the stems looked up (prompts repeat words)."""
+
+    CACHE = 100_000
+
+    def __init__(self, stems):
+        self._stems = stems
+        self._cache: dict[str, int] = {}
+
+    def get(self, stem: str, default=None):
+        i = self._cache.get(stem)
+        if i is None:
+            stems = self._stems
+            line = getattr(stems, "line", stems.__getitem__)  # a mapped table: decode the probed lines only
+            lo, hi = 0, len(stems)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if line(mid) < stem:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            i = lo if lo < len(stems) and line(lo) == stem else -1
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            self._cache[stem] = i
+        return default if i < 0 else i
+
+    def __contains__(self, stem) -> bool:
+        return self.get(stem) is not None
+
+    def __getitem__(self, stem: str) -> int:
+        i = self.get(stem)
+        if i is None:
+            raise KeyError(stem)
+        return i
+
+    def __len__(self) -> int:
+        return len(self._stems)
+
+
+def _decode_id(text: str):
+    """One JSON-encoded id; a string without escapes (a backslash) is its text between the quotes."""
+    if text[:1] == '"' and "\\" not in text:
+        return text[1:-1]
+    import json
+
+    return json.loads(text)
+
+
 class TableSet:
     """Named, checked access to a model's tables.
 
@@ -195,10 +260,13 @@ class TableSet:
         self._check()
         self.n_docs = len(self._strings["ids"])
         self.n_words = int(stats.get("words", 0))
-        self.mt_len = (self._arrays["mt_words"] >= 0).sum(axis=1)
-        self.mt_total = self._arrays["mt_counts"].sum(axis=1, dtype=np.int64)
+        #: words of each multitoken and its total count: computed for the rows a query reads
+        self.mt_len = RowSum(self._arrays["mt_words"], lambda rows: (rows >= 0).sum(axis=-1))
+        #: single words come first among the multitokens, a word's multitoken id being its stem id
+        self.n_stems = len(self._strings["stems"])
+        self.mt_total = RowSum(self._arrays["mt_counts"], lambda rows: rows.sum(axis=-1, dtype=np.int64))
         self._display_cache: dict[int, str] = {}
-        self._stem_ids: dict[str, int] | None = None
+        self._stem_ids: StemIds | None = None
         self._ids: list[str] | None = None
         self._id_index: dict[str, int] | None = None
 
@@ -243,7 +311,12 @@ class TableSet:
             raise AttributeError(name) from None
 
     def strings(self, name: str) -> list:
-        return self._strings[name]
+        """A string table as a list (a loaded model maps them and decodes a line at a time:
+        this decodes the whole table once; query code indexes ``string_tables`` instead)."""
+        v = self._strings[name]
+        if not isinstance(v, list):
+            v = self._strings[name] = list(v)
+        return v
 
     @property
     def arrays(self) -> dict:
@@ -255,19 +328,32 @@ class TableSet:
 
     # ------------------------------------------------------------ lookups
     @property
-    def stem_ids(self) -> dict[str, int]:
+    def stem_ids(self) -> StemIds:
+        """Stem -> stem id (``.get``, ``in``, ``[]``), by binary search in the sorted stems."""
         if self._stem_ids is None:
-            self._stem_ids = {s: i for i, s in enumerate(self._strings["stems"])}
+            self._stem_ids = StemIds(self._strings["stems"])
         return self._stem_ids
 
     @property
     def ids(self) -> list[str]:
         """Entity ids, decoded on first use."""
         if self._ids is None:
-            import json
-
-            self._ids = [json.loads(x) for x in self._strings["ids"]]
+            self._ids = [_decode_id(x) for x in self._strings["ids"]]
         return self._ids
+
+    def id_at(self, index: int) -> str:
+        """The id of one entity, decoded alone: a query's results need not decode every id."""
+        if self._ids is not None:
+            return self._ids[index]
+        return _decode_id(self._strings["ids"][index])
+
+    def ids_at(self, indices: list[int]) -> list:
+        """The ids of the entities ``indices`` (a query's results), decoded alone."""
+        if self._ids is not None:
+            return [self._ids[i] for i in indices]
+        raw = self._strings["ids"]
+        texts = raw.take(indices) if hasattr(raw, "take") else [raw[i] for i in indices]
+        return [x[1:-1] if x[:1] == '"' and "\\" not in x else _decode_id(x) for x in texts]
 
     def index_of(self, entity_id: str) -> int | None:
         if self._id_index is None:
@@ -282,7 +368,9 @@ class TableSet:
         text = self._display_cache.get(mt)
         if text is None:
             words = self._strings["display"]
-            text = self._display_cache[mt] = " ".join(words[int(w)] for w in self.mt_words[mt] if w >= 0)
+            if len(self._display_cache) >= 100_000:  # bounded: a server shows ever new multitokens
+                self._display_cache.clear()
+            text = self._display_cache[mt] = " ".join(words[w] for w in self.mt_words[mt].tolist() if w >= 0)
         return text
 
     def lookup_multitoken(self, stem_ids: list[int]) -> int | None:

@@ -32,6 +32,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -325,8 +326,8 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
         kind = meta.get("kind")
         try:
             if kind == "strings":
-                text = path.read_bytes().decode("utf-8")
-                tables.strings[name] = loaded = text.split("\n") if meta.get("rows") else []
+                # mapped, decoded a line at a time: a query reads a few ids and stems, not all of them
+                tables.strings[name] = loaded = Lines(_map(path), int(meta.get("rows") or 0))
             elif kind == "blob":
                 # mapped now, not opened later: a writer may remove this folder right after
                 # the manifest was read, and an open mapping keeps the old bytes readable
@@ -340,6 +341,78 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
             raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
         _check_table(path, name, meta, loaded)
     return tables, manifest, folder
+
+
+class Lines(Sequence):
+    """The lines of a memory-mapped UTF-8 text file (a string table), decoded a block at a time.
+
+    ``len`` is the manifest's row count; the line offsets are found on the first indexing
+    (one vectorized scan for newlines, int64 per line), and a line is decoded with the
+    :data:`BLOCK` lines around it, so loading costs nothing per row and a query that reads a
+    few ids or stems decodes a few blocks (at most the whole table, over a process's life).
+    """
+
+    BLOCK = 1024
+
+    def __init__(self, buf, rows: int):
+        self._buf = buf
+        self._rows = rows
+        self._ends: np.ndarray | None = None
+        self._blocks: dict[int, list[str]] = {}
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def _line_ends(self) -> np.ndarray:
+        if self._ends is None:
+            buf = self._buf
+            nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10) if len(buf) else []
+            self._ends = np.append(np.asarray(nl, dtype=np.int64), len(buf))
+        return self._ends
+
+    def line(self, i: int) -> str:
+        """Line ``i`` (in range) decoded alone, without its block: for binary searches."""
+        got = self._blocks.get(i // self.BLOCK)
+        if got is not None:
+            return got[i % self.BLOCK]
+        ends = self._line_ends()
+        start = int(ends[i - 1]) + 1 if i else 0
+        return bytes(self._buf[start:int(ends[i])]).decode("utf-8")
+
+    def _block(self, b: int) -> list[str]:
+        got = self._blocks.get(b)
+        if got is None:
+            self._line_ends()
+            lo, hi = b * self.BLOCK, min((b + 1) * self.BLOCK, self._rows)
+            start = int(self._ends[lo - 1]) + 1 if lo else 0
+            got = self._blocks[b] = bytes(self._buf[start:int(self._ends[hi - 1])]).decode("utf-8").split("\n")
+        return got
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._rows))]
+        i = int(i)
+        if i < 0:
+            i += self._rows
+        if not 0 <= i < self._rows:
+            raise IndexError(f"line {i} of {self._rows}")
+        return self._block(i // self.BLOCK)[i % self.BLOCK]
+
+    def take(self, indices) -> list[str]:
+        """The lines at ``indices`` (ints in range)."""
+        block, size = self._block, self.BLOCK
+        return [block(i // size)[i % size] for i in indices]
+
+    def __iter__(self):
+        return iter(bytes(self._buf).decode("utf-8").split("\n") if self._rows else [])
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, Lines)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Lines({self._rows} rows)"
 
 
 def _map(path: Path):

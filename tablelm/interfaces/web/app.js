@@ -47,8 +47,14 @@ function setStatus(text, isError) {
   s.setAttribute("role", isError ? "alert" : "status");
 }
 
+// The access key of a server started with --keys: kept for this tab only, sent as a Bearer token.
+function accessKey() { try { return sessionStorage.getItem("tablelm-key") || ""; } catch (e) { return ""; } }
+
 async function getJSON(url, options) {
-  const resp = await fetch(url, options);
+  const key = accessKey();
+  const opts = Object.assign({}, options || {});
+  if (key) opts.headers = Object.assign({}, opts.headers || {}, { Authorization: "Bearer " + key });
+  const resp = await fetch(url, opts);
   let body = null;
   try { body = await resp.json(); } catch (e) { body = null; }
   if (!resp.ok) {
@@ -186,6 +192,9 @@ function askURL(path) {
   const k = $("k").value.trim();
   if (k && k !== "10") q.set("k", k);
   for (const [name, value] of Object.entries(state.overrides)) q.set(name, value);
+  const sub = $("submodel").value;
+  if (sub === "*") q.set("route", "all");
+  else if (sub) q.set("s", sub);
   return path + "?" + q.toString();
 }
 
@@ -261,6 +270,7 @@ function cardNode(c) {
   if (c.category && c.category.length) meta.append(el("span", { class: "category" }, c.category.join(" › ")), " ");
   for (const t of (c.tags || []).slice(0, 8)) meta.append(el("span", { class: "tag" }, t));
   meta.append(el("span", { class: "entity-id" }, " id " + c.id));
+  if (c.submodel) meta.append(el("span", { class: "submodel", title: "sub-model" }, " · " + c.submodel));
   li.append(meta);
   if (c.why && c.why.length) {
     const why = el("div", { class: "why" }, el("span", { class: "muted" }, "why: "));
@@ -306,6 +316,9 @@ function planNode(answer) {
   add("excluded", plan.excluded);
   add("ignored", plan.ignored);
   add("only", plan.filters);
+  const routing = answer.routing;
+  if (routing) box.append(el("span", { class: "routing", title: routing.why }, "sub-models asked: ",
+    el("strong", {}, routing.asked.join(", ")), " (" + routing.why + ")"));
   return box;
 }
 
@@ -385,9 +398,13 @@ function fromURL() {
   const q = new URLSearchParams(location.search);
   $("prompt").value = q.get("q") || "";
   $("k").value = q.get("k") || "10";
+  const sub = q.get("route") === "all" ? "*" : (q.get("s") || "");
+  if ([...$("submodel").options].some((o) => o.value === sub)) $("submodel").value = sub;
   state.overrides = {};
   for (const [name, value] of q.entries()) {
-    if (name !== "q" && name !== "k" && name in state.defaults) state.overrides[name] = value;
+    if (name !== "q" && name !== "k" && name !== "s" && name !== "route" && name in state.defaults) {
+      state.overrides[name] = value;
+    }
   }
   for (const p of state.params) syncControl(p);
 }
@@ -411,6 +428,12 @@ async function start() {
   if (window.matchMedia("(max-width: 48rem)").matches) $("params-details").open = false;
   $("ask-form").addEventListener("submit", (ev) => { ev.preventDefault(); run(false); });
   $("k").addEventListener("input", changed);
+  $("submodel").addEventListener("change", changed);
+  $("key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    try { sessionStorage.setItem("tablelm-key", $("api-key").value.trim()); } catch (e) { /* private mode */ }
+    location.reload();
+  });
   window.addEventListener("popstate", () => { fromURL(); if ($("prompt").value.trim()) run(true); });
   try {
     await loadParams();
@@ -418,7 +441,18 @@ async function start() {
     $("model-info").textContent = Number(info.stats.entities).toLocaleString() + " entities, " +
       Number(info.stats.multitokens).toLocaleString() + " multitokens · " + (info.corpus.sources || []).join(", ");
     $("prompt").maxLength = info.limits.max_prompt_chars;
+    if (info.submodels && info.submodels.length) {  // a split model: let the user pin a sub-model
+      for (const s of info.submodels) {
+        $("submodel").append(el("option", { value: s.name }, s.name + " (" + Number(s.entities).toLocaleString() + ")"));
+      }
+      $("submodel-label").hidden = false;
+    }
   } catch (err) {
+    if (err.envelope && err.envelope.code === "unauthorized") {  // a server with --keys: ask for one
+      $("key-form").hidden = false;
+      setStatus(accessKey() ? "This key is not valid here; enter another." : err.envelope.message, true);
+      return;
+    }
     setStatus("Could not reach the server: " + ((err.envelope && err.envelope.message) || err), true);
     return;
   }

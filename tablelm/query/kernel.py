@@ -1,0 +1,264 @@
+"""The scoring hot path: BM25F term sums and top-k, compiled with numba when it is installed.
+
+Two implementations of the same arithmetic:
+
+numba (``_jit.py``)
+    loops over the postings of a prompt's terms, computing each posting's BM25F impact
+    as it goes, summing into a score per entity, and selecting the ``k`` best by a partition of the
+    touched entities only (no argpartition over every entity), so
+    a batch query costs O(its postings), not O(entities). Compiled once and cached on
+    disk (numba's ``cache=True``: next to the module, or under the user's cache directory
+    when the installed package is read-only); used once a process has done enough
+    queries to pay for loading it (see ``_ENV``).
+numpy (this module)
+    the same operations as array expressions (gather, bincount, partition): the first
+    queries of every process, and all of them when numba is missing or
+    ``TABLELM_KERNEL=numpy``.
+
+Neither precomputes anything per posting: impacts are computed for the postings a
+query touches only, from the term frequencies and a per-entity length norm (one
+O(entities) pass per parameter set, kept by the model), so loading a model and
+changing k1, b or a field weight cost no pass over the postings.
+
+Both give the same floats: each posting's impact is
+``float32(tfw·(k1+1) / (tfw + norm[d]))`` with ``tfw`` the field-weighted term frequency
+summed field by field in order, and an entity's score adds its terms' contributions in
+the same order (the free terms in plan order, then each stretch's best phrase, stretches
+by id). tests/test_kernel.py checks that rankings and scores are identical.
+
+A *query* here is three aligned arrays from :func:`prepare`: multitoken ids, weights
+(plan weight · idf) and stretch groups (-1: a free term). Terms of one stretch count once
+per entity: the best of them (``phrase_mode="stretch"``, see rank.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+#: ``TABLELM_KERNEL``: ``numpy`` never compiles, ``numba`` compiles on the first query, ``auto``
+#: (the default) compiles once this process has spent ``TABLELM_JIT_AFTER`` seconds (1.0) scoring
+#: with numpy: loading numba and its cached kernels costs about a second (several the first time
+#: on a machine, when they compile), far more than one query, so a one-shot ``tablelm ask`` never
+#: pays it and a server or a benchmark pays it once, after at most as long again of numpy work.
+_ENV = "TABLELM_KERNEL"
+_jit_module = None  # the compiled module once loaded, False when numba is missing or disabled
+_numpy_seconds = 0.0  # scoring time spent in the numpy implementation by this process
+
+
+def _mode() -> str:
+    mode = os.environ.get(_ENV, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "numba", "numpy"):
+        from ..errors import TablelmError
+
+        raise TablelmError(f"{_ENV} must be auto, numba or numpy. Got {mode!r}; unset it for auto.")
+    return mode
+
+
+def _jit_after() -> float:
+    try:
+        return float(os.environ.get("TABLELM_JIT_AFTER", "1.0"))
+    except ValueError:
+        return 1.0
+
+
+def warm() -> bool:
+    """Load the numba kernels now (import numba, compile or read the on-disk cache) unless
+    ``TABLELM_KERNEL=numpy``; returns whether they are available. For long-running processes
+    (a server, a benchmark) that know many queries will follow."""
+    global _jit_module
+    if _jit_module is None:
+        _jit_module = False
+        if _mode() != "numpy":
+            try:
+                from . import _jit
+            except ImportError:  # numba not installed: the numpy path
+                pass
+            else:
+                _jit_module = _jit
+    return bool(_jit_module)
+
+
+def compiled():
+    """The numba kernels (module ``_jit``) if queries use them now, else None (see ``_ENV``)."""
+    if _jit_module is None:
+        mode = _mode()
+        if mode == "numba" or (mode == "auto" and _numpy_seconds >= _jit_after()):
+            warm()
+    return _jit_module or None
+
+
+def _spent(t0: float) -> None:
+    global _numpy_seconds
+    _numpy_seconds += time.perf_counter() - t0
+
+
+def backend() -> str:
+    """``"numba"`` or ``"numpy"``: which implementation the next query uses in this process."""
+    return "numba" if compiled() is not None else "numpy"
+
+
+def prepare(terms, idf_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(multitokens, weights, groups) of ``terms`` in scoring order: the free terms in plan
+    order, then the stretches by id (stable within one). ``idf_of(mts)`` gives the idfs."""
+    mts = np.fromiter((t.mt for t in terms), dtype=np.int64, count=len(terms))
+    w = np.fromiter((t.weight for t in terms), dtype=np.float64, count=len(terms))
+    grp = np.fromiter((-1 if t.stretch is None else t.stretch for t in terms), dtype=np.int64, count=len(terms))
+    if len(mts):
+        w = w * idf_of(mts)
+        if (grp >= 0).any():
+            order = np.lexsort((np.arange(len(grp)), grp))  # -1 first: the free terms, in plan order
+            mts, w, grp = mts[order], w[order], grp[order]
+    return mts, w, grp
+
+
+class Postings:
+    """The arrays a query reads, in the types the kernels are compiled for (read-only views)."""
+
+    def __init__(self, tables, norm: np.ndarray, fw, k1: float):
+        self.indptr = _ro(tables.post_indptr)
+        self.docs = _ro(tables.post_docs)
+        self.tf = _ro(tables.post_tf)
+        self.norm = _ro(np.asarray(norm, dtype=np.float64))
+        self.fw = np.ascontiguousarray(fw, dtype=np.float64)
+        self.kp1 = float(k1) + 1.0
+        self.n_docs = len(self.norm)
+
+
+def _ro(a) -> np.ndarray:
+    v = np.asarray(a).view()
+    v.flags.writeable = False
+    return v
+
+
+# ------------------------------------------------------------------ numpy implementation
+
+
+def gather(indptr, mts):
+    """Positions of the rows ``mts`` of a CSR table, concatenated: (term index, entry index)."""
+    mts = np.asarray(mts, dtype=np.int64)
+    starts = np.asarray(indptr[mts], dtype=np.int64)
+    lens = np.asarray(indptr[mts + 1], dtype=np.int64) - starts
+    idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+    return np.repeat(np.arange(len(mts)), lens), idx
+
+
+def impacts_at(post: Postings, idx: np.ndarray) -> np.ndarray:
+    """BM25F saturation tf·(k1+1)/(tf + k1·(1−b+b·len/avglen)) of the postings ``idx`` (float32)."""
+    tf = post.tf[idx]
+    tfw = tf[:, 0] * post.fw[0]
+    for f in range(1, tf.shape[1]):
+        tfw = tfw + tf[:, f] * post.fw[f]
+    return (tfw * post.kp1 / (tfw + post.norm[post.docs[idx]])).astype(np.float32)
+
+
+def _accumulate_numpy(post: Postings, mts, w, grp) -> np.ndarray:
+    scores = np.zeros(post.n_docs)
+    if not len(mts):
+        return scores
+    term, idx = gather(post.indptr, mts)
+    docs = np.asarray(post.docs[idx], dtype=np.int64)
+    contrib = w[term] * impacts_at(post, idx)
+    group = grp[term]
+    if (group >= 0).any():
+        docs, contrib = _best_of_stretch(docs, contrib, group)
+    return np.bincount(docs, weights=contrib, minlength=post.n_docs)
+
+
+def _best_of_stretch(docs: np.ndarray, contrib: np.ndarray, group: np.ndarray):
+    """Postings with the phrases of each stretch reduced to their best one per entity.
+
+    Returns (docs, contributions): the ungrouped postings unchanged, then one
+    (entity, max contribution) per (stretch, entity), by stretch then entity.
+    """
+    free = group < 0
+    g = np.flatnonzero(~free)
+    key = group[g] * (int(docs.max()) + 1) + docs[g]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    best = np.maximum.reduceat(contrib[g][order], starts)
+    return np.concatenate([docs[free], docs[g][order][starts]]), np.concatenate([contrib[free], best])
+
+
+def _top_k_numpy(scores: np.ndarray, k: int, exclude=None) -> np.ndarray:
+    if exclude is not None and len(exclude):
+        scores = scores.copy()
+        scores[exclude] = 0.0
+    cand = np.flatnonzero(scores > 0)
+    if k < len(cand):  # partition the positive scores only: usually far fewer than the entities
+        kth = -np.partition(-scores[cand], k - 1)[k - 1]
+        cand = cand[scores[cand] >= kth]
+    order = np.lexsort((cand, -scores[cand]))
+    return cand[order][:k]
+
+
+# ------------------------------------------------------------------ the calls
+
+
+def accumulate(post: Postings, mts, w, grp) -> np.ndarray:
+    """The score of every entity (zero where no term matches), a float64 array."""
+    jit = compiled()
+    if jit is None:
+        t0 = time.perf_counter()
+        scores = _accumulate_numpy(post, mts, w, grp)
+        _spent(t0)
+        return scores
+    scores = np.zeros(post.n_docs)
+    if len(mts):
+        jit.accumulate(post.indptr, post.docs, post.tf, post.fw, post.kp1, post.norm, mts, w, grp, scores,
+                       *_scratch(post.n_docs))
+    return scores
+
+
+def _scratch(n: int, touched: bool = False) -> tuple:
+    """Zeroed per-entity work arrays of the kernels: np.zeros maps zero pages, so only the pages
+    a query touches cost anything. (acc, seen, touched,) best, gseen, gtouched."""
+    group = (np.zeros(n), np.zeros(n, dtype=np.bool_), np.empty(n, dtype=np.int32))
+    if not touched:
+        return group
+    return (np.zeros(n), np.zeros(n, dtype=np.bool_), np.empty(n, dtype=np.int32), *group)
+
+
+def top_k(scores: np.ndarray, k: int, exclude=None) -> np.ndarray:
+    """Indices of the ``k`` best positive scores, best first; ties broken by entity order."""
+    jit = compiled()
+    if jit is None:
+        t0 = time.perf_counter()
+        idx = _top_k_numpy(scores, k, exclude)
+        _spent(t0)
+        return idx
+    mask = np.zeros(0, dtype=np.bool_)
+    if exclude is not None and len(exclude):
+        mask = np.zeros(len(scores), dtype=np.bool_)
+        mask[exclude] = True
+    return jit.top_k_dense(np.ascontiguousarray(scores, dtype=np.float64), int(k), mask)
+
+
+def search_batch(post: Postings, queries: list, k: int, agents: np.ndarray, boost: float) -> list:
+    """Top ``k`` of each query: ``queries`` holds (mts, weights, groups, agent bit) tuples (see
+    :func:`prepare`; bit 0: no agent factor). An entity whose agent bits include the query's
+    has its score multiplied by ``boost``. Returns one (entity indices, scores) per query."""
+    jit = compiled()
+    if jit is None:
+        t0 = time.perf_counter()
+        out = []
+        for mts, w, grp, bit in queries:
+            scores = _accumulate_numpy(post, mts, w, grp)
+            if bit:
+                scores = scores * np.where(agents & bit, boost, 1.0)
+            idx = _top_k_numpy(scores, k)
+            out.append((idx, scores[idx]))
+        _spent(t0)
+        return out
+    n = len(queries)
+    q_ptr = np.zeros(n + 1, dtype=np.int64)
+    q_ptr[1:] = np.cumsum([len(q[0]) for q in queries])
+    cat = lambda i, dt: np.concatenate([q[i] for q in queries]).astype(dt, copy=False) if n else np.zeros(0, dt)
+    bits = np.fromiter((q[3] for q in queries), dtype=np.int64, count=n)
+    r_ptr, r_docs, r_scores = jit.search_batch(
+        post.indptr, post.docs, post.tf, post.fw, post.kp1, post.norm, _ro(agents), q_ptr, cat(0, np.int64),
+        cat(1, np.float64), cat(2, np.int64), bits, float(boost), int(k), *_scratch(post.n_docs, touched=True))
+    return [(r_docs[r_ptr[i]:r_ptr[i + 1]], r_scores[r_ptr[i]:r_ptr[i + 1]]) for i in range(n)]

@@ -1,0 +1,162 @@
+"""The scoring kernels: numba and numpy give the same rankings and the same floats, and the
+batched search path gives what the general one (``ask``'s) gives."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tablelm
+from tablelm.errors import TablelmError
+from tablelm.evaluation import read_queries
+from tablelm.model import Model
+from tablelm.query import kernel
+
+from conftest import DATA, cached_model
+
+CRAN = DATA / "cranfield"
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
+
+#: parameter sets that change what the kernels compute: length norms, field weights, stretches, agents
+PARAMS = [{}, {"phrase_mode": "each"}, {"k1": 0.9, "b": 0.4, "w_title": 0.0, "w_tags": 3.0},
+          {"agent_boost": 2.0, "phrase_weight": 1.0}]
+
+
+@pytest.fixture
+def numpy_kernel(monkeypatch):
+    """Queries in this test use the numpy implementation."""
+    monkeypatch.setattr(kernel, "_jit_module", False)
+
+
+@pytest.fixture(scope="module")
+def cranfield(tmp_path_factory):
+    """The whole Cranfield collection (1,400 documents) and its 225 queries."""
+    if not (CRAN / "corpus.jsonl").exists():
+        pytest.skip(f"test data not found at {CRAN}")
+    out = tmp_path_factory.mktemp("cranfield") / "model"
+    src = CRAN / "corpus.jsonl"
+    cached_model(out, ["source", "cranfield", src.read_bytes()], lambda path: tablelm.build([src], path))
+    return tablelm.load(out), read_queries(CRAN / "queries.jsonl")
+
+
+def _both(monkeypatch, fn):
+    """``fn()`` with the numpy kernels, then with numba."""
+    monkeypatch.setattr(kernel, "_jit_module", False)
+    with_numpy = fn()
+    monkeypatch.delenv("TABLELM_KERNEL", raising=False)
+    monkeypatch.setattr(kernel, "_jit_module", None)
+    assert kernel.warm() and kernel.backend() == "numba"
+    return with_numpy, fn()
+
+
+@needs_numba
+@pytest.mark.parametrize("params", PARAMS, ids=["defaults", "each", "bm25-norms", "agents"])
+def test_numba_and_numpy_rank_cranfield_identically(cranfield, monkeypatch, params):
+    model, queries = cranfield
+    a, b = _both(monkeypatch, lambda: model.search_many(queries, k=100, **params))
+    assert a == b  # the same ids in the same order with the same float scores
+    assert sum(len(r) for r in a.values()) > 100 * len(queries) * 0.9
+
+
+@needs_numba
+def test_numba_and_numpy_rank_the_scifact_slice_identically(scifact_model, scifact_queries_file, monkeypatch):
+    queries = read_queries(scifact_queries_file)
+    for k in (1, 3, 1000):  # a heap of one, ties at the cut, more than the candidates
+        a, b = _both(monkeypatch, lambda k=k: scifact_model.search_many(queries, k=k))
+        assert a == b
+        assert all(len(r) <= k for r in a.values())
+
+
+@needs_numba
+def test_dense_scores_and_top_k_agree(cranfield, monkeypatch):
+    model, queries = cranfield
+    from tablelm.query.rank import Scorer
+
+    plan = model._planner.plan(queries["1"], model.params())
+    scorer = Scorer(model, model.params())
+    s_np, s_nb = _both(monkeypatch, lambda: scorer.tablelm(plan.active()))
+    assert np.array_equal(s_np, s_nb)
+    ties = np.round(s_np, 1)  # many equal scores: the order falls back to the entity index
+    exclude = np.flatnonzero(ties == ties.max())[:3]
+    for k in (1, 10, 500, 5000):
+        for ex in (None, exclude):
+            a, b = _both(monkeypatch, lambda k=k, ex=ex: kernel.top_k(ties, k, ex))
+            assert np.array_equal(a, b)
+            order = np.lexsort((np.arange(len(ties)), -ties))
+            want = [d for d in order if ties[d] > 0 and (ex is None or d not in ex)][:k]
+            assert a.tolist() == want
+
+
+def test_the_batch_path_gives_what_the_general_path_gives(cranfield, monkeypatch):
+    """search_many scores plain plans in one batch; the others (and ask) go through Model._rank."""
+    model, queries = cranfield
+    some = dict(list(queries.items())[:60])
+    for params in PARAMS:
+        batch = model.search_many(some, k=50, **params)
+        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p: False))
+        general = model.search_many(some, k=50, **params)
+        monkeypatch.undo()
+        assert batch == general
+    text = some["1"]
+    top = model.search(text, k=10)
+    cards = model.ask(text, k=10).cards
+    assert [c.id for c in cards] == [d for d, _ in top]
+    assert [c.score for c in cards] == [round(s, 6) for _, s in top]
+
+
+def test_unplain_prompts_are_ranked_in_the_same_batch(cranfield):
+    """Exclusions, exact phrases and expansion leave the batch for the general path, in order."""
+    model, queries = cranfield
+    texts = {"a": queries["1"], "b": queries["1"] + " !wing", "c": '"boundary layer" flow', "d": queries["2"]}
+    got = model.search_many(texts, k=20)
+    assert list(got) == ["a", "b", "c", "d"]
+    assert got["a"] == model.search(texts["a"], k=20) and got["d"] == model.search(texts["d"], k=20)
+    wing = {d for d, _ in model.search("wing", k=1400)}
+    assert got["b"] and not wing & {d for d, _ in got["b"]}
+    assert got["c"] == model.search(texts["c"], k=20)
+
+
+def test_the_numpy_kernel_alone(tiny_model, numpy_kernel):
+    """Without numba (forced here) queries work and report the numpy backend."""
+    assert kernel.backend() == "numpy"
+    got = tiny_model.search("read a file line by line", k=2)
+    assert got[0][0] == "files/read" and len(got) == 2 and got[0][1] > got[1][1] > 0
+
+
+def test_auto_mode_compiles_after_enough_numpy_work(tiny_model, monkeypatch):
+    monkeypatch.setattr(kernel, "_jit_module", None)
+    monkeypatch.setenv("TABLELM_KERNEL", "auto")
+    monkeypatch.setenv("TABLELM_JIT_AFTER", "1e9")
+    tiny_model.search("open a file")
+    assert kernel._jit_module is None and kernel.backend() == "numpy"  # a one-shot query never loads numba
+    monkeypatch.setenv("TABLELM_JIT_AFTER", "0")
+    assert kernel.backend() == ("numba" if HAS_NUMBA else "numpy")
+
+
+def test_a_bad_kernel_setting_says_what_to_use(monkeypatch):
+    monkeypatch.setattr(kernel, "_jit_module", None)
+    monkeypatch.setenv("TABLELM_KERNEL", "fast")
+    with pytest.raises(TablelmError, match=r"TABLELM_KERNEL must be auto, numba or numpy\. Got 'fast'"):
+        kernel.backend()
+
+
+def test_without_numba_installed_search_falls_back(tiny_model, tmp_path):
+    """numba made unimportable in a fresh process: ``TABLELM_KERNEL=numba`` still answers, with numpy."""
+    script = (
+        "import sys, json; sys.modules['numba'] = None\n"
+        "import tablelm\nfrom tablelm.query import kernel\n"
+        f"m = tablelm.load({str(tiny_model.path)!r})\n"
+        "print(json.dumps([kernel.backend(), m.search('read a file line by line', k=4)]))\n")
+    env = dict(os.environ, TABLELM_KERNEL="numba", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    backend, hits = json.loads(out.stdout)
+    assert backend == "numpy"
+    assert [tuple(h) for h in hits] == tiny_model.search("read a file line by line", k=4)
