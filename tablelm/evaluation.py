@@ -469,15 +469,15 @@ def paired_test(a: Sequence[float], b: Sequence[float], n_resamples: int = 10000
     ValueError
         If the two sequences differ in length or are empty.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired scores must be two sequences of the same length, got {a.shape} and {b.shape}")
-    n = len(a)
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.shape != xb.shape or xa.ndim != 1:
+        raise ValueError(f"paired scores must be two sequences of the same length, got {xa.shape} and {xb.shape}")
+    n = len(xa)
     if n == 0:
         raise ValueError("no queries to compare: the two runs share no judged query")
-    d = a - b
+    d = xa - xb
     observed = abs(d.mean())
-    out = {"n": n, "mean_a": float(a.mean()), "mean_b": float(b.mean()), "delta": float(d.mean()),
+    out = {"n": n, "mean_a": float(xa.mean()), "mean_b": float(xb.mean()), "delta": float(d.mean()),
            "wins": int((d > tie).sum()), "ties": int((np.abs(d) <= tie).sum()), "losses": int((d < -tie).sum()),
            "n_resamples": int(n_resamples)}
     if np.all(np.abs(d) <= tie):
@@ -694,7 +694,7 @@ def prompt_coverage(model, prompts: Sequence[tuple[str, str]], k: int = 10, **pa
     import Stemmer  # PyStemmer: a tablelm dependency, imported here to keep the module light
 
     stemmer = Stemmer.Stemmer("english")
-    per_prompt = []
+    per_prompt: list[dict] = []
     for prompt, reference in prompts:
         ids = [d for d, _ in model.search(prompt, k=k, **params)]
         texts = []

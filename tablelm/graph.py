@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def reconstruct_taxonomy(model, *, normalize: bool = False, chunk: int = 512,
     true = np.full(n, -1, dtype=np.int64)
     has = np.diff(doc_ind) > 0
     true[has] = doc_lab[doc_ind[:-1][has]]
-    result = {"evaluated": int(has.sum()), "categories": n_lab, "normalize": normalize}
+    result: dict[str, Any] = {"evaluated": int(has.sum()), "categories": n_lab, "normalize": normalize}
     if n_lab == 0 or not has.any():
         return dict(result, exact=0, near=0, unassigned=0, singletons=0, exact_rate=0.0,
                     near_rate=0.0, by_depth={}, misses=[])
@@ -218,7 +219,7 @@ def reconstruct_taxonomy(model, *, normalize: bool = False, chunk: int = 512,
     paths = [tuple(lbl.split(SEP)) for lbl in labels]
     exact = near = unassigned = 0
     by_depth: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-    misses = []
+    misses: list[dict[str, str]] = []
     ids = model.ids
     for d in np.flatnonzero(has).tolist():
         t, p = int(true[d]), int(pred[d])

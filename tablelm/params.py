@@ -114,10 +114,10 @@ class WordList:
             items = [str(w).strip() for w in value]
         else:
             raise ValueError
-        items = tuple(w for w in items if w)
-        if self.choices and any(w not in self.choices for w in items):
+        words = tuple(w for w in items if w)
+        if self.choices and any(w not in self.choices for w in words):
             raise ValueError
-        return items
+        return words
 
 
 @dataclass(frozen=True)

@@ -147,8 +147,12 @@ def usage_path(model) -> Path:
     return root / "usage" / f"{model.manifest['fingerprint'][:32]}.jsonl"
 
 
+_usage_warned = False  # a failed write is said once per process, not on every answer
+
+
 def record_usage(model, overrides: dict) -> None:
     """Append the parameters a user set (opt-in) to the model's usage file."""
+    global _usage_warned
     if not overrides:
         return
     path = usage_path(model)
@@ -158,8 +162,8 @@ def record_usage(model, overrides: dict) -> None:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(clean, sort_keys=True) + "\n")
     except OSError as e:  # recording is a side note of an answer: it must never cost the answer
-        if not getattr(record_usage, "warned", False):
-            record_usage.warned = True
+        if not _usage_warned:
+            _usage_warned = True
             print(f"tablelm: usage not recorded: cannot write {path} ({e.strerror or e}); set TABLELM_DATA to a "
                   "writable folder or unset TABLELM_RECORD_USAGE.", file=sys.stderr)
 

@@ -112,7 +112,8 @@ def cite(model, entity, terms, snippet_chars: int, best: str | None, per_term: i
         key = tuple(int(x) for x in model.tables.mt_words[t.mt] if x >= 0)
         targets[key] = t.text
     max_n = max((len(k) for k in targets), default=1)
-    citations, counts = [], {}
+    citations = []
+    counts: dict[tuple[str, str], int] = {}
     spans_text = []
     for fld, text in (("title", entity.title), ("text", entity.text)):
         for start, end, mt in find_spans(model, text, targets, max_n):

@@ -174,7 +174,7 @@ class Analyzer:
     def _word_stems(self, word: str) -> list[str]:
         if self.bigrams and _CJK_CHAR.match(word):
             return [g for _, g in self.cjk_grams(word)]
-        words = self.kw_map.get(word)
+        words: list[str] | tuple[str, ...] | None = self.kw_map.get(word)
         if words is None:  # a key also matches the words of its stem ("directories" for "directory")
             words = self._kw_stems.get(self.stem_word(word), (word,)) if self._kw_stems else (word,)
         return [self.stem_word(w) for w in words if self._kept(w)]
@@ -191,10 +191,10 @@ class Analyzer:
         particles and inflections ("ファイルの所有者を変更する" → ファイル の 所有者 を 変更 する),
         so bigrams across that boundary ("ルの", "者を") would only add noise.
         """
-        pieces = _HIRAGANA_BOUNDARY.finditer(run) if self.language == "ja" else (re.match(".+", run),)
+        pieces = ([(m.group(), m.start()) for m in _HIRAGANA_BOUNDARY.finditer(run)] if self.language == "ja"
+                  else [(run, 0)])
         grams = []
-        for m in pieces:
-            piece, at = m.group(), m.start()
+        for piece, at in pieces:
             if len(piece) == 1:
                 grams.append((at, piece))
             else:
@@ -355,7 +355,7 @@ class SurfaceVocabulary:
         distinct = set(toks)
         self._register(sorted(distinct.difference(raw)))  # sorted: ids independent of hash order
         if self.raw_expansions and not self.raw_expansions.keys().isdisjoint(distinct):
-            out = []
+            out: list[int] = []
             for t in toks:
                 out.extend(self.raw_expansions.get(t) or (raw[t],))
             sids = np.asarray(out, dtype=np.int32)
