@@ -52,16 +52,16 @@ def _words(model, text: str) -> list[tuple[int, int, int, int]]:
 def _tokenize(model, text: str, memo: dict) -> list[tuple[int, int, int, int]]:
     an = model.analyzer
     stem_ids = model.tables.stem_ids
+    words: list[tuple[int, int, int, int]] = []
+    clause = 0
     if an.bigrams:  # character bigrams carry their own spans inside a token
-        words, clause = [], 0
         for kind, s, start, end in an.tokens_with_spans(text):
             if kind in (SENTENCE, CLAUSE):
                 clause += 1
             else:
                 words.append((stem_ids.get(s, -1), start, end, clause))
         return words
-    words: list[tuple[int, int, int, int]] = []
-    append, clause = words.append, 0
+    append = words.append
     for m in an.token_re.finditer(text):
         meaning = memo.get(m.group())
         if meaning is None:
@@ -69,7 +69,7 @@ def _tokenize(model, text: str, memo: dict) -> list[tuple[int, int, int, int]]:
             mark = boundary(tok)
             meaning = memo[tok] = mark if mark is not None else tuple(
                 stem_ids.get(s, -1) for s in an.word_stems(normalize(tok)))
-        if meaning.__class__ is int:
+        if isinstance(meaning, int):
             clause += 1
         elif meaning:  # () for a stopword
             start, end = m.span()
