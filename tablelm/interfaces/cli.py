@@ -40,7 +40,8 @@ def registry_option(name: str, flag: str | None = None, **overrides):
         if isinstance(c, P.Options):
             kw["type"] = click.Choice(c.choices)
         elif isinstance(c, P.Interval):
-            kw["type"] = (click.IntRange if c.kind is int else click.FloatRange)(c.lo, c.hi)
+            kw["type"] = (click.IntRange(int(c.lo), int(c.hi)) if c.kind is int  # int bounds: click's stubs
+                          else click.FloatRange(c.lo, c.hi))
 
         def validate(_ctx, _param, value):  # the registry's rule: what a click type lets through (nan)
             try:
