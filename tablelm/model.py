@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import itertools
 import json
@@ -12,7 +11,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from .query.expand import expand
 from .query.filters import excluded_entities
 from .query.sections import build_sections, context_factor, importance_factor
 from .tables import build as build_module
-from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records
+from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records, gc_paused
 from .tables.schema import TableSet, conform
 from .tables.store import FORMAT_VERSION, load_tables, read_manifest, save_tables, update_manifest
 from .text.analyzer import Analyzer
@@ -351,24 +349,7 @@ def load(model_dir):
     return Model(tables, manifest, tables.blobs.pop("entities.jsonl", b""), Path(model_dir))
 
 
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector (if on) for a build.
-
-    A build allocates many containers (parsed records, entities) that live until it ends, so
-    the collections they trigger scan them and find nothing to free: pausing saves about
-    0.1 s of a 0.6 s CACM build.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@_gc_paused()
+@gc_paused()
 def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8", on_error: str = "fail",
           kw_map: dict | None = None, stopwords=None, progress: bool = False, report=None,
           reader_options: dict | None = None, memory_mb: float = 2048, split_by: str | None = None,
@@ -655,7 +636,7 @@ def _analyzer_of(manifest: dict) -> Analyzer:
                     language=a.get("language", "en"))  # models built before languages: English
 
 
-@_gc_paused()
+@gc_paused()
 def upgrade(model_dir, *, progress: bool = False) -> Model:
     """Rebuild a model of an older format (or the current one) in place from the entities it stores.
 

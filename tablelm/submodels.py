@@ -261,7 +261,7 @@ def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf
 
 def save_split(out_dir, built, router, manifest: dict) -> Path:
     """Write the sub-models and the router under ``out_dir`` atomically (see tables/store.py)."""
-    from .tables.store import _check_target, _fsync_dir, _os_error, _replace_manifest, model_lock, save_tables
+    from .tables.store import _check_target, _os_error, _remove_unnamed, model_lock, save_tables, switch_in
 
     out = Path(out_dir)
     _check_target(out)
@@ -283,25 +283,14 @@ def save_split(out_dir, built, router, manifest: dict) -> Path:
             os.sync()
             folder = "split-" + hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
             manifest = dict(manifest, folder=folder)
-            _fsync_dir(tmp)
-            final = out / folder
-            if final.exists():
-                old = out / f".tablelm-tmp-{uuid.uuid4().hex}"
-                os.rename(final, old)
-                os.rename(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, final)
-            _replace_manifest(out, manifest)
+            switch_in(out, tmp, folder, manifest)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise _os_error(e, out, "write the model to") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for p in out.iterdir():  # the previous model (split or not) and leftovers of killed builds
-            if p.name != folder and p.name.startswith(("tables-", "split-", ".tablelm-tmp-")):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        _remove_unnamed(out, folder)  # the previous model (split or not) and leftovers of killed builds
     return out
 
 

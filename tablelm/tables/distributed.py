@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import gc
 import hashlib
 import itertools
 import json
@@ -50,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TablelmError
-from .build import content_hashes, count_partial, dictionary_from_counts, entity_records, sum_by_hash
+from .build import content_hashes, count_partial, dictionary_from_counts, entity_records, gc_paused, sum_by_hash
 from .counts import Partial, assemble, merge
 
 #: hash ranges of the dictionary reduce (pass 1): each range task sums about 1/HASH_RANGES of
@@ -101,18 +100,6 @@ def _check_worker(expected: dict) -> None:
             "workers from the same checkout (PYTHONPATH).")
 
 
-@contextlib.contextmanager
-def _no_gc():
-    """The cyclic collector paused while a task counts, as ``model.build`` pauses it."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _entities(packed: bytes) -> list:
     """A shard's entities from its compressed entity-store lines (the round trip of the sharded build)."""
     from ..corpus.entity import TextEntity
@@ -127,7 +114,7 @@ def _range_bounds(ranges: int) -> np.ndarray:
 def count_ngrams_task(packed: bytes, analyzer, params: dict, expected: dict, ranges: int) -> list:
     """Pass 1 on a worker: the shard's n-gram counts, cut into ``ranges`` hash ranges."""
     _check_worker(expected)
-    with _no_gc():
+    with gc_paused():
         h, n, kg = count_partial(_entities(packed), analyzer, params, ngrams_only=True)
     cuts = np.concatenate(([0], np.searchsorted(h, _range_bounds(ranges)), [len(h)]))
     return [(h[lo:hi].copy(), n[lo:hi].copy(), kg[lo:hi].copy()) for lo, hi in zip(cuts[:-1], cuts[1:])]
@@ -145,20 +132,20 @@ def constant(value):
 
 def dictionary_range_task(min_count: int, *pieces) -> np.ndarray:
     """Pass 1's reduce by key: one hash range summed over every shard, the dictionary's part of it."""
-    with _no_gc():
+    with gc_paused():
         return dictionary_from_counts(sum_by_hash(*zip(*pieces)), min_count)
 
 
 def count_shard_task(packed: bytes, analyzer, params: dict, dictionary: np.ndarray, expected: dict) -> Partial:
     """Pass 2 on a worker: the shard's partial counts under the corpus's dictionary."""
     _check_worker(expected)
-    with _no_gc():
+    with gc_paused():
         return count_partial(_entities(packed), analyzer, params, dictionary=dictionary)
 
 
 def merge_task(*parts: Partial) -> Partial:
     """Neighbouring partials (consecutive shards, in order) merged into one."""
-    with _no_gc():
+    with gc_paused():
         pieces, lo = [], 0
         for p in parts:
             pieces.append((p, 1, np.arange(lo, lo + p.n_docs)))

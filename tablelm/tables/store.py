@@ -176,6 +176,21 @@ def _remove_unnamed(out: Path, keep: str) -> None:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def switch_in(out: Path, tmp: Path, folder: str, manifest: dict) -> None:
+    """Make the written folder ``tmp`` the model's ``folder`` and switch the manifest to it (under the
+    writer lock). The same content in place, or a damaged copy of it, is replaced, never reused."""
+    _fsync_dir(tmp)
+    final = out / folder
+    if final.exists():
+        old = out / f".tablelm-tmp-{uuid.uuid4().hex}"
+        os.rename(final, old)  # readers that have it open keep their mapped files
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    _replace_manifest(out, manifest)
+
+
 def save_tables(out_dir, tables: Tables, manifest: dict, *, fsync: bool = True) -> Path:
     """Write ``tables`` and ``manifest`` to ``out_dir`` atomically; return the folder.
 
@@ -201,16 +216,7 @@ def save_tables(out_dir, tables: Tables, manifest: dict, *, fsync: bool = True) 
             digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
             folder = f"tables-{digest}"
             manifest["folder"] = folder
-            _fsync_dir(tmp)
-            final = out / folder
-            if final.exists():  # the same content in place, or a damaged copy of it: replace it, never reuse it
-                old = out / f".tablelm-tmp-{uuid.uuid4().hex}"
-                os.rename(final, old)  # readers that have it open keep their mapped files
-                os.rename(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, final)
-            _replace_manifest(out, manifest)
+            switch_in(out, tmp, folder, manifest)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise _os_error(e, out, "write the model to") from None
