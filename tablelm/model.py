@@ -29,6 +29,7 @@ from .query.expand import expand
 from .query.filters import excluded_entities
 from .query.sections import build_sections, context_factor, importance_factor
 from .tables import build as build_module
+from .tables import spill
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records, gc_paused
 from .tables.schema import TableSet, conform
 from .tables.store import FORMAT_VERSION, load_tables, read_manifest, save_tables, update_manifest
@@ -533,6 +534,8 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
             spans.append((n, n + len(shard)))
             n += len(shard)
             bar.update(len(shard))
+            del counts, blob, off
+            spill.trim()
     bar.close()
     t_read = time.perf_counter()
     dictionary = _dictionary_from_spool(spool, len(spans), int(bp["min_multitoken_count"]))
@@ -544,10 +547,16 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
             shard = [TextEntity.from_dict(json.loads(mm[int(offsets[i]):int(offsets[i + 1])])) for i in range(lo, hi)]
             part = build_module.count_partial(shard, analyzer, bp, dictionary=dictionary)
             parts.append((_spill(part, spool / f"part-{len(parts)}"), 1, np.arange(lo, hi)))
+            del shard
+            spill.trim()
             bar.update(hi - lo)
     bar.set_postfix_str("merging")
-    tables = build_module.assemble(build_module.merge(parts, n))
-    del parts
+    merged = build_module.merge(parts, n, spool=spool)
+    del parts, part
+    spill.trim()
+    tables = build_module.assemble(merged, spool=spool)
+    del merged
+    spill.trim()
     bar.close()
     tables.arrays.update({"entity_offsets": offsets, "entity_agents": np.concatenate(agents),
                           "entity_content": np.concatenate(content)})

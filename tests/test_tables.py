@@ -518,3 +518,18 @@ def test_sharded_build_equals_one_shard_on_real_slices(real_slice, params):
     one = build_tables(real_slice, Analyzer(), params)
     for shard_size in (1, 7, 64):
         assert_same_tables(build_tables(real_slice, Analyzer(), params, shard_size=shard_size), one)
+
+
+@needs_data
+def test_tables_counted_and_assembled_in_tiny_ranges_equal_one_pass(real_slice, monkeypatch):
+    """Pairs counted a few occurrences at a time, merges and the assembly a few rows at a time:
+    every table as in one pass."""
+    from tablelm.tables import build, counts, spill
+
+    params = {"max_ngram": 4, "max_dist": 3, "min_multitoken_count": 2}
+    one = build_tables(real_slice, Analyzer(), params)
+    monkeypatch.setattr(build, "PAIR_CHUNK", 5)
+    monkeypatch.setattr(counts, "RANGE_ROWS", 3)
+    monkeypatch.setattr(spill, "CHUNK_BYTES", 40)
+    assert_same_tables(build_tables(real_slice, Analyzer(), params), one)
+    assert_same_tables(build_tables(real_slice, Analyzer(), params, shard_size=16), one)

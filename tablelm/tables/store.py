@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from . import spill
 from .build import Tables
 from .schema import SPECS
 
@@ -152,6 +153,7 @@ def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
+        spill.release(arr)  # a spooled table's pages (bounded-memory build): the file keeps them
         listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape),
                          "kind": SPECS[name].kind if name in SPECS else "extra"}
     for name in sorted(tables.strings):
