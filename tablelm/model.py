@@ -571,11 +571,9 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
 def _spill(part, prefix: Path):
     """The partial with its per-row arrays written to the spool and memory-mapped back: the merge
     reads them one range at a time, so a shard's counts do not stay in memory until the merge."""
-    for name in ("post_mt", "post_doc", "post_tf", "pair_a", "pair_b", "pair_adj", "pair_ctx",
-                 "pend_hash", "pend_doc"):
-        path = Path(f"{prefix}-{name}.npy")
-        np.save(path, getattr(part, name))
-        setattr(part, name, np.load(path, mmap_mode="r"))
+    for name in ("mt_words", "mt_hash", "mt_counts", "post_mt", "post_doc", "post_tf", "pair_a", "pair_b",
+                 "pair_adj", "pair_ctx", "pend_hash", "pend_doc", "doc_len"):
+        setattr(part, name, spill.save(Path(f"{prefix}-{name}.npy"), getattr(part, name)))
     return part
 
 

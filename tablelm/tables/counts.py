@@ -153,24 +153,34 @@ def merge(parts: list, n_docs: int, spool: Path | None = None) -> Partial:
     for (p, _, _), sm in zip(parts, smaps):
         u_hash[sm] = p.stem_hash
 
-    # ---- multitokens: the union of the hashes; each distinct hash must have one word tuple
-    words = np.vstack([np.where(p.mt_words >= 0, sm[np.maximum(p.mt_words, 0)], -1)
-                       for (p, _, _), sm in zip(parts, smaps)]) if parts else np.zeros((0, WIDTH), np.int64)
-    hashes = np.concatenate([p.mt_hash for p, _, _ in parts])
+    # ---- multitokens: the union of the hashes; each distinct hash must have one word tuple.
+    # One part at a time: the words and counts of the distinct hashes are filled part by part
+    hashes = np.concatenate([np.asarray(p.mt_hash) for p, _, _ in parts]) if parts else np.zeros(0, np.uint64)
     uniq, inv = np.unique(hashes, return_inverse=True)
-    first = np.full(len(uniq), -1, dtype=np.int64)
-    first[inv[::-1]] = np.arange(len(inv))[::-1]
-    if not (words == words[first][inv]).all():
-        raise HashCollision("two different multitokens share one 64-bit hash (about one chance in 10^9 per "
-                            "model); rebuild in one shard: tablelm build with a larger --memory")
-    total = np.zeros((len(uniq), F), dtype=np.int64)
+    del hashes
     offsets = np.cumsum([0] + [len(p.mt_hash) for p, _, _ in parts])
-    for (p, sign, _), lo in zip(parts, offsets):
-        np.add.at(total, inv[lo:lo + len(p.mt_hash)], sign * p.mt_counts)
+    words = np.full((len(uniq), WIDTH), -1, dtype=np.int32 if len(union) < 2**31 else np.int64)
+    seen = np.zeros(len(uniq), dtype=bool)
+    total = np.zeros((len(uniq), F), dtype=np.int64)
+    for (p, sign, _), sm, lo in zip(parts, smaps, offsets):
+        at_u = inv[lo:lo + len(p.mt_hash)]
+        p_words = np.asarray(p.mt_words)
+        w = np.where(p_words >= 0, sm[np.maximum(p_words, 0)], -1)
+        new = ~seen[at_u]
+        words[at_u[new]] = w[new]
+        seen[at_u] = True
+        if not (words[at_u] == w).all():
+            raise HashCollision("two different multitokens share one 64-bit hash (about one chance in 10^9 per "
+                                "model); rebuild in one shard: tablelm build with a larger --memory")
+        total[at_u] += sign * np.asarray(p.mt_counts, dtype=np.int64)  # distinct within a part (checked above)
+        del at_u, p_words, w, new
+        spill.release(p.mt_words, p.mt_hash, p.mt_counts)
+    del seen
     if (total < 0).any():
         raise ValueError("a merge subtracted counts it never had: the model and the change disagree")
     alive = np.flatnonzero(total.sum(axis=1) > 0)
-    u_words = words[first[alive]]
+    u_words = words[alive]
+    del words
     # the stems that survive: those of the single words left (every word of a surviving
     # multitoken is itself a surviving single word)
     single = u_words[:, 1] < 0
