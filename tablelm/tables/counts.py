@@ -282,7 +282,8 @@ class _Pieces:
     """The in-memory counterpart of :class:`spill.Appender`: pieces concatenated at the end."""
 
     def __init__(self, dtype, tail: tuple = ()):
-        self.dtype, self.tail, self.pieces = np.dtype(dtype), tuple(tail), []
+        self.dtype, self.tail = np.dtype(dtype), tuple(tail)
+        self.pieces: list[np.ndarray] = []
 
     def add(self, piece: np.ndarray) -> None:
         self.pieces.append(np.asarray(piece, dtype=self.dtype))
@@ -460,7 +461,7 @@ def _transpose(keys: np.ndarray, indptr: np.ndarray, payload: np.ndarray | None 
         first = np.repeat(run, np.diff(np.append(run, len(k))))  # each entry's first of its key
         pos = cursor[k] + (np.arange(len(k)) - first)
         order[pos] = o + lo
-        if moved is not None:
+        if moved is not None and payload is not None:
             moved[pos] = np.asarray(payload[lo:lo + len(k)])[o]
             spill.release(payload)
         cursor += np.bincount(k, minlength=len(cursor))[:len(cursor)]
@@ -558,8 +559,8 @@ def assemble(p: Partial, spool: Path | None = None):
         "stems": len(p.stems),
         "multitokens": int(n_mt),
         "multitokens_by_length": {str(n): int((mt_len == n).sum()) for n in range(1, 5) if (mt_len == n).any()},
-        "postings": int(len(p.post_doc)),
-        "pairs": int(len(p.pair_adj)),
+        "postings": len(p.post_doc),
+        "pairs": len(p.pair_adj),
         "adjacent_pairs": _count_positive(p.pair_adj),
         "contextual_pairs": _count_positive(p.pair_ctx),
     }

@@ -14,6 +14,7 @@ import mmap
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,7 @@ def _glibc():
     return _libc
 
 
-_libc = None
+_libc: Any = None
 _M_MMAP_THRESHOLD = -3
 
 
