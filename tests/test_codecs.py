@@ -39,7 +39,7 @@ def _check_reads(enc, plain: np.ndarray, rng) -> None:
         enc[n]
 
 
-def test_delta_varint_and_escaped_bytes_are_exact_on_edge_values():
+def test_delta_varints_bit_packing_and_delta_zlib_are_exact_on_edge_values():
     rng = np.random.default_rng(7)
     for n in (1, C.BLOCK - 1, C.BLOCK, C.BLOCK + 1, 1000):
         # ascending runs that restart (rows), the extremes of int32, repeats and negative steps
@@ -47,7 +47,12 @@ def test_delta_varint_and_escaped_bytes_are_exact_on_edge_values():
         _check_reads(C.DeltaVarint(C.encode_dv(a), a.dtype, len(a)), a, rng)
         counts = rng.integers(0, 4, n).astype(np.uint32)
         counts[:: max(1, n // 7)] = [255, 256, 2**32 - 1, 254, 70000, 255, 1, 3][: len(counts[:: max(1, n // 7)])]
-        _check_reads(C.Escaped(C.encode_u8x(counts), counts.dtype, len(counts)), counts, rng)
+        for c in (counts, counts + 1, np.minimum(counts, 1), np.minimum(counts, 3), counts.astype(np.uint8)):
+            _check_reads(C.BitPacked(C.encode_bp(c), c.dtype, len(c)), c, rng)
+        hashes = np.sort(rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
+        _check_reads(C.DeltaZlib(C.encode_dz(hashes), hashes.dtype, len(hashes)), hashes, rng)
+        _check_reads(C.DeltaZlib(C.encode_dz(a), a.dtype, len(a)), a, rng)
+    assert C.bitpacked_bytes(np.ones(1000, np.uint16))[1] == 1 and C.bitpacked_bytes(np.arange(1000))[1] == 8
     u = np.array([0, 1, 127, 128, 16383, 16384, 2**63, 2**64 - 1], dtype=np.uint64)
     data, starts = C.encode_varints(u)
     assert list(np.diff(starts)) == [1, 1, 1, 2, 2, 3, 10, 10]
@@ -69,7 +74,7 @@ def test_zlib_blocks_read_like_the_bytes(tmp_path):
 def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
     manifest = json.loads((cacm_dir / "manifest.json").read_text())
     coded = {n for n, m in manifest["tables"].items() if m.get("codec") in C.ARRAY_CODECS}
-    assert {"pair_cols", "pair_t_order", "fwd_mt"} <= coded  # the codecs pay on a real corpus
+    assert {"pair_cols", "pair_t_order", "fwd_mt", "pair_adj", "pend_hash"} <= coded  # they pay on real data
     model = tablelm.load(cacm_dir)
     rng = np.random.default_rng(3)
     for name in sorted(coded):
@@ -94,6 +99,9 @@ def _as_format_4(model_dir):
         if meta["kind"] == "blob":
             data, file = read_blob(path, dict(meta, codec="zlib")), name
             (folder / file).write_bytes(data)
+        elif meta["kind"] == "strings":
+            file = f"{name}.txt"
+            (folder / file).write_text("\n".join(model.tables.strings(name)), encoding="utf-8")
         else:
             file = f"{name}.npy"
             np.save(folder / file, np.asarray(model.tables.arrays[name]))
@@ -112,7 +120,7 @@ def test_a_format_4_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path
     old = tmp_path / "old"
     new.save(old)
     _as_format_4(old)
-    assert not any(p.suffix in (".dv", ".u8x", ".z") for p in old.rglob("*"))
+    assert not any(p.suffix in (".dv", ".bp", ".dz", ".z") for p in old.rglob("*"))
     loaded = tablelm.load(old)
     assert loaded.search("computer program", k=5) == new.search("computer program", k=5)
     assert loaded.entity_at(3).text == new.entity_at(3).text

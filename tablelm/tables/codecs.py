@@ -10,10 +10,14 @@ and the dictionary stay plain, memory-mapped arrays):
     For ids sorted within rows (pair columns, forward index, label ids): a slice or a
     gather decodes the blocks it touches only. File: ``int64 block byte offsets[n_blocks+1]``
     then the bytes.
-``u8x``
-    counts that are almost all below 255 (pair counts): one byte each, 255 marking an
-    escape whose value is in a sorted side table. File: ``int64 n``, ``int64 positions[n]``,
-    ``uint64 values[n]``, then one byte per value.
+``bp``
+    small counts (pair counts, label counts): ``value - min`` in 1, 2, 4 or 8 bits (the width
+    that makes the file smallest), the largest code marking an escape whose value is in a
+    sorted side table. File: a header (escapes, width, their sizes, min), the escapes'
+    positions and values, then the packed codes.
+``dz``
+    a table only updates read (the pending n-gram hashes): zlib of its byte-transposed
+    deltas, decoded in full on first use.
 ``zlib``
     a blob (the entity store) in zlib blocks of :data:`ZBLOCK` bytes: a slice inflates the
     blocks it covers. File: ``b"TLZB"``, ``uint32 block size``, ``int64 raw size``,
@@ -79,12 +83,14 @@ def decode_varints(b: np.ndarray) -> np.ndarray:
     """The unsigned values of a run of whole LEB128 varints."""
     if len(b) == 0:
         return np.zeros(0, dtype=np.uint64)
-    last = b < 0x80
-    ends = np.flatnonzero(last)
-    starts = np.empty(len(ends), dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    shift = np.arange(len(b), dtype=np.int64) - np.repeat(starts, ends - starts + 1)
+    first = np.empty(len(b), dtype=bool)
+    first[0] = True
+    np.less(b[:-1], 0x80, out=first[1:])
+    if first.all():  # every value in one byte (the common case of small gaps)
+        return b.astype(np.uint64)
+    starts = np.flatnonzero(first)
+    pos = np.arange(len(b), dtype=np.int64)
+    shift = pos - np.maximum.accumulate(np.where(first, pos, 0))
     contrib = (b & 0x7F).astype(np.uint64) << (7 * shift).astype(np.uint64)
     return np.bitwise_or.reduceat(contrib, starts)
 
@@ -205,42 +211,114 @@ def encode_dv(a: np.ndarray) -> bytes:
     return ptr.astype("<i8").tobytes() + data
 
 
-class Escaped(Encoded):
+class BitPacked(Encoded):
     def __init__(self, buf, dtype, n: int):
         super().__init__(dtype, n)
-        (m,) = struct.unpack_from("<q", buf, 0)
-        self._pos = np.frombuffer(buf, dtype="<i8", count=m, offset=8)
-        self._val = np.frombuffer(buf, dtype="<u8", count=m, offset=8 + 8 * m)
-        self._main = np.frombuffer(buf, dtype=np.uint8, count=int(n), offset=8 + 16 * m)
+        m, self._w, pos_size, val_size, self._base = struct.unpack_from(_BP_HEAD, buf, 0)
+        at = struct.calcsize(_BP_HEAD)
+        self._pos = np.frombuffer(buf, dtype=f"<i{pos_size}", count=m, offset=at)
+        at += pos_size * m
+        self._val = np.frombuffer(buf, dtype=f"<u{val_size}", count=m, offset=at)
+        at += val_size * m
+        self._packed = np.frombuffer(buf, dtype=np.uint8, count=-(-int(n) * self._w // 8), offset=at)
 
-    def _fix(self, vals: np.ndarray, where: np.ndarray) -> np.ndarray:
-        vals = vals.astype(self.dtype)
-        esc = np.flatnonzero(vals == 255)
+    def _codes(self, idx: np.ndarray) -> np.ndarray:
+        w = self._w
+        if w == 8:
+            return self._packed[idx]
+        bit = idx * w
+        return (self._packed[bit >> 3] >> (bit & 7).astype(np.uint8)) & np.uint8((1 << w) - 1)
+
+    def _fix(self, codes: np.ndarray, where) -> np.ndarray:
+        vals = codes.astype(self.dtype)
+        esc = np.flatnonzero(codes == (1 << self._w) - 1)
         if len(esc):
             vals[esc] = self._val[np.searchsorted(self._pos, where(esc))].astype(self.dtype)
+        if self._base:
+            vals += self.dtype.type(self._base)
         return vals
 
     def _range(self, lo: int, hi: int) -> np.ndarray:
-        return self._fix(self._main[lo:hi], lambda e: e + lo)
+        if self._w == 8:
+            return self._fix(self._packed[lo:hi], lambda e: e + lo)
+        per = 8 // self._w
+        b0, b1 = lo // per, -(-hi // per)
+        shifts = (np.arange(per, dtype=np.uint8) * self._w)
+        codes = ((self._packed[b0:b1, None] >> shifts) & np.uint8((1 << self._w) - 1)).ravel()
+        return self._fix(codes[lo - b0 * per: hi - b0 * per], lambda e: e + lo)
 
     def _take(self, idx: np.ndarray) -> np.ndarray:
-        return self._fix(self._main[idx], lambda e: idx[e])
+        return self._fix(self._codes(idx), lambda e: idx[e])
 
 
-def encode_u8x(a: np.ndarray) -> bytes:
+_BP_HEAD = "<qBBB5xq"
+
+
+def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
+    """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included)."""
     a = np.asarray(a).ravel()
-    esc = np.flatnonzero(a >= 255)
-    main = np.minimum(a, 255).astype(np.uint8)
-    return (struct.pack("<q", len(esc)) + esc.astype("<i8").tobytes() + a[esc].astype("<u8").tobytes()
-            + main.tobytes())
+    base = int(a.min()) if a.size else 0
+    top = int(a.max()) - base if a.size else 0
+    v = a.astype(np.int64) - base if a.size else a
+    val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
+    pos_size = 4 if a.size < 2**31 else 8
+    best = None
+    for w in (1, 2, 4, 8):
+        n_esc = int(np.count_nonzero(v >= (1 << w) - 1))
+        size = struct.calcsize(_BP_HEAD) + (pos_size + val_size) * n_esc - (-a.size * w // 8)
+        if best is None or size < best[0]:
+            best = (size, w)
+    return best  # type: ignore[return-value]
 
 
-def escaped_bytes(a: np.ndarray) -> int:
-    """The size of ``a`` encoded as u8x."""
-    return 8 + 16 * int(np.count_nonzero(np.asarray(a) >= 255)) + len(a)
+def encode_bp(a: np.ndarray) -> bytes:
+    a = np.asarray(a).ravel()
+    base = int(a.min()) if a.size else 0
+    top = int(a.max()) - base if a.size else 0
+    v = a.astype(np.int64) - base
+    _, w = bitpacked_bytes(a)
+    mask = (1 << w) - 1
+    esc = np.flatnonzero(v >= mask)
+    val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
+    pos_size = 4 if a.size < 2**31 else 8
+    codes = np.minimum(v, mask).astype(np.uint8)
+    per = 8 // w
+    codes = np.concatenate([codes, np.zeros(-len(codes) % per, dtype=np.uint8)]).reshape(-1, per)
+    packed = np.zeros(len(codes), dtype=np.uint8)
+    for j in range(per):
+        packed |= codes[:, j] << np.uint8(j * w)
+    return (struct.pack(_BP_HEAD, len(esc), w, pos_size, val_size, base) + esc.astype(f"<i{pos_size}").tobytes()
+            + v[esc].astype(f"<u{val_size}").tobytes() + packed.tobytes())
 
 
-ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "u8x": (encode_u8x, Escaped)}
+class DeltaZlib(Encoded):
+    """Read in full on first use (tables only updates read): zlib of the byte-transposed deltas."""
+
+    def __init__(self, buf, dtype, n: int):
+        super().__init__(dtype, n)
+        self._buf = buf
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        if self._full is None:
+            raw = np.frombuffer(zlib.decompress(self._buf), dtype=np.uint8)
+            d = np.ascontiguousarray(raw.reshape(8, self.size).T).view("<u8").ravel()
+            full = np.cumsum(d, dtype=np.uint64)
+            self._full = full.view(np.int64).astype(self.dtype) if self.dtype.kind == "i" else full.astype(self.dtype)
+            self._full.flags.writeable = False
+        return self._full[lo:hi]
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        return self.decoded()[idx]
+
+
+def encode_dz(a: np.ndarray) -> bytes:
+    a = np.asarray(a).ravel()
+    u = a.astype(np.int64).view(np.uint64) if a.dtype.kind == "i" else a.astype(np.uint64)
+    d = np.diff(u, prepend=np.uint64(0))
+    return zlib.compress(np.ascontiguousarray(d.astype("<u8").view(np.uint8).reshape(-1, 8).T).tobytes(), _ZLEVEL)
+
+
+ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib)}
 
 
 def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
@@ -324,3 +402,33 @@ class ZBlocks:
 
     def __repr__(self) -> str:
         return f"ZBlocks({self._raw} bytes)"
+
+
+# ---------------------------------------------------------------- compressed string tables
+_LMAGIC = b"TLZL"
+LINES_PER_BLOCK = 1024
+
+
+def encode_lines(values) -> bytes:
+    """A string table (no newlines) as zlib blocks of :data:`LINES_PER_BLOCK` lines each."""
+    pieces = [zlib.compress("\n".join(values[i:i + LINES_PER_BLOCK]).encode("utf-8"), _ZLEVEL)
+              for i in range(0, len(values), LINES_PER_BLOCK)]
+    offsets = np.zeros(len(pieces) + 1, dtype="<i8")
+    np.cumsum([len(p) for p in pieces], out=offsets[1:])
+    return (_LMAGIC + struct.pack("<Iqq", LINES_PER_BLOCK, len(values), len(pieces)) + offsets.tobytes()
+            + b"".join(pieces))
+
+
+class LineBlocks:
+    """The blocks of an encoded string table: ``block(b)`` is the list of its lines."""
+
+    def __init__(self, buf):
+        if bytes(buf[:4]) != _LMAGIC:
+            raise ValueError("not a tablelm string-table file")
+        self.per_block, self.rows, nb = struct.unpack_from("<Iqq", buf, 4)
+        head = 4 + struct.calcsize("<Iqq")
+        self._off = np.frombuffer(buf, dtype="<i8", count=nb + 1, offset=head)
+        self._data = memoryview(buf)[head + 8 * (nb + 1):]
+
+    def block(self, b: int) -> list[str]:
+        return zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])]).decode("utf-8").split("\n")

@@ -54,7 +54,8 @@ class Spec:
     doc: str
     collapses: bool = False  # stored as [0] when its context has no labels (no index for nothing)
     #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
-    #: "dv" delta-varint blocks (ids ascending within rows), "u8x" a byte per count with escapes
+    #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
+    #: "dz" zlib of the deltas, read in full (tables only updates read)
     codec: str | None = None
 
 
@@ -67,7 +68,7 @@ def _context_specs(name: str) -> list[Spec]:
         Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
              f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)",
-             codec="u8x"),
+             codec="bp"),
         Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
              f"row pointers of entity -> its {name} labels", collapses=True),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
@@ -98,9 +99,9 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("pair_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs"),
     Spec("pair_cols", "index", "int32", ("pairs",), "rebuilt", "the larger id of each pair, ascending in a row",
          codec="dv"),
-    Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)", codec="u8x"),
+    Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)", codec="bp"),
     Spec("pair_ctx", "count", "uint", ("pairs",), "sum by pair", "contextual co-occurrences (gap 1..max_dist)",
-         codec="u8x"),
+         codec="bp"),
     Spec("pair_t_indptr", "derived", "int", ("multitokens+1",), "rebuilt",
          "transposed index: row pointers by the larger id"),
     Spec("pair_t_order", "derived", "int", ("pairs",), "rebuilt", "pair entries of each larger id, in row order",
@@ -114,9 +115,10 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("surfaces", "key", None, ("surfaces",), "union, sorted", "every surface word, sorted"),
     Spec("surface_stem", "key", "int32", ("surfaces",), "union", "the stem id of each surface"),
     Spec("surface_count", "count", "uint", ("surfaces",), "sum by surface", "occurrences of each surface word",
-         codec="u8x"),
+         codec="bp"),
     Spec("pend_hash", "count", "uint64", ("pending",), "concatenate, sorted",
-         "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted"),
+         "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted",
+         codec="dz"),
     Spec("pend_doc", "count", "int32", ("pending",), "concatenate", "the entity of each pending occurrence",
          codec="dv"),
     # ---- entities

@@ -40,10 +40,11 @@ import numpy as np
 
 from ..errors import ModelError
 from .build import Tables
-from .codecs import ARRAY_CODECS, Encoded, ZBlocks, decode_array, encode_dv, escaped_bytes, write_zblocks
+from .codecs import (ARRAY_CODECS, LINES_PER_BLOCK, Encoded, LineBlocks, ZBlocks, bitpacked_bytes, decode_array,
+                     encode_lines, write_zblocks)
 from .schema import SPECS
 
-#: 5: tables encoded by tables/codecs.py (delta-varint ids, escaped byte counts, a zlib entity store)
+#: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store)
 FORMAT_VERSION = 5
 #: formats this tablelm loads (4: every table a plain .npy; it reads the same way)
 READABLE = (4, 5)
@@ -151,14 +152,13 @@ def choose_codec(name: str, arr: np.ndarray) -> tuple[str | None, bytes | None]:
     the schema's codec when it makes the file at least 10% smaller than the plain array. Depends on
     the values only, so the same tables give the same files."""
     codec = SPECS[name].codec if name in SPECS else None
-    if codec is None or arr.ndim != 1 or not arr.size:
+    if codec is None or arr.ndim != 1 or not arr.size or arr.dtype.kind not in "iu":
         return None, None
-    if codec == "u8x":  # a byte per count, escapes in a side table: only where counts pass 255
-        if arr.dtype.itemsize == 1 or escaped_bytes(arr) > 0.9 * arr.nbytes:
-            return None, None
-    elif arr.dtype.kind not in "iu" or arr.dtype.itemsize > 4:
+    if codec == "bp" and bitpacked_bytes(arr)[0] > 0.9 * arr.nbytes:
         return None, None
-    data = ARRAY_CODECS[codec][0](arr) if codec == "u8x" else encode_dv(arr)
+    if codec == "dv" and arr.dtype.itemsize > 4:
+        return None, None
+    data = ARRAY_CODECS[codec][0](arr)
     return (codec, data) if len(data) <= 0.9 * arr.nbytes else (None, None)
 
 
@@ -199,10 +199,11 @@ def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
             listing[name]["codec"] = codec
     for name in sorted(tables.strings):
         values = tables.strings[name]
+        values = values if isinstance(values, list) else list(values)
         if any("\n" in v for v in values):
             raise ModelError(f"table {name!r} has a string with a newline; this is a bug, please report it")
-        _write_file(tmp / f"{name}.txt", "\n".join(values).encode("utf-8"), fsync)
-        listing[name] = {"file": f"{name}.txt", "kind": "strings", "rows": len(values)}
+        _write_file(tmp / f"{name}.txt.z", encode_lines(values), fsync)
+        listing[name] = {"file": f"{name}.txt.z", "kind": "strings", "rows": len(values), "codec": "zlines"}
     for name in sorted(tables.blobs):
         _write_blob(tmp / f"{name}.z", tables.blobs[name], fsync)
         listing[name] = {"file": f"{name}.z", "kind": "blob", "codec": "zlib"}
@@ -376,7 +377,11 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
         try:
             if kind == "strings":
                 # mapped, decoded a line at a time: a query reads a few ids and stems, not all of them
-                tables.strings[name] = loaded = Lines(_map(path), int(meta.get("rows") or 0))
+                rows = int(meta.get("rows") or 0)
+                if meta.get("codec") == "zlines":
+                    tables.strings[name] = loaded = ZLines(LineBlocks(_map(path)) if rows else None, rows)
+                else:
+                    tables.strings[name] = loaded = Lines(_map(path), rows)
             elif kind == "blob":
                 # mapped now, not opened later: a writer may remove this folder right after
                 # the manifest was read, and an open mapping keeps the old bytes readable
@@ -465,6 +470,28 @@ class Lines(Sequence):
 
     def __repr__(self) -> str:
         return f"Lines({self._rows} rows)"
+
+
+class ZLines(Lines):
+    """The lines of a string table stored in zlib blocks (tables/codecs.py), a block inflated on first use."""
+
+    BLOCK = LINES_PER_BLOCK
+
+    def __init__(self, blocks, rows: int):
+        super().__init__(b"", rows)
+        self._zb = blocks
+
+    def line(self, i: int) -> str:
+        return self._block(i // self.BLOCK)[i % self.BLOCK]
+
+    def _block(self, b: int) -> list[str]:
+        got = self._blocks.get(b)
+        if got is None:
+            got = self._blocks[b] = self._zb.block(b)
+        return got
+
+    def __iter__(self):
+        return (x for b in range(-(-self._rows // self.BLOCK)) for x in self._block(b))
 
 
 def read_blob(path: Path, meta: dict) -> bytes:
