@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 import tablelm
-from conftest import CACM, needs_data
 from tablelm.interfaces.cli import main
 from tablelm.tables import codecs as C
 from tablelm.tables.store import read_blob
+
+from conftest import CACM, needs_data
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +74,24 @@ def test_zlib_blocks_read_like_the_bytes(tmp_path):
 @needs_data
 def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
     manifest = json.loads((cacm_dir / "manifest.json").read_text())
-    coded = {n for n, m in manifest["tables"].items() if m.get("codec") in C.ARRAY_CODECS}
-    assert {"pair_cols", "pair_t_order", "fwd_mt", "pair_adj", "pend_hash"} <= coded  # they pay on real data
+    coded = {n for n, m in manifest["tables"].items() if m.get("codec") in (*C.ARRAY_CODECS, "fwd")}
+    # they pay on real data
+    assert {"pair_cols", "pair_t_order", "fwd_mt", "fwd_post", "pair_adj", "pend_hash", "pend_doc"} <= coded
     model = tablelm.load(cacm_dir)
     rng = np.random.default_rng(3)
-    for name in sorted(coded):
+    for name in sorted(coded - {"fwd_post"}):
         enc = model.tables.arrays[name]
         assert isinstance(enc, C.Encoded), name
         fresh = type(enc)((cacm_dir / manifest["folder"] / manifest["tables"][name]["file"]).read_bytes(),
                           enc.dtype, len(enc))
         _check_reads(enc, np.asarray(fresh), rng)
+    # the forward index's postings are not stored: recomputed, entry by entry or whole
+    assert manifest["tables"]["fwd_post"]["codec"] == "fwd" and manifest["tables"]["fwd_post"]["bytes"] == 0
+    t = model.tables
+    whole = np.argsort(np.asarray(t.post_docs), kind="stable")
+    np.testing.assert_array_equal(np.asarray(t.post_docs)[whole], np.repeat(np.arange(model.n_docs),
+                                                                            np.diff(np.asarray(t.fwd_indptr))))
+    _check_reads(tablelm.load(cacm_dir).tables.fwd_post, whole.astype(t.fwd_post.dtype), rng)
     assert model.tables.stats  # the entity store reads back: every entity, in order
     assert [model.entity_at(i).id for i in (0, model.n_docs - 1)] == [model.ids[0], model.ids[-1]]
 

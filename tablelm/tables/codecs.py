@@ -18,6 +18,9 @@ and the dictionary stay plain, memory-mapped arrays):
 ``dz``
     a table only updates read (the pending n-gram hashes): zlib of its byte-transposed
     deltas, decoded in full on first use.
+``fwd``
+    the forward index's posting of each entry, not stored: recomputed from the postings
+    (:class:`ForwardPosts`).
 ``zlib``
     a blob (the entity store) in zlib blocks of :data:`ZBLOCK` bytes: a slice inflates the
     blocks it covers. File: ``b"TLZB"``, ``uint32 block size``, ``int64 raw size``,
@@ -80,19 +83,25 @@ def encode_varints(u: np.ndarray) -> tuple[bytes, np.ndarray]:
 
 
 def decode_varints(b: np.ndarray) -> np.ndarray:
-    """The unsigned values of a run of whole LEB128 varints."""
+    """The unsigned values of a run of whole LEB128 varints: one pass per byte length, over the
+    values that are that long (most ids and gaps take one or two bytes)."""
     if len(b) == 0:
         return np.zeros(0, dtype=np.uint64)
-    first = np.empty(len(b), dtype=bool)
-    first[0] = True
-    np.less(b[:-1], 0x80, out=first[1:])
-    if first.all():  # every value in one byte (the common case of small gaps)
+    ends = np.flatnonzero(b < 0x80)
+    if len(ends) == len(b):  # every value in one byte
         return b.astype(np.uint64)
-    starts = np.flatnonzero(first)
-    pos = np.arange(len(b), dtype=np.int64)
-    shift = pos - np.maximum.accumulate(np.where(first, pos, 0))
-    contrib = (b & 0x7F).astype(np.uint64) << (7 * shift).astype(np.uint64)
-    return np.bitwise_or.reduceat(contrib, starts)
+    starts = np.empty(len(ends), dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    v = (b[starts] & 0x7F).astype(np.uint64)
+    longer = ends - starts
+    idx = np.flatnonzero(longer)
+    k = 1
+    while idx.size:
+        v[idx] |= (b[starts[idx] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        k += 1
+        idx = idx[longer[idx] >= k]
+    return v
 
 
 # ---------------------------------------------------------------- array-likes
@@ -316,6 +325,45 @@ def encode_dz(a: np.ndarray) -> bytes:
     u = a.astype(np.int64).view(np.uint64) if a.dtype.kind == "i" else a.astype(np.uint64)
     d = np.diff(u, prepend=np.uint64(0))
     return zlib.compress(np.ascontiguousarray(d.astype("<u8").view(np.uint8).reshape(-1, 8).T).tobytes(), _ZLEVEL)
+
+
+class ForwardPosts(Encoded):
+    """``fwd_post`` recomputed from the postings instead of stored (codec ``fwd``, an empty file):
+    the posting of forward entry ``j`` (entity ``d``, multitoken ``m``) is where ``d`` sits in the
+    ascending entities of ``m``'s postings, a binary search; the whole table is the stable argsort
+    of ``post_docs``, which is how the build makes it."""
+
+    def __init__(self, dtype, n: int, post_indptr, post_docs, fwd_indptr, fwd_mt):
+        super().__init__(dtype, n)
+        self._t = (post_indptr, post_docs, fwd_indptr, fwd_mt)
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        if lo == 0 and hi == self.size:
+            from .sorting import stable_argsort
+
+            return stable_argsort(np.asarray(self._t[1])).astype(self.dtype)
+        return self._take(np.arange(lo, hi, dtype=np.int64))
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        if idx.size > max(4096, self.size // 64):
+            return self.decoded()[idx]
+        post_indptr, post_docs, fwd_indptr, fwd_mt = self._t
+        docs = np.searchsorted(fwd_indptr, idx, side="right") - 1
+        mts = np.asarray(fwd_mt[idx], dtype=np.int64)
+        out = np.empty(len(idx), dtype=self.dtype)
+        for j, (m, d) in enumerate(zip(mts.tolist(), docs.tolist())):
+            lo, hi = int(post_indptr[m]), int(post_indptr[m + 1])
+            out[j] = lo + int(np.searchsorted(post_docs[lo:hi], d))
+        return out
+
+
+def forward_posts_derivable(arrays: dict) -> bool:
+    """Whether ``fwd_post`` is the stable argsort of ``post_docs`` (then it need not be stored)."""
+    from .sorting import stable_argsort
+
+    fwd, docs = arrays.get("fwd_post"), arrays.get("post_docs")
+    return fwd is not None and docs is not None and np.array_equal(np.asarray(fwd),
+                                                                   stable_argsort(np.asarray(docs)))
 
 
 ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib)}

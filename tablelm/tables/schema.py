@@ -55,7 +55,7 @@ class Spec:
     collapses: bool = False  # stored as [0] when its context has no labels (no index for nothing)
     #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
     #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
-    #: "dz" zlib of the deltas, read in full (tables only updates read)
+    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed)
     codec: str | None = None
 
 
@@ -94,7 +94,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
     Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="dv"),
     Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry",
-         codec="dv"),
+         codec="fwd"),
     # ---- pairs (each unordered pair once, under its smaller id)
     Spec("pair_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs"),
     Spec("pair_cols", "index", "int32", ("pairs",), "rebuilt", "the larger id of each pair, ascending in a row",

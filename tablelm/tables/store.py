@@ -40,8 +40,19 @@ import numpy as np
 
 from ..errors import ModelError
 from .build import Tables
-from .codecs import (ARRAY_CODECS, LINES_PER_BLOCK, Encoded, LineBlocks, ZBlocks, bitpacked_bytes, decode_array,
-                     encode_lines, write_zblocks)
+from .codecs import (
+    ARRAY_CODECS,
+    LINES_PER_BLOCK,
+    Encoded,
+    ForwardPosts,
+    LineBlocks,
+    ZBlocks,
+    bitpacked_bytes,
+    decode_array,
+    encode_lines,
+    forward_posts_derivable,
+    write_zblocks,
+)
 from .schema import SPECS
 
 #: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store)
@@ -147,13 +158,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def choose_codec(name: str, arr: np.ndarray) -> tuple[str | None, bytes | None]:
+def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, bytes | None]:
     """The codec a table is stored with (tables/codecs.py) and its encoded bytes, or (None, None):
     the schema's codec when it makes the file at least 10% smaller than the plain array. Depends on
     the values only, so the same tables give the same files."""
     codec = SPECS[name].codec if name in SPECS else None
     if codec is None or arr.ndim != 1 or not arr.size or arr.dtype.kind not in "iu":
         return None, None
+    if codec == "fwd":
+        return ("fwd", b"") if forward_posts_derivable(dict(arrays, fwd_post=arr)) else (None, None)
     if codec == "bp" and bitpacked_bytes(arr)[0] > 0.9 * arr.nbytes:
         return None, None
     if codec == "dv" and arr.dtype.itemsize > 4:
@@ -183,7 +196,7 @@ def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
     listing = {}
     for name in sorted(tables.arrays):
         arr = np.ascontiguousarray(tables.arrays[name])
-        codec, data = choose_codec(name, arr)
+        codec, data = choose_codec(name, arr, tables.arrays)
         file = f"{name}.{codec}" if codec else f"{name}.npy"
         with open(tmp / file, "wb") as f:
             if codec:
@@ -371,6 +384,7 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
     manifest = read_manifest(model_dir)
     folder = Path(model_dir) / manifest["folder"]
     tables = Tables(stats=manifest.get("stats", {}))
+    derived: dict = {}
     for name, meta in manifest["tables"].items():
         path = folder / meta["file"]
         kind = meta.get("kind")
@@ -387,6 +401,9 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
                 # the manifest was read, and an open mapping keeps the old bytes readable
                 tables.blobs[name] = ZBlocks(_map(path)) if meta.get("codec") == "zlib" else _map(path)
                 loaded = None  # read on demand (the entity store): only its size is checked
+            elif meta.get("codec") == "fwd":
+                derived[name] = meta
+                loaded = None
             elif meta.get("codec"):
                 buf = _map(path) if mmap else path.read_bytes()
                 tables.arrays[name] = loaded = decode_array(meta["codec"], buf, meta["dtype"], meta["shape"])
@@ -397,6 +414,15 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
         except (OSError, ValueError, EOFError) as e:
             raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
         _check_table(path, name, meta, loaded)
+    for name, meta in derived.items():  # recomputed from the tables just loaded
+        a = tables.arrays
+        try:
+            tables.arrays[name] = loaded = ForwardPosts(meta["dtype"], meta["shape"][0], a["post_indptr"],
+                                                        a["post_docs"], a["fwd_indptr"], a["fwd_mt"])
+        except KeyError as e:
+            raise ModelError(f"{folder}: table {name!r} is derived from {e} which the model lacks; {_REBUILD}.") \
+                from None
+        _check_table(folder / meta["file"], name, meta, loaded)
     return tables, manifest, folder
 
 
