@@ -267,7 +267,8 @@ class TableSet:
     """
 
     def __init__(self, arrays: dict, strings: dict, stats: dict, where: str = "the model"):
-        self._arrays = {k: v if isinstance(v, Encoded) else np.asarray(v) for k, v in arrays.items()}
+        #: plain arrays, and the encoded tables as array-likes (tables/codecs.py)
+        self._arrays: dict[str, Any] = {k: v if isinstance(v, Encoded) else np.asarray(v) for k, v in arrays.items()}
         self._strings = strings
         self.stats = stats
         self.where = where

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,7 +200,7 @@ def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
         codec, data = choose_codec(name, arr, tables.arrays)
         file = f"{name}.{codec}" if codec else f"{name}.npy"
         with open(tmp / file, "wb") as f:
-            if codec:
+            if data is not None:
                 f.write(data)
             else:
                 np.save(f, arr, allow_pickle=False)
@@ -388,6 +389,7 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
     for name, meta in manifest["tables"].items():
         path = folder / meta["file"]
         kind = meta.get("kind")
+        loaded: Any
         try:
             if kind == "strings":
                 # mapped, decoded a line at a time: a query reads a few ids and stems, not all of them
