@@ -30,7 +30,7 @@ from .sorting import stable_argsort
 
 F = len(FIELDS)
 #: rows merged or assembled per range: bounds the temporaries of merge and assemble (tests make it tiny)
-RANGE_ROWS = 1 << 21
+RANGE_ROWS = 1 << 20
 
 
 @dataclass
@@ -187,12 +187,14 @@ def merge(parts: list, n_docs: int, spool: Path | None = None) -> Partial:
     s_keep = np.sort(u_words[single, 0])
     s_new = np.full(len(union), -1, dtype=np.int64)
     s_new[s_keep] = np.arange(len(s_keep))
-    new_words = np.where(u_words >= 0, s_new[np.maximum(u_words, 0)], -1)
+    new_words = np.where(u_words >= 0, s_new[np.maximum(u_words, 0)], -1).astype(u_words.dtype)
+    del u_words
     order = _sorted_key_rows(new_words)
     mt_of_uniq = np.full(len(uniq), -1, dtype=np.int64)
     mt_of_uniq[alive[order]] = np.arange(len(order))
     n_mt = len(order)
     pmaps = [mt_of_uniq[inv[lo:lo + len(p.mt_hash)]] for (p, _, _), lo in zip(parts, offsets)]
+    del inv, mt_of_uniq
 
     # ---- postings and pending occurrences of the entities kept
     post_pieces, pend_pieces = [], []
