@@ -62,14 +62,15 @@ def split_value(entity, field: str, sep: str | None = None) -> str | None:
     """The value of ``field`` that decides an entity's sub-model (None: it has none).
 
     ``category``: the top of the category path; ``tags``: the first tag; ``title``,
-    ``source``: the field; ``metadata.KEY`` (dots walk nested objects): the value, the first
-    item of a list. With ``sep``, only the part before the first ``sep`` ("3.73" → "3").
+    ``source``, ``id``: the field (``id`` with ``sep=":"``: the prefix of ids like ``npm:left-pad``);
+    ``metadata.KEY`` (dots walk nested objects): the value, the first item of a list. With
+    ``sep``, only the part before the first ``sep`` ("3.73" → "3").
     """
     if field == "category":
         v = entity.category[0] if entity.category else None
     elif field == "tags":
         v = entity.tags[0] if entity.tags else None
-    elif field in ("title", "source"):
+    elif field in ("title", "source", "id"):
         v = getattr(entity, field) or None
     elif field.startswith("metadata.") and len(field) > len("metadata."):
         v = entity.metadata
@@ -80,7 +81,7 @@ def split_value(entity, field: str, sep: str | None = None) -> str | None:
         if v is not None and not isinstance(v, str):
             v = json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
     else:
-        raise TablelmError(f"--split-by takes category, tags, title, source or metadata.KEY. Got {field!r}.")
+        raise TablelmError(f"--split-by takes category, tags, title, source, id or metadata.KEY. Got {field!r}.")
     if v is None:
         return None
     if sep:
@@ -247,6 +248,14 @@ def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf
     sng_hash = hash_rows(sort_rows(whole.mt_words[multi]))
     so = np.argsort(sng_hash, kind="stable")
     position = np.concatenate([np.flatnonzero(group == s) for s in range(int(group.max()) + 1)])
+    # the whole collection's statistics, summed once here: the full scope (every caller without an
+    # access key) maps them at load instead of summing the per-sub-model rows over the dictionary
+    all_df = np.bincount(mt, weights=df, minlength=n_mt).astype(np.int64)
+    all_total = np.bincount(mt, weights=total, minlength=n_mt).astype(np.int64)
+    all_surf = np.bincount(sid, weights=sn, minlength=len(whole.surfaces)).astype(np.int64)
+    from .tables.counts import display_words
+
+    display = display_words(list(whole.stems), whole.surface_stem, all_surf, list(whole.surfaces))
     arrays = {
         "mt_words": whole.mt_words.astype(np.int32), "sng_hash": sng_hash[so], "sng_mt": multi[so].astype(np.int32),
         "route_indptr": csr_from_sorted_rows(mt, n_mt), "route_sub": sub.astype(np.int32),
@@ -255,8 +264,10 @@ def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf
         "surf_count": sn.astype(np.int64), "surface_stem": whole.surface_stem.astype(np.int32),
         # corpus position of each entity, sub-model after sub-model: merged ties go by corpus order
         "position": position.astype(np.int64),
+        "all_df": all_df, "all_mt_total": all_total,
     }
-    return Tables(arrays=arrays, strings={"stems": list(whole.stems), "surfaces": list(whole.surfaces)})
+    return Tables(arrays=arrays, strings={"stems": list(whole.stems), "surfaces": list(whole.surfaces),
+                                          "all_display": display})
 
 
 def save_split(out_dir, built, router, manifest: dict) -> Path:
@@ -357,7 +368,13 @@ def load_split(model_dir) -> SplitModel:
 
 # --------------------------------------------------------------------------- scopes
 class Scope:
-    """The collection statistics of a set of sub-models (all, or those an access key may read)."""
+    """The collection statistics of a set of sub-models (all, or those an access key may read).
+
+    The full scope maps the sums the split build wrote (``all_df``, ``all_mt_total``,
+    ``all_display`` in the router's tables): loading makes no pass over the dictionary, as for
+    an unsplit model. A restricted scope (an access key's) sums its sub-models' rows of the
+    router's table once, when first asked (and so does a split model built before those tables).
+    """
 
     def __init__(self, split: SplitModel, subs: tuple[int, ...]):
         self.subs = subs
@@ -366,21 +383,25 @@ class Scope:
         self.len_sum = np.asarray([sum(m["len_sum"][f] for m in meta) for f in range(5)], dtype=np.float64)
         self.n_words = int(sum(m["words"] for m in meta))
         r = split.router
-        n_mt = len(r.arrays["mt_words"])
-        rows = np.repeat(np.arange(n_mt), np.diff(np.asarray(r.arrays["route_indptr"])))
-        keep = np.isin(np.asarray(r.arrays["route_sub"]), np.asarray(subs))
-        self.df = np.bincount(rows[keep], weights=np.asarray(r.arrays["route_df"])[keep], minlength=n_mt) \
-            .astype(np.int64)
-        self.mt_total = np.bincount(rows[keep], weights=np.asarray(r.arrays["route_total"])[keep],
-                                    minlength=n_mt).astype(np.int64)
+        a = split.router_arrays
+        #: whether this scope is the whole collection with its precomputed sums (nothing is absent)
+        self.full = len(subs) == len(split.names) and "all_df" in a and "all_display" in r.strings
+        if self.full:
+            self.df, self.mt_total, self.display = a["all_df"], a["all_mt_total"], r.strings["all_display"]
+            return
+        n_mt = len(a["mt_words"])
+        rows = np.repeat(np.arange(n_mt), np.diff(a["route_indptr"]))
+        keep = np.isin(a["route_sub"], np.asarray(subs))
+        self.df = np.bincount(rows[keep], weights=a["route_df"][keep], minlength=n_mt).astype(np.int64)
+        self.mt_total = np.bincount(rows[keep], weights=a["route_total"][keep], minlength=n_mt).astype(np.int64)
         n_s = len(r.strings["surfaces"])
-        srows = np.repeat(np.arange(n_s), np.diff(np.asarray(r.arrays["surf_indptr"])))
-        skeep = np.isin(np.asarray(r.arrays["surf_sub"]), np.asarray(subs))
-        s_count = np.bincount(srows[skeep], weights=np.asarray(r.arrays["surf_count"])[skeep], minlength=n_s)
+        srows = np.repeat(np.arange(n_s), np.diff(a["surf_indptr"]))
+        skeep = np.isin(a["surf_sub"], np.asarray(subs))
+        s_count = np.bincount(srows[skeep], weights=a["surf_count"][skeep], minlength=n_s)
         from .tables.counts import display_words
 
-        self.display = display_words(r.strings["stems"], np.asarray(r.arrays["surface_stem"]),
-                                     s_count.astype(np.int64), r.strings["surfaces"])
+        self.display = display_words(r.strings["stems"], a["surface_stem"], s_count.astype(np.int64),
+                                     r.strings["surfaces"])
 
     def avg_len(self, fw) -> float:
         return float(self.len_sum @ np.asarray(fw, dtype=np.float64)) / max(self.n_docs, 1)
@@ -391,25 +412,38 @@ class ScopeTables:
 
     A multitoken no sub-model of the scope has is not in this dictionary (a restricted key
     cannot learn that a word occurs elsewhere); its counts (``mt_total``, ``df``) are the scope's.
+    The full scope reads the router's memory-mapped tables as a plain model reads its own (stem
+    ids by binary search, row lengths for the rows read): no table of the dictionary's size is
+    built in memory.
     """
 
     def __init__(self, split: SplitModel, scope: Scope):
+        from .tables.schema import RowSum, StemIds
+
         r = split.router
+        a = split.router_arrays
         self.scope = scope
-        self.mt_words = np.asarray(r.arrays["mt_words"])
-        self.mt_len = (self.mt_words >= 0).sum(axis=1)
+        self.mt_words = a["mt_words"]
+        #: the single words come first among the collection's multitokens (a word's id is its stem id)
+        self.n_stems = len(r.strings["stems"])
         self.mt_total = scope.mt_total
         self.n_docs = scope.n_docs
         self.n_words = scope.n_words
+        self._display = scope.display
+        self._display_cache: dict[int, str] = {}
+        if scope.full:
+            self.mt_len = RowSum(self.mt_words, lambda rows: (rows >= 0).sum(axis=-1))
+            self.sng_hash, self.sng_mt = a["sng_hash"], a["sng_mt"]
+            self.stem_ids: StemIds | dict[str, int] = StemIds(r.strings["stems"])
+            return
+        self.mt_len = (self.mt_words >= 0).sum(axis=1)
         present = scope.mt_total > 0
-        sng_mt = np.asarray(r.arrays["sng_mt"])
+        sng_mt = a["sng_mt"]
         ok = present[sng_mt]
-        self.sng_hash = np.asarray(r.arrays["sng_hash"])[ok]
+        self.sng_hash = a["sng_hash"][ok]
         self.sng_mt = sng_mt[ok]
         stems = r.strings["stems"]
         self.stem_ids = {s: i for i, s in enumerate(stems) if present[i]}  # a single word's mt id is its stem id
-        self._display = scope.display
-        self._display_cache: dict[int, str] = {}
 
     def display_stem(self, stem_id: int) -> str:
         return self._display[stem_id]
@@ -417,6 +451,8 @@ class ScopeTables:
     def display(self, mt: int) -> str:
         text = self._display_cache.get(mt)
         if text is None:
+            if len(self._display_cache) >= 100_000:  # bounded: a server shows ever new multitokens
+                self._display_cache.clear()
             text = self._display_cache[mt] = " ".join(self._display[int(w)] for w in self.mt_words[mt] if w >= 0)
         return text
 
@@ -470,6 +506,7 @@ class SplitModel:
             self._models: dict[int, object] = {}
             self._lock = threading.Lock()
             self._scopes: dict[tuple, tuple] = {}
+            self._offsets_list: list[int] | None = None
         self._scope_state: tuple | None = None
         self._id_index: dict[str, tuple[int, int]] | None = None
 
@@ -601,7 +638,7 @@ class SplitModel:
         """Rank in each chosen sub-model; merge by (score, corpus position). Returns the merged hits
         [(score, position, sub, local index)] and the per-sub-model ranking state."""
         pos = self.router_arrays["position"]
-        offsets = np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]])
+        offsets = self._offsets()
         hits, state = [], {}
         from .query.rank import top_k
 
@@ -621,15 +658,45 @@ class SplitModel:
         return self.search_many({0: query}, k, **params)[0]
 
     def search_many(self, queries: dict, k: int = 100, **params) -> dict:
+        """:meth:`Model.search_many` over the routed sub-models: the prompts are planned and routed
+        in one batch; each sub-model scores the plain plans routed to it in one compiled pass
+        (kernel.search_batch, the unsplit model's path: same floats), the others one by one."""
+        from .model import Model
+        from .query import kernel
+        from .query.agents import agent_bit
+        from .query.rank import idf
+
         k = P.check_k(k, limit=None)
         pinned, mode, rmax, ratio = self._split_args(params)
         p = self._params_for(pinned, params)
-        planner = self._state()[2]
-        out = {}
-        for qid, text, plan in zip(queries, queries.values(), planner.plan_many(list(queries.values()), p)):
+        _, _, planner, facade = self._state()
+        texts = list(queries.values())
+        plans = planner.plan_many(texts, p)
+        pos = self.router_arrays["position"]
+        offsets = self._offsets()
+        boost = p["agent_boost"]
+        views: dict = {}
+        hits: list[list] = [[] for _ in plans]
+        batches: dict[int, list] = {}
+        for i, plan in enumerate(plans):
             chosen, _ = self._route(plan, pinned, mode, rmax, ratio, explain=False)
-            hits, state = self._ranked(text, plan, p, chosen, k)
-            out[qid] = [(state[s][0].ids[d], score) for score, _, s, d in hits]
+            if Model._plain(plan, p):
+                prepared = (*kernel.prepare(plan.active(), lambda mts: idf(facade, mts)),
+                            agent_bit(plan.agent) if boost != 1.0 else 0)
+                for s in chosen:
+                    batches.setdefault(s, []).append((i, prepared))
+            else:
+                hits[i] = self._ranked(texts[i], plan, p, chosen, k)[0]
+        for s, batch in batches.items():
+            view = views[s] = self._view(s)
+            got = kernel.search_batch(view.postings_for(p), [q for _, q in batch], k, view.tables.entity_agents,
+                                      boost)
+            for (i, _), (idx, sc) in zip(batch, got):
+                hits[i] += zip(sc.tolist(), pos[offsets[s] + idx].tolist(), [s] * len(idx), idx.tolist())
+        out = {}
+        for qid, h in zip(queries, hits):
+            h.sort(key=lambda x: (-x[0], x[1]))  # by score, then corpus position: the unsplit order
+            out[qid] = [((views.get(s) or self._view(s)).tables.id_at(d), score) for score, _, s, d in h[:k]]
         return out
 
     def ask(self, prompt: str, k: int = 10, **params):
@@ -687,7 +754,10 @@ class SplitModel:
                 for x in self.router.strings["ids"][offsets[s]:offsets[s + 1]]]
 
     def _offsets(self) -> list[int]:
-        return np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]]).tolist()
+        root = self._root
+        if root._offsets_list is None:
+            root._offsets_list = np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]]).tolist()
+        return root._offsets_list
 
     def _owner(self, entity_id: str):
         """(sub-model, index in it) of an entity of this scope, from the router's id list (no

@@ -56,6 +56,7 @@ def test_split_value_reads_the_top_of_a_field():
     assert split_value(e, "metadata.n") == "7"
     assert split_value(e, "metadata.missing") is None
     assert split_value(_e(2), "category") is None
+    assert split_value(TextEntity(id="npm:left-pad", text="x"), "id", ":") == "npm"
     with pytest.raises(TablelmError, match="--split-by takes category, tags"):
         split_value(e, "colour")
 
@@ -197,6 +198,34 @@ def test_a_pinned_submodel_uses_its_own_profile(xllm_split_dir, tmp_path):
     assert split.ask("sales forecast", route="all").params["k1"] == 1.5  # several: the collection's profile
     split.set_profile({"name": "all", "params": {"k1": 1.2}})
     assert tablelm.load(path).ask("sales forecast", route="all").params["k1"] == 1.2
+
+
+def test_the_full_scope_maps_the_statistics_the_build_summed(xllm_split_dir):
+    """The whole collection's df, counts and display words are written by the build and mapped at
+    load (no pass over the dictionary); they equal the sums over the sub-models' rows, which a
+    restricted scope (and a split model built before those tables) computes."""
+    from tablelm.submodels import Scope, ScopeTables
+    from tablelm.tables.schema import StemIds
+
+    split = tablelm.load(xllm_split_dir)
+    scope, tables, _, _ = split._state()
+    assert scope.full and isinstance(tables.stem_ids, StemIds)
+    assert isinstance(scope.df, np.memmap) or not scope.df.flags.owndata  # a view of the mapped file
+    a = split.router_arrays
+    old = SplitModel(split.path, split.manifest, split.router)
+    for key in ("all_df", "all_mt_total"):
+        del old.router_arrays[key]
+    summed = Scope(old, scope.subs)
+    assert not summed.full
+    assert (summed.df == scope.df).all() and (summed.mt_total == scope.mt_total).all()
+    assert list(summed.display) == list(scope.display)
+    assert (a["all_df"] == np.bincount(np.repeat(np.arange(len(a["mt_words"])), np.diff(a["route_indptr"])),
+                                       weights=a["route_df"], minlength=len(a["mt_words"]))).all()
+    slow = ScopeTables(old, summed)
+    for stem in ("sales", "data", "zzzunknown"):
+        assert slow.stem_ids.get(stem) == tables.stem_ids.get(stem)
+    queries = dict(enumerate(PROMPTS))
+    assert old.search_many(queries, 50) == split.search_many(queries, 50)
 
 
 def test_scores_in_a_scope_use_only_its_statistics(xllm_split):
