@@ -54,7 +54,7 @@ MAX_SUBMODELS = 32
 NONE_LABEL = "(none)"
 OTHER_LABEL = "(other)"
 #: query arguments of a split model beyond the parameter registry: routing (see tablelm/router.py)
-ROUTE_ARGS = ("submodels", "route", "route_max", "route_coverage")
+ROUTE_ARGS = ("submodels", "route", "route_max", "route_coverage", "route_method")
 
 
 # --------------------------------------------------------------------------- the split key
@@ -177,6 +177,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
     n_mt = len(whole.mt_hash)
     bar = _bar(progress, "sub-models", "sub-models", total=len(names))
     subs, route_sub, route_mt, route_df, route_total, surf_sub, surf_id, surf_n = [], [], [], [], [], [], [], []
+    route_start = []
     built = []
     for s, (name, label) in enumerate(zip(names, labels)):
         members = np.flatnonzero(group == s)
@@ -199,6 +200,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
         route_sub.append(np.full(len(has), s))
         route_df.append(df[has])
         route_total.append(total[has])
+        route_start.append(np.asarray(tables.arrays["post_indptr"], dtype=np.int64)[has])
         live = np.flatnonzero(wide.surface_count > 0)
         surf_id.append(live)
         surf_sub.append(np.full(len(live), s))
@@ -209,7 +211,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
         bar.update(1)
     bar.close()
     router = _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n,
-                            group)
+                            group, route_start)
     router.strings["ids"] = [json.dumps(entities[i].id, ensure_ascii=False)
                              for i in np.asarray(router.arrays["position"]).tolist()]
     fingerprint = hashlib.sha256(json.dumps([s["fingerprint"] for s in subs] + [split_by, split_sep],
@@ -230,8 +232,17 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
     return load_split(out_dir)
 
 
-def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n, group):
-    """The router's tables: the collection's dictionary and, per multitoken, its counts in each sub-model."""
+def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n, group,
+                   route_start):
+    """The router's tables: the collection's dictionary and, per multitoken, its counts in each sub-model.
+
+    What a prompt reads is laid out so that each of its multitokens costs a few contiguous
+    reads, however many sub-models it is routed to: ``route_indptr`` (one row per multitoken),
+    then the row's entries in ``route_entry`` (sub-model, document frequency there, first
+    posting there: one record per sub-model that has it), and the collection's sums in
+    ``all_stats`` (df, total count). With the first posting and the df of a multitoken in a
+    sub-model, its postings are read without that sub-model's row pointers (a table of the
+    collection's size in every sub-model)."""
     from .tables.build import Tables
     from .tables.counts import csr_from_sorted_rows
     from .tables.hashing import hash_rows, sort_rows
@@ -241,7 +252,7 @@ def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf
         o = np.argsort(r, kind="stable")  # by row, then sub-model (the order they came in)
         return (r[o], np.concatenate(cols)[o], *(np.concatenate(v)[o] for v in vals))
 
-    mt, sub, df, total = by_row(route_mt, route_sub, route_df, route_total)
+    mt, sub, df, total, start = by_row(route_mt, route_sub, route_df, route_total, route_start)
     sid, ssub, sn = by_row(surf_id, surf_sub, surf_n)
     mt_len = (whole.mt_words >= 0).sum(axis=1)
     multi = np.flatnonzero(mt_len >= 2)
@@ -258,13 +269,13 @@ def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf
     display = display_words(list(whole.stems), whole.surface_stem, all_surf, list(whole.surfaces))
     arrays = {
         "mt_words": whole.mt_words.astype(np.int32), "sng_hash": sng_hash[so], "sng_mt": multi[so].astype(np.int32),
-        "route_indptr": csr_from_sorted_rows(mt, n_mt), "route_sub": sub.astype(np.int32),
-        "route_df": df.astype(np.int64), "route_total": total.astype(np.int64),
+        "route_indptr": csr_from_sorted_rows(mt, n_mt), "route_total": total.astype(np.int64),
         "surf_indptr": csr_from_sorted_rows(sid, len(whole.surfaces)), "surf_sub": ssub.astype(np.int32),
         "surf_count": sn.astype(np.int64), "surface_stem": whole.surface_stem.astype(np.int32),
         # corpus position of each entity, sub-model after sub-model: merged ties go by corpus order
         "position": position.astype(np.int64),
-        "all_df": all_df, "all_mt_total": all_total,
+        "route_entry": np.stack([sub.astype(np.int64), df.astype(np.int64), start.astype(np.int64)], axis=1),
+        "all_stats": np.stack([all_df, all_total], axis=1),
     }
     return Tables(arrays=arrays, strings={"stems": list(whole.stems), "surfaces": list(whole.surfaces),
                                           "all_display": display})
@@ -367,11 +378,21 @@ def load_split(model_dir) -> SplitModel:
 
 
 # --------------------------------------------------------------------------- scopes
+def route_columns(a: dict, idx=None):
+    """(sub-model, document frequency) of the router's entries ``idx`` (all: None), int64; from
+    ``route_entry``, or the separate columns of a split model built before it."""
+    if "route_entry" in a:
+        e = a["route_entry"] if idx is None else a["route_entry"][idx]
+        return e[:, 0], e[:, 1]
+    sub, df = (a["route_sub"], a["route_df"]) if idx is None else (a["route_sub"][idx], a["route_df"][idx])
+    return sub.astype(np.int64), df.astype(np.int64)
+
+
 class Scope:
     """The collection statistics of a set of sub-models (all, or those an access key may read).
 
-    The full scope maps the sums the split build wrote (``all_df``, ``all_mt_total``,
-    ``all_display`` in the router's tables): loading makes no pass over the dictionary, as for
+    The full scope maps the sums the split build wrote (``all_stats``: df and count per
+    multitoken, and ``all_display``, in the router's tables): loading makes no pass over the dictionary, as for
     an unsplit model. A restricted scope (an access key's) sums its sub-models' rows of the
     router's table once, when first asked (and so does a split model built before those tables).
     """
@@ -385,14 +406,15 @@ class Scope:
         r = split.router
         a = split.router_arrays
         #: whether this scope is the whole collection with its precomputed sums (nothing is absent)
-        self.full = len(subs) == len(split.names) and "all_df" in a and "all_display" in r.strings
-        if self.full:
-            self.df, self.mt_total, self.display = a["all_df"], a["all_mt_total"], r.strings["all_display"]
+        self.full = len(subs) == len(split.names) and "all_stats" in a and "all_display" in r.strings
+        if self.full:  # column views of the mapped (multitoken, 2) table: a row read is one read
+            self.df, self.mt_total, self.display = a["all_stats"][:, 0], a["all_stats"][:, 1], r.strings["all_display"]
             return
         n_mt = len(a["mt_words"])
         rows = np.repeat(np.arange(n_mt), np.diff(a["route_indptr"]))
-        keep = np.isin(a["route_sub"], np.asarray(subs))
-        self.df = np.bincount(rows[keep], weights=a["route_df"][keep], minlength=n_mt).astype(np.int64)
+        r_sub, r_df = route_columns(a)
+        keep = np.isin(r_sub, np.asarray(subs))
+        self.df = np.bincount(rows[keep], weights=r_df[keep], minlength=n_mt).astype(np.int64)
         self.mt_total = np.bincount(rows[keep], weights=a["route_total"][keep], minlength=n_mt).astype(np.int64)
         n_s = len(r.strings["surfaces"])
         srows = np.repeat(np.arange(n_s), np.diff(a["surf_indptr"]))
@@ -604,7 +626,7 @@ class SplitModel:
         mode = route.get("route") or "auto"
         if mode not in ("auto", "all"):
             raise TablelmError(f"route must be 'auto' or 'all'. Got {mode!r}.")
-        from .router import DEFAULT_COVERAGE, DEFAULT_MAX
+        from .router import DEFAULT_COVERAGE, DEFAULT_MAX, DEFAULT_METHOD
 
         rmax, share = route.get("route_max", DEFAULT_MAX), route.get("route_coverage", DEFAULT_COVERAGE)
         try:
@@ -616,7 +638,10 @@ class SplitModel:
         if (rmax is not None and rmax < 1) or not 0.0 < share <= 1.0:
             raise TablelmError(f"route_max must be >= 1 (0: no cap) and route_coverage in (0, 1]. "
                                f"Got {rmax}, {share}.")
-        return pinned, mode, rmax, share
+        method = route.get("route_method") or DEFAULT_METHOD
+        if method not in ("pairs", "share"):
+            raise TablelmError(f"route_method must be 'pairs' or 'share'. Got {method!r}.")
+        return pinned, mode, rmax, (share, method)
 
     def _params_for(self, pinned, params: dict) -> dict:
         """Defaults, then the collection profile, then (one pinned sub-model) its own profile, then the call's."""
@@ -629,10 +654,12 @@ class SplitModel:
 
     # ------------------------------------------------------------ answering
     def _route(self, plan, pinned, mode, rmax, ratio, explain: bool = True):
+        """``ratio``: (route_coverage, route_method) from :meth:`_split_args`."""
         from .router import choose
 
         scope, tables, _, _ = self._state()
-        return choose(self, scope, tables, plan, pinned, mode, rmax, ratio, explain)
+        share, method = ratio
+        return choose(self, scope, tables, plan, pinned, mode, rmax, share, explain, method)
 
     def _ranked(self, prompt, plan, p, chosen, k):
         """Rank in each chosen sub-model; merge by (score, corpus position). Returns the merged hits
@@ -689,8 +716,8 @@ class SplitModel:
                 hits[i] = self._ranked(texts[i], plan, p, chosen, k)[0]
         for s, batch in batches.items():
             view = views[s] = self._view(s)
-            got = kernel.search_batch(view.postings_for(p), [q for _, q in batch], k, view.tables.entity_agents,
-                                      boost)
+            post, queries_s = self._direct(view.postings_for(p), s, [q for _, q in batch])
+            got = kernel.search_batch(post, queries_s, k, view.tables.entity_agents, boost)
             for (i, _), (idx, sc) in zip(batch, got):
                 hits[i] += zip(sc.tolist(), pos[offsets[s] + idx].tolist(), [s] * len(idx), idx.tolist())
         out = {}
@@ -698,6 +725,35 @@ class SplitModel:
             h.sort(key=lambda x: (-x[0], x[1]))  # by score, then corpus position: the unsplit order
             out[qid] = [((views.get(s) or self._view(s)).tables.id_at(d), score) for score, _, s, d in h[:k]]
         return out
+
+    def _direct(self, post, s: int, queries: list):
+        """The postings and queries of sub-model ``s`` with its row pointers read from the router.
+
+        The router's entry of each (multitoken, sub-model) holds the first posting and the count
+        there, so a batch gets a row-pointer table of its own: term ``j`` of the batch becomes row
+        ``2j`` of ``[start_0, end_0, start_1, end_1, ...]`` (the kernels read ``indptr[m]`` and
+        ``indptr[m + 1]`` only). The sub-model's ``post_indptr`` (one entry per multitoken of
+        the collection) is never touched. Same postings, same floats. A split model built without
+        the entries keeps the sub-model's own row pointers."""
+        a = self.router_arrays
+        if "route_entry" not in a or not queries:
+            return post, queries
+        from .query.rank import gather
+
+        mts = np.concatenate([q[0] for q in queries]).astype(np.int64)
+        term, idx = gather(a["route_indptr"], mts)
+        e = a["route_entry"][idx]
+        mine = e[:, 0] == s
+        bounds = np.zeros(2 * len(mts) + 1, dtype=post.indptr.dtype)
+        bounds[2 * term[mine]] = e[mine, 2]
+        bounds[2 * term[mine] + 1] = e[mine, 2] + e[mine, 1]
+        direct = copy.copy(post)
+        direct.indptr = bounds
+        out, at = [], 0
+        for m, w, g, bit in queries:
+            out.append((2 * np.arange(at, at + len(m), dtype=np.int64), w, g, bit))
+            at += len(m)
+        return direct, out
 
     def ask(self, prompt: str, k: int = 10, **params):
         """:meth:`Model.ask` over the routed sub-models; ``answer.routing`` says which and why."""

@@ -150,6 +150,33 @@ def test_coverage_sums_to_one_over_the_scope(xllm_split):
             assert int(sub.tables.df([mt])[0]) == n
 
 
+def test_the_pairs_coverage_is_where_two_of_the_prompts_multitokens_are_expected(xllm_split):
+    """coverage(method="pairs") from each sub-model's own tables: Σ_{t<u} w_t·w_u·df_s(t)·df_s(u)/N_s,
+    normalized; "share" is Σ_t w_t·df_s(t)/df(t) / Σ_t w_t."""
+    from tablelm.query.rank import idf
+    from tablelm.router import coverage
+
+    scope, tables, planner, facade = xllm_split._state()
+    for prompt in ("marketing campaign budget", "data quality rules for the sales pipeline"):
+        terms = [t for t in planner.plan(prompt, xllm_split.params()).active()]
+        w = np.asarray([t.weight for t in terms]) * idf(facade, [t.mt for t in terms])
+        mts = [t.mt for t in terms]
+        df = np.asarray([np.asarray(xllm_split._load(s).tables.df(mts), dtype=np.float64)
+                         for s in range(len(xllm_split.names))])  # sub-model x term
+        n_s = np.asarray([m["entities"] for m in xllm_split.manifest["submodels"]], dtype=np.float64)
+        want = np.asarray([sum(w[i] * w[j] * df[s, i] * df[s, j] for i in range(len(w)) for j in range(i + 1, len(w)))
+                           / n_s[s] for s in range(len(n_s))])
+        got, _ = coverage(xllm_split, scope, tables, terms, method="pairs")
+        assert got == pytest.approx(want / want.sum())
+        share, _ = coverage(xllm_split, scope, tables, terms, method="share")
+        assert share == pytest.approx((w * df / np.maximum(df.sum(axis=0), 1)).sum(axis=1) / w.sum())
+        names = xllm_split.names
+        assert xllm_split.ask(prompt, route_method="share").routing["asked"][0] == names[int(np.argmax(share))]
+        assert xllm_split.ask(prompt).routing["asked"][0] == names[int(np.argmax(got))]  # "pairs": the default
+    with pytest.raises(TablelmError, match="route_method must be 'pairs' or 'share'"):
+        xllm_split.search("sales", route_method="dense")
+
+
 def test_a_routed_answer_equals_the_unsplit_answer_restricted_to_the_asked_submodels(xllm_model, xllm_split):
     """Routing only leaves sub-models out: the scores of what it asks are the unsplit ones."""
     prompt = "supplier contract procurement"
@@ -213,14 +240,19 @@ def test_the_full_scope_maps_the_statistics_the_build_summed(xllm_split_dir):
     assert isinstance(scope.df, np.memmap) or not scope.df.flags.owndata  # a view of the mapped file
     a = split.router_arrays
     old = SplitModel(split.path, split.manifest, split.router)
-    for key in ("all_df", "all_mt_total"):
-        del old.router_arrays[key]
+    del old.router_arrays["all_stats"]
     summed = Scope(old, scope.subs)
     assert not summed.full
     assert (summed.df == scope.df).all() and (summed.mt_total == scope.mt_total).all()
     assert list(summed.display) == list(scope.display)
-    assert (a["all_df"] == np.bincount(np.repeat(np.arange(len(a["mt_words"])), np.diff(a["route_indptr"])),
-                                       weights=a["route_df"], minlength=len(a["mt_words"]))).all()
+    rows = np.repeat(np.arange(len(a["mt_words"])), np.diff(a["route_indptr"]))
+    summed_df = np.bincount(rows, weights=a["route_entry"][:, 1], minlength=len(a["mt_words"]))
+    assert (a["all_stats"][:, 0] == summed_df).all()
+    for s in range(len(split.names)):  # each entry's first posting is the sub-model's own row pointer
+        sub = split._load(s).tables
+        mine = a["route_entry"][:, 0] == s
+        assert (a["route_entry"][mine, 2] == np.asarray(sub.post_indptr)[rows[mine]]).all()
+        assert (a["route_entry"][mine, 1] == sub.df(rows[mine])).all()
     slow = ScopeTables(old, summed)
     for stem in ("sales", "data", "zzzunknown"):
         assert slow.stem_ids.get(stem) == tables.stem_ids.get(stem)
