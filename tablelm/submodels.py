@@ -597,7 +597,14 @@ class SplitModel:
             with root._lock:
                 got = root._models.get(s)
                 if got is None:
-                    got = root._models[s] = load(self.path / self.manifest["folder"] / self.names[s])
+                    got = load(self.path / self.manifest["folder"] / self.names[s])
+                    want = self.manifest["submodels"][s].get("fingerprint")
+                    if want is not None and got.manifest.get("fingerprint") != want:
+                        # the router's counts and posting offsets describe the sub-model as built
+                        raise ModelError(f"{self.path}: sub-model {self.names[s]!r} was changed after the split "
+                                         "was built (its tables are not the ones the router counts); rebuild "
+                                         "the model with tablelm build --split-by.")
+                    root._models[s] = got
         return got
 
     def _view(self, s: int):
@@ -867,7 +874,8 @@ class SplitModel:
 
     def add(self, *a, **kw):
         raise TablelmError(f"{self.path} is split into sub-models; add and delete work on one model: rebuild it "
-                           "with tablelm build --split-by (or change a sub-model directory on its own).")
+                           "with tablelm build --split-by (the router counts every sub-model, so a sub-model "
+                           "directory cannot be changed on its own either).")
 
     delete = add
 

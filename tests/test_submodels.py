@@ -301,6 +301,13 @@ def test_split_model_directory_is_written_atomically_and_replaced_cleanly(tmp_pa
         read_manifest(out)
     with pytest.raises(TablelmError, match="add and delete work on one model"):
         tablelm.load(out).add(entities=[])
+    with pytest.raises(TablelmError, match="add and delete work on one model"):
+        tablelm.load(out).delete(["x"])
+    split = tablelm.load(out)  # a sub-model changed on its own: the router's counts no longer describe it
+    name = split.names[0]
+    tablelm.load(out / split.manifest["folder"] / name).delete([split.submodel(name).ids[0]])
+    with pytest.raises(ModelError, match=f"sub-model '{name}' was changed after the split was built"):
+        tablelm.load(out).search("text", 10, route="all")
 
 
 def test_cli_builds_asks_pins_and_describes_a_split_model(tmp_path, xllm_split_dir, xllm_model_dir):
