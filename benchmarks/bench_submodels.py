@@ -209,23 +209,23 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * len(v)))]
 
 
-def cost_row(unsplit, split, prompts: dict[str, str], repeat: int) -> dict:
+def cost_row(unsplit, split, prompts: dict[str, str], repeat: int, **routing) -> dict:
     """Latency p50/p95 (unsplit, routed, every sub-model), sub-models asked and their postings share."""
     for p in prompts.values():  # warm-up of every path (impacts norms, string blocks, kernels)
         unsplit.search(p, 10)
-        split.search(p, 10)
+        split.search(p, 10, **routing)
         split.search(p, 10, route="all")
     lat: dict[str, list[float]] = {"unsplit": [], "routed": [], "all": []}
     for p in prompts.values():  # taking turns, prompt by prompt
         lat["unsplit"].append(timed(repeat, unsplit.search, p, 10))
-        lat["routed"].append(timed(repeat, split.search, p, 10))
+        lat["routed"].append(timed(repeat, split.search, p, 10, **routing))
         lat["all"].append(timed(repeat, split.search, p, 10, route="all"))
     postings = {n: split.submodel(n).tables.post_docs.shape[0] for n in split.names}
     total = sum(postings.values())
     share, asked, largest = [], [], max(split.submodels, key=lambda s: s["entities"])["name"]
     with_largest = 0
     for p in prompts.values():
-        names = split.ask(p, k=1).routing["asked"]
+        names = split.ask(p, k=1, **routing).routing["asked"]
         asked.append(len(names))
         with_largest += largest in names
         share.append(sum(postings[n] for n in names) / total)
@@ -268,7 +268,8 @@ def run_collection(name: str, scratch: Path, repeat: int, n_rss: int, reuse: boo
     row["all_equals_unsplit"] = sum(base[q] == every[q] for q in prompts) / len(prompts)
     quality = {}
     settings = (("route_max=1", {"route_max": 1}), ("route_coverage=0.5", {"route_coverage": 0.5}),
-                ("route_coverage=0.8", {"route_coverage": 0.8}), ("route_coverage=0.9 (default)", {}))
+                ("route_coverage=0.8", {"route_coverage": 0.8}), ("route_coverage=0.9 (default)", {}),
+                ("route_method=share (0.9; the df share)", {"route_method": "share"}))
     judged = (E.read_qrels(DATA / "cacm" / "qrels" / "test.tsv") if name == "cacm"
               else judged_mix()[1] if name == "mix" else None)
     for label, kw in settings:
@@ -298,6 +299,7 @@ def run_collection(name: str, scratch: Path, repeat: int, n_rss: int, reuse: boo
     kernel.warm()  # latency with the compiled kernels, as a server runs
     row["cost"] = {"prompts": cost_row(unsplit, split, prompts, repeat)}
     mem_prompts = list(prompts.values())
+    row["cost"]["prompts, route_method=share"] = cost_row(unsplit, split, prompts, repeat, route_method="share")
     if name == "mix":  # prompts that route to the largest sub-model, measured apart
         row["cost"]["everyday"] = cost_row(unsplit, split, everyday_prompts(), repeat)
         mem_prompts = mem_prompts[:200]

@@ -698,7 +698,7 @@ class SplitModel:
         from .model import Model
         from .query import kernel
         from .query.agents import agent_bit
-        from .query.rank import idf
+        from .query.rank import gather, idf
 
         k = P.check_k(k, limit=None)
         pinned, mode, rmax, ratio = self._split_args(params)
@@ -710,6 +710,8 @@ class SplitModel:
         offsets = self._offsets()
         boost = p["agent_boost"]
         views: dict = {}
+        # a split model built before the router's entries reads each sub-model's own row pointers
+        direct = self.router_arrays.get("route_indptr") if "route_entry" in self.router_arrays else None
         hits: list[list] = [[] for _ in plans]
         batches: dict[int, list] = {}
         for i, plan in enumerate(plans):
@@ -717,15 +719,21 @@ class SplitModel:
             if Model._plain(plan, p):
                 prepared = (*kernel.prepare(plan.active(), lambda mts: idf(facade, mts)),
                             agent_bit(plan.agent) if boost != 1.0 else 0)
+                entry = None
+                if direct is not None:  # the router's entries of its multitokens, for every sub-model
+                    term, idx = gather(direct, prepared[0])
+                    entry = (term, self.router_arrays["route_entry"][idx])
                 for s in chosen:
-                    batches.setdefault(s, []).append((i, prepared))
+                    batches.setdefault(s, []).append((i, prepared, entry))
             else:
                 hits[i] = self._ranked(texts[i], plan, p, chosen, k)[0]
         for s, batch in batches.items():
             view = views[s] = self._view(s)
-            post, queries_s = self._direct(view.postings_for(p), s, [q for _, q in batch])
+            post, queries_s = view.postings_for(p), [q for _, q, _ in batch]
+            if direct is not None:
+                post, queries_s = self._direct(post, s, queries_s, [e for _, _, e in batch])
             got = kernel.search_batch(post, queries_s, k, view.tables.entity_agents, boost)
-            for (i, _), (idx, sc) in zip(batch, got):
+            for (i, _, _), (idx, sc) in zip(batch, got):
                 hits[i] += zip(sc.tolist(), pos[offsets[s] + idx].tolist(), [s] * len(idx), idx.tolist())
         out = {}
         for qid, h in zip(queries, hits):
@@ -733,33 +741,27 @@ class SplitModel:
             out[qid] = [((views.get(s) or self._view(s)).tables.id_at(d), score) for score, _, s, d in h[:k]]
         return out
 
-    def _direct(self, post, s: int, queries: list):
+    def _direct(self, post, s: int, queries: list, entries: list):
         """The postings and queries of sub-model ``s`` with its row pointers read from the router.
 
         The router's entry of each (multitoken, sub-model) holds the first posting and the count
-        there, so a batch gets a row-pointer table of its own: term ``j`` of the batch becomes row
-        ``2j`` of ``[start_0, end_0, start_1, end_1, ...]`` (the kernels read ``indptr[m]`` and
-        ``indptr[m + 1]`` only). The sub-model's ``post_indptr`` (one entry per multitoken of
-        the collection) is never touched. Same postings, same floats. A split model built without
-        the entries keeps the sub-model's own row pointers."""
-        a = self.router_arrays
-        if "route_entry" not in a or not queries:
-            return post, queries
-        from .query.rank import gather
-
-        mts = np.concatenate([q[0] for q in queries]).astype(np.int64)
-        term, idx = gather(a["route_indptr"], mts)
-        e = a["route_entry"][idx]
-        mine = e[:, 0] == s
-        bounds = np.zeros(2 * len(mts) + 1, dtype=post.indptr.dtype)
-        bounds[2 * term[mine]] = e[mine, 2]
-        bounds[2 * term[mine] + 1] = e[mine, 2] + e[mine, 1]
-        direct = copy.copy(post)
-        direct.indptr = bounds
+        there (``entries``: per query, the (term, entry) rows of its multitokens, gathered once for
+        every sub-model), so a batch gets a row-pointer table of its own: term ``j`` of the batch
+        becomes row ``2j`` of ``[start_0, end_0, start_1, end_1, ...]`` (the kernels read
+        ``indptr[m]`` and ``indptr[m + 1]`` only). The sub-model's ``post_indptr`` (one entry per
+        multitoken of the collection) is never touched. Same postings, same floats."""
+        n = sum(len(q[0]) for q in queries)
+        bounds = np.zeros(2 * n + 1, dtype=post.indptr.dtype)
         out, at = [], 0
-        for m, w, g, bit in queries:
+        for (m, w, g, bit), (term, e) in zip(queries, entries):
+            mine = e[:, 0] == s
+            rows = 2 * (at + term[mine])
+            bounds[rows] = e[mine, 2]
+            bounds[rows + 1] = e[mine, 2] + e[mine, 1]
             out.append((2 * np.arange(at, at + len(m), dtype=np.int64), w, g, bit))
             at += len(m)
+        direct = copy.copy(post)
+        direct.indptr = bounds
         return direct, out
 
     def ask(self, prompt: str, k: int = 10, **params):
