@@ -42,6 +42,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -246,6 +247,7 @@ def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf
     from .tables.build import Tables
     from .tables.counts import csr_from_sorted_rows
     from .tables.hashing import hash_rows, sort_rows
+    from .tables.schema import narrow_uint
 
     def by_row(rows, cols, *vals):
         r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
@@ -269,16 +271,28 @@ def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf
     display = display_words(list(whole.stems), whole.surface_stem, all_surf, list(whole.surfaces))
     arrays = {
         "mt_words": whole.mt_words.astype(np.int32), "sng_hash": sng_hash[so], "sng_mt": multi[so].astype(np.int32),
-        "route_indptr": csr_from_sorted_rows(mt, n_mt), "route_total": total.astype(np.int64),
+        "route_indptr": narrow_uint(csr_from_sorted_rows(mt, n_mt)), "route_total": total.astype(np.int64),
         "surf_indptr": csr_from_sorted_rows(sid, len(whole.surfaces)), "surf_sub": ssub.astype(np.int32),
         "surf_count": sn.astype(np.int64), "surface_stem": whole.surface_stem.astype(np.int32),
         # corpus position of each entity, sub-model after sub-model: merged ties go by corpus order
         "position": position.astype(np.int64),
-        "route_entry": np.stack([sub.astype(np.int64), df.astype(np.int64), start.astype(np.int64)], axis=1),
-        "all_stats": np.stack([all_df, all_total], axis=1),
+        # narrow unsigned columns (what a prompt reads per multitoken: the fewer bytes, the fewer pages);
+        # an entry's end (first posting + df) fits the same type
+        "route_entry": _narrow(np.stack([sub.astype(np.int64), df.astype(np.int64), start.astype(np.int64)], axis=1),
+                               int((start + df).max()) if len(start) else 0),
+        "all_stats": _narrow(np.stack([all_df, all_total], axis=1)),
     }
     return Tables(arrays=arrays, strings={"stems": list(whole.stems), "surfaces": list(whole.surfaces),
                                           "all_display": display})
+
+
+def _narrow(a: np.ndarray, top: int = 0) -> np.ndarray:
+    """Non-negative counts in uint16 or uint32 when they (and ``top``) fit, else int64."""
+    top = max(top, int(a.max()) if a.size else 0)
+    for dt in (np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return a.astype(dt)
+    return a.astype(np.int64)
 
 
 def save_split(out_dir, built, router, manifest: dict) -> Path:
@@ -407,8 +421,13 @@ class Scope:
         a = split.router_arrays
         #: whether this scope is the whole collection with its precomputed sums (nothing is absent)
         self.full = len(subs) == len(split.names) and "all_stats" in a and "all_display" in r.strings
-        if self.full:  # column views of the mapped (multitoken, 2) table: a row read is one read
-            self.df, self.mt_total, self.display = a["all_stats"][:, 0], a["all_stats"][:, 1], r.strings["all_display"]
+        if self.full:  # columns of the mapped (multitoken, 2) table, as int64 for the rows read
+            from .tables.schema import RowSum
+
+            stats = a["all_stats"]
+            self.df: Any = RowSum(stats[:, 0], lambda rows: rows.astype(np.int64))
+            self.mt_total: Any = RowSum(stats[:, 1], lambda rows: rows.astype(np.int64))
+            self.display = r.strings["all_display"]
             return
         n_mt = len(a["mt_words"])
         rows = np.repeat(np.arange(n_mt), np.diff(a["route_indptr"]))
@@ -427,6 +446,11 @@ class Scope:
 
     def avg_len(self, fw) -> float:
         return float(self.len_sum @ np.asarray(fw, dtype=np.float64)) / max(self.n_docs, 1)
+
+    def n_present(self) -> int:
+        """How many multitokens the scope's entities hold (one pass over the counts: for ``info``)."""
+        table = self.mt_total._table if self.full else self.mt_total
+        return int(np.count_nonzero(np.asarray(table)))
 
 
 class ScopeTables:
@@ -852,7 +876,7 @@ class SplitModel:
                 | {"entities": self.n_docs},
                 "build_params": self.build_params, "split": self.manifest["split"], "submodels": subs,
                 "stats": {"entities": self.n_docs, "submodels": len(subs),
-                          "multitokens": int((self.tables.mt_total > 0).sum()), "words": self._state()[0].n_words},
+                          "multitokens": self._state()[0].n_present(), "words": self._state()[0].n_words},
                 "profile": self.manifest.get("profile", {}), "tables": {}}
 
     def sample_counts(self) -> np.ndarray:
