@@ -32,7 +32,7 @@ from .query.sections import build_sections, context_factor, importance_factor
 from .tables import build as build_module
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records, gc_paused
 from .tables.schema import TableSet, conform
-from .tables.store import FORMAT_VERSION, load_tables, read_manifest, save_tables, update_manifest
+from .tables.store import FORMAT_VERSION, load_tables, read_blob, read_manifest, save_tables, update_manifest
 from .text.analyzer import Analyzer
 
 __version__ = "0.1.0"
@@ -625,10 +625,11 @@ def stored_entities(model_dir) -> tuple[list, dict]:
     Lets ``upgrade`` rebuild a model of an older format from itself, without its sources.
     """
     manifest = read_manifest(model_dir, any_version=True)
-    path = Path(model_dir) / manifest.get("folder", "") / "entities.jsonl"
+    meta = manifest.get("tables", {}).get("entities.jsonl", {})
+    path = Path(model_dir) / manifest.get("folder", "") / meta.get("file", "entities.jsonl")
     try:
-        with open(path, "rb") as f:
-            entities = [TextEntity.from_dict(json.loads(line)) for line in f if line.strip()]
+        entities = [TextEntity.from_dict(json.loads(line)) for line in read_blob(path, meta).split(b"\n")
+                    if line.strip()]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelError(f"{path} cannot be read ({e}); rebuild the model from its sources with tablelm build.") \
             from None
