@@ -239,13 +239,40 @@ class DeltaVarint(Encoded):
         return vals[where[idx // BLOCK] + idx % BLOCK]
 
 
+#: values encoded at once (a multiple of BLOCK and of 8): bounds the encoders' temporaries, so that
+#: saving a large table (possibly memory-mapped: its pages are released after each piece) costs a
+#: few times this many values of memory, whatever its length; the bytes are the same
+PIECE = BLOCK << 13
+
+
+def _pieces(a: np.ndarray):
+    """(start, piece) of a 1-D table, :data:`PIECE` values at a time (memory-mapped pages released)."""
+    from .spill import release
+
+    for lo in range(0, len(a), PIECE):
+        yield lo, np.asarray(a[lo:lo + PIECE])
+        release(a)
+
+
+def _span(a: np.ndarray) -> tuple[int, int]:
+    got = [(int(p.min()), int(p.max())) for _, p in _pieces(a) if p.size]
+    return (min(g[0] for g in got), max(g[1] for g in got)) if got else (0, 0)
+
+
 def encode_dv(a: np.ndarray) -> bytes:
-    a = np.asarray(a).astype(np.int64, copy=False).ravel()
-    d = np.diff(a, prepend=np.int64(0))
-    d[::BLOCK] = a[::BLOCK]
-    data, starts = encode_varints(_zigzag(d))
-    ptr = np.append(starts[::BLOCK][: -(-len(a) // BLOCK)], starts[-1]) if len(a) else np.zeros(1, np.int64)
-    return ptr.astype("<i8").tobytes() + data
+    a = np.asarray(a).reshape(-1)
+    ptrs, datas, offset = [], [], 0
+    for _, piece in _pieces(a):  # pieces start at block starts: each block's deltas are its own
+        v = piece.astype(np.int64)
+        d = np.diff(v, prepend=np.int64(0))
+        d[::BLOCK] = v[::BLOCK]
+        data, starts = encode_varints(_zigzag(d))
+        ptrs.append(starts[:-1][::BLOCK] + offset)
+        datas.append(data)
+        offset += int(starts[-1])
+        del v, d, starts
+    ptr = np.concatenate(ptrs + [np.array([offset], dtype=np.int64)]) if len(a) else np.zeros(1, np.int64)
+    return ptr.astype("<i8").tobytes() + b"".join(datas)
 
 
 class BitPacked(Encoded):
@@ -293,15 +320,19 @@ _BP_HEAD = "<qBBB5xq"
 
 def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
     """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included)."""
-    a = np.asarray(a).ravel()
-    base = int(a.min()) if a.size else 0
-    top = int(a.max()) - base if a.size else 0
-    v = a.astype(np.int64) - base if a.size else a
+    a = np.asarray(a).reshape(-1)
+    base, top = _span(a)
+    top -= base
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
+    escapes = dict.fromkeys((1, 2, 4, 8), 0)
+    for _, piece in _pieces(a):
+        v = piece.astype(np.int64) - base
+        for w in escapes:
+            escapes[w] += int(np.count_nonzero(v >= (1 << w) - 1))
     best = None
     for w in (1, 2, 4, 8):
-        n_esc = int(np.count_nonzero(v >= (1 << w) - 1))
+        n_esc = escapes[w]
         size = struct.calcsize(_BP_HEAD) + (pos_size + val_size) * n_esc - (-a.size * w // 8)
         if best is None or size < best[0]:
             best = (size, w)
@@ -309,23 +340,30 @@ def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
 
 
 def encode_bp(a: np.ndarray) -> bytes:
-    a = np.asarray(a).ravel()
-    base = int(a.min()) if a.size else 0
-    top = int(a.max()) - base if a.size else 0
-    v = a.astype(np.int64) - base
+    a = np.asarray(a).reshape(-1)
+    base, top = _span(a)
+    top -= base
     _, w = bitpacked_bytes(a)
     mask = (1 << w) - 1
-    esc = np.flatnonzero(v >= mask)
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
-    codes = np.minimum(v, mask).astype(np.uint8)
     per = 8 // w
-    codes = np.concatenate([codes, np.zeros(-len(codes) % per, dtype=np.uint8)]).reshape(-1, per)
-    packed = np.zeros(len(codes), dtype=np.uint8)
-    for j in range(per):
-        packed |= codes[:, j] << np.uint8(j * w)
-    return (struct.pack(_BP_HEAD, len(esc), w, pos_size, val_size, base) + esc.astype(f"<i{pos_size}").tobytes()
-            + v[esc].astype(f"<u{val_size}").tobytes() + packed.tobytes())
+    escs, vals, packs = [], [], []
+    for lo, piece in _pieces(a):  # PIECE is a multiple of 8: only the last piece is padded
+        v = piece.astype(np.int64) - base
+        esc = np.flatnonzero(v >= mask)
+        escs.append((esc + lo).astype(f"<i{pos_size}").tobytes())
+        vals.append(v[esc].astype(f"<u{val_size}").tobytes())
+        codes = np.minimum(v, mask).astype(np.uint8)
+        codes = np.concatenate([codes, np.zeros(-len(codes) % per, dtype=np.uint8)]).reshape(-1, per)
+        packed = np.zeros(len(codes), dtype=np.uint8)
+        for j in range(per):
+            packed |= codes[:, j] << np.uint8(j * w)
+        packs.append(packed.tobytes())
+        del v, esc, codes, packed
+    n_esc = sum(len(e) for e in escs) // pos_size
+    return (struct.pack(_BP_HEAD, n_esc, w, pos_size, val_size, base) + b"".join(escs) + b"".join(vals)
+            + b"".join(packs))
 
 
 class DeltaZlib(Encoded):
@@ -349,10 +387,18 @@ class DeltaZlib(Encoded):
 
 
 def encode_dz(a: np.ndarray) -> bytes:
-    a = np.asarray(a).ravel()
-    u = a.astype(np.int64).view(np.uint64) if a.dtype.kind == "i" else a.astype(np.uint64)
-    d = np.diff(u, prepend=np.uint64(0))
-    return zlib.compress(np.ascontiguousarray(d.astype("<u8").view(np.uint8).reshape(-1, 8).T).tobytes(), _ZLEVEL)
+    a = np.asarray(a).reshape(-1)
+    z = zlib.compressobj(_ZLEVEL)  # zlib.compress of the whole, fed a piece at a time: the same bytes
+    out = []
+    for k in range(8):  # byte k of every delta, then byte k + 1 ...
+        prev = np.uint64(0)
+        for _, piece in _pieces(a):
+            u = piece.astype(np.int64).view(np.uint64) if a.dtype.kind == "i" else piece.astype(np.uint64)
+            d = np.diff(u, prepend=prev)
+            prev = u[-1]
+            out.append(z.compress(np.ascontiguousarray(d.astype("<u8").view(np.uint8).reshape(-1, 8)[:, k]).tobytes()))
+    out.append(z.flush())
+    return b"".join(out)
 
 
 class ForwardPosts(Encoded):
@@ -390,8 +436,28 @@ def forward_posts_derivable(arrays: dict) -> bool:
     from .sorting import stable_argsort
 
     fwd, docs = arrays.get("fwd_post"), arrays.get("post_docs")
-    return fwd is not None and docs is not None and np.array_equal(np.asarray(fwd),
-                                                                   stable_argsort(np.asarray(docs)))
+    if fwd is None or docs is None or len(fwd) != len(docs):
+        return False
+    if len(fwd) <= PIECE:
+        return np.array_equal(np.asarray(fwd), stable_argsort(np.asarray(docs)))
+    # a piece at a time: fwd (values in range) is the stable argsort of docs iff the pairs
+    # (docs[fwd[j]], fwd[j]) strictly increase: then its values are distinct, so a permutation,
+    # in the argsort's order
+    from .spill import release
+
+    last_doc, last_post = -1, -1
+    for _, piece in _pieces(fwd):
+        f = piece.astype(np.int64)
+        if f.min() < 0 or f.max() >= len(docs):
+            return False
+        d = np.asarray(docs[f], dtype=np.int64)
+        d_prev = np.concatenate(([last_doc], d[:-1]))
+        f_prev = np.concatenate(([last_post], f[:-1]))
+        if ((d < d_prev) | ((d == d_prev) & (f <= f_prev))).any():
+            return False
+        last_doc, last_post = int(d[-1]), int(f[-1])
+        release(docs)
+    return True
 
 
 ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib)}

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import ModelError
+from . import spill
 from .codecs import Encoded
 from .hashing import hash_rows, sort_rows
 
@@ -140,11 +141,11 @@ _KIND_OF_DTYPE = {"uint": "u", "int": "i"}
 def narrow_uint(a: np.ndarray) -> np.ndarray:
     """Counts in the narrowest unsigned dtype that holds their maximum (uint8, 16, 32 or 64)."""
     a = np.asarray(a)
-    top = int(a.max()) if a.size else 0
+    top = spill.span(a)[1]
     for dt in (np.uint8, np.uint16, np.uint32):
         if top <= np.iinfo(dt).max:
-            return a.astype(dt, copy=False)
-    return a.astype(np.uint64, copy=False)
+            return spill.astype(a, dt)
+    return spill.astype(a, np.uint64)
 
 
 def storage_dtype(spec: Spec, arr: np.ndarray) -> np.ndarray:
@@ -154,9 +155,9 @@ def storage_dtype(spec: Spec, arr: np.ndarray) -> np.ndarray:
     if spec.dtype == "uint":
         return narrow_uint(arr)
     if spec.dtype == "int":
-        fits = not arr.size or (int(arr.max()) < 2**31 and int(arr.min()) >= -2**31)
-        return arr.astype(np.int32 if fits else np.int64, copy=False)
-    return arr.astype(spec.dtype, copy=False)
+        low, top = spill.span(arr)
+        return spill.astype(arr, np.int32 if top < 2**31 and low >= -2**31 else np.int64)
+    return spill.astype(arr, spec.dtype)
 
 
 def partners(arrays: dict, mt: int):

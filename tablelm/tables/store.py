@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from . import spill
 from .build import Tables
 from .codecs import (
     ARRAY_CODECS,
@@ -207,6 +208,7 @@ def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
+        spill.release(arr)  # a spooled table's pages (bounded-memory build): the file keeps them
         listing[name] = {"file": file, "dtype": str(arr.dtype), "shape": list(arr.shape),
                          "kind": SPECS[name].kind if name in SPECS else "extra"}
         if codec:
