@@ -181,18 +181,21 @@ class Model:
         plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
         if plain:
             boost = p["agent_boost"]
-            idf_of = lambda mts: idf(self, mts)
-            batch = [(*kernel.prepare(plans[i].active(), idf_of), agent_bit(plans[i].agent) if boost != 1.0 else 0)
-                     for i in plain]
+            batch = kernel.prepare_many([plans[i].active() for i in plain], lambda mts: idf(self, mts))
+            bits = [agent_bit(plans[i].agent) for i in plain] if boost != 1.0 else None
             for i, got in zip(plain, kernel.search_batch(self.postings_for(p), batch, k, self.tables.entity_agents,
-                                                         boost)):
+                                                         boost, bits)):
                 ranked[i] = got
         for i, plan in enumerate(plans):
             if ranked[i] is None:
                 _, _, scores, exclude, _ = self._rank(texts[i], p, plan)
                 idx = top_k(scores, k, exclude)
                 ranked[i] = idx, scores[idx]
-        ids_at = self.tables.ids_at
+        if sum(len(idx) for idx, _ in ranked) * 4 >= self.n_docs:  # many results: decode every id once
+            every = self.tables.ids
+            ids_at = lambda at: [every[i] for i in at]  # noqa: E731
+        else:
+            ids_at = self.tables.ids_at
         return {qid: list(zip(ids_at(idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:

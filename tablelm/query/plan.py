@@ -381,14 +381,13 @@ class Planner:
         if not sets:
             return
         inside = set().union(*sets)
-        # every proper subset of a longer one (at most 14 of 4 words): containment is one lookup
-        proper = {frozenset(c) for s in sets if len(s) > 1 for n in range(1, len(s))
-                  for c in itertools.combinations(sorted(s), n)}
         for mt in roles:
             if roles[mt] != "prompt":
                 continue
             if lens[mt] == 1:
                 if mt in inside:
                     roles[mt] = "contained"
-            elif frozenset(words[mt]) in proper:
-                roles[mt] = "contained"
+            else:  # its words a proper subset of a longer one's
+                own = frozenset(words[mt])
+                if any(own < s for s in sets):
+                    roles[mt] = "contained"
