@@ -168,7 +168,7 @@ def _tablelm_engine(corpus_path: Path, build_params: dict, query_params: dict):
     try:
         import tablelm
     except ImportError as exc:
-        raise SystemExit(f"cannot import tablelm ({exc}); run from the repository root or pip install -e .")
+        raise SystemExit(f"cannot import tablelm ({exc}); run from the repository root or pip install -e .") from exc
     if not callable(getattr(tablelm, "build", None)):
         raise SystemExit(f"tablelm.build is missing (tablelm imported from "
                          f"{getattr(tablelm, '__file__', None) or list(getattr(tablelm, '__path__', []))}); "
@@ -425,7 +425,7 @@ def render(results: list[dict], facts: list[str], runs: int) -> str:
         if r["system"] == "bm25s" or "error" in r or base is None:
             continue
 
-        def ratio(key):
+        def ratio(key, r=r, base=base):
             if not base.get(key) or r.get(key) is None:
                 return "–"
             v = r[key] / base[key]

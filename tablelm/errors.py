@@ -33,7 +33,12 @@ class CorpusError(TablelmError):
 
 
 class ParamError(TablelmError, ValueError):
-    """A parameter value that breaks its declared constraint."""
+    """A parameter value that breaks its declared constraint.
+
+    ``details`` (name, value, rule) is filled in by the HTTP server for its error envelope.
+    """
+
+    details: dict | None = None
 
 
 class ModelError(TablelmError):

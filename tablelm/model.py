@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +22,12 @@ from .answer.summary import answer_summary
 from .answer.types import Answer, Card
 from .corpus.entity import TextEntity
 from .errors import ModelError, TablelmError
-from .query.agents import agent_bit, entity_agents
-from .query.plan import Planner
 from .query import kernel
-from .query.rank import Scorer, field_weights, idf, top_k
+from .query.agents import agent_bit, entity_agents
 from .query.expand import expand
 from .query.filters import excluded_entities
+from .query.plan import Planner
+from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
 from .tables import build as build_module
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records, gc_paused
@@ -170,7 +171,7 @@ class Model:
         """Ranked ``(entity id, score)`` pairs: ``ask`` without cards or sections."""
         return self.search_many({0: query}, k, **params)[0]
 
-    def search_many(self, queries: dict, k: int = 100, **params) -> dict[str, list[tuple[str, float]]]:
+    def search_many(self, queries: dict, k: int = 100, **params) -> dict[Any, list[tuple[str, float]]]:
         """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch, and
         those :meth:`_plain` allows are scored and cut to ``k`` in one compiled pass (kernel.py)."""
         p = self.params(**params)
@@ -235,7 +236,8 @@ class Model:
                       summary=summary,
                       timings_ms={"rank": round((t1 - t0) * 1e3, 3), "cards": round((t2 - t1) * 1e3, 3),
                                   "sections": round((t3 - t2) * 1e3, 3), "total": round((t3 - t0) * 1e3, 3)},
-                      model={"fingerprint": self.manifest["fingerprint"], "path": str(self.path) if self.path else None})
+                      model={"fingerprint": self.manifest["fingerprint"],
+                             "path": str(self.path) if self.path else None})
 
     def _card(self, rank, d, score, active, contrib, factors, scorer, p) -> Card:
         """One card: the entity, why it scored (term contributions, factors) and its evidence."""
@@ -300,7 +302,7 @@ class Model:
     # ------------------------------------------------------------ changes (tablelm/update.py)
     def add(self, sources=None, *, entities=None, replace: bool = False, field_map=None, encoding: str = "utf-8",
             on_error: str = "skip", reader_options: dict | None = None, report: dict | None = None,
-            out_dir=None) -> "Model":
+            out_dir=None) -> Model:
         """Add the entities of ``sources`` (files or folders, read as a build reads them) and/or
         ``entities`` (TextEntity objects), without a rebuild; return the changed model.
 
@@ -322,7 +324,7 @@ class Model:
             report.update(done, errors=list(stats.errors), skipped=stats.skipped)
         return model
 
-    def delete(self, ids, *, report: dict | None = None, out_dir=None) -> "Model":
+    def delete(self, ids, *, report: dict | None = None, out_dir=None) -> Model:
         """Delete the entities with these ids, without a rebuild; return the changed model."""
         from .update import apply
 
@@ -348,7 +350,7 @@ def load(model_dir):
 
     if is_split(model_dir):
         return load_split(model_dir)
-    tables, manifest, folder = load_tables(model_dir)  # maps entities.jsonl too, in the same pass
+    tables, manifest, _folder = load_tables(model_dir)  # maps entities.jsonl too, in the same pass
     return Model(tables, manifest, tables.blobs.pop("entities.jsonl", b""), Path(model_dir))
 
 
@@ -421,7 +423,7 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         raise TablelmError(f"memory_mb must be a number of megabytes >= 64. Got {memory_mb!r}.")
     shards = shards_of(read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,
                                    **(reader_options or {})), int(memory_mb * 2**20 / BUILD_BYTES_PER_CHAR))
-    entities = next(shards, [])
+    entities: Any = next(shards, [])  # a list, or an iterator of shards when the build is sharded
     more = next(shards, None)
     if more is not None:  # more than one shard: the bounded-memory build, reading the corpus as it goes
         entities = itertools.chain([entities, more], shards)
@@ -521,7 +523,10 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
     t0 = t_start if t0 is None else t0
     bar = _bar(progress, "reading", "entities")
     spans, n = [], 0
-    offsets, agents, content, ids = [np.zeros(1, dtype=np.int64)], [], [], []
+    pieces: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    agents: list[np.ndarray] = []
+    content: list[np.ndarray] = []
+    ids: list[str] = []
     with open(spool / "entities.jsonl", "wb") as store:
         for k, shard in enumerate(shards):
             counts = build_module.count_partial(shard, analyzer, bp, ngrams_only=True)
@@ -529,7 +534,7 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
                 np.save(spool / f"ngrams-{k}-{name}.npy", arr)
             blob, off = entity_records(shard)
             store.write(blob)
-            offsets.append(off[1:] + offsets[-1][-1])
+            pieces.append(off[1:] + pieces[-1][-1])
             agents.append(entity_agents(shard))
             content.append(content_hashes(shard))
             ids += [json.dumps(e.id, ensure_ascii=False) for e in shard]
@@ -539,9 +544,9 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
     bar.close()
     t_read = time.perf_counter()
     dictionary = _dictionary_from_spool(spool, len(spans), int(bp["min_multitoken_count"]))
-    offsets = np.concatenate(offsets)
+    offsets = np.concatenate(pieces)
     bar = _bar(progress, "counting", "entities", total=n)
-    parts = []
+    parts: list[tuple] = []
     with open(spool / "entities.jsonl", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         for lo, hi in spans:
             shard = [TextEntity.from_dict(json.loads(mm[int(offsets[i]):int(offsets[i + 1])])) for i in range(lo, hi)]

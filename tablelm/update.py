@@ -159,12 +159,13 @@ def change_tables(model, add: list, delete: list[int]) -> tuple[Tables, dict]:
     tables.strings["ids"] = [ids[i] for i in keep.tolist()] + [json.dumps(e.id, ensure_ascii=False) for e in add]
     tables.blobs["entities.jsonl"] = kept_blob + add_blob
     report = {"deleted": len(deleted), "added": len(add), "recounted": len(again),
-              "promoted": int(len(promoted)), "demoted": int(len(demoted))}
+              "promoted": len(promoted), "demoted": len(demoted)}
     return tables, report
 
 
 def _check_ids(model, delete_ids) -> list[int]:
-    idx, missing = [], []
+    idx: list[int] = []
+    missing: list = []
     for i in delete_ids:
         j = model.index_of(i)
         (missing if j is None else idx).append(i if j is None else j)

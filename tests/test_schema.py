@@ -9,10 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 import tablelm
-from conftest import CACM, needs_data, read_slice
 from tablelm.errors import ModelError
 from tablelm.interfaces.cli import main
 from tablelm.tables.schema import SCHEMA, SPECS, TableSet, narrow_uint
+
+from conftest import CACM, needs_data, read_slice
 
 pytestmark = needs_data
 
@@ -53,18 +54,18 @@ def _tableset_with(model, name, arr):
 
 def test_tables_of_the_wrong_dtype_or_rank_are_refused(cacm_dir):
     model = tablelm.load(cacm_dir)
-    with pytest.raises(ModelError, match="post_docs.*float32.*schema says int32"):
+    with pytest.raises(ModelError, match=r"post_docs.*float32.*schema says int32"):
         _tableset_with(model, "post_docs", np.asarray(model.tables.post_docs, dtype=np.float32))
-    with pytest.raises(ModelError, match="mt_words.*2 axes"):
+    with pytest.raises(ModelError, match=r"mt_words.*2 axes"):
         _tableset_with(model, "mt_words", np.asarray(model.tables.mt_words).ravel())
-    with pytest.raises(ModelError, match="no 'pend_hash' table.*tablelm upgrade"):
+    with pytest.raises(ModelError, match=r"no 'pend_hash' table.*tablelm upgrade"):
         TableSet({k: v for k, v in model.tables.arrays.items() if k != "pend_hash"}, model.tables.string_tables,
                  model.manifest["stats"])
 
 
 def test_tables_of_inconsistent_sizes_are_refused(cacm_dir):
     model = tablelm.load(cacm_dir)
-    with pytest.raises(ModelError, match="post_tf.*disagrees"):
+    with pytest.raises(ModelError, match=r"post_tf.*disagrees"):
         _tableset_with(model, "post_tf", np.asarray(model.tables.post_tf)[:-1])
     with pytest.raises(ModelError, match="disagrees"):
         _tableset_with(model, "doc_len", np.asarray(model.tables.doc_len)[:-1])

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from tablelm import params as P
-from tablelm.interfaces.cli import main
 from tablelm.answer.markdown import md_escape, render_markdown
+from tablelm.interfaces.cli import main
 from tablelm.interfaces.server import background_server, create_app
 
 PROMPT = "data governance policy"
@@ -292,7 +292,7 @@ def test_concurrent_requests_get_identical_answers(server_url):
                     p = prompts[(i + j) % len(prompts)]
                     r = c.get("/ask", params={"q": p})
                     results.append((p, r.status_code, [x["id"] for x in r.json()["cards"]]))
-        except Exception as e:  # noqa: BLE001 - collected and asserted below
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]

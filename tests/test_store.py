@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 import tablelm
-from conftest import SCIFACT, assert_same_tables, cli_env, needs_data, tablelm_cmd
 from tablelm.errors import ModelError
 from tablelm.tables.store import FORMAT_VERSION, MANIFEST
+
+from conftest import SCIFACT, assert_same_tables, cli_env, needs_data, tablelm_cmd
 
 PROMPTS = ["gene expression in tumor cells", "vitamin D deficiency", "randomized controlled trial mortality",
            "stem cell differentiation !mouse", "insulin~resistance obesity"]
@@ -47,7 +48,7 @@ def answers(model):
 
 def assert_same_model(a, b):
     assert_same_tables(a, b)
-    strip = lambda m: {k: v for k, v in m.items() if k not in ("folder", "tables")}  # noqa: E731
+    strip = lambda m: {k: v for k, v in m.items() if k not in ("folder", "tables")}
     assert strip(a.manifest) == strip(b.manifest)
     assert a.ids == b.ids
     assert [a.entity_at(i) for i in range(0, a.n_docs, 37)] == [b.entity_at(i) for i in range(0, b.n_docs, 37)]

@@ -19,14 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CACM, SCIFACT, XLLM, needs_data, read_slice
 from tablelm.corpus.entity import TextEntity
 from tablelm.tables import build as build_module
 from tablelm.tables.build import CONTEXTS, FIELDS, build_tables, label_path
-from tablelm.tables.schema import partners
 from tablelm.tables.hashing import hash_rows, sort_rows
+from tablelm.tables.schema import partners
 from tablelm.text.analyzer import CLAUSE, SENTENCE, Analyzer, normalize
 
+from conftest import CACM, SCIFACT, XLLM, needs_data, read_slice
 
 # --------------------------------------------------------------------------- the oracle
 
@@ -112,9 +112,9 @@ def oracle(entities, analyzer, max_ngram, max_dist, min_count):
     adj, ctx = Counter(), Counter()
     for lst in kept_occ.values():
         by_start = defaultdict(list)
-        for kb, ib, jb, sb in lst:
+        for kb, ib, _jb, sb in lst:
             by_start[ib].append((kb, sb))
-        for ka, ia, ja, sa in lst:
+        for ka, _ia, ja, sa in lst:
             for ib in range(ja + 1, ja + 2 + max_dist):  # b starts after a ends, gap <= max_dist
                 gap = ib - ja - 1
                 for kb, sb in by_start.get(ib, ()):
@@ -145,7 +145,7 @@ def oracle(entities, analyzer, max_ngram, max_dist, min_count):
             if len(analyzer.kw_map.get(surface, (surface,))) <= 1:
                 surf[(stem, surface)] += 1
     display = {}
-    for (stem, surface), c in sorted(surf.items(), key=lambda x: (x[0][0], -x[1], x[0][1])):
+    for (stem, surface), _c in sorted(surf.items(), key=lambda x: (x[0][0], -x[1], x[0][1])):
         display.setdefault(stem, surface)
 
     return {
@@ -316,9 +316,10 @@ PARAM_SETS = [
 
 
 @needs_data
-@pytest.mark.parametrize("params", PARAM_SETS, ids=lambda p: "n{max_ngram}-d{max_dist}-c{min_multitoken_count}".format(**p))
+@pytest.mark.parametrize("params", PARAM_SETS,
+                         ids=lambda p: "n{max_ngram}-d{max_dist}-c{min_multitoken_count}".format(**p))
 def test_build_tables_equal_the_oracle_on_real_slices(real_slice, params):
-    t, o = compare(real_slice, Analyzer(), params)
+    _t, o = compare(real_slice, Analyzer(), params)
     # the slice exercises what it should: KG-only multitokens, both pair kinds, every context
     if params["max_ngram"] >= 2 and params["min_multitoken_count"] >= 2:
         assert any(len(k) >= 2 and o["count"][k] < 2 and o["kg"][k] for k in o["mts"])
@@ -409,7 +410,7 @@ def test_context_tables_hold_no_zero_counts(real_slice):
 def test_corpus_without_pairs_builds(texts):
     """No pair at all (one word, stopwords only, one-word sentences) is a valid corpus."""
     ents = [TextEntity(f"d{i}", t) for i, t in enumerate(texts)]
-    t, o = compare(ents, Analyzer(), {"max_ngram": 2, "max_dist": 2, "min_multitoken_count": 1})
+    t, _o = compare(ents, Analyzer(), {"max_ngram": 2, "max_dist": 2, "min_multitoken_count": 1})
     assert len(t["pair_cols"]) == 0 and t.stats["pairs"] == 0
 
 
@@ -440,10 +441,12 @@ entity_st = st.builds(
     phrase, st.one_of(st.just(""), short), st.lists(short, max_size=2), st.lists(short, max_size=3),
     st.lists(st.sampled_from(["d0", "d1", "d2", "x"]), max_size=2))
 corpus_st = st.lists(entity_st, min_size=1, max_size=6).map(
-    lambda rows: [TextEntity(f"d{i}", text, title, cat, tags, rel) for i, (text, title, cat, tags, rel) in enumerate(rows)])
+    lambda rows: [TextEntity(f"d{i}", text, title, cat, tags, rel)
+                  for i, (text, title, cat, tags, rel) in enumerate(rows)])
 params_st = st.fixed_dictionaries({"max_ngram": st.integers(1, 4), "max_dist": st.integers(1, 4),
                                    "min_multitoken_count": st.integers(1, 3)})
-FAST = settings(max_examples=int(__import__("os").environ.get("TABLELM_HYPOTHESIS_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=int(__import__("os").environ.get("TABLELM_HYPOTHESIS_EXAMPLES", 60)), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tablelm
-from conftest import CACM, XLLM, assert_same_tables, needs_data, read_slice
 from tablelm import params as P
 from tablelm.corpus.entity import TextEntity
 from tablelm.errors import TablelmError
@@ -25,6 +24,8 @@ from tablelm.interfaces.cli import main
 from tablelm.model import _count_and_save
 from tablelm.text.analyzer import Analyzer
 from tablelm.update import apply
+
+from conftest import CACM, XLLM, assert_same_tables, needs_data, read_slice
 
 
 def in_memory(entities, **bp):
@@ -45,7 +46,8 @@ ent_st = st.tuples(text_st, st.one_of(st.just(""), st.sampled_from(WORDS)),
 # a step: ("add", [entities]) or ("delete", [positions among the current entities])
 step_st = st.one_of(st.tuples(st.just("add"), st.lists(ent_st, min_size=1, max_size=4)),
                     st.tuples(st.just("delete"), st.lists(st.integers(0, 20), min_size=1, max_size=3)),
-                    st.tuples(st.just("update"), st.lists(st.tuples(st.integers(0, 20), ent_st), min_size=1, max_size=2)))
+                    st.tuples(st.just("update"),
+                              st.lists(st.tuples(st.integers(0, 20), ent_st), min_size=1, max_size=2)))
 bp_st = st.fixed_dictionaries({"max_ngram": st.integers(2, 4), "max_dist": st.integers(1, 3),
                                "min_multitoken_count": st.integers(1, 3)})
 
@@ -122,7 +124,7 @@ def test_add_drops_known_ids_and_contents_and_delete_names_unknown_ids():
                                     TextEntity("d", "close the file")])
     assert report["skipped_ids"] == ["a"] and report["duplicates"] == ["c"]
     assert new.ids == ["a", "b", "d"]
-    with pytest.raises(TablelmError, match="already in the model.*tablelm update"):
+    with pytest.raises(TablelmError, match=r"already in the model.*tablelm update"):
         apply(model, add=[TextEntity("a", "other text")], on_error="fail")
     with pytest.raises(TablelmError, match="no entity with id 'zz'"):
         apply(model, delete=["zz"])
@@ -165,7 +167,7 @@ def test_cli_add_delete_update_change_the_saved_model_atomically(cacm_entities, 
     for name, arr in ref.tables.arrays.items():
         if name != "entity_offsets":  # offsets differ by the lengths of the source strings
             np.testing.assert_array_equal(got.tables.arrays[name], arr, err_msg=name)
-    strip = lambda e: dict(e.to_dict(), source="")  # noqa: E731  (sources name the files read)
+    strip = lambda e: dict(e.to_dict(), source="")
     assert [strip(got.entity_at(i)) for i in range(got.n_docs)] == [strip(ref.entity_at(i)) for i in range(ref.n_docs)]
     r = runner.invoke(main, ["delete", "-m", str(out), "no-such-id"])
     assert r.exit_code == 1 and "no entity with id 'no-such-id'" in r.output

@@ -149,9 +149,10 @@ def _check_text(value: Any, name: str) -> None:
     """A 422 for request text that is not valid Unicode (a lone surrogate, from a JSON ``\\ud800``)."""
     texts = value if isinstance(value, (list, tuple)) else [value]
     for text in texts:
-        if isinstance(text, str) and _SURROGATE.search(text):
+        bad = _SURROGATE.search(text) if isinstance(text, str) else None
+        if bad:
             raise APIError(422, "invalid_text",
-                           f"The {name!r} argument holds a lone surrogate ({ascii(_SURROGATE.search(text)[0])}), "
+                           f"The {name!r} argument holds a lone surrogate ({bad[0]!a}), "
                            "which is not Unicode text; send UTF-8 text.", {"parameter": name})
 
 
@@ -309,7 +310,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ParamError)
     async def _param_error(request: Request, exc: ParamError):
-        return _error(422, "invalid_parameter", str(exc), getattr(exc, "details", {}))
+        return _error(422, "invalid_parameter", str(exc), exc.details or {})
 
     @app.exception_handler(TablelmError)
     async def _tablelm_error(request: Request, exc: TablelmError):
@@ -456,7 +457,8 @@ def sample_prompts(model, n: int = 10) -> list[str]:
     weight = graph * 4 + counts[:, 0]
     order = np.argsort(-weight, kind="stable")
     order = order[weight[order] > 0]  # what the scope has: a key never sees another sub-model's words
-    phrases, words = [], []
+    phrases: list[str] = []
+    words: list[str] = []
     for mt in order[: 50 * n].tolist():
         text = model.tables.display(mt)
         if not all(w.isalpha() and len(w) > 1 for w in text.split()):
@@ -464,7 +466,7 @@ def sample_prompts(model, n: int = 10) -> list[str]:
         (phrases if model.tables.mt_len[mt] >= 2 else words).append(text)
         if len(phrases) >= n:
             break
-    out = []
+    out: list[str] = []
     for t in phrases + words:
         if not any(t in o or o in t for o in out):
             out.append(t)

@@ -55,8 +55,8 @@ def entity_agents(entities) -> np.ndarray:
             continue
         for d, e in enumerate(entities):
             text = e.text
-            if a.name in e.tags or (any(h in text or h.upper() in text for h in a.hints) or not a.hints) \
-                    and a.entity.search(text):
+            if a.name in e.tags or ((any(h in text or h.upper() in text for h in a.hints) or not a.hints)
+                                      and a.entity.search(text)):
                 bits[d] |= 1 << i
     return bits
 

@@ -17,7 +17,7 @@ from .sections import neighbours
 def expand(model, plan, scorer, scores, params):
     """Add PMI neighbours and pseudo-relevance-feedback terms to the plan and rescore."""
     present = {t.mt for t in plan.terms}
-    extra = []
+    extra: list[Term] = []
     if params["expansion_weight"] > 0:
         for t in [t for t in plan.terms if t.role in ("prompt", "forced")
                   and t.n >= params["embedding_key_min_size"]]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ import numpy as np
 #: on a machine, when they compile), far more than one query, so a one-shot ``tablelm ask`` never
 #: pays it and a server or a benchmark pays it once, after at most as long again of numpy work.
 _ENV = "TABLELM_KERNEL"
-_jit_module = None  # the compiled module once loaded, False when numba is missing or disabled
+_jit_module: Any = None  # the compiled module once loaded, False when numba is missing or disabled
 _numpy_seconds = 0.0  # scoring time spent in the numpy implementation by this process
 
 

@@ -88,7 +88,7 @@ class Plan:
         return [t for t in self.terms if t.role != "generic" and t.weight > 0]
 
     def to_dict(self) -> dict:
-        by = lambda role: [t.text for t in self.terms if t.role == role]  # noqa: E731
+        by = lambda role: [t.text for t in self.terms if t.role == role]
         return {
             "agent": self.agent,
             "tokens_kept": self.words,
@@ -325,16 +325,17 @@ class Planner:
         pat = _patterns(skip, max_n)
         # all prompts in one array, apart by more than a combination's span (-2 never matches)
         gap = [-2] * (max_n + skip)
-        flat, owner = [], []
+        flat: list[int] = []
+        owners: list[int] = []
         for i, seq in enumerate(seqs):
             flat.extend(seq)
             flat.extend(gap)
-            owner.extend([i] * (len(seq) + len(gap)))
-        seq, owner = np.asarray(flat, dtype=np.int64), np.asarray(owner, dtype=np.int64)
-        n = len(seq)
+            owners.extend([i] * (len(seq) + len(gap)))
+        stream, owner = np.asarray(flat, dtype=np.int64), np.asarray(owners, dtype=np.int64)
+        n = len(stream)
         pos = (np.arange(n).reshape(-1, 1, 1) + pat.reshape(1, *pat.shape)).reshape(-1, WIDTH)
         pad = np.broadcast_to(pat < 0, (n,) + pat.shape).reshape(-1, WIDTH)
-        words = np.where(pad, -1, seq[np.minimum(pos, n - 1)])
+        words = np.where(pad, -1, stream[np.minimum(pos, n - 1)])
         ok = ~((pos >= n) & ~pad).any(axis=1) & ~((words < 0) & ~pad).any(axis=1)
         words, who = words[ok], owner[pos[ok, 0]]
         if len(words) == 0:

@@ -77,7 +77,7 @@ def embedding_rows(model, plan, params: dict) -> list[dict]:
     in_prompt = {t.mt for t in plan.terms}
     prompt_words = {int(w) for t in plan.terms for w in t_.mt_words[t.mt] if w >= 0}
     floor = params["section_min_count"]
-    best = {}
+    best: dict[int, dict] = {}
     for t in keys:
         for mt, pmi, n_ab in neighbours(model, t.mt, params, 4 * limit + len(in_prompt)):
             if mt in in_prompt or t_.mt_total[mt] < floor:
@@ -92,7 +92,7 @@ def embedding_rows(model, plan, params: dict) -> list[dict]:
                 continue  # one common word ("list", "want") is no follow-up
             if mt not in best or pmi > best[mt]["pmi"]:
                 best[mt] = {"multitoken": text, "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
-    rows = []
+    rows: list[dict] = []
     for r in sorted(best.values(), key=lambda r: (-r["pmi"], r["multitoken"])):
         # "convert tz", "convert tz time", "convert tz time zone": one of them is enough
         mine = f" {r['multitoken']} "

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -101,7 +102,7 @@ def _isin_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[pos] == values
 
 
-def sum_by_hash(hashes: list, counts: list, kg: list):
+def sum_by_hash(hashes: Sequence, counts: Sequence, kg: Sequence):
     """(sorted distinct hashes, summed counts, summed knowledge-graph counts)."""
     h = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
     uniq, inv = np.unique(h, return_inverse=True)
@@ -191,7 +192,10 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     vocab = SurfaceVocabulary(analyzer)
 
     # ---- 1. tokenize every field of every entity into one surface-id stream
-    chunks, lengths, seg_doc, seg_field = [], [], [], []
+    chunks: list[np.ndarray] = []
+    seg_lens: list[np.ndarray] = []
+    seg_doc: list[int] = []
+    seg_field: list[int] = []
     for start in range(0, n_docs, 1024):  # chunks bound the joined text and pace the progress bar
         texts = []
         for d in range(start, min(start + 1024, n_docs)):
@@ -204,11 +208,11 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
                         seg_field.append(f)
         sids, lens = vocab.encode_segments(texts)
         chunks.append(sids)
-        lengths.append(lens)
+        seg_lens.append(lens)
         step(min(1024, n_docs - start))
     step(None, "counting")
     sid = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
-    lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    lengths = np.concatenate(seg_lens) if seg_lens else np.zeros(0, dtype=np.int64)
     del chunks
     doc = np.repeat(np.asarray(seg_doc, dtype=np.int32), lengths)
     fld = np.repeat(np.asarray(seg_field, dtype=np.int8), lengths)

@@ -435,8 +435,8 @@ def assemble(p: Partial):
         "stems": len(p.stems),
         "multitokens": int(n_mt),
         "multitokens_by_length": {str(n): int((mt_len == n).sum()) for n in range(1, 5) if (mt_len == n).any()},
-        "postings": int(len(p.post_doc)),
-        "pairs": int(len(adj)),
+        "postings": len(p.post_doc),
+        "pairs": len(adj),
         "adjacent_pairs": int((adj > 0).sum()),
         "contextual_pairs": int((ctx > 0).sum()),
     }

@@ -252,7 +252,8 @@ class _Window:
     """At most ``limit`` counting tasks in flight: the scheduler holds the shards it is sent."""
 
     def __init__(self, limit: int, on_done):
-        self.limit, self.on_done, self.pending = limit, on_done, {}
+        self.limit, self.on_done = limit, on_done
+        self.pending: dict = {}
 
     def add(self, future, info) -> None:
         self.pending[future] = info
@@ -314,13 +315,16 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
         bar = M._bar(progress, "reading, counting n-grams", "entities")
         window = _Window(2 * threads, lambda f, info: bar.update(info[2]))
         spans, sources, n = [], [], 0
-        offsets, agents, content, ids = [np.zeros(1, dtype=np.int64)], [], [], []
+        pieces_of_offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        agents: list[np.ndarray] = []
+        content: list[np.ndarray] = []
+        ids: list[str] = []
         pieces = []  # per shard: the futures of its HASH_RANGES pieces
         with open(spool / "entities.jsonl", "wb") as store:
             for k, shard in enumerate(M.shards_of(entities, shard_chars)):
                 blob, off = entity_records(shard)
                 store.write(blob)
-                offsets.append(off[1:] + offsets[-1][-1])
+                pieces_of_offsets.append(off[1:] + pieces_of_offsets[-1][-1])
                 agents.append(entity_agents(shard))
                 content.append(content_hashes(shard))
                 ids += [json.dumps(e.id, ensure_ascii=False) for e in shard]
@@ -349,7 +353,7 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
         del parts_of_dict
         dict_future = client.submit(constant, dictionary, key=f"tablelm-dictionary-{os.urandom(4).hex()}")
         del dictionary
-        offsets = np.concatenate(offsets)
+        offsets = np.concatenate(pieces_of_offsets)
         phases["dictionary"] = time.perf_counter() - t_read
 
         # ---- pass 2: every shard again, against the dictionary
@@ -366,11 +370,11 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
             bar.update(m)
 
         window = _Window(2 * threads, counted)
-        parts = []
-        with open(spool / "entities.jsonl", "rb") as store:
+        parts: list = []
+        with open(spool / "entities.jsonl", "rb") as spooled:
             for k, (lo, hi) in enumerate(spans):
-                store.seek(int(offsets[lo]))
-                blob = store.read(int(offsets[hi] - offsets[lo]))
+                spooled.seek(int(offsets[lo]))
+                blob = spooled.read(int(offsets[hi] - offsets[lo]))
                 what = f"shard {k + 1} ({hi - lo:,} entities: {sources[k]})"
                 f = client.submit(count_shard_task, zlib.compress(blob, 1), worker_analyzer, params, dict_future,
                                   expected, key=f"tablelm-shard-{k}-{os.urandom(4).hex()}", pure=False)
@@ -388,7 +392,9 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
         levels = 0
         while len(parts) > CLIENT_FAN_IN:
             sizes = [_result(client.submit(partial_nbytes, f, pure=False), what) for f, what, _ in parts]
-            groups, cur, cur_size = [], [], 0
+            groups: list[list] = []
+            cur: list = []
+            cur_size = 0
             for part, size in zip(parts, sizes):
                 if cur and (cur_size + size > budget or len(cur) >= FAN_IN):
                     groups.append(cur)

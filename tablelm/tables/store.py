@@ -82,7 +82,7 @@ def _os_error(e: OSError, path, doing: str) -> ModelError:
             errno.EACCES: "choose a writable -o directory or fix its permissions",
             errno.EPERM: "choose a writable -o directory or fix its permissions",
             errno.EROFS: "the file system is read-only; choose another -o directory"}.get(
-        e.errno, "check the path and try again")
+        e.errno or 0, "check the path and try again")
     return ModelError(f"cannot {doing} {path}: {e.strerror or e}; {hint}. The previous model, if any, is unchanged.")
 
 
@@ -144,7 +144,7 @@ def _sha256(path: Path) -> str:
 
 def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
     """Write every table into ``tmp``; return the manifest's listing (with sizes and checksums)."""
-    listing = {}
+    listing: dict[str, dict] = {}
     for name in sorted(tables.arrays):
         arr = np.ascontiguousarray(tables.arrays[name])
         with open(tmp / f"{name}.npy", "wb") as f:
@@ -372,7 +372,7 @@ class Lines(Sequence):
     def _line_ends(self) -> np.ndarray:
         if self._ends is None:
             buf = self._buf
-            nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10) if len(buf) else []
+            nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10) if len(buf) else np.zeros(0)
             self._ends = np.append(np.asarray(nl, dtype=np.int64), len(buf))
         return self._ends
 
@@ -388,10 +388,10 @@ class Lines(Sequence):
     def _block(self, b: int) -> list[str]:
         got = self._blocks.get(b)
         if got is None:
-            self._line_ends()
+            ends = self._line_ends()
             lo, hi = b * self.BLOCK, min((b + 1) * self.BLOCK, self._rows)
-            start = int(self._ends[lo - 1]) + 1 if lo else 0
-            got = self._blocks[b] = bytes(self._buf[start:int(self._ends[hi - 1])]).decode("utf-8").split("\n")
+            start = int(ends[lo - 1]) + 1 if lo else 0
+            got = self._blocks[b] = bytes(self._buf[start:int(ends[hi - 1])]).decode("utf-8").split("\n")
         return got
 
     def __getitem__(self, i):
@@ -435,7 +435,7 @@ def load_tables(model_dir, mmap: bool = True) -> tuple[Tables, dict, Path]:
     A build that switches the manifest while this reads removes the old folder; the
     reader then finds a file missing, sees a new manifest and reads that one instead.
     """
-    for attempt in range(5):
+    for _attempt in range(5):
         before = _manifest_folder(model_dir)
         try:
             return _load_once(model_dir, mmap)
@@ -464,7 +464,7 @@ def verify(model_dir) -> list[str]:
     except ModelError as e:
         return [str(e)]
     problems = []
-    for name, meta in sorted(manifest["tables"].items()):
+    for _name, meta in sorted(manifest["tables"].items()):
         path = folder / meta["file"]
         want = meta.get("sha256")
         if want is None:
