@@ -63,6 +63,7 @@ class Model:
         self.analyzer = _analyzer_of(manifest)
         self._planner = Planner(self)
         self._weights: dict = {}  # BM25F lengths and norms per parameter set (a few, see _cached)
+        self._shown: dict[str, int] = {}  # id -> index of the entities of recent cards (bounded, see _card)
         #: opt-in: append the parameters users set to a local file (see tablelm.tune)
         self.record_usage = os.environ.get("TABLELM_RECORD_USAGE", "") not in ("", "0")
         self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
@@ -76,7 +77,8 @@ class Model:
         return self.tables.ids
 
     def index_of(self, entity_id: str) -> int | None:
-        return self.tables.index_of(entity_id)
+        got = self._shown.get(entity_id)  # an entity of a recent card: no index of every id needed
+        return got if got is not None else self.tables.index_of(entity_id)
 
     # ------------------------------------------------------------ derived weights
     def _cached(self, key, compute):
@@ -171,6 +173,7 @@ class Model:
         """Ranked ``(entity id, score)`` pairs: ``ask`` without cards or sections."""
         return self.search_many({0: query}, k, **params)[0]
 
+    @gc_paused()  # a batch allocates many small objects and no cycles: collections would find nothing
     def search_many(self, queries: dict, k: int = 100, **params) -> dict[Any, list[tuple[str, float]]]:
         """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch, and
         those :meth:`_plain` allows are scored and cut to ``k`` in one compiled pass (kernel.py)."""
@@ -242,6 +245,9 @@ class Model:
     def _card(self, rank, d, score, active, contrib, factors, scorer, p) -> Card:
         """One card: the entity, why it scored (term contributions, factors) and its evidence."""
         e = self.entity_at(d)
+        if len(self._shown) >= 10_000:
+            self._shown.clear()
+        self._shown[e.id] = d  # the summary and the citations look it up by id next
         applied = [{"name": name, "multiplier": round(float(f[d]), 6)} for name, f in factors.items() if f[d] != 1.0]
         tfs = [scorer.term_tf(t.mt, np.array([d]))[0] for t in active]
         if contrib is not None:
