@@ -197,7 +197,7 @@ class Model:
                 ranked[i] = idx, scores[idx]
         if sum(len(idx) for idx, _ in ranked) * 4 >= self.n_docs:  # many results: decode every id once
             every = self.tables.ids
-            ids_at = lambda at: [every[i] for i in at]  # noqa: E731
+            ids_at = lambda at: [every[i] for i in at]
         else:
             ids_at = self.tables.ids_at
         return {qid: list(zip(ids_at(idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}

@@ -269,7 +269,7 @@ def search_batch(post: Postings, queries, k: int, agents: np.ndarray, boost: flo
         ptr = np.zeros(len(queries) + 1, dtype=np.int64)
         ptr[1:] = np.cumsum([len(q[0]) for q in queries])
         cat = lambda i, dt: np.concatenate([q[i] for q in queries]).astype(dt, copy=False) if queries \
-            else np.zeros(0, dt)  # noqa: E731
+            else np.zeros(0, dt)
         queries = (ptr, cat(0, np.int64), cat(1, np.float64), cat(2, np.int64))
     ptr, mts, w, grp = queries
     n = len(ptr) - 1
