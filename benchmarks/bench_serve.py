@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("-k", type=int, default=10, help="Cards per ask (10).")
     ap.add_argument("--every", type=int, default=500, help="Read the RSS every this many asks (500).")
     ap.add_argument("--timeout", type=float, default=300, help="Seconds to wait for the server to start (300).")
+    ap.add_argument("--ask-timeout", type=float, default=600,
+                    help="Seconds an ask may take (600: the first one may compile the numba kernels).")
     ap.add_argument("--json", action="store_true", help="Print the report as JSON.")
     args = ap.parse_args(argv)
     if args.asks < 1 or args.every < 1:
@@ -92,13 +94,17 @@ def main(argv=None) -> int:
         samples = [(0, rss_mb(proc.pid))]
         latencies: list[float] = []
         failed = 0
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=args.ask_timeout) as http:
             for n in range(args.asks):
                 t = time.perf_counter()
-                r = http.get("/ask", params={"q": prompts[n % len(prompts)], "k": args.k})
+                try:
+                    r = http.get("/ask", params={"q": prompts[n % len(prompts)], "k": args.k})
+                    ok = r.status_code == 200 and "cards" in r.json()
+                except (httpx.HTTPError, ValueError) as e:
+                    print(f"[serve] ask {n + 1} failed: {type(e).__name__} {e}", file=sys.stderr, flush=True)
+                    ok = False
                 latencies.append(time.perf_counter() - t)
-                if r.status_code != 200 or "cards" not in r.json():
-                    failed += 1
+                failed += not ok
                 if n == 0 or (n + 1) % args.every == 0 or n + 1 == args.asks:
                     samples.append((n + 1, rss_mb(proc.pid)))
                     if not args.json:
