@@ -169,6 +169,10 @@ def context_rows(model, plan, name: str, params: dict) -> list[dict]:
     count = np.bincount(labels, weights=counts, minlength=len(names))
     hits = (term, labels)
     cand = np.flatnonzero(score > 0)
+    n_rows = int(params["max_rows"])
+    if 0 < n_rows < len(cand):  # the rows are among the labels scoring at least the n-th best score:
+        kth = np.partition(score[cand], len(cand) - n_rows)[len(cand) - n_rows]  # sort those only (by name
+        cand = cand[score[cand] >= kth]  # for ties), not every label a common word has (10^5 at 1M)
     best = sorted(cand.tolist(), key=lambda lab: (-score[lab], names[lab]))[: params["max_rows"]]
     rows = []
     for lab in best:
