@@ -290,7 +290,7 @@ def worker_build(system: str, corpus: Path, model_dir: Path, backend: str) -> di
         model = tablelm.build([str(corpus)], model_dir, reader_options={"dedupe_content": False})
         build_s = time.perf_counter() - t0
         n_docs = model.info()["stats"]["entities"]
-        store_mb = sum(p.stat().st_size for p in Path(model_dir).rglob("entities.jsonl")) / 1e6
+        store_mb = sum(p.stat().st_size for p in Path(model_dir).rglob("entities.jsonl*")) / 1e6
     peak = maxrss_mb()
     return {"build_s": build_s, "build_peak_mb": peak, "build_delta_mb": peak - rss_before,
             "model_mb": folder_mb(model_dir), "store_mb": store_mb, "indexed_docs": n_docs}

@@ -30,9 +30,10 @@ from .query.plan import Planner
 from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
 from .tables import build as build_module
+from .tables import spill
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records, gc_paused
 from .tables.schema import TableSet, conform
-from .tables.store import FORMAT_VERSION, load_tables, read_manifest, save_tables, update_manifest
+from .tables.store import FORMAT_VERSION, load_tables, read_blob, read_manifest, save_tables, update_manifest
 from .text.analyzer import Analyzer
 
 __version__ = "0.1.0"
@@ -547,6 +548,8 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
             spans.append((n, n + len(shard)))
             n += len(shard)
             bar.update(len(shard))
+            del counts, blob, off
+            spill.trim()
     bar.close()
     t_read = time.perf_counter()
     dictionary = _dictionary_from_spool(spool, len(spans), int(bp["min_multitoken_count"]))
@@ -558,10 +561,16 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
             shard = [TextEntity.from_dict(json.loads(mm[int(offsets[i]):int(offsets[i + 1])])) for i in range(lo, hi)]
             part = build_module.count_partial(shard, analyzer, bp, dictionary=dictionary)
             parts.append((_spill(part, spool / f"part-{len(parts)}"), 1, np.arange(lo, hi)))
+            del shard
+            spill.trim()
             bar.update(hi - lo)
     bar.set_postfix_str("merging")
-    tables = build_module.assemble(build_module.merge(parts, n))
-    del parts
+    merged = build_module.merge(parts, n, spool=spool)
+    del parts, part
+    spill.trim()
+    tables = build_module.assemble(merged, spool=spool)
+    del merged
+    spill.trim()
     bar.close()
     tables.arrays.update({"entity_offsets": offsets, "entity_agents": np.concatenate(agents),
                           "entity_content": np.concatenate(content)})
@@ -576,11 +585,9 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
 def _spill(part, prefix: Path):
     """The partial with its per-row arrays written to the spool and memory-mapped back: the merge
     reads them one range at a time, so a shard's counts do not stay in memory until the merge."""
-    for name in ("post_mt", "post_doc", "post_tf", "pair_a", "pair_b", "pair_adj", "pair_ctx",
-                 "pend_hash", "pend_doc"):
-        path = Path(f"{prefix}-{name}.npy")
-        np.save(path, getattr(part, name))
-        setattr(part, name, np.load(path, mmap_mode="r"))
+    for name in ("mt_words", "mt_hash", "mt_counts", "post_mt", "post_doc", "post_tf", "pair_a", "pair_b",
+                 "pair_adj", "pair_ctx", "pend_hash", "pend_doc", "doc_len"):
+        setattr(part, name, spill.save(Path(f"{prefix}-{name}.npy"), getattr(part, name)))
     return part
 
 
@@ -634,10 +641,11 @@ def stored_entities(model_dir) -> tuple[list, dict]:
     Lets ``upgrade`` rebuild a model of an older format from itself, without its sources.
     """
     manifest = read_manifest(model_dir, any_version=True)
-    path = Path(model_dir) / manifest.get("folder", "") / "entities.jsonl"
+    meta = manifest.get("tables", {}).get("entities.jsonl", {})
+    path = Path(model_dir) / manifest.get("folder", "") / meta.get("file", "entities.jsonl")
     try:
-        with open(path, "rb") as f:
-            entities = [TextEntity.from_dict(json.loads(line)) for line in f if line.strip()]
+        entities = [TextEntity.from_dict(json.loads(line)) for line in read_blob(path, meta).split(b"\n")
+                    if line.strip()]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelError(f"{path} cannot be read ({e}); rebuild the model from its sources with tablelm build.") \
             from None

@@ -35,7 +35,7 @@ def test_every_saved_table_is_declared_and_every_declared_table_saved(cacm_dir):
             continue
         assert meta["kind"] == spec.kind, name
         if spec.dtype == "uint":  # the narrowest width that holds the counts
-            arr = np.load(cacm_dir / manifest["folder"] / meta["file"])
+            arr = np.asarray(tablelm.load(cacm_dir).tables.arrays[name])
             assert arr.dtype == narrow_uint(arr.astype(np.uint64)).dtype, name
         elif spec.dtype != "int":
             assert meta["dtype"] == spec.dtype, name

@@ -521,3 +521,38 @@ def test_sharded_build_equals_one_shard_on_real_slices(real_slice, params):
     one = build_tables(real_slice, Analyzer(), params)
     for shard_size in (1, 7, 64):
         assert_same_tables(build_tables(real_slice, Analyzer(), params, shard_size=shard_size), one)
+
+
+@needs_data
+def test_tables_counted_and_assembled_in_tiny_ranges_equal_one_pass(real_slice, monkeypatch):
+    """Pairs counted a few occurrences at a time, merges and the assembly a few rows at a time:
+    every table as in one pass."""
+    from tablelm.tables import build, counts, spill
+
+    params = {"max_ngram": 4, "max_dist": 3, "min_multitoken_count": 2}
+    one = build_tables(real_slice, Analyzer(), params)
+    monkeypatch.setattr(build, "PAIR_CHUNK", 5)
+    monkeypatch.setattr(counts, "RANGE_ROWS", 3)
+    monkeypatch.setattr(spill, "CHUNK_BYTES", 40)
+    assert_same_tables(build_tables(real_slice, Analyzer(), params), one)
+    assert_same_tables(build_tables(real_slice, Analyzer(), params, shard_size=16), one)
+
+
+@pytest.mark.parametrize("within_one_part", [False, True])
+def test_merge_reports_two_multitokens_with_one_hash(within_one_part):
+    """A forged 64-bit hash collision (two different word tuples, one hash) stops the merge with
+    HashCollision, whether the two tuples come from two partials or from one."""
+    from tablelm.tables.counts import HashCollision, merge
+
+    params = {"max_ngram": 2, "max_dist": 2, "min_multitoken_count": 1}
+    a = build_module.count_partial([TextEntity("a", "red apple pie")], Analyzer(), params)
+    b = build_module.count_partial([TextEntity("b", "green pear tart")], Analyzer(), params)
+    assert len(a.mt_hash) >= 2 and len(b.mt_hash) >= 2
+    if within_one_part:
+        b.mt_hash = b.mt_hash.copy()
+        b.mt_hash[0] = b.mt_hash[1]
+    else:
+        b.mt_hash = np.concatenate([a.mt_hash[:1], b.mt_hash[1:]])
+    with pytest.raises(HashCollision):
+        merge([(a, 1, np.arange(1)), (b, 1, np.arange(1, 2))], 2)
+    merge([(a, 1, np.arange(1)), (a, 1, np.arange(1, 2))], 2)  # equal tuples, equal hashes: no collision

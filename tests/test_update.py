@@ -187,3 +187,22 @@ def test_a_build_in_shards_writes_the_same_model_directory(tmp_path):
     r = CliRunner().invoke(main, ["build", str(CACM), "-o", str(tmp_path / "cli"), "--memory", "64", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "cli" / "manifest.json").read_text())["folder"] == m1["folder"]
+
+
+@needs_data
+@pytest.mark.parametrize("range_rows", [13, 997])
+def test_a_build_in_shards_merged_and_assembled_range_by_range_writes_the_same_files(tmp_path, monkeypatch,
+                                                                                      range_rows):
+    """The sharded build merges and assembles its tables a range of rows at a time, spooled to disk:
+    with ranges of a dozen rows, or of a thousand, every file equals the one-shard build's."""
+    from tablelm.tables import counts
+
+    one = tablelm.build([CACM], tmp_path / "one")
+    monkeypatch.setattr(counts, "RANGE_ROWS", range_rows)
+    monkeypatch.setattr("tablelm.tables.spill.CHUNK_BYTES", 64 * range_rows)
+    report = {}
+    tablelm.build([CACM], tmp_path / "many", memory_mb=64, report=report)
+    assert report["shards"] >= 3 and report["read"] == one.n_docs
+    m1 = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    m2 = json.loads((tmp_path / "many" / "manifest.json").read_text())
+    assert m1["tables"] == m2["tables"] and m1["folder"] == m2["folder"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -68,14 +69,48 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
     n_partners = first_at[lim] - lo
     index_type = np.int32 if n_mt < 2**31 else np.int64
     mt = occ_mt.astype(index_type)
-    # the largest arrays of the build, filled in place: per occurrence of a pair, its
-    # coordinates and a count packed as adjacent (gap 0) + contextual (gap > 0) << 32
-    total = int(n_partners.sum())
+    del first_at, lim
+    # the occurrences in runs of about PAIR_CHUNK pair occurrences; each run's pairs are summed
+    # into a canonical sparse matrix, added to the runs' total (bounded temporaries)
+    cum = np.cumsum(n_partners)
+    total = int(cum[-1]) if len(cum) else 0
+    cuts = np.searchsorted(cum, np.arange(PAIR_CHUNK, total, PAIR_CHUNK), side="right")
+    bounds = np.unique(np.concatenate(([0], cuts, [len(n_partners)]))).tolist()
+    del cum
+    m = None
+    for o_lo, o_hi in zip(bounds[:-1], bounds[1:]):
+        part = _pair_matrix(mt, occ_start, occ_end, lo, n_partners, o_lo, o_hi, n_mt, index_type)
+        m = part if m is None else m + part
+        del part
+    if m is None:
+        m = sparse.csr_array((n_mt, n_mt), dtype=np.int64)
+    m.sum_duplicates()  # canonical: columns sorted within a row, one entry per pair
+    a = np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(m.indptr))
+    b = m.indices.astype(np.int32)
+    halves = m.data.view(np.uint32).reshape(-1, 2)  # the packed count: low 32 bits adjacent, high contextual
+    if sys.byteorder == "big":
+        halves = halves[:, ::-1]
+    adj, ctx = halves[:, 0].copy(), halves[:, 1].copy()
+    return a, b, adj, ctx
+
+
+#: pair occurrences counted at once by :func:`_count_pairs` (its temporaries: 28 bytes each)
+PAIR_CHUNK = 1 << 21
+
+
+def _pair_matrix(mt, occ_start, occ_end, lo, n_partners, o_lo: int, o_hi: int, n_mt: int, index_type):
+    """The summed pair counts of occurrences [o_lo, o_hi) and their partners, as a canonical CSR
+    matrix: coordinates (smaller id, larger id), a count packed as adjacent (gap 0) + contextual
+    (gap > 0) << 32."""
+    from scipy import sparse
+
+    n_p = n_partners[o_lo:o_hi]
+    total = int(n_p.sum())
     rows, cols = np.empty(total, dtype=index_type), np.empty(total, dtype=index_type)
     counts = np.empty(total, dtype=np.int64)
     filled = 0
-    for d in range(int(n_partners.max(initial=0))):
-        a = np.flatnonzero(n_partners > d)  # occurrences with a (d+1)-th partner
+    for d in range(int(n_p.max(initial=0))):
+        a = np.flatnonzero(n_p > d) + o_lo  # occurrences with a (d+1)-th partner
         b = lo[a] + d
         ma, mb = mt[a], mt[b]
         k = ma != mb
@@ -89,9 +124,8 @@ def _count_pairs(occ_start, occ_end, occ_mt, sent_stop, n_words: int, n_mt: int,
         filled = end
     m = sparse.coo_array((counts[:filled], (rows[:filled], cols[:filled])), shape=(n_mt, n_mt)).tocsr()
     del rows, cols, counts
-    m.sum_duplicates()  # canonical: columns sorted within a row, one entry per pair
-    a = np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(m.indptr))
-    return a, m.indices.astype(np.int32), (m.data & 0xFFFFFFFF).astype(np.uint32), (m.data >> 32).astype(np.uint32)
+    m.sum_duplicates()
+    return m
 
 
 def _isin_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
@@ -397,6 +431,9 @@ def gc_paused():
     the collections they trigger scan them and find nothing to free: pausing saves about
     0.1 s of a 0.6 s CACM build.
     """
+    from .spill import map_large_allocations
+
+    map_large_allocations()  # freed temporaries leave the process (see spill.py)
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -19,14 +19,18 @@ resulting corpus in one shard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from . import spill
 from .hashing import WIDTH, hash_rows, sort_rows
 from .schema import CONTEXTS, FIELDS
 from .sorting import stable_argsort
 
 F = len(FIELDS)
+#: rows merged or assembled per range: bounds the temporaries of merge and assemble (tests make it tiny)
+RANGE_ROWS = 1 << 21
 
 
 @dataclass
@@ -102,19 +106,6 @@ def display_words(stems: list, surface_stem: np.ndarray, surface_count: np.ndarr
     return display
 
 
-def pair_tables(n_mt: int, a, b, adj, ctx) -> dict:
-    """The stored pair tables from canonical pairs (sorted by (a, b), a < b): CSR by the smaller
-    id, and the transposed index (CSR → CSC of the entry numbers, linear time)."""
-    from scipy import sparse
-
-    indptr = csr_from_sorted_rows(a, n_mt)
-    nnz = len(b)
-    t = sparse.csr_array((np.arange(nnz, dtype=np.int64 if nnz >= 2**31 else np.int32),
-                          np.asarray(b, dtype=np.int32), indptr), shape=(n_mt, n_mt)).tocsc()
-    return {"pair_indptr": indptr, "pair_cols": np.asarray(b, dtype=np.int32), "pair_adj": adj, "pair_ctx": ctx,
-            "pair_t_indptr": t.indptr.astype(np.int64), "pair_t_order": t.data}
-
-
 def labels_csr(values_per_doc: list[list[str]]):
     """Doc → label ids (CSR) over the sorted set of distinct labels."""
     labels = sorted({v for vs in values_per_doc for v in vs})
@@ -137,7 +128,7 @@ def _sorted_key_rows(words: np.ndarray) -> np.ndarray:
     return np.lexsort(tuple(words[:, j] for j in range(WIDTH - 1, -1, -1)) + (lens,))
 
 
-def merge(parts: list, n_docs: int) -> Partial:
+def merge(parts: list, n_docs: int, spool: Path | None = None) -> Partial:
     """Sum partials by key into one partial over the new corpus.
 
     Parameters
@@ -149,6 +140,10 @@ def merge(parts: list, n_docs: int) -> Partial:
         out; their summed counts still add or subtract).
     n_docs : int
         Entities in the new corpus; every position must come from exactly one part.
+    spool : Path, optional
+        A folder for the merged postings, pairs and pending occurrences: written there one
+        range at a time and returned memory-mapped, so that the merge holds one range of them
+        in memory (the bounded-memory build). None: in memory.
     """
     # ---- stems: the union of the strings, sorted
     union = sorted(set().union(*(p.stems for p, _, _ in parts)))
@@ -158,24 +153,34 @@ def merge(parts: list, n_docs: int) -> Partial:
     for (p, _, _), sm in zip(parts, smaps):
         u_hash[sm] = p.stem_hash
 
-    # ---- multitokens: the union of the hashes; each distinct hash must have one word tuple
-    words = np.vstack([np.where(p.mt_words >= 0, sm[np.maximum(p.mt_words, 0)], -1)
-                       for (p, _, _), sm in zip(parts, smaps)]) if parts else np.zeros((0, WIDTH), np.int64)
-    hashes = np.concatenate([p.mt_hash for p, _, _ in parts])
+    # ---- multitokens: the union of the hashes; each distinct hash must have one word tuple.
+    # One part at a time: the words and counts of the distinct hashes are filled part by part
+    hashes = np.concatenate([np.asarray(p.mt_hash) for p, _, _ in parts]) if parts else np.zeros(0, np.uint64)
     uniq, inv = np.unique(hashes, return_inverse=True)
-    first = np.full(len(uniq), -1, dtype=np.int64)
-    first[inv[::-1]] = np.arange(len(inv))[::-1]
-    if not (words == words[first][inv]).all():
-        raise HashCollision("two different multitokens share one 64-bit hash (about one chance in 10^9 per "
-                            "model); rebuild in one shard: tablelm build with a larger --memory")
-    total = np.zeros((len(uniq), F), dtype=np.int64)
+    del hashes
     offsets = np.cumsum([0] + [len(p.mt_hash) for p, _, _ in parts])
-    for (p, sign, _), lo in zip(parts, offsets):
-        np.add.at(total, inv[lo:lo + len(p.mt_hash)], sign * p.mt_counts)
+    words = np.full((len(uniq), WIDTH), -1, dtype=np.int32 if len(union) < 2**31 else np.int64)
+    seen = np.zeros(len(uniq), dtype=bool)
+    total = np.zeros((len(uniq), F), dtype=np.int64)
+    for (p, sign, _), sm, lo in zip(parts, smaps, offsets):
+        at_u = inv[lo:lo + len(p.mt_hash)]
+        p_words = np.asarray(p.mt_words)
+        w = np.where(p_words >= 0, sm[np.maximum(p_words, 0)], -1)
+        new = ~seen[at_u]
+        words[at_u[new]] = w[new]
+        seen[at_u] = True
+        if not (words[at_u] == w).all():
+            raise HashCollision("two different multitokens share one 64-bit hash (about one chance in 10^9 per "
+                                "model); rebuild in one shard: tablelm build with a larger --memory")
+        total[at_u] += sign * np.asarray(p.mt_counts, dtype=np.int64)  # distinct within a part (checked above)
+        del at_u, p_words, w, new
+        spill.release(p.mt_words, p.mt_hash, p.mt_counts)
+    del seen
     if (total < 0).any():
         raise ValueError("a merge subtracted counts it never had: the model and the change disagree")
     alive = np.flatnonzero(total.sum(axis=1) > 0)
-    u_words = words[first[alive]]
+    u_words = words[alive]
+    del words
     # the stems that survive: those of the single words left (every word of a surviving
     # multitoken is itself a surviving single word)
     single = u_words[:, 1] < 0
@@ -190,8 +195,7 @@ def merge(parts: list, n_docs: int) -> Partial:
     pmaps = [mt_of_uniq[inv[lo:lo + len(p.mt_hash)]] for (p, _, _), lo in zip(parts, offsets)]
 
     # ---- postings and pending occurrences of the entities kept
-    post_pieces = []
-    pend_h, pend_d = [], []
+    post_pieces, pend_pieces = [], []
     doc_len = np.zeros((n_docs, F), dtype=np.int64)
     placed_from = np.full(n_docs, -1, dtype=np.int64)  # the part each new entity comes from
     for (p, sign, dmap), pm in zip(parts, pmaps):
@@ -202,9 +206,7 @@ def merge(parts: list, n_docs: int) -> Partial:
             continue
         # sorted by (multitoken, entity) within the part: both maps are monotonic
         post_pieces.append((_Rows(p.post_mt, pm, p.post_doc, p.post_tf), dmap))
-        k = dmap[p.pend_doc] >= 0
-        pend_h.append(p.pend_hash[k])
-        pend_d.append(dmap[p.pend_doc[k]])
+        pend_pieces.append((p.pend_hash, p.pend_doc, dmap))
         placed = np.flatnonzero(dmap >= 0)
         doc_len[dmap[placed]] = p.doc_len[placed]
         if (placed_from[dmap[placed]] >= 0).any():
@@ -214,12 +216,13 @@ def merge(parts: list, n_docs: int) -> Partial:
         raise ValueError("the merged partials leave entity positions empty")
     labels = {name: _merge_labels([(p.labels[name], d) for p, sign, d in parts if sign > 0], n_docs)
               for name in CONTEXTS}
-    post_mt, post_doc, post_tf = _merge_postings(post_pieces, n_mt, n_docs)
+    post_mt, post_doc, post_tf = _merge_postings(post_pieces, n_mt, n_docs, spool=spool)
     del post_pieces
+    pend_hash, pend_doc = _merge_pending(pend_pieces, spool=spool)
 
     # ---- pairs: signed sums by (a, b); mapping keeps a < b and the order (monotonic ids)
     pieces = [(_Rows(p.pair_a, pm, p.pair_b, p.pair_adj, p.pair_ctx), sign) for (p, sign, _), pm in zip(parts, pmaps)]
-    pair_a, pair_b, adj, ctx = _sum_pairs(pieces, n_mt)
+    pair_a, pair_b, adj, ctx = _sum_pairs(pieces, n_mt, spool=spool)
     del pieces
 
     # ---- surfaces: signed sums by string
@@ -233,15 +236,12 @@ def merge(parts: list, n_docs: int) -> Partial:
         s_stem[idx] = s_new[sm[p.surface_stem]] if len(idx) else s_stem[idx]
     s_live = np.flatnonzero(s_count > 0)
 
-    ph = np.concatenate(pend_h) if pend_h else np.zeros(0, np.uint64)
-    pd = np.concatenate(pend_d) if pend_d else np.zeros(0, np.int64)
-    o = np.lexsort((pd, ph))
     return Partial(
         n_docs=n_docs, stems=[union[i] for i in s_keep.tolist()], stem_hash=u_hash[s_keep],
         mt_words=new_words[order].astype(np.int32), mt_hash=uniq[alive[order]], mt_counts=total[alive[order]],
-        post_mt=post_mt.astype(np.int32), post_doc=post_doc.astype(np.int32), post_tf=post_tf,
-        pair_a=pair_a.astype(np.int32), pair_b=pair_b.astype(np.int32), pair_adj=adj, pair_ctx=ctx,
-        pend_hash=ph[o], pend_doc=pd[o].astype(np.int32), surfaces=[s_union[i] for i in s_live.tolist()],
+        post_mt=post_mt, post_doc=post_doc, post_tf=post_tf,
+        pair_a=pair_a, pair_b=pair_b, pair_adj=adj, pair_ctx=ctx,
+        pend_hash=pend_hash, pend_doc=pend_doc, surfaces=[s_union[i] for i in s_live.tolist()],
         surface_stem=s_stem[s_live].astype(np.int32), surface_count=s_count[s_live], doc_len=doc_len,
         labels=labels)
 
@@ -278,8 +278,35 @@ class _Rows:
                 mm.madvise(mmap.MADV_DONTNEED)
 
 
-def _chunks(pieces: list, n_keys: int, rows_per_chunk: int):
-    """Merged-id ranges [lo, hi) of about ``rows_per_chunk`` rows each."""
+class _Pieces:
+    """The in-memory counterpart of :class:`spill.Appender`: pieces concatenated at the end."""
+
+    def __init__(self, dtype, tail: tuple = ()):
+        self.dtype, self.tail = np.dtype(dtype), tuple(tail)
+        self.pieces: list[np.ndarray] = []
+
+    def add(self, piece: np.ndarray) -> None:
+        self.pieces.append(np.asarray(piece, dtype=self.dtype))
+
+    def finish(self) -> np.ndarray:
+        if not self.pieces:
+            return np.zeros((0, *self.tail), dtype=self.dtype)
+        return self.pieces[0] if len(self.pieces) == 1 else np.concatenate(self.pieces)
+
+
+def _sink(spool: Path | None, name: str, dtype, tail: tuple = ()):
+    """Where a table is written a range at a time: a spooled file, or pieces in memory."""
+    return _Pieces(dtype, tail) if spool is None else spill.Appender(Path(spool) / f"{name}.npy", dtype, tail)
+
+
+def _kept(spool: Path | None, name: str, arr: np.ndarray) -> np.ndarray:
+    """A finished table: written to the spool and memory-mapped back (its memory freed), or as is."""
+    return arr if spool is None or arr.size == 0 else spill.save(Path(spool) / f"{name}.npy", arr)
+
+
+def _chunks(pieces: list, n_keys: int, rows_per_chunk: int | None):
+    """Merged-id ranges [lo, hi) of about ``rows_per_chunk`` rows each (None: :data:`RANGE_ROWS`)."""
+    rows_per_chunk = rows_per_chunk or RANGE_ROWS
     per_key = np.zeros(n_keys, dtype=np.int64)
     for piece in pieces:
         per_key += piece.per_key(n_keys)
@@ -291,12 +318,14 @@ def _chunks(pieces: list, n_keys: int, rows_per_chunk: int):
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
-def _merge_postings(pieces: list, n_mt: int, n_docs: int, rows_per_chunk: int = 1 << 22):
+def _merge_postings(pieces: list, n_mt: int, n_docs: int, rows_per_chunk: int | None = None,
+                    spool: Path | None = None):
     """k-way merge of postings, each piece sorted by (multitoken, entity), one multitoken range at a time.
 
     A piece is ``(_Rows(post_mt, ids, post_doc, post_tf), doc_map)``; entities mapped to -1 leave.
     """
-    out_mt, out_doc, out_tf = [], [], []
+    out_mt, out_doc = _sink(spool, "merged-post_mt", np.int32), _sink(spool, "merged-post_doc", np.int32)
+    out_tf = _sink(spool, "merged-post_tf", np.uint16, (F,))
     for lo, hi in _chunks([r for r, _ in pieces], n_mt, rows_per_chunk):
         got = []
         for rows, dmap in pieces:
@@ -310,23 +339,52 @@ def _merge_postings(pieces: list, n_mt: int, n_docs: int, rows_per_chunk: int = 
         doc = np.concatenate([g[1] for g in got])
         tf = np.concatenate([g[2] for g in got])
         o = stable_argsort((mt - lo) * max(n_docs, 1) + doc)
-        out_mt.append(mt[o].astype(np.int32))
-        out_doc.append(doc[o].astype(np.int32))
-        out_tf.append(tf[o])
+        out_mt.add(mt[o])
+        out_doc.add(doc[o])
+        out_tf.add(tf[o])
+        del got, mt, doc, tf, o
         for rows, _ in pieces:
             rows.release()
-    if not out_mt:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, F), np.uint16)
-    return np.concatenate(out_mt), np.concatenate(out_doc), np.concatenate(out_tf)
+    return out_mt.finish(), out_doc.finish(), out_tf.finish()
 
 
-def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int = 1 << 22):
+def _merge_pending(pieces: list, rows_per_chunk: int | None = None, spool: Path | None = None):
+    """The pending occurrences of the entities kept, sorted by (hash, entity), one hash range at a time.
+
+    A piece is ``(pend_hash, pend_doc, doc_map)``, sorted by (hash, entity) within the piece;
+    entities mapped to -1 leave. Hashes are uniform over 64 bits, so equal ranges of values
+    hold about equal numbers of occurrences.
+    """
+    total = sum(len(h) for h, _, _ in pieces)
+    n_ranges = max(1, -(-total // (rows_per_chunk or RANGE_ROWS)))
+    bounds = [np.uint64(r * (1 << 64) // n_ranges) for r in range(1, n_ranges)]
+    out_h, out_d = _sink(spool, "merged-pend_hash", np.uint64), _sink(spool, "merged-pend_doc", np.int32)
+    for r in range(n_ranges):
+        hs, ds = [], []
+        for h, d, dmap in pieces:
+            lo = 0 if r == 0 else int(np.searchsorted(h, bounds[r - 1]))
+            hi = len(h) if r == n_ranges - 1 else int(np.searchsorted(h, bounds[r]))
+            doc = dmap[np.asarray(d[lo:hi])]
+            k = doc >= 0
+            hs.append(np.asarray(h[lo:hi])[k])
+            ds.append(doc[k])
+        if hs:
+            h, d = np.concatenate(hs), np.concatenate(ds)
+            o = np.lexsort((d, h))
+            out_h.add(h[o])
+            out_d.add(d[o])
+        spill.release(*(a for h, d, _ in pieces for a in (h, d)))
+    return out_h.finish(), out_d.finish()
+
+
+def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int | None = None, spool: Path | None = None):
     """Signed sums of pairs, each piece sorted by (a, b), one range of a at a time (bounded
     temporaries); pairs whose counts sum to zero leave the table.
 
     A piece is ``(_Rows(pair_a, ids, pair_b, adj, ctx), sign)``.
     """
-    outs = []
+    outs = [_sink(spool, f"merged-pair_{name}", dtype)
+            for name, dtype in (("a", np.int32), ("b", np.int32), ("adj", np.uint32), ("ctx", np.uint32))]
     for lo, hi in _chunks([r for r, _ in pieces], n_mt, rows_per_chunk):
         keys, adjs, ctxs = [], [], []
         for rows, sign in pieces:
@@ -346,13 +404,12 @@ def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int = 1 << 22):
             raise ValueError("a merge subtracted pair counts it never had: the model and the change disagree")
         live = (adj > 0) | (ctx > 0)
         a, b = np.divmod(key[live], max(n_mt, 1))
-        outs.append(((a + lo).astype(np.int32), b.astype(np.int32), adj[live].astype(np.uint32),
-                     ctx[live].astype(np.uint32)))
+        for out, col in zip(outs, (a + lo, b, adj[live], ctx[live])):
+            out.add(col)
+        del keys, adjs, ctxs, key, adj, ctx, a, b, live
         for rows, _ in pieces:
             rows.release()
-    if not outs:
-        return (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.uint32), np.zeros(0, np.uint32))
-    return tuple(np.concatenate(col) for col in zip(*outs))
+    return tuple(out.finish() for out in outs)
 
 
 def _merge_labels(parts: list, n_docs: int):
@@ -381,45 +438,113 @@ def _merge_labels(parts: list, n_docs: int):
 # --------------------------------------------------------------------------- assemble
 
 
-def assemble(p: Partial):
-    """The stored tables (see tables/schema.py) of a partial that covers a whole corpus."""
+def _indptr(rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """:func:`csr_from_sorted_rows` a piece at a time (``rows`` may be memory-mapped)."""
+    counts = np.zeros(n_rows, dtype=np.int64)
+    for _, piece in spill.chunks(rows, RANGE_ROWS):
+        counts += np.bincount(piece, minlength=n_rows)[:n_rows]
+    return np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+
+
+def _transpose(keys: np.ndarray, indptr: np.ndarray, payload: np.ndarray | None = None):
+    """The stable counting sort of ``keys`` (whose CSR row pointers are ``indptr``), a piece at a
+    time: the positions in key order (``np.argsort(keys, kind="stable")``), and ``payload`` taken
+    in that order. Linear time; the outputs are the only arrays of the keys' length in memory."""
+    n = len(keys)
+    order = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+    moved = None if payload is None else np.empty(n, dtype=payload.dtype)
+    cursor = np.asarray(indptr[:-1], dtype=np.int64).copy()  # next free slot of each key
+    for lo, piece in spill.chunks(keys, RANGE_ROWS):
+        o = stable_argsort(piece)
+        k = np.asarray(piece, dtype=np.int64)[o]
+        run = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+        first = np.repeat(run, np.diff(np.append(run, len(k))))  # each entry's first of its key
+        pos = cursor[k] + (np.arange(len(k)) - first)
+        order[pos] = o + lo
+        if moved is not None and payload is not None:
+            moved[pos] = np.asarray(payload[lo:lo + len(k)])[o]
+            spill.release(payload)
+        cursor += np.bincount(k, minlength=len(cursor))[:len(cursor)]
+        del o, k, run, first, pos
+    return order, moved
+
+
+def _count_positive(arr: np.ndarray) -> int:
+    return sum(int(np.count_nonzero(piece)) for _, piece in spill.chunks(arr))
+
+
+def _context(p: Partial, post_indptr: np.ndarray, name: str, spool: Path | None, rows_per_chunk: int | None = None):
+    """The context table ``name`` (multitoken -> label -> summed term frequency outside metadata):
+    ctx = P @ L, P (multitoken × entity) the term frequencies, L (entity × label) the labels,
+    computed one range of multitokens (about ``rows_per_chunk`` postings) at a time."""
     from scipy import sparse
 
+    n_docs, n_mt = p.n_docs, len(post_indptr) - 1
+    labels, d_indptr, d_ids = p.labels[name]
+    labels_matrix = sparse.csr_array((np.ones(len(d_ids), dtype=np.int64), d_ids, d_indptr),
+                                     shape=(n_docs, max(len(labels), 1)))
+    out_labels = _sink(spool, f"ctx_{name}_labels", np.int32)
+    out_counts = _sink(spool, f"ctx_{name}_counts", np.int64)
+    indptr = np.zeros(n_mt + 1, dtype=np.int64)
+    step = rows_per_chunk or RANGE_ROWS
+    cuts = np.searchsorted(post_indptr, np.arange(step, int(post_indptr[-1]), step))
+    bounds = np.unique(np.concatenate(([0], cuts, [n_mt]))).tolist()
+    done = 0
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        s, e = int(post_indptr[lo]), int(post_indptr[hi])
+        tf_total = np.asarray(p.post_tf[s:e, :4]).sum(axis=1, dtype=np.int64)  # metadata is not context
+        rows = sparse.csr_array((tf_total, np.asarray(p.post_doc[s:e]), post_indptr[lo:hi + 1] - s),
+                                shape=(hi - lo, n_docs))
+        ctx = rows @ labels_matrix
+        ctx.sort_indices()
+        indptr[lo + 1:hi + 1] = done + ctx.indptr[1:]
+        done += int(ctx.indptr[-1])
+        out_labels.add(ctx.indices)
+        out_counts.add(ctx.data)
+        del tf_total, rows, ctx
+        spill.release(p.post_tf, p.post_doc)
+    empty = len(labels) == 0  # no index for a context the corpus leaves empty (TableSet.context)
+    return {f"ctx_{name}_indptr": indptr[:1] if empty else indptr,
+            f"ctx_{name}_labels": out_labels.finish(), f"ctx_{name}_counts": out_counts.finish(),
+            f"doc_{name}_indptr": d_indptr[:1] if empty else d_indptr, f"doc_{name}_labels": d_ids}
+
+
+def assemble(p: Partial, spool: Path | None = None):
+    """The stored tables (see tables/schema.py) of a partial that covers a whole corpus.
+
+    Every table is computed a range at a time; with ``spool`` (a folder), the largest ones are
+    written there as they are made and returned memory-mapped (the bounded-memory build), so no
+    more than one of them is in memory at once.
+    """
     n_docs, n_mt = p.n_docs, len(p.mt_words)
     mt_len = (p.mt_words >= 0).sum(axis=1)
-    post_indptr = csr_from_sorted_rows(p.post_mt, n_mt)
+    post_indptr = _indptr(p.post_mt, n_mt)
     # forward index (entity → its postings), for pseudo-relevance feedback and the taxonomy
-    fwd_post = stable_argsort(p.post_doc).astype(np.int64)
+    fwd_indptr = _indptr(p.post_doc, n_docs)
+    fwd_post, fwd_mt = _transpose(p.post_doc, fwd_indptr, payload=p.post_mt)
     arrays = {
         "mt_words": p.mt_words, "mt_counts": p.mt_counts,
         "post_indptr": post_indptr, "post_docs": p.post_doc, "post_tf": p.post_tf,
         "doc_len": p.doc_len.astype(np.uint32),
-        "fwd_indptr": csr_from_sorted_rows(p.post_doc[fwd_post], n_docs),
-        "fwd_mt": p.post_mt[fwd_post].astype(np.int32), "fwd_post": fwd_post,
-        **pair_tables(n_mt, p.pair_a, p.pair_b, p.pair_adj, p.pair_ctx),
-        "stem_hash": p.stem_hash, "surface_stem": p.surface_stem, "surface_count": p.surface_count,
-        "pend_hash": p.pend_hash, "pend_doc": p.pend_doc,
+        "fwd_indptr": fwd_indptr, "fwd_mt": _kept(spool, "fwd_mt", fwd_mt.astype(np.int32, copy=False)),
+        "fwd_post": _kept(spool, "fwd_post", fwd_post),
     }
+    del fwd_post, fwd_mt
+    # pairs: CSR by the smaller id, and the transposed index (the entries by the larger id)
+    arrays["pair_indptr"] = _indptr(p.pair_a, n_mt)
+    arrays["pair_cols"] = p.pair_b if p.pair_b.dtype == np.int32 else np.asarray(p.pair_b, dtype=np.int32)
+    arrays["pair_adj"], arrays["pair_ctx"] = p.pair_adj, p.pair_ctx
+    arrays["pair_t_indptr"] = _indptr(p.pair_b, n_mt)
+    arrays["pair_t_order"] = _kept(spool, "pair_t_order", _transpose(p.pair_b, arrays["pair_t_indptr"])[0])
+    arrays.update({"stem_hash": p.stem_hash, "surface_stem": p.surface_stem, "surface_count": p.surface_count,
+                   "pend_hash": p.pend_hash, "pend_doc": p.pend_doc})
     strings = {"stems": p.stems, "surfaces": p.surfaces,
                "display": display_words(p.stems, p.surface_stem, p.surface_count, p.surfaces)}
 
-    # context tables: multitoken → label → summed term frequency. ctx = P @ L: P (multitoken ×
-    # entity) holds the term frequencies outside metadata, L (entity × label) the labels
-    tf_total = p.post_tf[:, :4].sum(axis=1, dtype=np.int64)  # metadata strings are not context
-    tf_matrix = sparse.csr_array((tf_total, p.post_doc, post_indptr), shape=(n_mt, n_docs))
+    # context tables: multitoken → label → summed term frequency
     for name in CONTEXTS:
-        labels, d_indptr, d_ids = p.labels[name]
-        labels_matrix = sparse.csr_array((np.ones(len(d_ids), dtype=np.int64), d_ids, d_indptr),
-                                         shape=(n_docs, max(len(labels), 1)))
-        ctx = tf_matrix @ labels_matrix
-        ctx.sort_indices()
-        empty = len(labels) == 0  # no index for a context the corpus leaves empty (TableSet.context)
-        arrays[f"ctx_{name}_indptr"] = ctx.indptr[:1] if empty else ctx.indptr
-        arrays[f"ctx_{name}_labels"] = ctx.indices.astype(np.int32)
-        arrays[f"ctx_{name}_counts"] = ctx.data
-        arrays[f"doc_{name}_indptr"] = d_indptr[:1] if empty else d_indptr
-        arrays[f"doc_{name}_labels"] = d_ids
-        strings[f"labels_{name}"] = labels
+        arrays.update(_context(p, post_indptr, name, spool))
+        strings[f"labels_{name}"] = p.labels[name][0]
 
     # sorted n-gram table (multitokens of two or more words)
     multi = np.flatnonzero(mt_len >= 2)
@@ -428,7 +553,6 @@ def assemble(p: Partial):
     arrays["sng_hash"] = sng_hash[so]
     arrays["sng_mt"] = multi[so].astype(np.int32)
 
-    adj, ctx = p.pair_adj, p.pair_ctx
     stats = {
         "entities": n_docs,
         "words": int(p.doc_len.sum()),
@@ -436,8 +560,8 @@ def assemble(p: Partial):
         "multitokens": int(n_mt),
         "multitokens_by_length": {str(n): int((mt_len == n).sum()) for n in range(1, 5) if (mt_len == n).any()},
         "postings": len(p.post_doc),
-        "pairs": len(adj),
-        "adjacent_pairs": int((adj > 0).sum()),
-        "contextual_pairs": int((ctx > 0).sum()),
+        "pairs": len(p.pair_adj),
+        "adjacent_pairs": _count_positive(p.pair_adj),
+        "contextual_pairs": _count_positive(p.pair_ctx),
     }
     return Tables(arrays=arrays, strings=strings, stats=stats)

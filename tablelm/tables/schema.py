@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import ModelError
+from . import spill
+from .codecs import Encoded
 from .hashing import hash_rows, sort_rows
 
 FIELDS = ("text", "title", "category", "tags", "meta")
@@ -52,6 +54,10 @@ class Spec:
     merge: str
     doc: str
     collapses: bool = False  # stored as [0] when its context has no labels (no index for nothing)
+    #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
+    #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
+    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed)
+    codec: str | None = None
 
 
 def _context_specs(name: str) -> list[Spec]:
@@ -62,7 +68,8 @@ def _context_specs(name: str) -> list[Spec]:
              f"row pointers of multitoken -> {name} label counts", collapses=True),
         Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
-             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)"),
+             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)",
+             codec="bp"),
         Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
              f"row pointers of entity -> its {name} labels", collapses=True),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
@@ -84,18 +91,22 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row"),
     Spec("post_tf", "count", "uint", ("postings", 5), "sum by (multitoken, entity)",
          "term frequency of the multitoken in the entity, per field (capped at 65535)"),
-    Spec("doc_len", "entity", "uint32", ("entities", 5), "concatenate", "words per field of each entity"),
+    Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity"),
     Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
-    Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry"),
-    Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry"),
+    Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="dv"),
+    Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry",
+         codec="fwd"),
     # ---- pairs (each unordered pair once, under its smaller id)
     Spec("pair_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs"),
-    Spec("pair_cols", "index", "int32", ("pairs",), "rebuilt", "the larger id of each pair, ascending in a row"),
-    Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)"),
-    Spec("pair_ctx", "count", "uint", ("pairs",), "sum by pair", "contextual co-occurrences (gap 1..max_dist)"),
+    Spec("pair_cols", "index", "int32", ("pairs",), "rebuilt", "the larger id of each pair, ascending in a row",
+         codec="dv"),
+    Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)", codec="bp"),
+    Spec("pair_ctx", "count", "uint", ("pairs",), "sum by pair", "contextual co-occurrences (gap 1..max_dist)",
+         codec="bp"),
     Spec("pair_t_indptr", "derived", "int", ("multitokens+1",), "rebuilt",
          "transposed index: row pointers by the larger id"),
-    Spec("pair_t_order", "derived", "int", ("pairs",), "rebuilt", "pair entries of each larger id, in row order"),
+    Spec("pair_t_order", "derived", "int", ("pairs",), "rebuilt", "pair entries of each larger id, in row order",
+         codec="dv"),
     # ---- sorted n-grams
     Spec("sng_hash", "derived", "uint64", ("sorted_ngrams",), "rebuilt",
          "hash of the sorted words of each multitoken of 2+ words, ascending"),
@@ -104,18 +115,22 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("stem_hash", "key", "uint64", ("stems",), "union", "a stable 64-bit hash of each stem's string"),
     Spec("surfaces", "key", None, ("surfaces",), "union, sorted", "every surface word, sorted"),
     Spec("surface_stem", "key", "int32", ("surfaces",), "union", "the stem id of each surface"),
-    Spec("surface_count", "count", "uint", ("surfaces",), "sum by surface", "occurrences of each surface word"),
+    Spec("surface_count", "count", "uint", ("surfaces",), "sum by surface", "occurrences of each surface word",
+         codec="bp"),
     Spec("pend_hash", "count", "uint64", ("pending",), "concatenate, sorted",
-         "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted"),
-    Spec("pend_doc", "count", "int32", ("pending",), "concatenate", "the entity of each pending occurrence"),
+         "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted",
+         codec="dz"),
+    Spec("pend_doc", "count", "int32", ("pending",), "concatenate", "the entity of each pending occurrence",
+         codec="dv"),
     # ---- entities
     Spec("ids", "entity", None, ("entities",), "concatenate", "entity ids, JSON-encoded, in corpus order"),
-    Spec("entity_offsets", "entity", "int64", ("entities+1",), "concatenate (shifted)",
-         "byte offsets of each entity in entities.jsonl"),
+    Spec("entity_offsets", "entity", "int", ("entities+1",), "concatenate (shifted)",
+         "byte offsets of each entity in entities.jsonl (as it reads uncompressed)"),
     Spec("entity_agents", "entity", "uint8", ("entities",), "concatenate", "one bit per agent of each entity"),
     Spec("entity_content", "entity", "uint64", ("entities",), "concatenate",
          "hash of the normalized content (0: no text), to drop duplicates on add"),
-    Spec("entities.jsonl", "blob", None, (), "concatenate", "the entity store: one JSON object a line"),
+    Spec("entities.jsonl", "blob", None, (), "concatenate",
+         "the entity store: one JSON object a line, stored in zlib blocks (entities.jsonl.z)"),
 ] + [s for name in CONTEXTS for s in _context_specs(name)])
 
 SPECS = {s.name: s for s in SCHEMA}
@@ -126,11 +141,11 @@ _KIND_OF_DTYPE = {"uint": "u", "int": "i"}
 def narrow_uint(a: np.ndarray) -> np.ndarray:
     """Counts in the narrowest unsigned dtype that holds their maximum (uint8, 16, 32 or 64)."""
     a = np.asarray(a)
-    top = int(a.max()) if a.size else 0
+    top = spill.span(a)[1]
     for dt in (np.uint8, np.uint16, np.uint32):
         if top <= np.iinfo(dt).max:
-            return a.astype(dt, copy=False)
-    return a.astype(np.uint64, copy=False)
+            return spill.astype(a, dt)
+    return spill.astype(a, np.uint64)
 
 
 def storage_dtype(spec: Spec, arr: np.ndarray) -> np.ndarray:
@@ -140,9 +155,9 @@ def storage_dtype(spec: Spec, arr: np.ndarray) -> np.ndarray:
     if spec.dtype == "uint":
         return narrow_uint(arr)
     if spec.dtype == "int":
-        fits = not arr.size or (int(arr.max()) < 2**31 and int(arr.min()) >= -2**31)
-        return arr.astype(np.int32 if fits else np.int64, copy=False)
-    return arr.astype(spec.dtype, copy=False)
+        low, top = spill.span(arr)
+        return spill.astype(arr, np.int32 if top < 2**31 and low >= -2**31 else np.int64)
+    return spill.astype(arr, spec.dtype)
 
 
 def partners(arrays: dict, mt: int):
@@ -253,7 +268,8 @@ class TableSet:
     """
 
     def __init__(self, arrays: dict, strings: dict, stats: dict, where: str = "the model"):
-        self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        #: plain arrays, and the encoded tables as array-likes (tables/codecs.py)
+        self._arrays: dict[str, Any] = {k: v if isinstance(v, Encoded) else np.asarray(v) for k, v in arrays.items()}
         self._strings = strings
         self.stats = stats
         self.where = where

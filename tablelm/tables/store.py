@@ -35,14 +35,32 @@ import uuid
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import ModelError
+from . import spill
 from .build import Tables
+from .codecs import (
+    ARRAY_CODECS,
+    LINES_PER_BLOCK,
+    Encoded,
+    ForwardPosts,
+    LineBlocks,
+    ZBlocks,
+    bitpacked_bytes,
+    decode_array,
+    encode_lines,
+    forward_posts_derivable,
+    write_zblocks,
+)
 from .schema import SPECS
 
-FORMAT_VERSION = 4
+#: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store)
+FORMAT_VERSION = 5
+#: formats this tablelm loads (4: every table a plain .npy; it reads the same way)
+READABLE = (4, 5)
 MANIFEST = "manifest.json"
 #: seconds a writer waits for another writer of the same model directory (TABLELM_LOCK_TIMEOUT overrides)
 LOCK_TIMEOUT = 600.0
@@ -142,27 +160,69 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, bytes | None]:
+    """The codec a table is stored with (tables/codecs.py) and its encoded bytes, or (None, None):
+    the schema's codec when it makes the file at least 10% smaller than the plain array. Depends on
+    the values only, so the same tables give the same files."""
+    codec = SPECS[name].codec if name in SPECS else None
+    if codec is None or arr.ndim != 1 or not arr.size or arr.dtype.kind not in "iu":
+        return None, None
+    if codec == "fwd":
+        return ("fwd", b"") if forward_posts_derivable(dict(arrays, fwd_post=arr)) else (None, None)
+    if codec == "bp" and bitpacked_bytes(arr)[0] > 0.9 * arr.nbytes:
+        return None, None
+    if codec == "dv" and arr.dtype.itemsize > 4:
+        return None, None
+    data = ARRAY_CODECS[codec][0](arr)
+    return (codec, data) if len(data) <= 0.9 * arr.nbytes else (None, None)
+
+
+def _write_blob(path: Path, data, fsync: bool) -> None:
+    """The entity store as zlib blocks (tables/codecs.py), from bytes, a spooled file or a loaded store."""
+    with open(path, "wb") as f:
+        if isinstance(data, Path):
+            with open(data, "rb") as src:
+                write_zblocks(f, iter(lambda: src.read(1 << 22), b""))
+        elif isinstance(data, ZBlocks):
+            write_zblocks(f, data.chunks())
+        else:
+            view = memoryview(data)
+            write_zblocks(f, (view[i:i + (1 << 22)] for i in range(0, len(view), 1 << 22)))
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+
+
 def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
     """Write every table into ``tmp``; return the manifest's listing (with sizes and checksums)."""
     listing: dict[str, dict] = {}
     for name in sorted(tables.arrays):
         arr = np.ascontiguousarray(tables.arrays[name])
-        with open(tmp / f"{name}.npy", "wb") as f:
-            np.save(f, arr, allow_pickle=False)
+        codec, data = choose_codec(name, arr, tables.arrays)
+        file = f"{name}.{codec}" if codec else f"{name}.npy"
+        with open(tmp / file, "wb") as f:
+            if data is not None:
+                f.write(data)
+            else:
+                np.save(f, arr, allow_pickle=False)
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
-        listing[name] = {"file": f"{name}.npy", "dtype": str(arr.dtype), "shape": list(arr.shape),
+        spill.release(arr)  # a spooled table's pages (bounded-memory build): the file keeps them
+        listing[name] = {"file": file, "dtype": str(arr.dtype), "shape": list(arr.shape),
                          "kind": SPECS[name].kind if name in SPECS else "extra"}
+        if codec:
+            listing[name]["codec"] = codec
     for name in sorted(tables.strings):
         values = tables.strings[name]
+        values = values if isinstance(values, list) else list(values)
         if any("\n" in v for v in values):
             raise ModelError(f"table {name!r} has a string with a newline; this is a bug, please report it")
-        _write_file(tmp / f"{name}.txt", "\n".join(values).encode("utf-8"), fsync)
-        listing[name] = {"file": f"{name}.txt", "kind": "strings", "rows": len(values)}
+        _write_file(tmp / f"{name}.txt.z", encode_lines(values), fsync)
+        listing[name] = {"file": f"{name}.txt.z", "kind": "strings", "rows": len(values), "codec": "zlines"}
     for name in sorted(tables.blobs):
-        _write_file(tmp / name, tables.blobs[name], fsync)
-        listing[name] = {"file": name, "kind": "blob"}
+        _write_blob(tmp / f"{name}.z", tables.blobs[name], fsync)
+        listing[name] = {"file": f"{name}.z", "kind": "blob", "codec": "zlib"}
     for meta in listing.values():  # read back from the page cache: what is on disk is what is checked
         meta["bytes"] = (tmp / meta["file"]).stat().st_size
         meta["sha256"] = _sha256(tmp / meta["file"])
@@ -279,7 +339,7 @@ def read_manifest(model_dir, any_version: bool = False) -> dict:
         raise ModelError(f"{model_dir} is split into sub-models ({names}); this command reads one model: ask the "
                          "split model with tablelm ask/search/serve, or name a sub-model's own folder.")
     version = manifest.get("format_version")
-    if (type(version) is not int or version != FORMAT_VERSION) and not any_version:  # bool, "3": not format 3
+    if (type(version) is not int or version not in READABLE) and not any_version:  # bool, "3": not format 3
         newer = type(version) is int and version > FORMAT_VERSION
         fix = (f"a newer tablelm wrote it: install that version, or rebuild it: tablelm build SOURCE -o {model_dir}"
                if newer else f"upgrade it from the entities it stores: tablelm upgrade -m {model_dir} "
@@ -314,7 +374,7 @@ def _check_table(path: Path, name: str, meta: dict, loaded=None) -> None:
                          f"(truncated or replaced); {_REBUILD}.")
     if loaded is None:
         return
-    if isinstance(loaded, np.ndarray):
+    if isinstance(loaded, (np.ndarray, Encoded)):
         want = (meta.get("dtype"), meta.get("shape"))
         if (str(loaded.dtype), list(loaded.shape)) != want:
             raise ModelError(f"{path} holds {loaded.dtype} {list(loaded.shape)}, the manifest says "
@@ -327,18 +387,30 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
     manifest = read_manifest(model_dir)
     folder = Path(model_dir) / manifest["folder"]
     tables = Tables(stats=manifest.get("stats", {}))
+    derived: dict = {}
     for name, meta in manifest["tables"].items():
         path = folder / meta["file"]
         kind = meta.get("kind")
+        loaded: Any
         try:
             if kind == "strings":
                 # mapped, decoded a line at a time: a query reads a few ids and stems, not all of them
-                tables.strings[name] = loaded = Lines(_map(path), int(meta.get("rows") or 0))
+                rows = int(meta.get("rows") or 0)
+                if meta.get("codec") == "zlines":
+                    tables.strings[name] = loaded = ZLines(LineBlocks(_map(path)) if rows else None, rows)
+                else:
+                    tables.strings[name] = loaded = Lines(_map(path), rows)
             elif kind == "blob":
                 # mapped now, not opened later: a writer may remove this folder right after
                 # the manifest was read, and an open mapping keeps the old bytes readable
-                tables.blobs[name] = _map(path)
+                tables.blobs[name] = ZBlocks(_map(path)) if meta.get("codec") == "zlib" else _map(path)
                 loaded = None  # read on demand (the entity store): only its size is checked
+            elif meta.get("codec") == "fwd":
+                derived[name] = meta
+                loaded = None
+            elif meta.get("codec"):
+                buf = _map(path) if mmap else path.read_bytes()
+                tables.arrays[name] = loaded = decode_array(meta["codec"], buf, meta["dtype"], meta["shape"])
             else:
                 tables.arrays[name] = loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except FileNotFoundError:
@@ -346,6 +418,15 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
         except (OSError, ValueError, EOFError) as e:
             raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
         _check_table(path, name, meta, loaded)
+    for name, meta in derived.items():  # recomputed from the tables just loaded
+        a = tables.arrays
+        try:
+            tables.arrays[name] = loaded = ForwardPosts(meta["dtype"], meta["shape"][0], a["post_indptr"],
+                                                        a["post_docs"], a["fwd_indptr"], a["fwd_mt"])
+        except KeyError as e:
+            raise ModelError(f"{folder}: table {name!r} is derived from {e} which the model lacks; {_REBUILD}.") \
+                from None
+        _check_table(folder / meta["file"], name, meta, loaded)
     return tables, manifest, folder
 
 
@@ -419,6 +500,36 @@ class Lines(Sequence):
 
     def __repr__(self) -> str:
         return f"Lines({self._rows} rows)"
+
+
+class ZLines(Lines):
+    """The lines of a string table stored in zlib blocks (tables/codecs.py), a block inflated on first use."""
+
+    BLOCK = LINES_PER_BLOCK
+
+    def __init__(self, blocks, rows: int):
+        super().__init__(b"", rows)
+        self._zb = blocks
+
+    def line(self, i: int) -> str:
+        return self._block(i // self.BLOCK)[i % self.BLOCK]
+
+    def _block(self, b: int) -> list[str]:
+        got = self._blocks.get(b)
+        if got is None:
+            got = self._blocks[b] = self._zb.block(b)
+        return got
+
+    def __iter__(self):
+        return (x for b in range(-(-self._rows // self.BLOCK)) for x in self._block(b))
+
+
+def read_blob(path: Path, meta: dict) -> bytes:
+    """The raw bytes of a stored blob (the entity store), of any format version."""
+    if meta.get("codec") == "zlib":
+        with open(path, "rb") as f:
+            return bytes(ZBlocks(f.read()))
+    return path.read_bytes()
 
 
 def _map(path: Path):

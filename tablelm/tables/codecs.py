@@ -1,0 +1,548 @@
+"""How tables are encoded on disk: exact, deterministic, decoded a block at a time.
+
+The tables stay raw counts and ids (add and delete need them exact); only their storage
+is compressed, and only for the tables the query hot path does not scan (postings, norms
+and the dictionary stay plain, memory-mapped arrays):
+
+``dv``
+    delta + varint in blocks of :data:`BLOCK` values: each value is stored as the zigzag
+    LEB128 varint of its difference from the previous value of its block (the first from 0).
+    For ids sorted within rows (pair columns, forward index, label ids): a slice or a
+    gather decodes the blocks it touches only. File: ``int64 block byte offsets[n_blocks+1]``
+    then the bytes.
+``bp``
+    small counts (pair counts, label counts): ``value - min`` in 1, 2, 4 or 8 bits (the width
+    that makes the file smallest), the largest code marking an escape whose value is in a
+    sorted side table. File: a header (escapes, width, their sizes, min), the escapes'
+    positions and values, then the packed codes.
+``dz``
+    a table only updates read (the pending n-gram hashes): zlib of its byte-transposed
+    deltas, decoded in full on first use.
+``fwd``
+    the forward index's posting of each entry, not stored: recomputed from the postings
+    (:class:`ForwardPosts`).
+``zlib``
+    a blob (the entity store) in zlib blocks of :data:`ZBLOCK` bytes: a slice inflates the
+    blocks it covers. File: ``b"TLZB"``, ``uint32 block size``, ``int64 raw size``,
+    ``int64 n_blocks``, ``int64 block offsets[n_blocks+1]`` (into the data), then the data.
+
+Decoded objects behave like read-only arrays for the ways tables are read (``len``,
+``dtype``, ``shape``, integer and slice and index-array access, ``np.asarray``), so readers
+need no change; ``np.asarray`` decodes the whole table (updates, exports), and keeps it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+BLOCK = 128
+ZBLOCK = 1 << 16
+_ZMAGIC = b"TLZB"
+_ZLEVEL = 6
+
+
+# ---------------------------------------------------------------- varints
+def _zigzag(d: np.ndarray) -> np.ndarray:
+    d = d.astype(np.int64)
+    return ((d << 1) ^ (d >> 63)).view(np.uint64)
+
+
+def _unzigzag(u: np.ndarray) -> np.ndarray:
+    u = u.astype(np.uint64)
+    return ((u >> np.uint64(1)).view(np.int64)) ^ (-(u & np.uint64(1)).view(np.int64))
+
+
+def varint_sizes(u: np.ndarray) -> np.ndarray:
+    """Bytes of the LEB128 varint of each unsigned value."""
+    n = np.ones(len(u), dtype=np.int64)
+    v = u >> np.uint64(7)
+    while True:
+        more = v > 0
+        if not more.any():
+            return n
+        n += more
+        v = v >> np.uint64(7)
+
+
+def encode_varints(u: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """LEB128 bytes of unsigned values, and the byte offset of each value (one more)."""
+    u = np.asarray(u, dtype=np.uint64)
+    sizes = varint_sizes(u)
+    starts = np.zeros(len(u) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    out = np.zeros(int(starts[-1]), dtype=np.uint8)
+    for k in range(int(sizes.max(initial=0))):
+        has = np.flatnonzero(sizes > k)
+        byte = (u[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        byte |= np.where(sizes[has] > k + 1, np.uint64(0x80), np.uint64(0))
+        out[starts[has] + k] = byte.astype(np.uint8)
+    return out.tobytes(), starts
+
+
+def decode_varints(b: np.ndarray) -> np.ndarray:
+    """The unsigned values of a run of whole LEB128 varints: one pass per byte length, over the
+    values that are that long (most ids and gaps take one or two bytes)."""
+    if len(b) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    ends = np.flatnonzero(b < 0x80)
+    if len(ends) == len(b):  # every value in one byte
+        return b.astype(np.uint64)
+    starts = np.empty(len(ends), dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    v = (b[starts] & 0x7F).astype(np.uint64)
+    longer = ends - starts
+    idx = np.flatnonzero(longer)
+    k = 1
+    while idx.size:
+        v[idx] |= (b[starts[idx] + k] & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        k += 1
+        idx = idx[longer[idx] >= k]
+    return v
+
+
+# ---------------------------------------------------------------- array-likes
+class Encoded:
+    """A read-only 1-D table decoded on access (see the module doc)."""
+
+    ndim = 1
+
+    def __init__(self, dtype, n: int):
+        self.dtype = np.dtype(dtype)
+        self.shape = (int(n),)
+        self.size = int(n)
+        self._full: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:  # values [lo, hi)
+        raise NotImplementedError
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:  # values at idx (in range, int64)
+        raise NotImplementedError
+
+    def decoded(self) -> np.ndarray:
+        if self._full is None:
+            self._full = self._range(0, self.size)
+            self._full.flags.writeable = False
+        return self._full
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.decoded()
+        return a if dtype is None else a.astype(dtype)
+
+    def __getitem__(self, key):
+        if self._full is not None:
+            return self._full[key]
+        if isinstance(key, slice):
+            lo, hi, step = key.indices(self.size)
+            if step != 1:
+                return self._range(lo, hi)[::step] if hi > lo else np.zeros(0, self.dtype)
+            return self._range(lo, hi) if hi > lo else np.zeros(0, self.dtype)
+        if isinstance(key, (int, np.integer)):
+            i = int(key)
+            if i < 0:
+                i += self.size
+            if not 0 <= i < self.size:
+                raise IndexError(f"index {key} is out of bounds for a table of {self.size}")
+            return self._range(i, i + 1)[0]
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            return self.decoded()[idx]
+        idx = idx.astype(np.int64)
+        idx = np.where(idx < 0, idx + self.size, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.size):
+            raise IndexError(f"index out of bounds for a table of {self.size}")
+        return self._take(idx.ravel()).reshape(idx.shape)
+
+    def __iter__(self):
+        return iter(self.decoded())
+
+    def astype(self, dtype, copy=True):
+        return self.decoded().astype(dtype)
+
+    def max(self, *a, **k):
+        return self.decoded().max(*a, **k)
+
+    def sum(self, *a, **k):
+        return self.decoded().sum(*a, **k)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.dtype}, {self.size})"
+
+
+class DeltaVarint(Encoded):
+    def __init__(self, buf, dtype, n: int):
+        super().__init__(dtype, n)
+        nb = -(-int(n) // BLOCK)
+        self._ptr = np.frombuffer(buf, dtype="<i8", count=nb + 1)
+        self._data = np.frombuffer(buf, dtype=np.uint8, offset=8 * (nb + 1))
+
+    def _blocks(self, b0: int, b1: int) -> np.ndarray:
+        """Values of blocks [b0, b1)."""
+        d = _unzigzag(decode_varints(self._data[int(self._ptr[b0]):int(self._ptr[b1])]))
+        c = np.cumsum(d)
+        if b1 - b0 > 1:
+            base = np.zeros(b1 - b0, dtype=np.int64)
+            base[1:] = c[BLOCK - 1:(b1 - b0 - 1) * BLOCK:BLOCK]
+            c -= np.repeat(base, BLOCK)[: len(c)]
+        return c.astype(self.dtype, copy=False)
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        b0, b1 = lo // BLOCK, -(-hi // BLOCK)
+        return self._blocks(b0, b1)[lo - b0 * BLOCK: hi - b0 * BLOCK]
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        if idx.size == 0:
+            return np.zeros(0, self.dtype)
+        blocks = np.unique(idx // BLOCK)
+        if len(blocks) * BLOCK * 4 > self.size:
+            return self.decoded()[idx]
+        runs = np.split(blocks, np.flatnonzero(np.diff(blocks) != 1) + 1)
+        parts = [self._blocks(int(r[0]), int(r[-1]) + 1) for r in runs]
+        pos = np.concatenate(runs)  # blocks in order of the decoded values
+        where = np.zeros(int(blocks[-1]) + 1, dtype=np.int64)
+        where[pos] = np.arange(len(pos)) * BLOCK
+        vals = np.concatenate(parts)
+        return vals[where[idx // BLOCK] + idx % BLOCK]
+
+
+#: values encoded at once (a multiple of BLOCK and of 8): bounds the encoders' temporaries, so that
+#: saving a large table (possibly memory-mapped: its pages are released after each piece) costs a
+#: few times this many values of memory, whatever its length; the bytes are the same
+PIECE = BLOCK << 13
+
+
+def _pieces(a: np.ndarray):
+    """(start, piece) of a 1-D table, :data:`PIECE` values at a time (memory-mapped pages released)."""
+    from .spill import release
+
+    for lo in range(0, len(a), PIECE):
+        yield lo, np.asarray(a[lo:lo + PIECE])
+        release(a)
+
+
+def _span(a: np.ndarray) -> tuple[int, int]:
+    got = [(int(p.min()), int(p.max())) for _, p in _pieces(a) if p.size]
+    return (min(g[0] for g in got), max(g[1] for g in got)) if got else (0, 0)
+
+
+def encode_dv(a: np.ndarray) -> bytes:
+    a = np.asarray(a).reshape(-1)
+    ptrs, datas, offset = [], [], 0
+    for _, piece in _pieces(a):  # pieces start at block starts: each block's deltas are its own
+        v = piece.astype(np.int64)
+        d = np.diff(v, prepend=np.int64(0))
+        d[::BLOCK] = v[::BLOCK]
+        data, starts = encode_varints(_zigzag(d))
+        ptrs.append(starts[:-1][::BLOCK] + offset)
+        datas.append(data)
+        offset += int(starts[-1])
+        del v, d, starts
+    ptr = np.concatenate(ptrs + [np.array([offset], dtype=np.int64)]) if len(a) else np.zeros(1, np.int64)
+    return ptr.astype("<i8").tobytes() + b"".join(datas)
+
+
+class BitPacked(Encoded):
+    def __init__(self, buf, dtype, n: int):
+        super().__init__(dtype, n)
+        m, self._w, pos_size, val_size, self._base = struct.unpack_from(_BP_HEAD, buf, 0)
+        at = struct.calcsize(_BP_HEAD)
+        self._pos = np.frombuffer(buf, dtype=f"<i{pos_size}", count=m, offset=at)
+        at += pos_size * m
+        self._val = np.frombuffer(buf, dtype=f"<u{val_size}", count=m, offset=at)
+        at += val_size * m
+        self._packed = np.frombuffer(buf, dtype=np.uint8, count=-(-int(n) * self._w // 8), offset=at)
+
+    def _codes(self, idx: np.ndarray) -> np.ndarray:
+        w = self._w
+        if w == 8:
+            return self._packed[idx]
+        bit = idx * w
+        return (self._packed[bit >> 3] >> (bit & 7).astype(np.uint8)) & np.uint8((1 << w) - 1)
+
+    def _fix(self, codes: np.ndarray, where) -> np.ndarray:
+        vals = codes.astype(self.dtype)
+        esc = np.flatnonzero(codes == (1 << self._w) - 1)
+        if len(esc):
+            vals[esc] = self._val[np.searchsorted(self._pos, where(esc))].astype(self.dtype)
+        if self._base:
+            vals += self.dtype.type(self._base)
+        return vals
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        if self._w == 8:
+            return self._fix(self._packed[lo:hi], lambda e: e + lo)
+        per = 8 // self._w
+        b0, b1 = lo // per, -(-hi // per)
+        shifts = (np.arange(per, dtype=np.uint8) * self._w)
+        codes = ((self._packed[b0:b1, None] >> shifts) & np.uint8((1 << self._w) - 1)).ravel()
+        return self._fix(codes[lo - b0 * per: hi - b0 * per], lambda e: e + lo)
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        return self._fix(self._codes(idx), lambda e: idx[e])
+
+
+_BP_HEAD = "<qBBB5xq"
+
+
+def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
+    """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included)."""
+    a = np.asarray(a).reshape(-1)
+    base, top = _span(a)
+    top -= base
+    val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
+    pos_size = 4 if a.size < 2**31 else 8
+    escapes = dict.fromkeys((1, 2, 4, 8), 0)
+    for _, piece in _pieces(a):
+        v = piece.astype(np.int64) - base
+        for w in escapes:
+            escapes[w] += int(np.count_nonzero(v >= (1 << w) - 1))
+    best = None
+    for w in (1, 2, 4, 8):
+        n_esc = escapes[w]
+        size = struct.calcsize(_BP_HEAD) + (pos_size + val_size) * n_esc - (-a.size * w // 8)
+        if best is None or size < best[0]:
+            best = (size, w)
+    return best  # type: ignore[return-value]
+
+
+def encode_bp(a: np.ndarray) -> bytes:
+    a = np.asarray(a).reshape(-1)
+    base, top = _span(a)
+    top -= base
+    _, w = bitpacked_bytes(a)
+    mask = (1 << w) - 1
+    val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
+    pos_size = 4 if a.size < 2**31 else 8
+    per = 8 // w
+    escs, vals, packs = [], [], []
+    for lo, piece in _pieces(a):  # PIECE is a multiple of 8: only the last piece is padded
+        v = piece.astype(np.int64) - base
+        esc = np.flatnonzero(v >= mask)
+        escs.append((esc + lo).astype(f"<i{pos_size}").tobytes())
+        vals.append(v[esc].astype(f"<u{val_size}").tobytes())
+        codes = np.minimum(v, mask).astype(np.uint8)
+        codes = np.concatenate([codes, np.zeros(-len(codes) % per, dtype=np.uint8)]).reshape(-1, per)
+        packed = np.zeros(len(codes), dtype=np.uint8)
+        for j in range(per):
+            packed |= codes[:, j] << np.uint8(j * w)
+        packs.append(packed.tobytes())
+        del v, esc, codes, packed
+    n_esc = sum(len(e) for e in escs) // pos_size
+    return (struct.pack(_BP_HEAD, n_esc, w, pos_size, val_size, base) + b"".join(escs) + b"".join(vals)
+            + b"".join(packs))
+
+
+class DeltaZlib(Encoded):
+    """Read in full on first use (tables only updates read): zlib of the byte-transposed deltas."""
+
+    def __init__(self, buf, dtype, n: int):
+        super().__init__(dtype, n)
+        self._buf = buf
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        if self._full is None:
+            raw = np.frombuffer(zlib.decompress(self._buf), dtype=np.uint8)
+            d = np.ascontiguousarray(raw.reshape(8, self.size).T).view("<u8").ravel()
+            full = np.cumsum(d, dtype=np.uint64)
+            self._full = full.view(np.int64).astype(self.dtype) if self.dtype.kind == "i" else full.astype(self.dtype)
+            self._full.flags.writeable = False
+        return self._full[lo:hi]
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        return self.decoded()[idx]
+
+
+def encode_dz(a: np.ndarray) -> bytes:
+    a = np.asarray(a).reshape(-1)
+    z = zlib.compressobj(_ZLEVEL)  # zlib.compress of the whole, fed a piece at a time: the same bytes
+    out = []
+    for k in range(8):  # byte k of every delta, then byte k + 1 ...
+        prev = np.uint64(0)
+        for _, piece in _pieces(a):
+            u = piece.astype(np.int64).view(np.uint64) if a.dtype.kind == "i" else piece.astype(np.uint64)
+            d = np.diff(u, prepend=prev)
+            prev = u[-1]
+            out.append(z.compress(np.ascontiguousarray(d.astype("<u8").view(np.uint8).reshape(-1, 8)[:, k]).tobytes()))
+    out.append(z.flush())
+    return b"".join(out)
+
+
+class ForwardPosts(Encoded):
+    """``fwd_post`` recomputed from the postings instead of stored (codec ``fwd``, an empty file):
+    the posting of forward entry ``j`` (entity ``d``, multitoken ``m``) is where ``d`` sits in the
+    ascending entities of ``m``'s postings, a binary search; the whole table is the stable argsort
+    of ``post_docs``, which is how the build makes it."""
+
+    def __init__(self, dtype, n: int, post_indptr, post_docs, fwd_indptr, fwd_mt):
+        super().__init__(dtype, n)
+        self._t = (post_indptr, post_docs, fwd_indptr, fwd_mt)
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        if lo == 0 and hi == self.size:
+            from .sorting import stable_argsort
+
+            return stable_argsort(np.asarray(self._t[1])).astype(self.dtype)
+        return self._take(np.arange(lo, hi, dtype=np.int64))
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        if idx.size > max(4096, self.size // 64):
+            return self.decoded()[idx]
+        post_indptr, post_docs, fwd_indptr, fwd_mt = self._t
+        docs = np.searchsorted(fwd_indptr, idx, side="right") - 1
+        mts = np.asarray(fwd_mt[idx], dtype=np.int64)
+        out = np.empty(len(idx), dtype=self.dtype)
+        for j, (m, d) in enumerate(zip(mts.tolist(), docs.tolist())):
+            lo, hi = int(post_indptr[m]), int(post_indptr[m + 1])
+            out[j] = lo + int(np.searchsorted(post_docs[lo:hi], d))
+        return out
+
+
+def forward_posts_derivable(arrays: dict) -> bool:
+    """Whether ``fwd_post`` is the stable argsort of ``post_docs`` (then it need not be stored)."""
+    from .sorting import stable_argsort
+
+    fwd, docs = arrays.get("fwd_post"), arrays.get("post_docs")
+    if fwd is None or docs is None or len(fwd) != len(docs):
+        return False
+    if len(fwd) <= PIECE:
+        return np.array_equal(np.asarray(fwd), stable_argsort(np.asarray(docs)))
+    # a piece at a time: fwd (values in range) is the stable argsort of docs iff the pairs
+    # (docs[fwd[j]], fwd[j]) strictly increase: then its values are distinct, so a permutation,
+    # in the argsort's order
+    from .spill import release
+
+    last_doc, last_post = -1, -1
+    for _, piece in _pieces(fwd):
+        f = piece.astype(np.int64)
+        if f.min() < 0 or f.max() >= len(docs):
+            return False
+        d = np.asarray(docs[f], dtype=np.int64)
+        d_prev = np.concatenate(([last_doc], d[:-1]))
+        f_prev = np.concatenate(([last_post], f[:-1]))
+        if ((d < d_prev) | ((d == d_prev) & (f <= f_prev))).any():
+            return False
+        last_doc, last_post = int(d[-1]), int(f[-1])
+        release(docs)
+    return True
+
+
+ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib)}
+
+
+def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
+    return ARRAY_CODECS[codec][1](buf, dtype, int(shape[0]))
+
+
+# ---------------------------------------------------------------- compressed blob
+def write_zblocks(f, chunks) -> int:
+    """Write ``chunks`` (bytes-likes, concatenated) to the open file ``f`` as zlib blocks; the bytes written."""
+    sizes, pieces, raw = [], [], 0
+    pending = b""
+
+    def flush(block: bytes) -> None:
+        z = zlib.compress(block, _ZLEVEL)
+        pieces.append(z)
+        sizes.append(len(z))
+
+    for chunk in chunks:
+        pending += bytes(chunk)
+        raw += len(chunk)
+        while len(pending) >= ZBLOCK:
+            flush(pending[:ZBLOCK])
+            pending = pending[ZBLOCK:]
+    if pending:
+        flush(pending)
+    offsets = np.zeros(len(sizes) + 1, dtype="<i8")
+    np.cumsum(sizes, out=offsets[1:])
+    head = _ZMAGIC + struct.pack("<Iqq", ZBLOCK, raw, len(sizes)) + offsets.tobytes()
+    f.write(head)
+    for z in pieces:
+        f.write(z)
+    return len(head) + int(offsets[-1])
+
+
+class ZBlocks:
+    """A zlib-block blob read like bytes: ``len``, slices (inflating the blocks they cover), ``bytes()``."""
+
+    CACHE = 64
+
+    def __init__(self, buf):
+        if bytes(buf[:4]) != _ZMAGIC:
+            raise ValueError("not a tablelm zlib-block file")
+        self._block, self._raw, nb = struct.unpack_from("<Iqq", buf, 4)
+        head = 4 + struct.calcsize("<Iqq")
+        self._off = np.frombuffer(buf, dtype="<i8", count=nb + 1, offset=head)
+        self._data = memoryview(buf)[head + 8 * (nb + 1):]
+        self._cache: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return self._raw
+
+    def block(self, b: int) -> bytes:
+        got = self._cache.get(b)
+        if got is None:
+            if len(self._cache) >= self.CACHE:
+                self._cache.pop(next(iter(self._cache)))
+            got = self._cache[b] = zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])])
+        return got
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice):
+            raise TypeError("the entity store is read by slices")
+        lo, hi, step = key.indices(self._raw)
+        if hi <= lo:
+            return b""
+        b0, b1 = lo // self._block, (hi - 1) // self._block
+        if b0 == b1:
+            blk = self.block(b0)
+            out = blk[lo - b0 * self._block: hi - b0 * self._block]
+        else:
+            out = b"".join(self.block(b) for b in range(b0, b1 + 1))[lo - b0 * self._block: hi - b0 * self._block]
+        return out[::step] if step != 1 else out
+
+    def chunks(self):
+        """The raw bytes, block by block (without filling the cache)."""
+        for b in range(len(self._off) - 1):
+            yield zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])])
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def __repr__(self) -> str:
+        return f"ZBlocks({self._raw} bytes)"
+
+
+# ---------------------------------------------------------------- compressed string tables
+_LMAGIC = b"TLZL"
+LINES_PER_BLOCK = 1024
+
+
+def encode_lines(values) -> bytes:
+    """A string table (no newlines) as zlib blocks of :data:`LINES_PER_BLOCK` lines each."""
+    pieces = [zlib.compress("\n".join(values[i:i + LINES_PER_BLOCK]).encode("utf-8"), _ZLEVEL)
+              for i in range(0, len(values), LINES_PER_BLOCK)]
+    offsets = np.zeros(len(pieces) + 1, dtype="<i8")
+    np.cumsum([len(p) for p in pieces], out=offsets[1:])
+    return (_LMAGIC + struct.pack("<Iqq", LINES_PER_BLOCK, len(values), len(pieces)) + offsets.tobytes()
+            + b"".join(pieces))
+
+
+class LineBlocks:
+    """The blocks of an encoded string table: ``block(b)`` is the list of its lines."""
+
+    def __init__(self, buf):
+        if bytes(buf[:4]) != _LMAGIC:
+            raise ValueError("not a tablelm string-table file")
+        self.per_block, self.rows, nb = struct.unpack_from("<Iqq", buf, 4)
+        head = 4 + struct.calcsize("<Iqq")
+        self._off = np.frombuffer(buf, dtype="<i8", count=nb + 1, offset=head)
+        self._data = memoryview(buf)[head + 8 * (nb + 1):]
+
+    def block(self, b: int) -> list[str]:
+        return zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])]).decode("utf-8").split("\n")

@@ -1,0 +1,171 @@
+"""The on-disk encodings (tables/codecs.py): exact, read like arrays, and old plain models still load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tablelm
+from tablelm.interfaces.cli import main
+from tablelm.tables import codecs as C
+from tablelm.tables.store import read_blob
+
+from conftest import CACM, needs_data
+
+
+@pytest.fixture(scope="module")
+def cacm_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("codecs") / "m"
+    tablelm.build([CACM], out)
+    return out
+
+
+def _check_reads(enc, plain: np.ndarray, rng) -> None:
+    n = len(plain)
+    assert len(enc) == n and enc.dtype == plain.dtype and enc.shape == plain.shape
+    for i in {0, n - 1, n // 2, min(n - 1, C.BLOCK), min(n - 1, C.BLOCK - 1)}:
+        assert enc[i] == plain[i]
+    assert enc[-1] == plain[-1]
+    for lo, hi in [(0, n), (1, 1), (0, 1), (C.BLOCK - 3, 3 * C.BLOCK + 5), (n // 3, n // 3 + 7), (n - 2, n + 9)]:
+        np.testing.assert_array_equal(enc[lo:hi], plain[lo:hi])
+    idx = rng.integers(0, n, 50)
+    np.testing.assert_array_equal(enc[idx], plain[idx])
+    np.testing.assert_array_equal(enc[np.zeros(0, dtype=np.int64)], plain[:0])
+    np.testing.assert_array_equal(np.asarray(enc), plain)
+    with pytest.raises(IndexError):
+        enc[n]
+
+
+def test_encoders_give_the_same_bytes_a_piece_at_a_time(monkeypatch, tmp_path):
+    """Large tables (memory-mapped ones too) are encoded PIECE values at a time: the bytes are those
+    of one piece, and the forward-index check gives the same answer."""
+    rng = np.random.default_rng(3)
+    n = 5 * C.BLOCK + 37
+    ids = np.concatenate([np.sort(rng.integers(0, 2**31 - 1, n)), [0, 2**31 - 1, 0, 5, 5]]).astype(np.int32)
+    counts = rng.integers(0, 4, n).astype(np.uint32)
+    counts[::97] = 70000
+    hashes = np.sort(rng.integers(0, 2**63, n, dtype=np.uint64))
+    docs = rng.integers(0, 50, n).astype(np.int32)
+    fwd = np.argsort(docs, kind="stable")
+    bad = fwd.copy()
+    bad[[10, 11]] = bad[[11, 10]]
+    np.save(tmp_path / "ids.npy", ids)
+    mapped = np.load(tmp_path / "ids.npy", mmap_mode="r")
+
+    def encoded():
+        return ([C.encode_dv(ids), C.encode_dv(mapped), C.encode_bp(counts), C.bitpacked_bytes(counts),
+                 C.encode_dz(hashes), C.encode_dz(ids)],
+                [C.forward_posts_derivable({"fwd_post": f, "post_docs": docs}) for f in (fwd, bad, fwd[:-1])])
+
+    whole = encoded()
+    assert whole[1] == [True, False, False]
+    for piece in (C.BLOCK, C.BLOCK * 3):
+        monkeypatch.setattr(C, "PIECE", piece)
+        assert encoded() == whole
+
+
+def test_delta_varints_bit_packing_and_delta_zlib_are_exact_on_edge_values():
+    rng = np.random.default_rng(7)
+    for n in (1, C.BLOCK - 1, C.BLOCK, C.BLOCK + 1, 1000):
+        # ascending runs that restart (rows), the extremes of int32, repeats and negative steps
+        a = np.concatenate([np.sort(rng.integers(0, 2**31 - 1, n)), [0, 2**31 - 1, 0, 5, 5]]).astype(np.int32)
+        _check_reads(C.DeltaVarint(C.encode_dv(a), a.dtype, len(a)), a, rng)
+        counts = rng.integers(0, 4, n).astype(np.uint32)
+        counts[:: max(1, n // 7)] = [255, 256, 2**32 - 1, 254, 70000, 255, 1, 3][: len(counts[:: max(1, n // 7)])]
+        for c in (counts, counts + 1, np.minimum(counts, 1), np.minimum(counts, 3), counts.astype(np.uint8)):
+            _check_reads(C.BitPacked(C.encode_bp(c), c.dtype, len(c)), c, rng)
+        hashes = np.sort(rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
+        _check_reads(C.DeltaZlib(C.encode_dz(hashes), hashes.dtype, len(hashes)), hashes, rng)
+        _check_reads(C.DeltaZlib(C.encode_dz(a), a.dtype, len(a)), a, rng)
+    assert C.bitpacked_bytes(np.ones(1000, np.uint16))[1] == 1 and C.bitpacked_bytes(np.arange(1000))[1] == 8
+    u = np.array([0, 1, 127, 128, 16383, 16384, 2**63, 2**64 - 1], dtype=np.uint64)
+    data, starts = C.encode_varints(u)
+    assert list(np.diff(starts)) == [1, 1, 1, 2, 2, 3, 10, 10]
+    np.testing.assert_array_equal(C.decode_varints(np.frombuffer(data, dtype=np.uint8)), u)
+
+
+def test_zlib_blocks_read_like_the_bytes(tmp_path):
+    raw = CACM.read_bytes()
+    with open(tmp_path / "z", "wb") as f:
+        C.write_zblocks(f, [raw[:1000], raw[1000:]])
+    z = C.ZBlocks((tmp_path / "z").read_bytes())
+    assert len(z) == len(raw) and bytes(z) == raw
+    for lo, hi in [(0, 10), (C.ZBLOCK - 5, C.ZBLOCK + 5), (len(raw) - 3, len(raw) + 4), (7, 7), (0, len(raw))]:
+        assert z[lo:hi] == raw[lo:hi]
+    assert (tmp_path / "z").stat().st_size < len(raw) / 2
+
+
+@needs_data
+def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
+    manifest = json.loads((cacm_dir / "manifest.json").read_text())
+    coded = {n for n, m in manifest["tables"].items() if m.get("codec") in (*C.ARRAY_CODECS, "fwd")}
+    # they pay on real data
+    assert {"pair_cols", "pair_t_order", "fwd_mt", "fwd_post", "pair_adj", "pend_hash", "pend_doc"} <= coded
+    model = tablelm.load(cacm_dir)
+    rng = np.random.default_rng(3)
+    for name in sorted(coded - {"fwd_post"}):
+        enc = model.tables.arrays[name]
+        assert isinstance(enc, C.Encoded), name
+        fresh = type(enc)((cacm_dir / manifest["folder"] / manifest["tables"][name]["file"]).read_bytes(),
+                          enc.dtype, len(enc))
+        _check_reads(enc, np.asarray(fresh), rng)
+    # the forward index's postings are not stored: recomputed, entry by entry or whole
+    assert manifest["tables"]["fwd_post"]["codec"] == "fwd" and manifest["tables"]["fwd_post"]["bytes"] == 0
+    t = model.tables
+    whole = np.argsort(np.asarray(t.post_docs), kind="stable")
+    np.testing.assert_array_equal(np.asarray(t.post_docs)[whole], np.repeat(np.arange(model.n_docs),
+                                                                            np.diff(np.asarray(t.fwd_indptr))))
+    _check_reads(tablelm.load(cacm_dir).tables.fwd_post, whole.astype(t.fwd_post.dtype), rng)
+    assert model.tables.stats  # the entity store reads back: every entity, in order
+    assert [model.entity_at(i).id for i in (0, model.n_docs - 1)] == [model.ids[0], model.ids[-1]]
+
+
+def _as_format_4(model_dir):
+    """Rewrite a model as format 4 wrote it: every table a plain .npy, the entity store raw."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    folder = model_dir / manifest["folder"]
+    model = tablelm.load(model_dir)
+    for name, meta in manifest["tables"].items():
+        if "codec" not in meta:
+            continue
+        path = folder / meta.pop("file")
+        if meta["kind"] == "blob":
+            data, file = read_blob(path, dict(meta, codec="zlib")), name
+            (folder / file).write_bytes(data)
+        elif meta["kind"] == "strings":
+            file = f"{name}.txt"
+            (folder / file).write_text("\n".join(model.tables.strings(name)), encoding="utf-8")
+        else:
+            file = f"{name}.npy"
+            np.save(folder / file, np.asarray(model.tables.arrays[name]))
+        path.unlink()
+        del meta["codec"]
+        meta["file"] = file
+        meta["bytes"] = (folder / file).stat().st_size
+        meta["sha256"] = hashlib.sha256((folder / file).read_bytes()).hexdigest()
+    manifest["format_version"] = 4
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+@needs_data
+def test_a_format_4_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path):
+    new = tablelm.load(cacm_dir)
+    old = tmp_path / "old"
+    new.save(old)
+    _as_format_4(old)
+    assert not any(p.suffix in (".dv", ".bp", ".dz", ".z") for p in old.rglob("*"))
+    loaded = tablelm.load(old)
+    assert loaded.search("computer program", k=5) == new.search("computer program", k=5)
+    assert loaded.entity_at(3).text == new.entity_at(3).text
+    r = CliRunner().invoke(main, ["verify", "-m", str(old)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["upgrade", "-m", str(old)])
+    assert r.exit_code == 0, r.output
+    up = json.loads((old / "manifest.json").read_text())
+    ref = json.loads((cacm_dir / "manifest.json").read_text())
+    assert up["format_version"] == ref["format_version"] == 5
+    assert {n: m["sha256"] for n, m in up["tables"].items()} == {n: m["sha256"] for n, m in ref["tables"].items()}
