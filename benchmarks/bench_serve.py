@@ -107,8 +107,7 @@ def main(argv=None) -> int:
                 failed += not ok
                 if n == 0 or (n + 1) % args.every == 0 or n + 1 == args.asks:
                     samples.append((n + 1, rss_mb(proc.pid)))
-                    if not args.json:
-                        print(f"[serve] {n + 1:>6} asks  RSS {samples[-1][1]:,.0f} MB", file=sys.stderr, flush=True)
+                    print(f"[serve] {n + 1:>6} asks  RSS {samples[-1][1]:,.0f} MB", file=sys.stderr, flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
