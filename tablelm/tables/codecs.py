@@ -22,9 +22,11 @@ and the dictionary stay plain, memory-mapped arrays):
     the forward index's posting of each entry, not stored: recomputed from the postings
     (:class:`ForwardPosts`).
 ``zlib``
-    a blob (the entity store) in zlib blocks of :data:`ZBLOCK` bytes: a slice inflates the
-    blocks it covers. File: ``b"TLZB"``, ``uint32 block size``, ``int64 raw size``,
-    ``int64 n_blocks``, ``int64 block offsets[n_blocks+1]`` (into the data), then the data.
+    a blob (the entity store) in zlib blocks of :data:`ZBLOCK` bytes, the first :data:`ZDICT`
+    bytes being the preset dictionary of the later blocks: a slice inflates the blocks it covers.
+    File: ``b"TLZD"``, ``uint32 block size``, ``int64 raw size``, ``int64 n_blocks``, ``int64
+    dictionary bytes``, ``int64 blocks without dictionary``, ``int64 block offsets[n_blocks+1]``
+    (into the data), then the data.
 
 Decoded objects behave like read-only arrays for the ways tables are read (``len``,
 ``dtype``, ``shape``, integer and slice and index-array access, ``np.asarray``), so readers
@@ -39,8 +41,10 @@ import zlib
 import numpy as np
 
 BLOCK = 128
-ZBLOCK = 1 << 16
-_ZMAGIC = b"TLZB"
+ZBLOCK = 1 << 13
+ZDICT = 1 << 15
+_ZMAGIC = b"TLZD"
+_ZHEAD = "<Iqqqq"
 _ZLEVEL = 6
 
 
@@ -102,6 +106,24 @@ def decode_varints(b: np.ndarray) -> np.ndarray:
         k += 1
         idx = idx[longer[idx] >= k]
     return v
+
+
+def _decode_block(data: bytes, stop: int) -> list[int]:
+    """The first ``stop`` values of one delta-varint block (zigzag LEB128 deltas, the first from 0),
+    in Python."""
+    out: list[int] = []
+    acc = value = shift = 0
+    for byte in data:
+        value |= (byte & 0x7F) << shift
+        if byte & 0x80:
+            shift += 7
+            continue
+        acc += (value >> 1) ^ -(value & 1)
+        out.append(acc)
+        if len(out) == stop:
+            break
+        value = shift = 0
+    return out
 
 
 # ---------------------------------------------------------------- array-likes
@@ -182,8 +204,14 @@ class DeltaVarint(Encoded):
         self._ptr = np.frombuffer(buf, dtype="<i8", count=nb + 1)
         self._data = np.frombuffer(buf, dtype=np.uint8, offset=8 * (nb + 1))
 
-    def _blocks(self, b0: int, b1: int) -> np.ndarray:
-        """Values of blocks [b0, b1)."""
+    def _blocks(self, b0: int, b1: int, stop: int = BLOCK) -> np.ndarray:
+        """Values of blocks [b0, b1) (of the last one, the first ``stop``)."""
+        if b1 - b0 <= 2:  # a row or two (a query's reads): a Python loop beats a dozen numpy calls
+            out: list[int] = []
+            ptr = self._ptr
+            for b in range(b0, b1):
+                out += _decode_block(self._data[int(ptr[b]):int(ptr[b + 1])].tobytes(), stop if b == b1 - 1 else BLOCK)
+            return np.array(out, dtype=self.dtype)
         d = _unzigzag(decode_varints(self._data[int(self._ptr[b0]):int(self._ptr[b1])]))
         c = np.cumsum(d)
         if b1 - b0 > 1:
@@ -194,7 +222,7 @@ class DeltaVarint(Encoded):
 
     def _range(self, lo: int, hi: int) -> np.ndarray:
         b0, b1 = lo // BLOCK, -(-hi // BLOCK)
-        return self._blocks(b0, b1)[lo - b0 * BLOCK: hi - b0 * BLOCK]
+        return self._blocks(b0, b1, hi - (b1 - 1) * BLOCK)[lo - b0 * BLOCK: hi - b0 * BLOCK]
 
     def _take(self, idx: np.ndarray) -> np.ndarray:
         if idx.size == 0:
@@ -441,26 +469,44 @@ def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
 
 # ---------------------------------------------------------------- compressed blob
 def write_zblocks(f, chunks) -> int:
-    """Write ``chunks`` (bytes-likes, concatenated) to the open file ``f`` as zlib blocks; the bytes written."""
-    sizes, pieces, raw = [], [], 0
-    pending = b""
+    """Write ``chunks`` (bytes-likes, concatenated) to the open file ``f`` as zlib blocks; the bytes written.
 
-    def flush(block: bytes) -> None:
-        z = zlib.compress(block, _ZLEVEL)
+    Blocks of :data:`ZBLOCK` raw bytes; the first :data:`ZDICT` raw bytes are the preset dictionary
+    of every later block (so that small blocks compress as well as large ones: a card inflates 8 KB).
+    """
+    sizes, pieces, raw = [], [], 0
+    pending = bytearray()
+    zdict = b""
+
+    def flush(block) -> None:
+        nonlocal zdict
+        c = zlib.compressobj(_ZLEVEL, zdict=zdict) if zdict else zlib.compressobj(_ZLEVEL)
+        z = c.compress(block) + c.flush()
         pieces.append(z)
         sizes.append(len(z))
+        if not zdict and raw_done[0] + len(block) >= ZDICT:
+            zdict = bytes(head_bytes[:ZDICT])
+        raw_done[0] += len(block)
 
+    raw_done = [0]
+    head_bytes = bytearray()
     for chunk in chunks:
-        pending += bytes(chunk)
-        raw += len(chunk)
-        while len(pending) >= ZBLOCK:
-            flush(pending[:ZBLOCK])
-            pending = pending[ZBLOCK:]
+        view = memoryview(chunk).cast("B")
+        raw += len(view)
+        if len(head_bytes) < ZDICT:
+            head_bytes += view[: ZDICT - len(head_bytes)]
+        pending += view
+        if len(pending) >= ZBLOCK:
+            whole = len(pending) - len(pending) % ZBLOCK
+            for i in range(0, whole, ZBLOCK):
+                flush(bytes(pending[i:i + ZBLOCK]))
+            del pending[:whole]
     if pending:
-        flush(pending)
+        flush(bytes(pending))
     offsets = np.zeros(len(sizes) + 1, dtype="<i8")
     np.cumsum(sizes, out=offsets[1:])
-    head = _ZMAGIC + struct.pack("<Iqq", ZBLOCK, raw, len(sizes)) + offsets.tobytes()
+    n_plain = min(len(sizes), -(-ZDICT // ZBLOCK))  # the blocks that hold the dictionary: without one
+    head = _ZMAGIC + struct.pack(_ZHEAD, ZBLOCK, raw, len(sizes), min(ZDICT, raw), n_plain) + offsets.tobytes()
     f.write(head)
     for z in pieces:
         f.write(z)
@@ -470,16 +516,32 @@ def write_zblocks(f, chunks) -> int:
 class ZBlocks:
     """A zlib-block blob read like bytes: ``len``, slices (inflating the blocks they cover), ``bytes()``."""
 
-    CACHE = 64
+    CACHE = 256
 
     def __init__(self, buf):
-        if bytes(buf[:4]) != _ZMAGIC:
+        magic = bytes(buf[:4])
+        if magic == _ZMAGIC:
+            self._block, self._raw, nb, self._dict_len, self._n_plain = struct.unpack_from(_ZHEAD, buf, 4)
+            head = 4 + struct.calcsize(_ZHEAD)
+        elif magic == b"TLZB":  # the first format-5 layout (no preset dictionary)
+            self._block, self._raw, nb = struct.unpack_from("<Iqq", buf, 4)
+            self._dict_len, self._n_plain = 0, nb
+            head = 4 + struct.calcsize("<Iqq")
+        else:
             raise ValueError("not a tablelm zlib-block file")
-        self._block, self._raw, nb = struct.unpack_from("<Iqq", buf, 4)
-        head = 4 + struct.calcsize("<Iqq")
         self._off = np.frombuffer(buf, dtype="<i8", count=nb + 1, offset=head)
         self._data = memoryview(buf)[head + 8 * (nb + 1):]
         self._cache: dict[int, bytes] = {}
+        self._zdict: bytes | None = None
+
+    def _inflate(self, b: int) -> bytes:
+        z = self._data[int(self._off[b]):int(self._off[b + 1])]
+        if b < self._n_plain:
+            return zlib.decompress(z)
+        if self._zdict is None:
+            self._zdict = b"".join(self.block(i) for i in range(self._n_plain))[: self._dict_len]
+        d = zlib.decompressobj(zdict=self._zdict)
+        return d.decompress(z) + d.flush()
 
     def __len__(self) -> int:
         return self._raw
@@ -489,7 +551,7 @@ class ZBlocks:
         if got is None:
             if len(self._cache) >= self.CACHE:
                 self._cache.pop(next(iter(self._cache)))
-            got = self._cache[b] = zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])])
+            got = self._cache[b] = self._inflate(b)
         return got
 
     def __getitem__(self, key):
@@ -509,7 +571,7 @@ class ZBlocks:
     def chunks(self):
         """The raw bytes, block by block (without filling the cache)."""
         for b in range(len(self._off) - 1):
-            yield zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])])
+            yield self._inflate(b)
 
     def __bytes__(self) -> bytes:
         return b"".join(self.chunks())

@@ -65,11 +65,10 @@ def _context_specs(name: str) -> list[Spec]:
     return [
         Spec(lab, "key", None, (lab,), "union, sorted", f"the distinct {name} labels, sorted"),
         Spec(f"ctx_{name}_indptr", "index", "int", ("multitokens+1",), "rebuilt",
-             f"row pointers of multitoken -> {name} label counts", collapses=True),
+             f"row pointers of multitoken -> {name} label counts", collapses=True, codec="dv"),
         Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
-             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)",
-             codec="bp"),
+             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)"),
         Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
              f"row pointers of entity -> its {name} labels", collapses=True),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
@@ -104,7 +103,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("pair_ctx", "count", "uint", ("pairs",), "sum by pair", "contextual co-occurrences (gap 1..max_dist)",
          codec="bp"),
     Spec("pair_t_indptr", "derived", "int", ("multitokens+1",), "rebuilt",
-         "transposed index: row pointers by the larger id"),
+         "transposed index: row pointers by the larger id", codec="dv"),
     Spec("pair_t_order", "derived", "int", ("pairs",), "rebuilt", "pair entries of each larger id, in row order",
          codec="dv"),
     # ---- sorted n-grams
@@ -114,7 +113,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     # ---- the count store: what add/delete need beyond the tables a query reads
     Spec("stem_hash", "key", "uint64", ("stems",), "union", "a stable 64-bit hash of each stem's string"),
     Spec("surfaces", "key", None, ("surfaces",), "union, sorted", "every surface word, sorted"),
-    Spec("surface_stem", "key", "int32", ("surfaces",), "union", "the stem id of each surface"),
+    Spec("surface_stem", "key", "int32", ("surfaces",), "union", "the stem id of each surface", codec="dv"),
     Spec("surface_count", "count", "uint", ("surfaces",), "sum by surface", "occurrences of each surface word",
          codec="bp"),
     Spec("pend_hash", "count", "uint64", ("pending",), "concatenate, sorted",
@@ -173,9 +172,9 @@ def partners(arrays: dict, mt: int):
     ts, te = int(arrays["pair_t_indptr"][mt]), int(arrays["pair_t_indptr"][mt + 1])
     idx = np.asarray(arrays["pair_t_order"][ts:te], dtype=np.int64)
     below = np.searchsorted(indptr, idx, side="right") - 1  # the row (smaller id) of each entry
+    at = np.concatenate([idx, np.arange(s, e, dtype=np.int64)])  # one gather per count table (encoded ones)
     return (np.concatenate([below, np.asarray(cols[s:e], dtype=np.int64)]),
-            np.concatenate([adj[idx], adj[s:e]]).astype(np.int64),
-            np.concatenate([ctx[idx], ctx[s:e]]).astype(np.int64))
+            np.asarray(adj[at], dtype=np.int64), np.asarray(ctx[at], dtype=np.int64))
 
 
 def conform(arrays: dict) -> dict:
