@@ -25,13 +25,17 @@ import numpy as np
 #: the share of the prompt's evidence the asked sub-models must hold, and the most asked (None: no cap)
 DEFAULT_COVERAGE = 0.9
 DEFAULT_MAX: int | None = None
+#: how a sub-model's coverage is estimated: "pairs" (entities expected to hold two of the prompt's
+#: multitokens) or "share" (the share of their document frequency); see coverage()
+DEFAULT_METHOD = "pairs"
 #: rows of the routing explanation shown in an answer
 SHOWN = 5
 
 
-def coverage(split, scope, tables, terms, explain: bool = True) -> tuple[np.ndarray, dict]:
+def coverage(split, scope, tables, terms, explain: bool = True, method: str = "pairs") -> tuple[np.ndarray, dict]:
     """(coverage of every sub-model of the collection (0 outside the scope), {sub: [(term text, df_s)]});
-    the evidence only with ``explain``."""
+    the evidence only with ``explain``. ``method``: ``"pairs"`` (the default, see :func:`_pairs`) or
+    ``"share"`` (the share of the prompt's weighted document frequency)."""
     from .query.rank import gather, idf
 
     n_sub = len(split.names)
@@ -45,15 +49,41 @@ def coverage(split, scope, tables, terms, explain: bool = True) -> tuple[np.ndar
     in_scope = np.zeros(n_sub, dtype=bool)
     in_scope[list(scope.subs)] = True
     term, idx = gather(r["route_indptr"], [t.mt for t in terms])  # one gather for every (term, sub-model)
-    sub, df = r["route_sub"][idx].astype(np.int64), r["route_df"][idx].astype(np.float64)
+    from .submodels import route_columns
+
+    sub, df = route_columns(r, idx)
+    df = df.astype(np.float64)
     keep = in_scope[sub] & (df > 0)
     term, sub, df = term[keep], sub[keep], df[keep]
     per_term = np.bincount(term, weights=df, minlength=len(terms))
     cov = np.bincount(sub, weights=weights[term] * df / np.maximum(per_term[term], 1.0), minlength=n_sub) / total
+    if method == "pairs":
+        cov = _pairs(split, weights, term, sub, df, n_sub, cov)
     evidence: dict[int, list] = {}
     for j, s_, d in zip(term.tolist(), sub.tolist(), df.tolist()) if explain else ():
         evidence.setdefault(s_, []).append((terms[j].text, int(d)))
     return cov, evidence
+
+
+def _pairs(split, weights, term, sub, df, n_sub, share):
+    """Where the entities that hold *two* of the prompt's multitokens are expected: in sub-model
+    ``s``, with its ``N_s`` entities and the terms independent within it, ``df_s(t)·df_s(u)/N_s``
+    entities hold both ``t`` and ``u``; weighted by ``w_t·w_u`` and summed over the pairs,
+
+        pairs(s) = ((Σ_t a_t)² − Σ_t a_t²) / (2·N_s),   a_t = w_t · df_s(t)
+
+    normalized to sum to 1. The top of a ranking is made of entities that match several terms,
+    and those lie where the prompt's words occur *together*, not only where most of its words
+    occur: a large sub-model that holds many entities with one common word of the prompt each
+    gets less than its document-frequency share. A prompt of one multitoken, or one whose
+    multitokens no sub-model holds together, keeps ``share`` (the weighted df share)."""
+    a = weights[term] * df
+    s1 = np.bincount(sub, weights=a, minlength=n_sub)
+    s2 = np.bincount(sub, weights=a * a, minlength=n_sub)
+    sizes = np.asarray([max(m["entities"], 1) for m in split.manifest["submodels"]], dtype=np.float64)
+    got = np.maximum(s1 * s1 - s2, 0.0) / (2.0 * sizes)
+    total = got.sum()
+    return got / total if total > 0 else share
 
 
 class _Stats:
@@ -64,12 +94,12 @@ class _Stats:
 
 
 def choose(split, scope, tables, plan, pinned, mode: str, route_max: int | None, share: float,
-           explain: bool = True):
+           explain: bool = True, method: str = "pairs"):
     """The sub-models to ask (ids, best first) and the routing explanation of the answer (None
     without ``explain``: a search needs only the choice)."""
     names = split.names
     terms = [t for t in plan.active() if t.role in ("prompt", "forced", "contained")]
-    cov, evidence = coverage(split, scope, tables, terms, explain)
+    cov, evidence = coverage(split, scope, tables, terms, explain, method)
     ranked = sorted(scope.subs, key=lambda s: (-cov[s], names[s]))
     if pinned is not None:
         chosen, why = list(pinned), "pinned by the caller (-s / submodels)"
@@ -82,9 +112,10 @@ def choose(split, scope, tables, plan, pinned, mode: str, route_max: int | None,
         n = int(np.searchsorted(cum, share - 1e-9)) + 1  # the fewest that hold ``share`` of the evidence
         chosen = [s for s in ranked[:min(n, route_max or n)] if cov[s] > 0]
         held = float(sum(cov[s] for s in chosen))
-        why = (f"the sub-models holding the most of the prompt's evidence (idf-weighted document frequency of "
-               f"its multitokens), until {share:g} of it" + (f", at most {route_max}" if route_max else "")
-               + f": these hold {held:.2f}")
+        what = ("entities expected to hold two of its multitokens, idf-weighted" if method == "pairs"
+                else "idf-weighted document frequency of its multitokens")
+        why = (f"the sub-models holding the most of the prompt's evidence ({what}), until {share:g} of it"
+               + (f", at most {route_max}" if route_max else "") + f": these hold {held:.2f}")
     if not explain:
         return chosen, None
     rows = []

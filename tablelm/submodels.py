@@ -42,6 +42,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ MAX_SUBMODELS = 32
 NONE_LABEL = "(none)"
 OTHER_LABEL = "(other)"
 #: query arguments of a split model beyond the parameter registry: routing (see tablelm/router.py)
-ROUTE_ARGS = ("submodels", "route", "route_max", "route_coverage")
+ROUTE_ARGS = ("submodels", "route", "route_max", "route_coverage", "route_method")
 
 
 # --------------------------------------------------------------------------- the split key
@@ -62,14 +63,15 @@ def split_value(entity, field: str, sep: str | None = None) -> str | None:
     """The value of ``field`` that decides an entity's sub-model (None: it has none).
 
     ``category``: the top of the category path; ``tags``: the first tag; ``title``,
-    ``source``: the field; ``metadata.KEY`` (dots walk nested objects): the value, the first
-    item of a list. With ``sep``, only the part before the first ``sep`` ("3.73" → "3").
+    ``source``, ``id``: the field (``id`` with ``sep=":"``: the prefix of ids like ``npm:left-pad``);
+    ``metadata.KEY`` (dots walk nested objects): the value, the first item of a list. With
+    ``sep``, only the part before the first ``sep`` ("3.73" → "3").
     """
     if field == "category":
         v = entity.category[0] if entity.category else None
     elif field == "tags":
         v = entity.tags[0] if entity.tags else None
-    elif field in ("title", "source"):
+    elif field in ("title", "source", "id"):
         v = getattr(entity, field) or None
     elif field.startswith("metadata.") and len(field) > len("metadata."):
         v = entity.metadata
@@ -80,7 +82,7 @@ def split_value(entity, field: str, sep: str | None = None) -> str | None:
         if v is not None and not isinstance(v, str):
             v = json.dumps(v, ensure_ascii=False, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
     else:
-        raise TablelmError(f"--split-by takes category, tags, title, source or metadata.KEY. Got {field!r}.")
+        raise TablelmError(f"--split-by takes category, tags, title, source, id or metadata.KEY. Got {field!r}.")
     if v is None:
         return None
     if sep:
@@ -176,6 +178,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
     n_mt = len(whole.mt_hash)
     bar = _bar(progress, "sub-models", "sub-models", total=len(names))
     subs, route_sub, route_mt, route_df, route_total, surf_sub, surf_id, surf_n = [], [], [], [], [], [], [], []
+    route_start = []
     built = []
     for s, (name, label) in enumerate(zip(names, labels)):
         members = np.flatnonzero(group == s)
@@ -198,6 +201,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
         route_sub.append(np.full(len(has), s))
         route_df.append(df[has])
         route_total.append(total[has])
+        route_start.append(np.asarray(tables.arrays["post_indptr"], dtype=np.int64)[has])
         live = np.flatnonzero(wide.surface_count > 0)
         surf_id.append(live)
         surf_sub.append(np.full(len(live), s))
@@ -208,7 +212,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
         bar.update(1)
     bar.close()
     router = _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n,
-                            group)
+                            group, route_start)
     router.strings["ids"] = [json.dumps(entities[i].id, ensure_ascii=False)
                              for i in np.asarray(router.arrays["position"]).tolist()]
     fingerprint = hashlib.sha256(json.dumps([s["fingerprint"] for s in subs] + [split_by, split_sep],
@@ -229,34 +233,66 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
     return load_split(out_dir)
 
 
-def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n, group):
-    """The router's tables: the collection's dictionary and, per multitoken, its counts in each sub-model."""
+def _router_tables(whole, n_mt, route_mt, route_sub, route_df, route_total, surf_id, surf_sub, surf_n, group,
+                   route_start):
+    """The router's tables: the collection's dictionary and, per multitoken, its counts in each sub-model.
+
+    What a prompt reads is laid out so that each of its multitokens costs a few contiguous
+    reads, however many sub-models it is routed to: ``route_indptr`` (one row per multitoken),
+    then the row's entries in ``route_entry`` (sub-model, document frequency there, first
+    posting there: one record per sub-model that has it), and the collection's sums in
+    ``all_stats`` (df, total count). With the first posting and the df of a multitoken in a
+    sub-model, its postings are read without that sub-model's row pointers (a table of the
+    collection's size in every sub-model)."""
     from .tables.build import Tables
     from .tables.counts import csr_from_sorted_rows
     from .tables.hashing import hash_rows, sort_rows
+    from .tables.schema import narrow_uint
 
     def by_row(rows, cols, *vals):
         r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         o = np.argsort(r, kind="stable")  # by row, then sub-model (the order they came in)
         return (r[o], np.concatenate(cols)[o], *(np.concatenate(v)[o] for v in vals))
 
-    mt, sub, df, total = by_row(route_mt, route_sub, route_df, route_total)
+    mt, sub, df, total, start = by_row(route_mt, route_sub, route_df, route_total, route_start)
     sid, ssub, sn = by_row(surf_id, surf_sub, surf_n)
     mt_len = (whole.mt_words >= 0).sum(axis=1)
     multi = np.flatnonzero(mt_len >= 2)
     sng_hash = hash_rows(sort_rows(whole.mt_words[multi]))
     so = np.argsort(sng_hash, kind="stable")
     position = np.concatenate([np.flatnonzero(group == s) for s in range(int(group.max()) + 1)])
+    # the whole collection's statistics, summed once here: the full scope (every caller without an
+    # access key) maps them at load instead of summing the per-sub-model rows over the dictionary
+    all_df = np.bincount(mt, weights=df, minlength=n_mt).astype(np.int64)
+    all_total = np.bincount(mt, weights=total, minlength=n_mt).astype(np.int64)
+    all_surf = np.bincount(sid, weights=sn, minlength=len(whole.surfaces)).astype(np.int64)
+    from .tables.counts import display_words
+
+    display = display_words(list(whole.stems), whole.surface_stem, all_surf, list(whole.surfaces))
     arrays = {
         "mt_words": whole.mt_words.astype(np.int32), "sng_hash": sng_hash[so], "sng_mt": multi[so].astype(np.int32),
-        "route_indptr": csr_from_sorted_rows(mt, n_mt), "route_sub": sub.astype(np.int32),
-        "route_df": df.astype(np.int64), "route_total": total.astype(np.int64),
+        "route_indptr": narrow_uint(csr_from_sorted_rows(mt, n_mt)), "route_total": total.astype(np.int64),
         "surf_indptr": csr_from_sorted_rows(sid, len(whole.surfaces)), "surf_sub": ssub.astype(np.int32),
         "surf_count": sn.astype(np.int64), "surface_stem": whole.surface_stem.astype(np.int32),
         # corpus position of each entity, sub-model after sub-model: merged ties go by corpus order
         "position": position.astype(np.int64),
+        # narrow unsigned columns (what a prompt reads per multitoken: the fewer bytes, the fewer pages);
+        # an entry's end (first posting + df) fits the same type
+        "route_entry": _narrow(np.stack([sub.astype(np.int64), df.astype(np.int64), start.astype(np.int64)], axis=1),
+                               int((start + df).max()) if len(start) else 0),
+        "all_stats": _narrow(np.stack([all_df, all_total], axis=1)),
     }
-    return Tables(arrays=arrays, strings={"stems": list(whole.stems), "surfaces": list(whole.surfaces)})
+    return Tables(arrays=arrays, strings={"stems": list(whole.stems), "surfaces": list(whole.surfaces),
+                                          "all_display": display})
+
+
+def _narrow(a: np.ndarray, top: int = 0) -> np.ndarray:
+    """Non-negative counts in uint16 or uint32 when they (and ``top``) fit, else int64."""
+    top = max(top, int(a.max()) if a.size else 0)
+    for dt in (np.uint16, np.uint32):
+        if top <= np.iinfo(dt).max:
+            return a.astype(dt)
+    return a.astype(np.int64)
 
 
 def save_split(out_dir, built, router, manifest: dict) -> Path:
@@ -356,8 +392,24 @@ def load_split(model_dir) -> SplitModel:
 
 
 # --------------------------------------------------------------------------- scopes
+def route_columns(a: dict, idx=None):
+    """(sub-model, document frequency) of the router's entries ``idx`` (all: None), int64; from
+    ``route_entry``, or the separate columns of a split model built before it."""
+    if "route_entry" in a:
+        e = a["route_entry"] if idx is None else a["route_entry"][idx]
+        return e[:, 0], e[:, 1]
+    sub, df = (a["route_sub"], a["route_df"]) if idx is None else (a["route_sub"][idx], a["route_df"][idx])
+    return sub.astype(np.int64), df.astype(np.int64)
+
+
 class Scope:
-    """The collection statistics of a set of sub-models (all, or those an access key may read)."""
+    """The collection statistics of a set of sub-models (all, or those an access key may read).
+
+    The full scope maps the sums the split build wrote (``all_stats``: df and count per
+    multitoken, and ``all_display``, in the router's tables): loading makes no pass over the dictionary, as for
+    an unsplit model. A restricted scope (an access key's) sums its sub-models' rows of the
+    router's table once, when first asked (and so does a split model built before those tables).
+    """
 
     def __init__(self, split: SplitModel, subs: tuple[int, ...]):
         self.subs = subs
@@ -366,24 +418,39 @@ class Scope:
         self.len_sum = np.asarray([sum(m["len_sum"][f] for m in meta) for f in range(5)], dtype=np.float64)
         self.n_words = int(sum(m["words"] for m in meta))
         r = split.router
-        n_mt = len(r.arrays["mt_words"])
-        rows = np.repeat(np.arange(n_mt), np.diff(np.asarray(r.arrays["route_indptr"])))
-        keep = np.isin(np.asarray(r.arrays["route_sub"]), np.asarray(subs))
-        self.df = np.bincount(rows[keep], weights=np.asarray(r.arrays["route_df"])[keep], minlength=n_mt) \
-            .astype(np.int64)
-        self.mt_total = np.bincount(rows[keep], weights=np.asarray(r.arrays["route_total"])[keep],
-                                    minlength=n_mt).astype(np.int64)
+        a = split.router_arrays
+        #: whether this scope is the whole collection with its precomputed sums (nothing is absent)
+        self.full = len(subs) == len(split.names) and "all_stats" in a and "all_display" in r.strings
+        if self.full:  # columns of the mapped (multitoken, 2) table, as int64 for the rows read
+            from .tables.schema import RowSum
+
+            stats = a["all_stats"]
+            self.df: Any = RowSum(stats[:, 0], lambda rows: rows.astype(np.int64))
+            self.mt_total: Any = RowSum(stats[:, 1], lambda rows: rows.astype(np.int64))
+            self.display = r.strings["all_display"]
+            return
+        n_mt = len(a["mt_words"])
+        rows = np.repeat(np.arange(n_mt), np.diff(a["route_indptr"]))
+        r_sub, r_df = route_columns(a)
+        keep = np.isin(r_sub, np.asarray(subs))
+        self.df = np.bincount(rows[keep], weights=r_df[keep], minlength=n_mt).astype(np.int64)
+        self.mt_total = np.bincount(rows[keep], weights=a["route_total"][keep], minlength=n_mt).astype(np.int64)
         n_s = len(r.strings["surfaces"])
-        srows = np.repeat(np.arange(n_s), np.diff(np.asarray(r.arrays["surf_indptr"])))
-        skeep = np.isin(np.asarray(r.arrays["surf_sub"]), np.asarray(subs))
-        s_count = np.bincount(srows[skeep], weights=np.asarray(r.arrays["surf_count"])[skeep], minlength=n_s)
+        srows = np.repeat(np.arange(n_s), np.diff(a["surf_indptr"]))
+        skeep = np.isin(a["surf_sub"], np.asarray(subs))
+        s_count = np.bincount(srows[skeep], weights=a["surf_count"][skeep], minlength=n_s)
         from .tables.counts import display_words
 
-        self.display = display_words(r.strings["stems"], np.asarray(r.arrays["surface_stem"]),
-                                     s_count.astype(np.int64), r.strings["surfaces"])
+        self.display = display_words(r.strings["stems"], a["surface_stem"], s_count.astype(np.int64),
+                                     r.strings["surfaces"])
 
     def avg_len(self, fw) -> float:
         return float(self.len_sum @ np.asarray(fw, dtype=np.float64)) / max(self.n_docs, 1)
+
+    def n_present(self) -> int:
+        """How many multitokens the scope's entities hold (one pass over the counts: for ``info``)."""
+        table = self.mt_total._table if self.full else self.mt_total
+        return int(np.count_nonzero(np.asarray(table)))
 
 
 class ScopeTables:
@@ -391,25 +458,38 @@ class ScopeTables:
 
     A multitoken no sub-model of the scope has is not in this dictionary (a restricted key
     cannot learn that a word occurs elsewhere); its counts (``mt_total``, ``df``) are the scope's.
+    The full scope reads the router's memory-mapped tables as a plain model reads its own (stem
+    ids by binary search, row lengths for the rows read): no table of the dictionary's size is
+    built in memory.
     """
 
     def __init__(self, split: SplitModel, scope: Scope):
+        from .tables.schema import RowSum, StemIds
+
         r = split.router
+        a = split.router_arrays
         self.scope = scope
-        self.mt_words = np.asarray(r.arrays["mt_words"])
-        self.mt_len = (self.mt_words >= 0).sum(axis=1)
+        self.mt_words = a["mt_words"]
+        #: the single words come first among the collection's multitokens (a word's id is its stem id)
+        self.n_stems = len(r.strings["stems"])
         self.mt_total = scope.mt_total
         self.n_docs = scope.n_docs
         self.n_words = scope.n_words
+        self._display = scope.display
+        self._display_cache: dict[int, str] = {}
+        if scope.full:
+            self.mt_len = RowSum(self.mt_words, lambda rows: (rows >= 0).sum(axis=-1))
+            self.sng_hash, self.sng_mt = a["sng_hash"], a["sng_mt"]
+            self.stem_ids: StemIds | dict[str, int] = StemIds(r.strings["stems"])
+            return
+        self.mt_len = (self.mt_words >= 0).sum(axis=1)
         present = scope.mt_total > 0
-        sng_mt = np.asarray(r.arrays["sng_mt"])
+        sng_mt = a["sng_mt"]
         ok = present[sng_mt]
-        self.sng_hash = np.asarray(r.arrays["sng_hash"])[ok]
+        self.sng_hash = a["sng_hash"][ok]
         self.sng_mt = sng_mt[ok]
         stems = r.strings["stems"]
         self.stem_ids = {s: i for i, s in enumerate(stems) if present[i]}  # a single word's mt id is its stem id
-        self._display = scope.display
-        self._display_cache: dict[int, str] = {}
 
     def display_stem(self, stem_id: int) -> str:
         return self._display[stem_id]
@@ -417,6 +497,8 @@ class ScopeTables:
     def display(self, mt: int) -> str:
         text = self._display_cache.get(mt)
         if text is None:
+            if len(self._display_cache) >= 100_000:  # bounded: a server shows ever new multitokens
+                self._display_cache.clear()
             text = self._display_cache[mt] = " ".join(self._display[int(w)] for w in self.mt_words[mt] if w >= 0)
         return text
 
@@ -470,6 +552,7 @@ class SplitModel:
             self._models: dict[int, object] = {}
             self._lock = threading.Lock()
             self._scopes: dict[tuple, tuple] = {}
+            self._offsets_list: list[int] | None = None
         self._scope_state: tuple | None = None
         self._id_index: dict[str, tuple[int, int]] | None = None
 
@@ -538,7 +621,14 @@ class SplitModel:
             with root._lock:
                 got = root._models.get(s)
                 if got is None:
-                    got = root._models[s] = load(self.path / self.manifest["folder"] / self.names[s])
+                    got = load(self.path / self.manifest["folder"] / self.names[s])
+                    want = self.manifest["submodels"][s].get("fingerprint")
+                    if want is not None and got.manifest.get("fingerprint") != want:
+                        # the router's counts and posting offsets describe the sub-model as built
+                        raise ModelError(f"{self.path}: sub-model {self.names[s]!r} was changed after the split "
+                                         "was built (its tables are not the ones the router counts); rebuild "
+                                         "the model with tablelm build --split-by.")
+                    root._models[s] = got
         return got
 
     def _view(self, s: int):
@@ -567,7 +657,7 @@ class SplitModel:
         mode = route.get("route") or "auto"
         if mode not in ("auto", "all"):
             raise TablelmError(f"route must be 'auto' or 'all'. Got {mode!r}.")
-        from .router import DEFAULT_COVERAGE, DEFAULT_MAX
+        from .router import DEFAULT_COVERAGE, DEFAULT_MAX, DEFAULT_METHOD
 
         rmax, share = route.get("route_max", DEFAULT_MAX), route.get("route_coverage", DEFAULT_COVERAGE)
         try:
@@ -579,7 +669,10 @@ class SplitModel:
         if (rmax is not None and rmax < 1) or not 0.0 < share <= 1.0:
             raise TablelmError(f"route_max must be >= 1 (0: no cap) and route_coverage in (0, 1]. "
                                f"Got {rmax}, {share}.")
-        return pinned, mode, rmax, share
+        method = route.get("route_method") or DEFAULT_METHOD
+        if method not in ("pairs", "share"):
+            raise TablelmError(f"route_method must be 'pairs' or 'share'. Got {method!r}.")
+        return pinned, mode, rmax, (share, method)
 
     def _params_for(self, pinned, params: dict) -> dict:
         """Defaults, then the collection profile, then (one pinned sub-model) its own profile, then the call's."""
@@ -592,16 +685,18 @@ class SplitModel:
 
     # ------------------------------------------------------------ answering
     def _route(self, plan, pinned, mode, rmax, ratio, explain: bool = True):
+        """``ratio``: (route_coverage, route_method) from :meth:`_split_args`."""
         from .router import choose
 
         scope, tables, _, _ = self._state()
-        return choose(self, scope, tables, plan, pinned, mode, rmax, ratio, explain)
+        share, method = ratio
+        return choose(self, scope, tables, plan, pinned, mode, rmax, share, explain, method)
 
     def _ranked(self, prompt, plan, p, chosen, k):
         """Rank in each chosen sub-model; merge by (score, corpus position). Returns the merged hits
         [(score, position, sub, local index)] and the per-sub-model ranking state."""
         pos = self.router_arrays["position"]
-        offsets = np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]])
+        offsets = self._offsets()
         hits, state = [], {}
         from .query.rank import top_k
 
@@ -621,16 +716,77 @@ class SplitModel:
         return self.search_many({0: query}, k, **params)[0]
 
     def search_many(self, queries: dict, k: int = 100, **params) -> dict:
+        """:meth:`Model.search_many` over the routed sub-models: the prompts are planned and routed
+        in one batch; each sub-model scores the plain plans routed to it in one compiled pass
+        (kernel.search_batch, the unsplit model's path: same floats), the others one by one."""
+        from .model import Model
+        from .query import kernel
+        from .query.agents import agent_bit
+        from .query.rank import gather, idf
+
         k = P.check_k(k, limit=None)
         pinned, mode, rmax, ratio = self._split_args(params)
         p = self._params_for(pinned, params)
-        planner = self._state()[2]
-        out = {}
-        for qid, text, plan in zip(queries, queries.values(), planner.plan_many(list(queries.values()), p)):
+        _, _, planner, facade = self._state()
+        texts = list(queries.values())
+        plans = planner.plan_many(texts, p)
+        pos = self.router_arrays["position"]
+        offsets = self._offsets()
+        boost = p["agent_boost"]
+        views: dict = {}
+        # a split model built before the router's entries reads each sub-model's own row pointers
+        direct = self.router_arrays.get("route_indptr") if "route_entry" in self.router_arrays else None
+        hits: list[list] = [[] for _ in plans]
+        batches: dict[int, list] = {}
+        for i, plan in enumerate(plans):
             chosen, _ = self._route(plan, pinned, mode, rmax, ratio, explain=False)
-            hits, state = self._ranked(text, plan, p, chosen, k)
-            out[qid] = [(state[s][0].ids[d], score) for score, _, s, d in hits]
+            if Model._plain(plan, p):
+                prepared = (*kernel.prepare(plan.active(), lambda mts: idf(facade, mts)),
+                            agent_bit(plan.agent) if boost != 1.0 else 0)
+                entry = None
+                if direct is not None:  # the router's entries of its multitokens, for every sub-model
+                    term, idx = gather(direct, prepared[0])
+                    entry = (term, self.router_arrays["route_entry"][idx])
+                for s in chosen:
+                    batches.setdefault(s, []).append((i, prepared, entry))
+            else:
+                hits[i] = self._ranked(texts[i], plan, p, chosen, k)[0]
+        for s, batch in batches.items():
+            view = views[s] = self._view(s)
+            post, queries_s = view.postings_for(p), [q for _, q, _ in batch]
+            if direct is not None:
+                post, queries_s = self._direct(post, s, queries_s, [e for _, _, e in batch])
+            got = kernel.search_batch(post, queries_s, k, view.tables.entity_agents, boost)
+            for (i, _, _), (idx, sc) in zip(batch, got):
+                hits[i] += zip(sc.tolist(), pos[offsets[s] + idx].tolist(), [s] * len(idx), idx.tolist())
+        out = {}
+        for qid, h in zip(queries, hits):
+            h.sort(key=lambda x: (-x[0], x[1]))  # by score, then corpus position: the unsplit order
+            out[qid] = [((views.get(s) or self._view(s)).tables.id_at(d), score) for score, _, s, d in h[:k]]
         return out
+
+    def _direct(self, post, s: int, queries: list, entries: list):
+        """The postings and queries of sub-model ``s`` with its row pointers read from the router.
+
+        The router's entry of each (multitoken, sub-model) holds the first posting and the count
+        there (``entries``: per query, the (term, entry) rows of its multitokens, gathered once for
+        every sub-model), so a batch gets a row-pointer table of its own: term ``j`` of the batch
+        becomes row ``2j`` of ``[start_0, end_0, start_1, end_1, ...]`` (the kernels read
+        ``indptr[m]`` and ``indptr[m + 1]`` only). The sub-model's ``post_indptr`` (one entry per
+        multitoken of the collection) is never touched. Same postings, same floats."""
+        n = sum(len(q[0]) for q in queries)
+        bounds = np.zeros(2 * n + 1, dtype=post.indptr.dtype)
+        out, at = [], 0
+        for (m, w, g, bit), (term, e) in zip(queries, entries):
+            mine = e[:, 0] == s
+            rows = 2 * (at + term[mine])
+            bounds[rows] = e[mine, 2]
+            bounds[rows + 1] = e[mine, 2] + e[mine, 1]
+            out.append((2 * np.arange(at, at + len(m), dtype=np.int64), w, g, bit))
+            at += len(m)
+        direct = copy.copy(post)
+        direct.indptr = bounds
+        return direct, out
 
     def ask(self, prompt: str, k: int = 10, **params):
         """:meth:`Model.ask` over the routed sub-models; ``answer.routing`` says which and why."""
@@ -687,7 +843,10 @@ class SplitModel:
                 for x in self.router.strings["ids"][offsets[s]:offsets[s + 1]]]
 
     def _offsets(self) -> list[int]:
-        return np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]]).tolist()
+        root = self._root
+        if root._offsets_list is None:
+            root._offsets_list = np.cumsum([0] + [m["entities"] for m in self.manifest["submodels"]]).tolist()
+        return root._offsets_list
 
     def _owner(self, entity_id: str):
         """(sub-model, index in it) of an entity of this scope, from the router's id list (no
@@ -717,7 +876,7 @@ class SplitModel:
                 | {"entities": self.n_docs},
                 "build_params": self.build_params, "split": self.manifest["split"], "submodels": subs,
                 "stats": {"entities": self.n_docs, "submodels": len(subs),
-                          "multitokens": int((self.tables.mt_total > 0).sum()), "words": self._state()[0].n_words},
+                          "multitokens": self._state()[0].n_present(), "words": self._state()[0].n_words},
                 "profile": self.manifest.get("profile", {}), "tables": {}}
 
     def sample_counts(self) -> np.ndarray:
@@ -741,7 +900,8 @@ class SplitModel:
 
     def add(self, *a, **kw):
         raise TablelmError(f"{self.path} is split into sub-models; add and delete work on one model: rebuild it "
-                           "with tablelm build --split-by (or change a sub-model directory on its own).")
+                           "with tablelm build --split-by (the router counts every sub-model, so a sub-model "
+                           "directory cannot be changed on its own either).")
 
     delete = add
 

@@ -253,6 +253,12 @@ def test_without_keys_a_split_model_is_served_as_today(split):
     assert c.get("/healthz").json()["entities"] == split.n_docs
     plain = c.get("/ask", params={"q": "marketing", "s": "nope"})
     assert plain.status_code == 400 and "No sub-model 'nope'" in plain.json()["error"]["message"]
+    prompt = "marketing campaign budget"
+    for method in ("share", "pairs"):
+        got = c.get("/ask", params={"q": prompt, "route_method": method}).json()["routing"]["asked"]
+        assert got == split.ask(prompt, route_method=method).routing["asked"]
+    bad = c.get("/ask", params={"q": prompt, "route_method": "dense"})
+    assert bad.status_code == 400 and "route_method must be 'pairs' or 'share'" in bad.json()["error"]["message"]
 
 
 def test_sub_model_arguments_on_a_plain_model_are_a_clear_error(xllm_model):

@@ -56,6 +56,7 @@ def test_split_value_reads_the_top_of_a_field():
     assert split_value(e, "metadata.n") == "7"
     assert split_value(e, "metadata.missing") is None
     assert split_value(_e(2), "category") is None
+    assert split_value(TextEntity(id="npm:left-pad", text="x"), "id", ":") == "npm"
     with pytest.raises(TablelmError, match="--split-by takes category, tags"):
         split_value(e, "colour")
 
@@ -149,6 +150,33 @@ def test_coverage_sums_to_one_over_the_scope(xllm_split):
             assert int(sub.tables.df([mt])[0]) == n
 
 
+def test_the_pairs_coverage_is_where_two_of_the_prompts_multitokens_are_expected(xllm_split):
+    """coverage(method="pairs") from each sub-model's own tables: Σ_{t<u} w_t·w_u·df_s(t)·df_s(u)/N_s,
+    normalized; "share" is Σ_t w_t·df_s(t)/df(t) / Σ_t w_t."""
+    from tablelm.query.rank import idf
+    from tablelm.router import coverage
+
+    scope, tables, planner, facade = xllm_split._state()
+    for prompt in ("marketing campaign budget", "data quality rules for the sales pipeline"):
+        terms = [t for t in planner.plan(prompt, xllm_split.params()).active()]
+        w = np.asarray([t.weight for t in terms]) * idf(facade, [t.mt for t in terms])
+        mts = [t.mt for t in terms]
+        df = np.asarray([np.asarray(xllm_split._load(s).tables.df(mts), dtype=np.float64)
+                         for s in range(len(xllm_split.names))])  # sub-model x term
+        n_s = np.asarray([m["entities"] for m in xllm_split.manifest["submodels"]], dtype=np.float64)
+        want = np.asarray([sum(w[i] * w[j] * df[s, i] * df[s, j] for i in range(len(w)) for j in range(i + 1, len(w)))
+                           / n_s[s] for s in range(len(n_s))])
+        got, _ = coverage(xllm_split, scope, tables, terms, method="pairs")
+        assert got == pytest.approx(want / want.sum())
+        share, _ = coverage(xllm_split, scope, tables, terms, method="share")
+        assert share == pytest.approx((w * df / np.maximum(df.sum(axis=0), 1)).sum(axis=1) / w.sum())
+        names = xllm_split.names
+        assert xllm_split.ask(prompt, route_method="share").routing["asked"][0] == names[int(np.argmax(share))]
+        assert xllm_split.ask(prompt).routing["asked"][0] == names[int(np.argmax(got))]  # "pairs": the default
+    with pytest.raises(TablelmError, match="route_method must be 'pairs' or 'share'"):
+        xllm_split.search("sales", route_method="dense")
+
+
 def test_a_routed_answer_equals_the_unsplit_answer_restricted_to_the_asked_submodels(xllm_model, xllm_split):
     """Routing only leaves sub-models out: the scores of what it asks are the unsplit ones."""
     prompt = "supplier contract procurement"
@@ -199,6 +227,41 @@ def test_a_pinned_submodel_uses_its_own_profile(xllm_split_dir, tmp_path):
     assert tablelm.load(path).ask("sales forecast", route="all").params["k1"] == 1.2
 
 
+def test_the_full_scope_maps_the_statistics_the_build_summed(xllm_split_dir):
+    """The whole collection's df, counts and display words are written by the build and mapped at
+    load (no pass over the dictionary); they equal the sums over the sub-models' rows, which a
+    restricted scope (and a split model built before those tables) computes."""
+    from tablelm.submodels import Scope, ScopeTables
+    from tablelm.tables.schema import StemIds
+
+    split = tablelm.load(xllm_split_dir)
+    scope, tables, _, _ = split._state()
+    assert scope.full and isinstance(tables.stem_ids, StemIds)
+    assert not np.asarray(split.router_arrays["all_stats"]).flags.owndata  # a view of the mapped file
+    every = np.arange(len(split.router_arrays["mt_words"]))
+    a = split.router_arrays
+    old = SplitModel(split.path, split.manifest, split.router)
+    del old.router_arrays["all_stats"]
+    summed = Scope(old, scope.subs)
+    assert not summed.full
+    assert (summed.df == scope.df[every]).all() and (summed.mt_total == scope.mt_total[every]).all()
+    assert scope.df[every].dtype == np.int64 and scope.n_present() == summed.n_present() > 0
+    assert list(summed.display) == list(scope.display)
+    rows = np.repeat(np.arange(len(a["mt_words"])), np.diff(a["route_indptr"]))
+    summed_df = np.bincount(rows, weights=a["route_entry"][:, 1], minlength=len(a["mt_words"]))
+    assert (a["all_stats"][:, 0] == summed_df).all()
+    for s in range(len(split.names)):  # each entry's first posting is the sub-model's own row pointer
+        sub = split._load(s).tables
+        mine = a["route_entry"][:, 0] == s
+        assert (a["route_entry"][mine, 2] == np.asarray(sub.post_indptr)[rows[mine]]).all()
+        assert (a["route_entry"][mine, 1] == sub.df(rows[mine])).all()
+    slow = ScopeTables(old, summed)
+    for stem in ("sales", "data", "zzzunknown"):
+        assert slow.stem_ids.get(stem) == tables.stem_ids.get(stem)
+    queries = dict(enumerate(PROMPTS))
+    assert old.search_many(queries, 50) == split.search_many(queries, 50)
+
+
 def test_scores_in_a_scope_use_only_its_statistics(xllm_split):
     """A scope of one sub-model scores like that sub-model alone (its own N, df, lengths): nothing of
     the others enters its scores."""
@@ -240,6 +303,13 @@ def test_split_model_directory_is_written_atomically_and_replaced_cleanly(tmp_pa
         read_manifest(out)
     with pytest.raises(TablelmError, match="add and delete work on one model"):
         tablelm.load(out).add(entities=[])
+    with pytest.raises(TablelmError, match="add and delete work on one model"):
+        tablelm.load(out).delete(["x"])
+    split = tablelm.load(out)  # a sub-model changed on its own: the router's counts no longer describe it
+    name = split.names[0]
+    tablelm.load(out / split.manifest["folder"] / name).delete([split.submodel(name).ids[0]])
+    with pytest.raises(ModelError, match=f"sub-model '{name}' was changed after the split was built"):
+        tablelm.load(out).search("text", 10, route="all")
 
 
 def test_cli_builds_asks_pins_and_describes_a_split_model(tmp_path, xllm_split_dir, xllm_model_dir):

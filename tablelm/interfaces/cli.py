@@ -249,7 +249,8 @@ def _reading(options: dict) -> dict:
                    "(same tables). With --engine dask: per worker.")
 @click.option("--split-by", metavar="FIELD",
               help="Build one sub-model per top value of FIELD (category: the top of the category path; tags: the "
-                   "first tag; title, source, or metadata.KEY), asked through a router (docs/submodels.md).")
+                   "first tag; title, source, id (with --split-sep ':': the prefix of ids like npm:NAME), or "
+                   "metadata.KEY), asked through a router (docs/submodels.md).")
 @click.option("--split-sep", metavar="SEP", help="With --split-by: keep a value's part before SEP ('3.73' -> '3').")
 @click.option("--max-submodels", type=click.IntRange(min=2), default=None,
               help="With --split-by: at most this many sub-models (the rarest values share '_other'; default 32).")

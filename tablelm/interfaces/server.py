@@ -476,9 +476,9 @@ def sample_prompts(model, n: int = 10) -> list[str]:
 # --------------------------------------------------------------------------- the app
 def _route_args(model, overrides: dict) -> dict:
     """The sub-model arguments of a request (``s`` or ``submodels``, ``route``, ``route_max``,
-    ``route_coverage``), taken out of ``overrides``; a 422 for a model that is not split."""
+    ``route_coverage``, ``route_method``), taken out of ``overrides``; a 422 for a model that is not split."""
     out = {}
-    for name in ("s", "submodels", "route", "route_max", "route_coverage"):
+    for name in ("s", "submodels", "route", "route_max", "route_coverage", "route_method"):
         if name in overrides:
             value = overrides.pop(name)
             _check_text(value, name)
