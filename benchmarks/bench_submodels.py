@@ -36,6 +36,14 @@ memory     in fresh processes (one per mode, numpy kernels): the growth of the r
            after the prompts; and per prompt, in a fresh process per prompt (``--rss`` of
            them), the growth of both from loading to after one ``search``.
 
+Measured (2026-12-02, 2 shared cores, load 5-7; the tables and the conditions in docs/submodels.md):
+mix, 577 judged prompts, default routing: 2.16 sub-models asked (28 % of the postings), search p50
+2.09 ms vs 4.28 unsplit (0.49x), p95 15.1 vs 18.7; nDCG@10 0.418 vs 0.386 unsplit (p 0.0001). The
+same prompts with route_method="share": 1.31x, nDCG@10 0.388. The everyday Python questions on the
+mix (routed to PyPI): 1.38x. CACM / enterprise / Python docs: 1.9x / 2.3x / 2.2x the unsplit p50
+(sub-millisecond prompts, about 4 sub-models asked); CACM nDCG@10 0.523 vs 0.533 (p 0.083). Memory:
+not cut (mix after 200 prompts: 186.6 MB RSS, 104.9 MB of the model touched, vs 200.2 and 99.6).
+
 Usage (from the repository root)::
 
     python benchmarks/bench_submodels.py                     # cacm and enterprise

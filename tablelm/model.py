@@ -64,6 +64,7 @@ class Model:
         self.analyzer = _analyzer_of(manifest)
         self._planner = Planner(self)
         self._weights: dict = {}  # BM25F lengths and norms per parameter set (a few, see _cached)
+        self._shown: dict[str, int] = {}  # id -> index of the entities of recent cards (bounded, see _card)
         #: opt-in: append the parameters users set to a local file (see tablelm.tune)
         self.record_usage = os.environ.get("TABLELM_RECORD_USAGE", "") not in ("", "0")
         self.defaults = P.resolve(manifest.get("profile", {}).get("params", {}), stage=("query", "render"))
@@ -77,7 +78,8 @@ class Model:
         return self.tables.ids
 
     def index_of(self, entity_id: str) -> int | None:
-        return self.tables.index_of(entity_id)
+        got = self._shown.get(entity_id)  # an entity of a recent card: no index of every id needed
+        return got if got is not None else self.tables.index_of(entity_id)
 
     # ------------------------------------------------------------ derived weights
     def _cached(self, key, compute):
@@ -172,6 +174,7 @@ class Model:
         """Ranked ``(entity id, score)`` pairs: ``ask`` without cards or sections."""
         return self.search_many({0: query}, k, **params)[0]
 
+    @gc_paused()  # a batch allocates many small objects and no cycles: collections would find nothing
     def search_many(self, queries: dict, k: int = 100, **params) -> dict[Any, list[tuple[str, float]]]:
         """:meth:`search` for each ``{query id: text}``; the prompts are planned in one batch, and
         those :meth:`_plain` allows are scored and cut to ``k`` in one compiled pass (kernel.py)."""
@@ -183,18 +186,21 @@ class Model:
         plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
         if plain:
             boost = p["agent_boost"]
-            idf_of = lambda mts: idf(self, mts)
-            batch = [(*kernel.prepare(plans[i].active(), idf_of), agent_bit(plans[i].agent) if boost != 1.0 else 0)
-                     for i in plain]
+            batch = kernel.prepare_many([plans[i].active() for i in plain], lambda mts: idf(self, mts))
+            bits = [agent_bit(plans[i].agent) for i in plain] if boost != 1.0 else None
             for i, got in zip(plain, kernel.search_batch(self.postings_for(p), batch, k, self.tables.entity_agents,
-                                                         boost)):
+                                                         boost, bits)):
                 ranked[i] = got
         for i, plan in enumerate(plans):
             if ranked[i] is None:
                 _, _, scores, exclude, _ = self._rank(texts[i], p, plan)
                 idx = top_k(scores, k, exclude)
                 ranked[i] = idx, scores[idx]
-        ids_at = self.tables.ids_at
+        if sum(len(idx) for idx, _ in ranked) * 4 >= self.n_docs:  # many results: decode every id once
+            every = self.tables.ids
+            ids_at = lambda at: [every[i] for i in at]
+        else:
+            ids_at = self.tables.ids_at
         return {qid: list(zip(ids_at(idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:
@@ -240,6 +246,9 @@ class Model:
     def _card(self, rank, d, score, active, contrib, factors, scorer, p) -> Card:
         """One card: the entity, why it scored (term contributions, factors) and its evidence."""
         e = self.entity_at(d)
+        if len(self._shown) >= 10_000:
+            self._shown.clear()
+        self._shown[e.id] = d  # the summary and the citations look it up by id next
         applied = [{"name": name, "multiplier": round(float(f[d]), 6)} for name, f in factors.items() if f[d] != 1.0]
         tfs = [scorer.term_tf(t.mt, np.array([d]))[0] for t in active]
         if contrib is not None:

@@ -785,10 +785,12 @@ def app_from_env() -> FastAPI:
     (memory-mapped, so the pages are shared) named by ``TABLELM_SERVE_MODEL``."""
     from ..builtin import builtin_model
     from ..model import load
+    from ..query import kernel
 
     model_dir = os.environ.get("TABLELM_SERVE_MODEL")
     limits = json.loads(os.environ.get("TABLELM_SERVE_LIMITS") or "{}")  # also allowed_hosts
     model = load(model_dir) if model_dir else builtin_model()
+    kernel.warm()  # the compiled kernels before the first request, not inside it
     keys_file = os.environ.get("TABLELM_SERVE_KEYS")
     if keys_file:
         from ..access import read_keys
@@ -830,12 +832,15 @@ def serve_command(model_dir, host, port, workers, max_prompt_chars, max_body_byt
 
     from ..builtin import builtin_model
     from ..model import load
+    from ..query import kernel
 
     if not keys_file and not allow_open and not is_loopback(host):
         raise click.UsageError(f"--host {host} listens beyond this machine and no --keys file restricts who reads "
                                "what: pass --keys FILE (docs/submodels.md), or --allow-open to serve every entity "
                                "to anyone who reaches the port.")
     model = load(model_dir) if model_dir else builtin_model(progress=True)  # built once, before any worker
+    if workers == 1:
+        kernel.warm()  # the compiled kernels before the first request, not inside it (workers: app_from_env)
     keys = None
     if keys_file:
         from ..access import read_keys

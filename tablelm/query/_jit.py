@@ -90,54 +90,75 @@ def accumulate(indptr, docs, tf, fw, kp1, norm, mts, w, grp, scores, best, gseen
                  np.zeros(0, dtype=np.int32), 0, best, gseen, gtouched)
 
 
+@_jit(inline="always")
+def _below(s1, d1, s2, d2):
+    """Whether (score s1, entity d1) ranks below (s2, d2): lower score, or the same and a higher entity."""
+    return s1 < s2 or (s1 == s2 and d1 > d2)
+
+
 @_jit
-def _select(cs, cd, n, k, out_s, out_d, at):
-    """The k best of the n candidates (cs[i], cd[i]) into out[at:], best first (ties: lower entity
-    first); returns how many. A partition finds the k-th score (O(n)), then only those sort."""
-    if n > k:
-        thr = -np.partition(-cs[:n], k - 1)[k - 1]
-        m = 0
-        t = 0
-        ties = np.empty(n, dtype=np.int64)
-        for i in range(n):  # strictly above the k-th score: all in; equal to it: the lowest entities
-            s = cs[i]
-            if s > thr:  # (compacted in place: position i is written only from step i on)
-                cs[m] = s
-                cd[m] = cd[i]
-                m += 1
-            elif s == thr:
-                ties[t] = cd[i]
-                t += 1
-        ties = np.sort(ties[:t])
-        for i in range(min(k - m, t)):
-            cs[m] = thr
-            cd[m] = ties[i]
-            m += 1
-        n = m
-    order = np.argsort(cd[:n], kind="mergesort")
-    order = order[np.argsort(-cs[:n][order], kind="mergesort")]
+def _sift_down(hs, hd, i, n):
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            return
+        if c + 1 < n and _below(hs[c + 1], hd[c + 1], hs[c], hd[c]):
+            c += 1
+        if not _below(hs[c], hd[c], hs[i], hd[i]):
+            return
+        hs[i], hs[c] = hs[c], hs[i]
+        hd[i], hd[c] = hd[c], hd[i]
+        i = c
+
+
+@_jit
+def _push(hs, hd, n, k, s, d):
+    """Put the candidate (s, d) in the heap of the k best so far (its root: the worst of them),
+    which holds n; returns the new n. Callers call it only when n < k or (s, d) ranks above the
+    root (``hs[0]``, ``hd[0]``): most candidates are turned away by that comparison alone."""
+    if n < k:
+        i = n
+        hs[i] = s
+        hd[i] = d
+        while i > 0:  # sift up
+            up = (i - 1) // 2
+            if not _below(hs[i], hd[i], hs[up], hd[up]):
+                break
+            hs[i], hs[up] = hs[up], hs[i]
+            hd[i], hd[up] = hd[up], hd[i]
+            i = up
+        return n + 1
+    hs[0] = s
+    hd[0] = d
+    _sift_down(hs, hd, 0, n)
+    return n
+
+
+@_jit
+def _emit(hs, hd, n, out_s, out_d, at):
+    """The n heap entries into out[at:], best first (ties: lower entity first); returns n."""
+    order = np.argsort(hd[:n], kind="mergesort")
+    order = order[np.argsort(-hs[:n][order], kind="mergesort")]
     for r in range(n):
-        out_s[at + r] = cs[order[r]]
-        out_d[at + r] = cd[order[r]]
+        out_s[at + r] = hs[order[r]]
+        out_d[at + r] = hd[order[r]]
     return n
 
 
 @_jit
 def top_k_dense(scores, k, exclude):
     """Indices of the k best positive scores, best first (ties: lower index first)."""
-    cs = np.empty(len(scores), dtype=np.float64)
-    cd = np.empty(len(scores), dtype=np.int64)
+    hs = np.empty(max(k, 1), dtype=np.float64)
+    hd = np.empty(max(k, 1), dtype=np.int64)
     n = 0
     masked = len(exclude) > 0
     for d in range(len(scores)):
         s = scores[d]
-        if s > 0 and not (masked and exclude[d]):
-            cs[n] = s
-            cd[n] = d
-            n += 1
-    out_s = np.empty(min(n, k), dtype=np.float64)
-    out_d = np.empty(min(n, k), dtype=np.int64)
-    _select(cs, cd, n, k, out_s, out_d, 0)
+        if s > 0 and not (masked and exclude[d]) and k > 0 and (n < k or s > hs[0] or (s == hs[0] and d < hd[0])):
+            n = _push(hs, hd, n, k, s, d)
+    out_s = np.empty(n, dtype=np.float64)
+    out_d = np.empty(n, dtype=np.int64)
+    _emit(hs, hd, n, out_s, out_d, 0)
     return out_d
 
 
@@ -150,8 +171,8 @@ def search_batch(indptr, docs, tf, fw, kp1, norm, agents, q_ptr, mts, w, grp, bi
     out_ptr = np.zeros(n_q + 1, dtype=np.int64)
     out_d = np.empty(n_q * k, dtype=np.int64)
     out_s = np.empty(n_q * k, dtype=np.float64)
-    cs = np.empty(len(acc), dtype=np.float64)  # one query's candidates
-    cd = np.empty(len(acc), dtype=np.int64)
+    hs = np.empty(max(k, 1), dtype=np.float64)  # one query's k best so far (a heap)
+    hd = np.empty(max(k, 1), dtype=np.int64)
     at = 0
     n_docs = len(acc)
     none = np.zeros(0, dtype=np.bool_)
@@ -178,10 +199,8 @@ def search_batch(indptr, docs, tf, fw, kp1, norm, agents, q_ptr, mts, w, grp, bi
             acc[d] = 0.0
             if bit != 0:
                 s = s * (boost if agents[d] & bit else 1.0)
-            if s > 0:
-                cs[n] = s
-                cd[n] = d
-                n += 1
-        at += _select(cs, cd, n, k, out_s, out_d, at)
+            if s > 0 and k > 0 and (n < k or s > hs[0] or (s == hs[0] and d < hd[0])):
+                n = _push(hs, hd, n, k, s, d)
+        at += _emit(hs, hd, n, out_s, out_d, at)
         out_ptr[q + 1] = at
     return out_ptr, out_d[:at], out_s[:at]

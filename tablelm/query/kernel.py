@@ -238,28 +238,57 @@ def top_k(scores: np.ndarray, k: int, exclude=None) -> np.ndarray:
     return jit.top_k_dense(np.ascontiguousarray(scores, dtype=np.float64), int(k), mask)
 
 
-def search_batch(post: Postings, queries: list, k: int, agents: np.ndarray, boost: float) -> list:
-    """Top ``k`` of each query: ``queries`` holds (mts, weights, groups, agent bit) tuples (see
-    :func:`prepare`; bit 0: no agent factor). An entity whose agent bits include the query's
-    has its score multiplied by ``boost``. Returns one (entity indices, scores) per query."""
+def prepare_many(term_lists: list, idf_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`prepare` of several queries at once, concatenated: (query pointers, multitokens,
+    weights, groups), query ``i``'s terms at ``ptr[i]:ptr[i+1]``, each in :func:`prepare`'s order.
+    One idf lookup and one sort for the whole batch instead of a few numpy calls per query."""
+    n = len(term_lists)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(ts) for ts in term_lists])
+    flat = [t for ts in term_lists for t in ts]
+    mts = np.fromiter((t.mt for t in flat), dtype=np.int64, count=len(flat))
+    w = np.fromiter((t.weight for t in flat), dtype=np.float64, count=len(flat))
+    grp = np.fromiter((-1 if t.stretch is None else t.stretch for t in flat), dtype=np.int64, count=len(flat))
+    if len(mts):
+        w = w * idf_of(mts)
+        if (grp >= 0).any():  # per query: the free terms in plan order, then the stretches by id
+            owner = np.repeat(np.arange(n), np.diff(ptr))
+            order = np.lexsort((np.arange(len(grp)), grp, owner))
+            mts, w, grp = mts[order], w[order], grp[order]
+    return ptr, mts, w, grp
+
+
+def search_batch(post: Postings, queries, k: int, agents: np.ndarray, boost: float, bits=None) -> list:
+    """Top ``k`` of each query. ``queries``: :func:`prepare_many`'s (pointers, multitokens, weights,
+    groups), or a list of (mts, weights, groups, agent bit) tuples of :func:`prepare`; ``bits``: the
+    agent bit of each query (0: no agent factor; with the tuples, their fourth item). An entity whose
+    agent bits include the query's has its score multiplied by ``boost``. Returns one (entity
+    indices, scores) per query."""
+    if isinstance(queries, list):
+        bits = [q[3] for q in queries]
+        ptr = np.zeros(len(queries) + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum([len(q[0]) for q in queries])
+        cat = lambda i, dt: np.concatenate([q[i] for q in queries]).astype(dt, copy=False) if queries \
+            else np.zeros(0, dt)
+        queries = (ptr, cat(0, np.int64), cat(1, np.float64), cat(2, np.int64))
+    ptr, mts, w, grp = queries
+    n = len(ptr) - 1
+    bits = np.zeros(n, dtype=np.int64) if bits is None else np.asarray(bits, dtype=np.int64)
     jit = compiled()
     if jit is None:
         t0 = time.perf_counter()
         out = []
-        for mts, w, grp, bit in queries:
-            scores = _accumulate_numpy(post, mts, w, grp)
-            if bit:
-                scores = scores * np.where(agents & bit, boost, 1.0)
+        for i in range(n):
+            lo, hi = ptr[i], ptr[i + 1]
+            scores = _accumulate_numpy(post, mts[lo:hi], w[lo:hi], grp[lo:hi])
+            if bits[i]:
+                scores = scores * np.where(agents & bits[i], boost, 1.0)
             idx = _top_k_numpy(scores, k)
             out.append((idx, scores[idx]))
         _spent(t0)
         return out
-    n = len(queries)
-    q_ptr = np.zeros(n + 1, dtype=np.int64)
-    q_ptr[1:] = np.cumsum([len(q[0]) for q in queries])
-    cat = lambda i, dt: np.concatenate([q[i] for q in queries]).astype(dt, copy=False) if n else np.zeros(0, dt)
-    bits = np.fromiter((q[3] for q in queries), dtype=np.int64, count=n)
     r_ptr, r_docs, r_scores = jit.search_batch(
-        post.indptr, post.docs, post.tf, post.fw, post.kp1, post.norm, _ro(agents), q_ptr, cat(0, np.int64),
-        cat(1, np.float64), cat(2, np.int64), bits, float(boost), int(k), *_scratch(post.n_docs, touched=True))
-    return [(r_docs[r_ptr[i]:r_ptr[i + 1]], r_scores[r_ptr[i]:r_ptr[i + 1]]) for i in range(n)]
+        post.indptr, post.docs, post.tf, post.fw, post.kp1, post.norm, _ro(agents), ptr, mts, w, grp, bits,
+        float(boost), int(k), *_scratch(post.n_docs, touched=True))
+    bounds = r_ptr.tolist()
+    return [(r_docs[bounds[i]:bounds[i + 1]], r_scores[bounds[i]:bounds[i + 1]]) for i in range(n)]

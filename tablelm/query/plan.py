@@ -122,6 +122,7 @@ class Planner:
     def __init__(self, model):
         self.model = model
         self._token_stems: dict[str, tuple] = {}  # a prompt token -> its stems (bounded, see _words)
+        self._stem_info: dict[str, tuple] = {}  # a prompt stem -> (stem id, its display) (bounded, see _prepare)
 
     def _stems_of(self, text: str) -> list[str]:
         return self.model.analyzer.prompt_stems(text)
@@ -166,7 +167,8 @@ class Planner:
     def _words_of(self, mts) -> dict:
         """Multitoken -> its stem ids, for the multi-word ones of ``mts`` (single words: id == stem id,
         and they come first in the multitoken order), in one gather for a whole batch."""
-        long = [mt for mt in mts if self._long(mt)]
+        n_stems = getattr(self.model.tables, "n_stems", None)
+        long = [mt for mt in mts if mt >= n_stems] if n_stems is not None else [mt for mt in mts if self._long(mt)]
         if not long:
             return {}
         rows = self.model.tables.mt_words[np.asarray(long, dtype=np.int64)].tolist()
@@ -211,6 +213,7 @@ class Planner:
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.tables.stem_ids
         display = m.tables.display_stem
+        info = self._stem_info
         seq = []
         seen_words = set()
         for surface, stems in self._words(text):
@@ -220,13 +223,20 @@ class Planner:
                     continue
                 if excluded_words and surface.casefold() in excluded_words:  # "line ... !line": the word goes
                     continue
-                sid = stem_ids.get(s, -1)
+                got = info.get(s)
+                if got is None:
+                    sid = stem_ids.get(s, -1)
+                    got = (sid, display(sid) if sid >= 0 else None)
+                    if len(info) >= 50_000:
+                        info.clear()
+                    info[s] = got
+                sid = got[0]
                 seq.append(sid)
                 if sid < 0:
                     plan.unknown.append(surface)
                 elif s not in seen_words:
                     seen_words.add(s)
-                    plan.words.append(display(sid))
+                    plan.words.append(got[1])
         # an excluded word never removes another prompt word: "public conference !publication"
         # keeps "public" (same stem) and leaves out the entities that contain "publication" itself
         for s, w in excluded:
@@ -256,7 +266,8 @@ class Planner:
                     if tuple(s for p in parts for s in p) in phrase_keys:
                         plan.required_mts.append(mt)
         known = known or {}
-        missing = [mt for mt in roles if mt not in known and self._long(mt)]
+        n_stems = getattr(t, "n_stems", None)
+        missing = [mt for mt in roles if mt not in known and (mt >= n_stems if n_stems is not None else self._long(mt))]
         if missing:
             known = {**known, **self._words_of(missing)}
         words = {mt: known.get(mt) or [mt] for mt in roles}  # a single word's multitoken id is its stem id
@@ -382,14 +393,15 @@ class Planner:
         if not sets:
             return
         inside = set().union(*sets)
-        # every proper subset of a longer one (at most 14 of 4 words): containment is one lookup
-        proper = {frozenset(c) for s in sets if len(s) > 1 for n in range(1, len(s))
-                  for c in itertools.combinations(sorted(s), n)}
         for mt in roles:
             if roles[mt] != "prompt":
                 continue
             if lens[mt] == 1:
                 if mt in inside:
                     roles[mt] = "contained"
-            elif frozenset(words[mt]) in proper:
-                roles[mt] = "contained"
+            else:  # its words a proper subset of a longer one's
+                own = frozenset(words[mt])
+                for longer in sets:
+                    if own < longer:
+                        roles[mt] = "contained"
+                        break

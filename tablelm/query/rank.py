@@ -99,7 +99,11 @@ class Scorer:
         m = self.model
         s, e = int(m.tables.post_indptr[mt]), int(m.tables.post_indptr[mt + 1])
         row_docs = m.tables.post_docs[s:e]
-        pos = np.minimum(np.searchsorted(row_docs, docs), max(e - s - 1, 0))
+        # the entities in the row's own type (they fit: it holds entity indices), else numpy would
+        # convert the whole row to the type of ``docs`` on every call: O(its postings), 75 µs for a
+        # common word at 1M, ~100 calls an ask
+        at = docs.astype(row_docs.dtype) if docs.dtype != row_docs.dtype and row_docs.dtype.kind in "iu" else docs
+        pos = np.minimum(np.searchsorted(row_docs, at), max(e - s - 1, 0))
         hit = (row_docs[pos] == docs) if e > s else np.zeros(len(docs), dtype=bool)
         return hit, s + pos
 

@@ -129,9 +129,17 @@ def label_scores(model, table: str, terms):
 def _label_totals(model, table: str) -> tuple[np.ndarray, float]:
     """count(·, label) of every label of a context table, and the table's total T (cached)."""
     ctx = model.tables.context(table)
-    totals = np.bincount(np.asarray(ctx.labels, dtype=np.int64), weights=np.asarray(ctx.counts, dtype=np.float64),
-                         minlength=len(ctx.names))
+    labels, counts = ctx.labels, ctx.counts
+    totals = np.zeros(len(ctx.names))
+    # in slices: no copy of the whole table in int64 and float64 (400 MB, 1 s at 1M entities), and
+    # the same floats: the counts are integers, whose sums float64 holds exactly in any order
+    for a in range(0, len(labels), _SLICE):
+        totals += np.bincount(np.asarray(labels[a:a + _SLICE], dtype=np.int64),
+                              weights=np.asarray(counts[a:a + _SLICE], dtype=np.float64), minlength=len(ctx.names))
     return totals, float(totals.sum())
+
+
+_SLICE = 1 << 21  # entries of a context table per bincount in _label_totals
 
 
 def strong_links(model, table: str, terms, params: dict):
@@ -161,6 +169,10 @@ def context_rows(model, plan, name: str, params: dict) -> list[dict]:
     count = np.bincount(labels, weights=counts, minlength=len(names))
     hits = (term, labels)
     cand = np.flatnonzero(score > 0)
+    n_rows = int(params["max_rows"])
+    if 0 < n_rows < len(cand):  # the rows are among the labels scoring at least the n-th best score:
+        kth = np.partition(score[cand], len(cand) - n_rows)[len(cand) - n_rows]  # sort those only (by name
+        cand = cand[score[cand] >= kth]  # for ties), not every label a common word has (10^5 at 1M)
     best = sorted(cand.tolist(), key=lambda lab: (-score[lab], names[lab]))[: params["max_rows"]]
     rows = []
     for lab in best:

@@ -77,13 +77,19 @@ def encode_varints(u: np.ndarray) -> tuple[bytes, np.ndarray]:
     sizes = varint_sizes(u)
     starts = np.zeros(len(u) + 1, dtype=np.int64)
     np.cumsum(sizes, out=starts[1:])
-    out = np.zeros(int(starts[-1]), dtype=np.uint8)
-    for k in range(int(sizes.max(initial=0))):
-        has = np.flatnonzero(sizes > k)
-        byte = (u[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        byte |= np.where(sizes[has] > k + 1, np.uint64(0x80), np.uint64(0))
-        out[starts[has] + k] = byte.astype(np.uint8)
-    return out.tobytes(), starts
+    width = int(sizes.max(initial=0))
+    if width <= 1:
+        return u.astype(np.uint8).tobytes(), starts
+    # every value's bytes in a row of ``width`` columns, then the row-major selection of each
+    # row's first ``size`` bytes: one pass per byte position, no gather or scatter
+    rows = np.empty((len(u), width), dtype=np.uint8)
+    v = u.copy()
+    for k in range(width):
+        rows[:, k] = (v & np.uint64(0x7F)).astype(np.uint8)
+        v >>= np.uint64(7)
+        if k < width - 1:
+            rows[:, k] |= (sizes > k + 1).astype(np.uint8) << np.uint8(7)
+    return rows[np.arange(width) < sizes[:, None]].tobytes(), starts
 
 
 def decode_varints(b: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TablelmError
+from . import spill
 from .build import content_hashes, count_partial, dictionary_from_counts, entity_records, gc_paused, sum_by_hash
 from .counts import Partial, assemble, merge
 
@@ -432,8 +433,12 @@ def count_and_save(shards, analyzer, bp: dict, corpus: dict, out_dir, *, schedul
                 lo += m
                 del part, f
         n_workers = len(client.nthreads())
-        tables = assemble(merge(spilled, n))
+        whole = merge(spilled, n, spool=spool)  # range by range onto the spool, as in the local sharded build
         spilled.clear()
+        spill.trim()
+        tables = assemble(whole, spool=spool)
+        del whole
+        spill.trim()
         bar.close()
         phases["merge and assemble"] = time.perf_counter() - t_start - sum(phases.values())
         tables.arrays.update({"entity_offsets": offsets, "entity_agents": np.concatenate(agents),

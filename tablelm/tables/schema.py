@@ -171,7 +171,9 @@ def partners(arrays: dict, mt: int):
     s, e = int(indptr[mt]), int(indptr[mt + 1])
     ts, te = int(arrays["pair_t_indptr"][mt]), int(arrays["pair_t_indptr"][mt + 1])
     idx = np.asarray(arrays["pair_t_order"][ts:te], dtype=np.int64)
-    below = np.searchsorted(indptr, idx, side="right") - 1  # the row (smaller id) of each entry
+    # the row (smaller id) of each entry; the needles in the row pointers' own (narrowed) type, or
+    # numpy would convert the whole pointer table on every call
+    below = np.searchsorted(indptr, idx.astype(indptr.dtype), side="right").astype(np.int64) - 1
     at = np.concatenate([idx, np.arange(s, e, dtype=np.int64)])  # one gather per count table (encoded ones)
     return (np.concatenate([below, np.asarray(cols[s:e], dtype=np.int64)]),
             np.asarray(adj[at], dtype=np.int64), np.asarray(ctx[at], dtype=np.int64))
