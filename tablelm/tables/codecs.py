@@ -40,6 +40,8 @@ import zlib
 
 import numpy as np
 
+from .spill import chunks, release, span
+
 BLOCK = 128
 ZBLOCK = 1 << 13
 ZDICT = 1 << 15
@@ -253,16 +255,7 @@ PIECE = BLOCK << 13
 
 def _pieces(a: np.ndarray):
     """(start, piece) of a 1-D table, :data:`PIECE` values at a time (memory-mapped pages released)."""
-    from .spill import release
-
-    for lo in range(0, len(a), PIECE):
-        yield lo, np.asarray(a[lo:lo + PIECE])
-        release(a)
-
-
-def _span(a: np.ndarray) -> tuple[int, int]:
-    got = [(int(p.min()), int(p.max())) for _, p in _pieces(a) if p.size]
-    return (min(g[0] for g in got), max(g[1] for g in got)) if got else (0, 0)
+    return chunks(a, PIECE)
 
 
 def encode_dv(a: np.ndarray) -> bytes:
@@ -327,7 +320,7 @@ _BP_HEAD = "<qBBB5xq"
 def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
     """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included)."""
     a = np.asarray(a).reshape(-1)
-    base, top = _span(a)
+    base, top = span(a)
     top -= base
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
@@ -347,7 +340,7 @@ def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
 
 def encode_bp(a: np.ndarray) -> bytes:
     a = np.asarray(a).reshape(-1)
-    base, top = _span(a)
+    base, top = span(a)
     top -= base
     _, w = bitpacked_bytes(a)
     mask = (1 << w) - 1
@@ -449,8 +442,6 @@ def forward_posts_derivable(arrays: dict) -> bool:
     # a piece at a time: fwd (values in range) is the stable argsort of docs iff the pairs
     # (docs[fwd[j]], fwd[j]) strictly increase: then its values are distinct, so a permutation,
     # in the argsort's order
-    from .spill import release
-
     last_doc, last_post = -1, -1
     for _, piece in _pieces(fwd):
         f = piece.astype(np.int64)
