@@ -453,6 +453,11 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
         if not isinstance(entities, list):  # the built-in corpus fits in memory: count its sources
             entities = [e for shard in entities for e in shard]
         corpus.update(builtin_corpus_facts(entities))
+        from .builtin import builtin_profile
+
+        profile = builtin_profile(corpus["html_docs"] is not None)  # the built-in corpus's own query defaults
+    else:
+        profile = {}
     if split_by is not None:
         from .submodels import MAX_SUBMODELS, build_split
 
@@ -466,9 +471,10 @@ def build(sources=None, out_dir=None, *, field_map=None, encoding: str = "utf-8"
 
         model = count_and_save([entities] if isinstance(entities, list) else entities, analyzer, bp, corpus,
                                out_dir, scheduler=scheduler, memory_mb=memory_mb, progress=progress,
-                               report=report, t0=t0)
+                               report=report, t0=t0, profile=profile)
     else:
-        model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0)
+        model = _count_and_save(entities, analyzer, bp, corpus, out_dir, progress=progress, report=report, t0=t0,
+                                profile=profile)
     if report is not None:  # after the count: a sharded build reads the corpus while it counts
         report.update(stats.to_dict() if hasattr(stats, "to_dict") else vars(stats))
     return model

@@ -68,7 +68,7 @@ def test_golden_answers_are_sensible(builtin_model):
         "parse json": ("json",),
         "current date and time": ("date",),
         "remove a directory recursively": ("remove_tree", "rmdir", "removedirs", "rmtree"),
-        "regular expression match": ("mod:re", "fn:re.", "fnmatch", "Regex"),
+        "regular expression match": ("mod:re", "fn:re.", "library/re.html", "fnmatch", "Regex"),
         "copy a file": ("copy",),
     }
     for prompt, needles in expect.items():
@@ -413,9 +413,19 @@ def test_dropped_words_are_said_in_the_text_answer(builtin_model):
 
 
 def test_importance_prior_is_an_explained_factor(builtin_model):
-    """Off by default (it did not help on CACM or the everyday questions); when on, a factor in why."""
-    plain = builtin_model.ask("read a file", k=5)
+    """Off by default (no help on CACM), on in the profile of the built-in model with the HTML
+    documentation (links to objects are their in-links there); when on, a factor in why."""
+    from tablelm.builtin import builtin_profile
+
+    html = builtin_model.manifest["corpus"]["html_docs"] is not None
+    assert builtin_model.manifest["profile"] == builtin_profile(html)
+    assert builtin_model.defaults["w_importance"] == (1.0 if html else 0.0)
+    plain = builtin_model.ask("read a file", k=5, w_importance=0)
     assert not any(f["name"].startswith("importance") for c in plain.cards for f in c.factors)
+    if html:  # the documentation links to open() from everywhere: many in-links, the largest factor
+        prior = builtin_model.ask("open", k=1, sections="").cards[0]
+        assert prior.id == "library/functions.html#open"
+        assert next(f for f in prior.factors if f["name"] == "importance (in-links)")["multiplier"] > 1.5
     a = builtin_model.ask("read a file", k=5, w_importance=0.5)
     linked = [c for c in a.cards if any(f["name"] == "importance (in-links)" for f in c.factors)]
     assert linked

@@ -674,7 +674,12 @@ def test_html_docs_are_found_for_this_python_only(tmp_path, monkeypatch):
                  f"var DOCUMENTATION_OPTIONS = {{ VERSION: '{xy}.99', LANGUAGE: 'en' }};").parents[1]
     write(site / "library" / "demo.html", "<html><body><div class='body'><h1>demo</h1>"
           "<dl class='py function'><dt class='sig sig-object py' id='demo.spam'>demo.spam(x)</dt>"
-          "<dd><p>Return spam for x.</p><p>Second paragraph.</p></dd></dl></div></body></html>")
+          "<dd><p>Return spam for x.</p><p>Second paragraph.</p></dd></dl>"
+          "<dl class='py function'><dt class='sig sig-object py' id='demo.eggs'>demo.eggs()</dt>"
+          "<dd><p>Like <a href='#demo.spam'>spam</a>, see <a href='other.html'>other</a>.</p></dd></dl>"
+          "</div></body></html>")
+    write(site / "library" / "other.html", "<html><body><div class='body'><h1>other</h1>"
+          "<p>Use <a href='demo.html#demo.spam'>demo.spam</a> for spam.</p></div></body></html>")
     monkeypatch.setenv(pydocs.HTML_DOCS_ENV, str(site))
     assert pydocs.python_html_docs() == (site.resolve(), f"{xy}.99")
     assert f"html {site.resolve()}" in pydocs.python_docs_fingerprint()
@@ -683,6 +688,11 @@ def test_html_docs_are_found_for_this_python_only(tmp_path, monkeypatch):
     assert obj.title == "demo.spam" and obj.text == "demo.spam(x)\nReturn spam for x.\n\nSecond paragraph."
     assert obj.category == ("Library reference", "demo") and obj.tags == ("function",)
     assert "library/demo.html" in ents  # the page itself, from the HTML reader
+    # a link to a documented object goes to the object's entity (its in-links: the importance
+    # prior), not to the page around it; an object's own links are its related items
+    assert ents["library/other.html"].related == ("library/demo.html#demo.spam",)
+    assert ents["library/demo.html#demo.eggs"].related == ("library/demo.html#demo.spam", "library/other.html")
+    assert ents["library/demo.html#demo.spam"].related == ()
     # the docs of another Python describe another library: not used
     write(site / "_static" / "documentation_options.js", "VERSION: '2.7.18'")
     assert pydocs.python_html_docs() is None

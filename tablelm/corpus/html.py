@@ -511,8 +511,11 @@ def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = ()) -
 class LinkIndex:
     """Entity ids of the pages of a site: resolves ``href`` seen in a page to an entity id."""
 
-    def __init__(self):
+    def __init__(self, objects=()):
         self.pages: dict[str, dict[str, str]] = {}  # relpath -> anchor -> entity id
+        # entities of their own for an anchor inside a section (``library/os.html#os.listdir``, a
+        # documented object): a link to that anchor goes to it, not to the section around it
+        self.objects: frozenset[str] = frozenset(objects)
 
     def add(self, page: Page, kept: set[str]) -> None:
         anchors: dict[str, str] = {}
@@ -549,7 +552,10 @@ class LinkIndex:
         anchors = self.pages.get(target)
         if anchors is None:
             return None, False
-        return anchors.get(unquote(parts.fragment), anchors[""]), False
+        fragment = unquote(parts.fragment)
+        if fragment and self.objects and f"{target}#{fragment}" in self.objects:
+            return f"{target}#{fragment}", False
+        return anchors.get(fragment, anchors[""]), False
 
 
 def page_entities(page: Page, links: LinkIndex, stats: ReadStats | None = None,
@@ -615,17 +621,20 @@ def load_page(path: Path, relpath: str, dir_parts: tuple[str, ...] = (), *,
 
 def read_html_pages(files: list[tuple[Path, str]], *, encoding: str = "utf-8",
                     on_error: str = "fail", stats: ReadStats | None = None,
-                    max_related: int = 100) -> Iterator[TextEntity]:
+                    max_related: int = 100, links: LinkIndex | None = None) -> Iterator[TextEntity]:
     """Read a set of pages of one site: parse them all, then resolve links between them.
 
     Parameters
     ----------
     files : list of (path, relpath)
         The pages; ``relpath`` (POSIX, relative to the site root) is the page's entity id.
+    links : LinkIndex, optional
+        The index to fill with the pages (and resolve through); pass one to resolve more links
+        of the site after the pages (or to give it entities of anchors, ``LinkIndex(objects)``).
     """
     check_on_error(on_error)
     pages: list[Page] = []
-    links = LinkIndex()
+    links = LinkIndex() if links is None else links
     for full, relpath in files:
         parts = tuple(relpath.split("/")[:-1])
         try:

@@ -180,7 +180,7 @@ def read_html_docs(folder: Path, stats: ReadStats | None = None, skip_modules=()
     own test package (``library/test.html``) are left out, as their docstrings are.
     """
     skip = {f"library/{m}.html" for m in skip_modules} | {"library/test.html"}
-    from tablelm.corpus.html import read_html_pages
+    from tablelm.corpus.html import LinkIndex, read_html_pages
 
     files = []
     for part in HTML_DOCS_PARTS:
@@ -188,8 +188,21 @@ def read_html_docs(folder: Path, stats: ReadStats | None = None, skip_modules=()
         found = [path] if path.is_file() else sorted(path.rglob("*.html")) if path.is_dir() else []
         files += [(f, rel) for f in found if (rel := f.relative_to(folder).as_posix()) not in skip]
     files.sort(key=lambda f: f[1])
-    yield from read_html_pages(files, on_error="skip", stats=stats)
-    yield from read_sphinx_objects([f for f in files if f[1].startswith(("library/", "reference/"))], stats)
+    hrefs: dict[str, list[str]] = {}
+    objects = list(read_sphinx_objects([f for f in files if f[1].startswith(("library/", "reference/"))], stats,
+                                       hrefs=hrefs))
+    # a link to a documented object (library/functions.html#open) goes to the object's entity,
+    # not to the section around it, so the in-links (the importance prior) count for it
+    links = LinkIndex(e.id for e in objects)
+    yield from read_html_pages(files, on_error="skip", stats=stats, links=links)
+    for e in objects:
+        page = e.id.partition("#")[0]
+        related = dict.fromkeys(t for h in hrefs.get(e.id, ()) if (t := links.resolve(h, page)[0]) and t != e.id)
+        yield replace(e, related=tuple(list(related)[:MAX_OBJECT_LINKS])) if related else e
+
+
+#: the most related items (out-links) an object entity keeps, as the HTML reader's ``max_related``
+MAX_OBJECT_LINKS = 100
 
 
 #: Sphinx object descriptions (``<dl class="py function">``) that become entities of their own.
@@ -227,7 +240,8 @@ def _block_text(el, skip: set) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def read_sphinx_objects(files: list[tuple[Path, str]], stats: ReadStats | None = None) -> Iterator[TextEntity]:
+def read_sphinx_objects(files: list[tuple[Path, str]], stats: ReadStats | None = None,
+                        hrefs: dict[str, list[str]] | None = None) -> Iterator[TextEntity]:
     """An entity per documented object of the library and language references.
 
     Sphinx writes each function, class, method or attribute as ``<dl class="py function">``
@@ -235,7 +249,8 @@ def read_sphinx_objects(files: list[tuple[Path, str]], stats: ReadStats | None =
     and section entities hold that text too, among pages of it (``library/functions.html`` is
     70,000 characters); an entity of its own, id ``library/os.html#os.environ``, title the
     object's name, answers "environment variable" with the object people need. A class's
-    methods are entities of their own, left out of the class's text.
+    methods are entities of their own, left out of the class's text. ``hrefs``, when given,
+    receives each entity's links in order (its own text's, not its nested objects').
     """
     from lxml import etree
 
@@ -269,6 +284,10 @@ def read_sphinx_objects(files: list[tuple[Path, str]], stats: ReadStats | None =
             body = _block_text(dd, nested)
             if not body:
                 continue
+            if hrefs is not None:
+                inner = {a for sub in nested for a in sub.iter("a")}
+                hrefs[eid] = [a.get("href").strip() for a in dd.iter("a") if a.get("href") and a not in inner
+                              and "headerlink" not in (a.get("class") or "")]
             yield TextEntity(id=eid, text=f"{signature}\n{body}", title=name,
                              category=(top, page_title) if page_title else (top,),
                              tags=(kind, "example") if ">>>" in body else (kind,),
