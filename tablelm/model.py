@@ -628,6 +628,10 @@ def _manifest(tables: Tables, analyzer: Analyzer, bp: dict, corpus: dict, profil
     if isinstance(blob, Path):  # spooled to disk by a sharded build
         with open(blob, "rb") as f:
             h = hashlib.file_digest(f, "sha256")
+    elif hasattr(blob, "chunks"):  # an add's or a delete's store (tables/codecs.py Spliced): read a piece at a time
+        h = hashlib.sha256()
+        for piece in blob.chunks():
+            h.update(piece)
     else:
         h = hashlib.sha256(blob)
     h.update(json.dumps([bp, analyzer.config(), FORMAT_VERSION], sort_keys=True).encode())

@@ -99,6 +99,49 @@ def test_zlib_blocks_read_like_the_bytes(tmp_path):
     assert (tmp_path / "z").stat().st_size < len(raw) / 2
 
 
+def _zfile(tmp_path, name, raw=None, spliced=None) -> bytes:
+    with open(tmp_path / name, "wb") as f:
+        spliced.write(f) if spliced is not None else C.write_zblocks(f, [raw])
+    return (tmp_path / name).read_bytes()
+
+
+@pytest.mark.parametrize("cut", ["append", "late", "early", "small"])
+def test_a_spliced_store_is_the_file_of_its_bytes_and_copies_the_blocks_before_the_change(tmp_path, cut):
+    """An add appends to the entity store, a delete cuts runs out of it: the file written from the
+    old blocks is the file of the new bytes compressed whole, and the blocks before the first
+    change (past the dictionary) are copied, not compressed again."""
+    rng = np.random.default_rng(5)
+    words = np.array([b"cell ", b"growth ", b"tumor ", b"file ", b"line\n", b"data ", b"graph "])
+    raw = b"".join(rng.choice(words, 60_000 if cut != "small" else 2_000))
+    old = C.ZBlocks(_zfile(tmp_path, "old", raw))
+    n = len(raw)
+    runs = {"append": [(0, n)], "late": [(0, 5 * C.ZBLOCK + 17), (9 * C.ZBLOCK, n - 100)],
+            "early": [(10, 3000), (4000, n)], "small": [(0, 500), (900, n)]}[cut]
+    tail = b"an added entity\n" * 40
+    spliced = C.Spliced(old, runs, tail)
+    want = b"".join(raw[a:b] for a, b in runs) + tail
+    assert bytes(spliced) == want and len(spliced) == len(want)
+    assert _zfile(tmp_path, "new", spliced=spliced) == _zfile(tmp_path, "whole", want)
+    assert spliced.reused_blocks() == {"append": n // C.ZBLOCK, "late": 5, "early": 0, "small": 0}[cut]
+    if cut == "append":  # the copied blocks are not compressed again
+        calls = []
+        real = C.zlib.compressobj
+        C.zlib.compressobj = lambda *a, **k: calls.append(1) or real(*a, **k)
+        try:
+            _zfile(tmp_path, "again", spliced=spliced)
+        finally:
+            C.zlib.compressobj = real
+        assert len(calls) == -(-(len(want) - spliced.reused_blocks() * C.ZBLOCK) // C.ZBLOCK)
+
+
+@pytest.mark.parametrize("same", [0, 1000, 1024, 3000, 5000])
+def test_kept_lines_copy_the_stored_blocks_they_share_and_give_the_same_bytes(same):
+    old = [f'"id-{i}"' for i in range(4100)]
+    blocks = C.LineBlocks(C.encode_lines(old))
+    new = old[:same] + [f'"new-{i}"' for i in range(1500)]
+    assert C.encode_lines(C.KeptLines(new, blocks, same)) == C.encode_lines(new)
+
+
 @needs_data
 def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
     manifest = json.loads((cacm_dir / "manifest.json").read_text())

@@ -465,15 +465,32 @@ def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
 
 
 # ---------------------------------------------------------------- compressed blob
-def write_zblocks(f, chunks) -> int:
+def write_zblocks(f, chunks, reuse: tuple | None = None) -> int:
     """Write ``chunks`` (bytes-likes, concatenated) to the open file ``f`` as zlib blocks; the bytes written.
 
     Blocks of :data:`ZBLOCK` raw bytes; the first :data:`ZDICT` raw bytes are the preset dictionary
     of every later block (so that small blocks compress as well as large ones: a card inflates 8 KB).
+
+    ``reuse`` is ``(old, k)``: the raw bytes start with the first ``k`` whole blocks of the store
+    ``old`` (a :class:`ZBlocks` of this layout, ``k`` covering at least the dictionary), which are
+    copied compressed, as they are; ``chunks`` are the raw bytes after them. Each block is
+    compressed alone with the same dictionary, so the file is the same, byte for byte, as the
+    whole raw bytes compressed (an add appends to the entity store: only its tail is compressed).
     """
     sizes, pieces, raw = [], [], 0
     pending = bytearray()
     zdict = b""
+    raw_done = [0]
+    head_bytes = bytearray()
+    if reuse is not None:
+        old, k = reuse
+        if not old.reusable(k):
+            raise ValueError("these zlib blocks cannot be reused")
+        zdict = old.dictionary()
+        head_bytes += zdict
+        raw = raw_done[0] = k * ZBLOCK
+        sizes = np.diff(old._off[:k + 1]).tolist()
+        pieces.append(old._data[int(old._off[0]):int(old._off[k])])
 
     def flush(block) -> None:
         nonlocal zdict
@@ -485,8 +502,6 @@ def write_zblocks(f, chunks) -> int:
             zdict = bytes(head_bytes[:ZDICT])
         raw_done[0] += len(block)
 
-    raw_done = [0]
-    head_bytes = bytearray()
     for chunk in chunks:
         view = memoryview(chunk).cast("B")
         raw += len(view)
@@ -508,6 +523,44 @@ def write_zblocks(f, chunks) -> int:
     for z in pieces:
         f.write(z)
     return len(head) + int(offsets[-1])
+
+
+class Spliced:
+    """An entity store to be written as runs of an old zlib-block store's raw bytes plus new bytes
+    (what an add or a delete keeps, then what it adds), without inflating what need not be:
+    the old blocks before the first byte that changes are copied compressed
+    (:func:`write_zblocks` with ``reuse``); the rest is inflated and compressed again.
+
+    ``runs`` are ``(start, end)`` raw byte ranges of ``old``, ascending; ``tail`` the bytes after."""
+
+    def __init__(self, old: ZBlocks, runs: list, tail: bytes):
+        self.old, self.runs, self.tail = old, [(int(a), int(b)) for a, b in runs if b > a], tail
+
+    def __len__(self) -> int:
+        return sum(b - a for a, b in self.runs) + len(self.tail)
+
+    def reused_blocks(self) -> int:
+        """Whole old blocks at the start that the new bytes share (0 when they cannot be reused)."""
+        same = self.runs[0][1] if self.runs and self.runs[0][0] == 0 else 0
+        k = same // ZBLOCK
+        return k if k and self.old.reusable(k) else 0
+
+    def chunks(self, skip: int = 0):
+        """The raw bytes from offset ``skip`` on (``skip`` inside the first run), a piece at a time."""
+        step = 1 << 22
+        for a, b in self.runs:
+            a = max(a, skip) if a == self.runs[0][0] else a
+            for lo in range(a, b, step):
+                yield self.old[lo:min(lo + step, b)]
+        if self.tail:
+            yield self.tail
+
+    def write(self, f) -> int:
+        k = self.reused_blocks()
+        return write_zblocks(f, self.chunks(k * ZBLOCK), reuse=(self.old, k) if k else None)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.chunks())
 
 
 class ZBlocks:
@@ -535,13 +588,22 @@ class ZBlocks:
         z = self._data[int(self._off[b]):int(self._off[b + 1])]
         if b < self._n_plain:
             return zlib.decompress(z)
-        if self._zdict is None:
-            self._zdict = b"".join(self.block(i) for i in range(self._n_plain))[: self._dict_len]
-        d = zlib.decompressobj(zdict=self._zdict)
+        d = zlib.decompressobj(zdict=self.dictionary())
         return d.decompress(z) + d.flush()
 
     def __len__(self) -> int:
         return self._raw
+
+    def reusable(self, k: int) -> bool:
+        """Whether the first ``k`` blocks can start another store of this layout (whole blocks of
+        :data:`ZBLOCK` bytes, with the dictionary of the first :data:`ZDICT` bytes, all in them)."""
+        return (self._block == ZBLOCK and self._dict_len == ZDICT and self._n_plain == -(-ZDICT // ZBLOCK)
+                and self._n_plain <= k <= self._raw // ZBLOCK)
+
+    def dictionary(self) -> bytes:
+        if self._zdict is None:
+            self._zdict = b"".join(self.block(i) for i in range(self._n_plain))[: self._dict_len]
+        return self._zdict
 
     def block(self, b: int) -> bytes:
         got = self._cache.get(b)
@@ -582,10 +644,26 @@ _LMAGIC = b"TLZL"
 LINES_PER_BLOCK = 1024
 
 
+class KeptLines(list):
+    """A string table whose first lines are those of a stored one (an add or a delete keeps the ids
+    before the first deleted entity): ``blocks`` is the stored table, ``same`` how many lines of it
+    this list starts with, so that :func:`encode_lines` copies their whole blocks compressed."""
+
+    def __init__(self, values, blocks: LineBlocks | None, same: int):
+        super().__init__(values)
+        self.blocks, self.same = blocks, int(same)
+
+
 def encode_lines(values) -> bytes:
-    """A string table (no newlines) as zlib blocks of :data:`LINES_PER_BLOCK` lines each."""
-    pieces = [zlib.compress("\n".join(values[i:i + LINES_PER_BLOCK]).encode("utf-8"), _ZLEVEL)
-              for i in range(0, len(values), LINES_PER_BLOCK)]
+    """A string table (no newlines) as zlib blocks of :data:`LINES_PER_BLOCK` lines each (the blocks
+    a :class:`KeptLines` shares with its stored table are copied: each block is compressed alone,
+    so the bytes are the same)."""
+    kept, blocks = 0, getattr(values, "blocks", None)
+    if blocks is not None and blocks.per_block == LINES_PER_BLOCK:
+        kept = min(values.same, len(values), blocks.rows) // LINES_PER_BLOCK
+    pieces = [blocks.compressed(b) for b in range(kept)] if blocks is not None and kept else []
+    pieces += [zlib.compress("\n".join(values[i:i + LINES_PER_BLOCK]).encode("utf-8"), _ZLEVEL)
+               for i in range(kept * LINES_PER_BLOCK, len(values), LINES_PER_BLOCK)]
     offsets = np.zeros(len(pieces) + 1, dtype="<i8")
     np.cumsum([len(p) for p in pieces], out=offsets[1:])
     return (_LMAGIC + struct.pack("<Iqq", LINES_PER_BLOCK, len(values), len(pieces)) + offsets.tobytes()
@@ -603,5 +681,8 @@ class LineBlocks:
         self._off = np.frombuffer(buf, dtype="<i8", count=nb + 1, offset=head)
         self._data = memoryview(buf)[head + 8 * (nb + 1):]
 
+    def compressed(self, b: int):
+        return self._data[int(self._off[b]):int(self._off[b + 1])]
+
     def block(self, b: int) -> list[str]:
-        return zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])]).decode("utf-8").split("\n")
+        return zlib.decompress(self.compressed(b)).decode("utf-8").split("\n")

@@ -251,6 +251,15 @@ class StemIds:
         return len(self._stems)
 
 
+def decode_ids(raw, indices: list[int] | None = None) -> list:
+    """The ids at ``indices`` (None: all) of a stored id table (JSON strings, one an entity), decoded
+    alone: a query's results need not decode every id."""
+    if indices is None:
+        return [_decode_id(x) for x in raw]
+    texts = raw.take(indices) if hasattr(raw, "take") else [raw[i] for i in indices]
+    return [x[1:-1] if x[:1] == '"' and "\\" not in x else _decode_id(x) for x in texts]
+
+
 def _decode_id(text: str):
     """One JSON-encoded id; a string without escapes (a backslash) is its text between the quotes."""
     if text[:1] == '"' and "\\" not in text:
@@ -383,7 +392,7 @@ class TableSet:
     def ids(self) -> list[str]:
         """Entity ids, decoded on first use."""
         if self._ids is None:
-            self._ids = [_decode_id(x) for x in self._strings["ids"]]
+            self._ids = decode_ids(self._strings["ids"])
         return self._ids
 
     def id_at(self, index: int) -> str:
@@ -396,9 +405,7 @@ class TableSet:
         """The ids of the entities ``indices`` (a query's results), decoded alone."""
         if self._ids is not None:
             return [self._ids[i] for i in indices]
-        raw = self._strings["ids"]
-        texts = raw.take(indices) if hasattr(raw, "take") else [raw[i] for i in indices]
-        return [x[1:-1] if x[:1] == '"' and "\\" not in x else _decode_id(x) for x in texts]
+        return decode_ids(self._strings["ids"], indices)
 
     def index_of(self, entity_id: str) -> int | None:
         """The index of the entity with this id (the last one, should ids repeat), or None."""

@@ -50,6 +50,7 @@ from .codecs import (
     Encoded,
     ForwardPosts,
     LineBlocks,
+    Spliced,
     ZBlocks,
     bitpacked_bytes,
     decode_array,
@@ -185,6 +186,8 @@ def _write_blob(path: Path, data, fsync: bool) -> None:
         if isinstance(data, Path):
             with open(data, "rb") as src:
                 write_zblocks(f, iter(lambda: src.read(1 << 22), b""))
+        elif isinstance(data, Spliced):  # an add or a delete: the old blocks it keeps are copied
+            data.write(f)
         elif isinstance(data, ZBlocks):
             write_zblocks(f, data.chunks())
         else:
