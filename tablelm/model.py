@@ -528,6 +528,7 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
     """
     t_start = time.perf_counter()
     t0 = t_start if t0 is None else t0
+    spill.map_large_allocations(spill.SHARDED_MMAP_THRESHOLD)
     bar = _bar(progress, "reading", "entities")
     spans, n = [], 0
     pieces: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]

@@ -212,3 +212,44 @@ def test_a_format_4_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path
     ref = json.loads((cacm_dir / "manifest.json").read_text())
     assert up["format_version"] == ref["format_version"] == 5
     assert {n: m["sha256"] for n, m in up["tables"].items()} == {n: m["sha256"] for n, m in ref["tables"].items()}
+
+
+def test_compiled_encoders_give_the_numpy_encoders_bytes(monkeypatch):
+    """The save's numba kernels (tables/_jit.py, used for large tables) write exactly the bytes of the
+    numpy encoders: delta-varints, bit packing and its width choice, on edge values, a piece at a time."""
+    pytest.importorskip("numba")
+    from tablelm.tables import _jit, compiled
+
+    rng = np.random.default_rng(11)
+    n = 3 * C.BLOCK + 41
+    ids = np.concatenate([np.sort(rng.integers(0, 2**31 - 1, n)), [0, 2**31 - 1, 0, 5, 5, -(2**31)]])
+    arrays = [ids.astype(np.int32),
+              rng.integers(0, 2**32 - 1, n, dtype=np.uint64).astype(np.uint32), np.arange(n, dtype=np.int16) - 7,
+              np.zeros(1, dtype=np.int32), np.array([2**31 - 1], dtype=np.int32)]
+    counts = rng.integers(0, 4, n).astype(np.uint32)
+    edges = [255, 256, 2**32 - 1, 254, 70000, 1, 3, 15, 16, 14, 0, 2, 255, 1, 9, 4, 300, 7, 8]
+    counts[: 13 * len(edges): 13] = edges
+    bp_inputs = [counts, counts + 1, np.minimum(counts, 1), np.minimum(counts, 3), np.minimum(counts, 15),
+                 counts.astype(np.uint8), counts.astype(np.int64).astype(np.int32) - 3]
+
+    def encoded():
+        return ([C.encode_dv(a) for a in arrays], [C.bitpacked_bytes(c) for c in bp_inputs],
+                [C.encode_bp(c) for c in bp_inputs])
+
+    monkeypatch.setattr(compiled, "_module", False)  # numpy
+    plain = encoded()
+    monkeypatch.setattr(compiled, "_module", _jit)  # the kernels, whatever the size
+    assert compiled.kernels(1) is _jit
+    assert encoded() == plain
+    monkeypatch.setattr(C, "PIECE", C.BLOCK)  # a piece at a time: the block pointers and escape positions
+    assert encoded() == plain
+
+
+def test_the_kernels_load_only_for_large_work(monkeypatch):
+    """Loading numba costs more than numpy's encoding of a small table: a small save never loads it."""
+    from tablelm.tables import compiled
+
+    monkeypatch.setattr(compiled, "_module", None)
+    assert compiled.kernels(compiled.JIT_MIN_VALUES - 1) is None and compiled._module is None
+    monkeypatch.setenv("TABLELM_KERNEL", "numpy")
+    assert compiled.kernels(compiled.JIT_MIN_VALUES) is None and compiled._module is False

@@ -40,6 +40,7 @@ import zlib
 
 import numpy as np
 
+from .compiled import kernels
 from .spill import chunks, release, span
 
 BLOCK = 128
@@ -63,14 +64,12 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
 
 def varint_sizes(u: np.ndarray) -> np.ndarray:
     """Bytes of the LEB128 varint of each unsigned value."""
+    u = np.asarray(u, dtype=np.uint64)
+    top = int(u.max(initial=0))
     n = np.ones(len(u), dtype=np.int64)
-    v = u >> np.uint64(7)
-    while True:
-        more = v > 0
-        if not more.any():
-            return n
-        n += more
-        v = v >> np.uint64(7)
+    for k in range(1, max((top.bit_length() + 6) // 7, 1)):  # one comparison per byte the largest needs
+        n += u >= np.uint64(1 << (7 * k))
+    return n
 
 
 def encode_varints(u: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -82,16 +81,26 @@ def encode_varints(u: np.ndarray) -> tuple[bytes, np.ndarray]:
     width = int(sizes.max(initial=0))
     if width <= 1:
         return u.astype(np.uint8).tobytes(), starts
-    # every value's bytes in a row of ``width`` columns, then the row-major selection of each
-    # row's first ``size`` bytes: one pass per byte position, no gather or scatter
-    rows = np.empty((len(u), width), dtype=np.uint8)
-    v = u.copy()
-    for k in range(width):
-        rows[:, k] = (v & np.uint64(0x7F)).astype(np.uint8)
-        v >>= np.uint64(7)
-        if k < width - 1:
-            rows[:, k] |= (sizes > k + 1).astype(np.uint8) << np.uint8(7)
-    return rows[np.arange(width) < sizes[:, None]].tobytes(), starts
+    # byte k of the values that have one, written where it goes; most values (ids and gaps in
+    # blocks) take one or two bytes, so each later position touches fewer values
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    more = sizes > 1
+    first = (u & np.uint64(0x7F)).astype(np.uint8)
+    first |= more.view(np.uint8) << np.uint8(7)
+    out[starts[:-1]] = first
+    del first
+    idx = np.flatnonzero(more)
+    v, pos, left = u[idx] >> np.uint64(7), starts[idx] + 1, sizes[idx] - 1
+    for _ in range(1, width):
+        more = left > 1
+        byte = (v & np.uint64(0x7F)).astype(np.uint8)
+        byte |= more.view(np.uint8) << np.uint8(7)
+        out[pos] = byte
+        keep = np.flatnonzero(more)
+        if not len(keep):
+            break
+        v, pos, left = v[keep] >> np.uint64(7), pos[keep] + 1, left[keep] - 1
+    return out.tobytes(), starts
 
 
 def decode_varints(b: np.ndarray) -> np.ndarray:
@@ -260,9 +269,16 @@ def _pieces(a: np.ndarray):
 
 def encode_dv(a: np.ndarray) -> bytes:
     a = np.asarray(a).reshape(-1)
+    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None  # deltas fit in int64
     ptrs, datas, offset = [], [], 0
     for _, piece in _pieces(a):  # pieces start at block starts: each block's deltas are its own
         v = piece.astype(np.int64)
+        if jit is not None:
+            data, starts = jit.dv_encode(v, BLOCK)
+            ptrs.append(starts[:-1] + offset)
+            datas.append(data.tobytes())
+            offset += int(starts[-1])
+            continue
         d = np.diff(v, prepend=np.int64(0))
         d[::BLOCK] = v[::BLOCK]
         data, starts = encode_varints(_zigzag(d))
@@ -317,15 +333,21 @@ class BitPacked(Encoded):
 _BP_HEAD = "<qBBB5xq"
 
 
-def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
-    """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included)."""
+def bitpacked_bytes(a: np.ndarray, base_top: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included);
+    ``base_top``: its (min, max) when the caller has them."""
     a = np.asarray(a).reshape(-1)
-    base, top = span(a)
+    base, top = span(a) if base_top is None else base_top
     top -= base
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     escapes = dict.fromkeys((1, 2, 4, 8), 0)
+    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None
     for _, piece in _pieces(a):
+        if jit is not None:
+            for w, n_esc in zip(escapes, jit.bp_escapes(piece.astype(np.int64), base).tolist()):
+                escapes[w] += n_esc
+            continue
         v = piece.astype(np.int64) - base
         for w in escapes:
             escapes[w] += int(np.count_nonzero(v >= (1 << w) - 1))
@@ -338,17 +360,26 @@ def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
     return best  # type: ignore[return-value]
 
 
-def encode_bp(a: np.ndarray) -> bytes:
+def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int] | None = None) -> bytes:
+    """The bit-packed bytes of ``a``; ``width`` (the best, from :func:`bitpacked_bytes`) and ``base_top``
+    (its min and max) when the caller has them, so that they are not computed again."""
     a = np.asarray(a).reshape(-1)
-    base, top = span(a)
+    base, top = span(a) if base_top is None else base_top
     top -= base
-    _, w = bitpacked_bytes(a)
+    w = bitpacked_bytes(a, (base, top + base))[1] if width is None else width
     mask = (1 << w) - 1
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     per = 8 // w
+    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None
     escs, vals, packs = [], [], []
     for lo, piece in _pieces(a):  # PIECE is a multiple of 8: only the last piece is padded
+        if jit is not None:
+            packed, esc, val = jit.bp_pack(piece.astype(np.int64), base, w, lo)
+            escs.append(esc.astype(f"<i{pos_size}").tobytes())
+            vals.append(val.astype(f"<u{val_size}").tobytes())
+            packs.append(packed.tobytes())
+            continue
         v = piece.astype(np.int64) - base
         esc = np.flatnonzero(v >= mask)
         escs.append((esc + lo).astype(f"<i{pos_size}").tobytes())
