@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -445,6 +446,8 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
                 tables.arrays[name] = loaded = decode_array(meta["codec"], buf, meta["dtype"], meta["shape"])
             else:
                 tables.arrays[name] = loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+                if getattr(loaded, "_mmap", None) is not None:
+                    _LIVE_MAPS.add(loaded._mmap)
         except FileNotFoundError:
             raise
         except (OSError, ValueError, EOFError) as e:
@@ -469,9 +472,14 @@ class Lines(Sequence):
     (one vectorized scan for newlines, int64 per line), and a line is decoded with the
     :data:`BLOCK` lines around it, so loading costs nothing per row and a query that reads a
     few ids or stems decodes a few blocks (at most the whole table, over a process's life).
+
+    At most :data:`CACHE` decoded blocks are kept (the oldest decoded is dropped first): a server
+    that shows ever new entities would otherwise end up holding every line as a Python string.
     """
 
     BLOCK = 1024
+    #: decoded blocks kept per table (x BLOCK lines)
+    CACHE = 64
 
     def __init__(self, buf, rows: int):
         self._buf = buf
@@ -504,8 +512,15 @@ class Lines(Sequence):
             ends = self._line_ends()
             lo, hi = b * self.BLOCK, min((b + 1) * self.BLOCK, self._rows)
             start = int(ends[lo - 1]) + 1 if lo else 0
-            got = self._blocks[b] = bytes(self._buf[start:int(ends[hi - 1])]).decode("utf-8").split("\n")
+            got = bytes(self._buf[start:int(ends[hi - 1])]).decode("utf-8").split("\n")
+            self._keep(b, got)
         return got
+
+    def _keep(self, b: int, lines: list[str]) -> None:
+        cache = self._blocks
+        if len(cache) >= self.CACHE:
+            cache.pop(next(iter(cache)))
+        cache[b] = lines
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -549,7 +564,8 @@ class ZLines(Lines):
     def _block(self, b: int) -> list[str]:
         got = self._blocks.get(b)
         if got is None:
-            got = self._blocks[b] = self._zb.block(b)
+            got = self._zb.block(b)
+            self._keep(b, got)
         return got
 
     def __iter__(self):
@@ -570,7 +586,60 @@ def _map(path: Path):
     import mmap as _mmap
 
     with open(path, "rb") as f:
-        return _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+        if not os.fstat(f.fileno()).st_size:
+            return b""
+        mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
+    _LIVE_MAPS.add(mm)
+    return mm
+
+
+#: every memory map of a loaded model's files in this process (weak: a dropped model's maps go)
+_LIVE_MAPS: weakref.WeakSet = weakref.WeakSet()
+
+
+def mapped_resident_mb() -> float | None:
+    """This process's resident file-backed pages in MB (``/proc/self/statm``'s shared pages: the
+    mapped model tables, and the shared libraries), or None where there is no ``/proc`` (not Linux)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            shared = int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+    return shared * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def release_mapped() -> int:
+    """Drop the resident pages of every loaded model's memory-mapped tables from this process
+    (``madvise(MADV_DONTNEED)``: the maps are read-only views of the files, so the next read faults
+    the same bytes back in from the page cache, or from disk). Returns the number of maps released.
+
+    Mapped pages count in a process's resident set: a long-running server whose queries touch
+    ever other parts of the tables would otherwise grow towards the size of the model."""
+    import mmap as _mmap
+
+    advice = getattr(_mmap, "MADV_DONTNEED", None)
+    if advice is None:
+        return 0
+    done = 0
+    for mm in list(_LIVE_MAPS):
+        try:
+            mm.madvise(advice)
+            done += 1
+        except (ValueError, OSError):  # closed meanwhile
+            pass
+    return done
+
+
+def trim_mapped(budget_mb: float) -> bool:
+    """:func:`release_mapped` when the resident file-backed pages pass ``budget_mb`` (0 or less:
+    never); True when it released. Costs one read of ``/proc/self/statm`` when under budget."""
+    if budget_mb <= 0:
+        return False
+    got = mapped_resident_mb()
+    if got is None or got <= budget_mb:
+        return False
+    release_mapped()
+    return True
 
 
 def load_tables(model_dir, mmap: bool = True) -> tuple[Tables, dict, Path]:
