@@ -534,6 +534,7 @@ def _count_and_save_sharded(shards, analyzer: Analyzer, bp: dict, corpus: dict, 
     """
     t_start = time.perf_counter()
     t0 = t_start if t0 is None else t0
+    spill.map_large_allocations(spill.SHARDED_MMAP_THRESHOLD)
     bar = _bar(progress, "reading", "entities")
     spans, n = [], 0
     pieces: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
@@ -634,6 +635,10 @@ def _manifest(tables: Tables, analyzer: Analyzer, bp: dict, corpus: dict, profil
     if isinstance(blob, Path):  # spooled to disk by a sharded build
         with open(blob, "rb") as f:
             h = hashlib.file_digest(f, "sha256")
+    elif hasattr(blob, "chunks"):  # an add's or a delete's store (tables/codecs.py Spliced): read a piece at a time
+        h = hashlib.sha256()
+        for piece in blob.chunks():
+            h.update(piece)
     else:
         h = hashlib.sha256(blob)
     h.update(json.dumps([bp, analyzer.config(), FORMAT_VERSION], sort_keys=True).encode())

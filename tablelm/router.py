@@ -32,40 +32,55 @@ DEFAULT_METHOD = "pairs"
 SHOWN = 5
 
 
+#: the plan roles the router weighs (what the prompt says; not expansion or feedback terms)
+ROUTED_ROLES = ("prompt", "forced", "contained")
+
+
 def coverage(split, scope, tables, terms, explain: bool = True, method: str = "pairs") -> tuple[np.ndarray, dict]:
     """(coverage of every sub-model of the collection (0 outside the scope), {sub: [(term text, df_s)]});
     the evidence only with ``explain``. ``method``: ``"pairs"`` (the default, see :func:`_pairs`) or
     ``"share"`` (the share of the prompt's weighted document frequency)."""
-    from .query.rank import gather, idf
-
-    n_sub = len(split.names)
-    if not terms:
-        return np.zeros(n_sub), {}
-    r = split.router_arrays
-    weights = np.asarray([t.weight for t in terms]) * idf(_Stats(tables), [t.mt for t in terms])
-    total = weights.sum()
-    if total <= 0:
-        return np.zeros(n_sub), {}
-    in_scope = np.zeros(n_sub, dtype=bool)
-    in_scope[list(scope.subs)] = True
-    term, idx = gather(r["route_indptr"], [t.mt for t in terms])  # one gather for every (term, sub-model)
-    from .submodels import route_columns
-
-    sub, df = route_columns(r, idx)
-    df = df.astype(np.float64)
-    keep = in_scope[sub] & (df > 0)
-    term, sub, df = term[keep], sub[keep], df[keep]
-    per_term = np.bincount(term, weights=df, minlength=len(terms))
-    cov = np.bincount(sub, weights=weights[term] * df / np.maximum(per_term[term], 1.0), minlength=n_sub) / total
-    if method == "pairs":
-        cov = _pairs(split, weights, term, sub, df, n_sub, cov)
+    cov, (term, sub, df) = coverage_many(split, scope, tables, [terms], method)
     evidence: dict[int, list] = {}
     for j, s_, d in zip(term.tolist(), sub.tolist(), df.tolist()) if explain else ():
         evidence.setdefault(s_, []).append((terms[j].text, int(d)))
-    return cov, evidence
+    return cov[0], evidence
 
 
-def _pairs(split, weights, term, sub, df, n_sub, share):
+def coverage_many(split, scope, tables, term_lists: list, method: str = "pairs"):
+    """:func:`coverage` of several prompts at once: an array (prompts, sub-models) and the router
+    entries read, (term index in the concatenated terms, sub-model, df there). One idf lookup and
+    one gather in the router's table for the whole batch; each prompt's sums run over its own
+    entries in order, so a prompt gets the same floats alone or in any batch."""
+    from .query.rank import gather, idf
+    from .submodels import route_columns
+
+    n_sub, nq = len(split.names), len(term_lists)
+    flat = [t for ts in term_lists for t in ts]
+    if not flat:
+        none = np.zeros(0, dtype=np.int64)
+        return np.zeros((nq, n_sub)), (none, none, np.zeros(0))
+    owner = np.repeat(np.arange(nq), [len(ts) for ts in term_lists])
+    mts = np.fromiter((t.mt for t in flat), dtype=np.int64, count=len(flat))
+    weights = np.fromiter((t.weight for t in flat), dtype=np.float64, count=len(flat)) * idf(_Stats(tables), mts)
+    total = np.bincount(owner, weights=weights, minlength=nq)
+    in_scope = np.zeros(n_sub, dtype=bool)
+    in_scope[list(scope.subs)] = True
+    term, idx = gather(split.router_arrays["route_indptr"], mts)  # one gather for every (term, sub-model)
+    sub, df = route_columns(split.router_arrays, idx)
+    df = df.astype(np.float64)
+    keep = in_scope[sub] & (df > 0) & (total[owner[term]] > 0)
+    term, sub, df = term[keep], sub[keep], df[keep]
+    per_term = np.bincount(term, weights=df, minlength=len(flat))
+    key = owner[term] * n_sub + sub
+    cov = np.bincount(key, weights=weights[term] * df / np.maximum(per_term[term], 1.0),
+                      minlength=nq * n_sub).reshape(nq, n_sub) / np.maximum(total, np.finfo(np.float64).tiny)[:, None]
+    if method == "pairs":
+        cov = _pairs(split, weights[term] * df, key, nq, n_sub, cov)
+    return cov, (term, sub, df)
+
+
+def _pairs(split, a, key, nq, n_sub, share):
     """Where the entities that hold *two* of the prompt's multitokens are expected: in sub-model
     ``s``, with its ``N_s`` entities and the terms independent within it, ``df_s(t)·df_s(u)/N_s``
     entities hold both ``t`` and ``u``; weighted by ``w_t·w_u`` and summed over the pairs,
@@ -76,14 +91,16 @@ def _pairs(split, weights, term, sub, df, n_sub, share):
     and those lie where the prompt's words occur *together*, not only where most of its words
     occur: a large sub-model that holds many entities with one common word of the prompt each
     gets less than its document-frequency share. A prompt of one multitoken, or one whose
-    multitokens no sub-model holds together, keeps ``share`` (the weighted df share)."""
-    a = weights[term] * df
-    s1 = np.bincount(sub, weights=a, minlength=n_sub)
-    s2 = np.bincount(sub, weights=a * a, minlength=n_sub)
+    multitokens no sub-model holds together, keeps ``share`` (the weighted df share).
+    ``a``: a_t of each router entry, ``key``: its prompt · n_sub + sub-model; one row per prompt."""
+    s1 = np.bincount(key, weights=a, minlength=nq * n_sub).reshape(nq, n_sub)
+    s2 = np.bincount(key, weights=a * a, minlength=nq * n_sub).reshape(nq, n_sub)
     sizes = np.asarray([max(m["entities"], 1) for m in split.manifest["submodels"]], dtype=np.float64)
     got = np.maximum(s1 * s1 - s2, 0.0) / (2.0 * sizes)
-    total = got.sum()
-    return got / total if total > 0 else share
+    total = got.sum(axis=1)
+    some = total > 0
+    share[some] = got[some] / total[some, None]
+    return share
 
 
 class _Stats:
@@ -97,27 +114,12 @@ def choose(split, scope, tables, plan, pinned, mode: str, route_max: int | None,
            explain: bool = True, method: str = "pairs"):
     """The sub-models to ask (ids, best first) and the routing explanation of the answer (None
     without ``explain``: a search needs only the choice)."""
-    names = split.names
-    terms = [t for t in plan.active() if t.role in ("prompt", "forced", "contained")]
+    terms = routed_terms(plan)
     cov, evidence = coverage(split, scope, tables, terms, explain, method)
-    ranked = sorted(scope.subs, key=lambda s: (-cov[s], names[s]))
-    if pinned is not None:
-        chosen, why = list(pinned), "pinned by the caller (-s / submodels)"
-    elif mode == "all":
-        chosen, why = list(ranked), "route=all: every sub-model this caller may read"
-    elif not terms or cov.max() <= 0:
-        chosen, why = list(ranked), "no matched multitoken to route on: every sub-model asked"
-    else:
-        cum = np.cumsum([cov[s] for s in ranked])
-        n = int(np.searchsorted(cum, share - 1e-9)) + 1  # the fewest that hold ``share`` of the evidence
-        chosen = [s for s in ranked[:min(n, route_max or n)] if cov[s] > 0]
-        held = float(sum(cov[s] for s in chosen))
-        what = ("entities expected to hold two of its multitokens, idf-weighted" if method == "pairs"
-                else "idf-weighted document frequency of its multitokens")
-        why = (f"the sub-models holding the most of the prompt's evidence ({what}), until {share:g} of it"
-               + (f", at most {route_max}" if route_max else "") + f": these hold {held:.2f}")
+    chosen, ranked, why = _choice(split, scope, cov, bool(terms), pinned, mode, route_max, share, method)
     if not explain:
         return chosen, None
+    names = split.names
     rows = []
     for s in ranked[:max(SHOWN, len(chosen))]:
         ev = sorted(evidence.get(s, []), key=lambda x: -x[1])
@@ -127,3 +129,37 @@ def choose(split, scope, tables, plan, pinned, mode: str, route_max: int | None,
     routing = {"asked": [names[s] for s in chosen], "why": why, "mode": "pinned" if pinned is not None else mode,
                "submodels_in_scope": len(scope.subs), "candidates": rows}
     return chosen, routing
+
+
+def choose_many(split, scope, tables, plans, pinned, mode: str, route_max: int | None, share: float,
+                method: str = "pairs") -> list[list[int]]:
+    """:func:`choose` of each plan (the choice only), routed in one batch: the same sub-models."""
+    terms = [routed_terms(plan) for plan in plans]
+    cov, _ = coverage_many(split, scope, tables, terms, method)
+    return [_choice(split, scope, cov[i], bool(terms[i]), pinned, mode, route_max, share, method)[0]
+            for i in range(len(plans))]
+
+
+def routed_terms(plan) -> list:
+    return [t for t in plan.active() if t.role in ROUTED_ROLES]
+
+
+def _choice(split, scope, cov, has_terms: bool, pinned, mode, route_max, share, method):
+    """(chosen sub-models, the scope's sub-models by coverage, why) from one prompt's coverage."""
+    names = split.names
+    ranked = sorted(scope.subs, key=lambda s: (-cov[s], names[s]))
+    if pinned is not None:
+        return list(pinned), ranked, "pinned by the caller (-s / submodels)"
+    if mode == "all":
+        return list(ranked), ranked, "route=all: every sub-model this caller may read"
+    if not has_terms or cov.max() <= 0:
+        return list(ranked), ranked, "no matched multitoken to route on: every sub-model asked"
+    cum = np.cumsum([cov[s] for s in ranked])
+    n = int(np.searchsorted(cum, share - 1e-9)) + 1  # the fewest that hold ``share`` of the evidence
+    chosen = [s for s in ranked[:min(n, route_max or n)] if cov[s] > 0]
+    held = float(sum(cov[s] for s in chosen))
+    what = ("entities expected to hold two of its multitokens, idf-weighted" if method == "pairs"
+            else "idf-weighted document frequency of its multitokens")
+    why = (f"the sub-models holding the most of the prompt's evidence ({what}), until {share:g} of it"
+           + (f", at most {route_max}" if route_max else "") + f": these hold {held:.2f}")
+    return chosen, ranked, why

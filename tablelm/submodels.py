@@ -48,6 +48,7 @@ import numpy as np
 
 from . import params as P
 from .errors import ModelError, TablelmError
+from .tables.build import gc_paused
 
 SPLIT_KIND = "split"
 #: the most sub-models a split makes by default: the largest values get one each, the rest share "other"
@@ -553,6 +554,7 @@ class SplitModel:
             self._lock = threading.Lock()
             self._scopes: dict[tuple, tuple] = {}
             self._offsets_list: list[int] | None = None
+            self._every: list | None = None
         self._scope_state: tuple | None = None
         self._id_index: dict[str, tuple[int, int]] | None = None
 
@@ -715,6 +717,7 @@ class SplitModel:
     def search(self, query: str, k: int = 100, **params) -> list[tuple[str, float]]:
         return self.search_many({0: query}, k, **params)[0]
 
+    @gc_paused()  # as Model.search_many: many small objects, no cycles
     def search_many(self, queries: dict, k: int = 100, **params) -> dict:
         """:meth:`Model.search_many` over the routed sub-models: the prompts are planned and routed
         in one batch; each sub-model scores the plain plans routed to it in one compiled pass
@@ -723,23 +726,24 @@ class SplitModel:
         from .query import kernel
         from .query.agents import agent_bit
         from .query.rank import gather, idf
+        from .router import choose_many
+        from .tables.schema import decode_ids
 
         k = P.check_k(k, limit=None)
         pinned, mode, rmax, ratio = self._split_args(params)
         p = self._params_for(pinned, params)
-        _, _, planner, facade = self._state()
+        scope, tables, planner, facade = self._state()
         texts = list(queries.values())
         plans = planner.plan_many(texts, p)
         pos = self.router_arrays["position"]
         offsets = self._offsets()
         boost = p["agent_boost"]
-        views: dict = {}
         # a split model built before the router's entries reads each sub-model's own row pointers
         direct = self.router_arrays.get("route_indptr") if "route_entry" in self.router_arrays else None
-        hits: list[list] = [[] for _ in plans]
+        hits: list[list] = [[] for _ in plans]  # per prompt: (scores, global entity indices) per asked sub-model
         batches: dict[int, list] = {}
-        for i, plan in enumerate(plans):
-            chosen, _ = self._route(plan, pinned, mode, rmax, ratio, explain=False)
+        routed = choose_many(self, scope, tables, plans, pinned, mode, rmax, ratio[0], ratio[1])
+        for i, (plan, chosen) in enumerate(zip(plans, routed)):
             if Model._plain(plan, p):
                 prepared = (*kernel.prepare(plan.active(), lambda mts: idf(facade, mts)),
                             agent_bit(plan.agent) if boost != 1.0 else 0)
@@ -750,19 +754,28 @@ class SplitModel:
                 for s in chosen:
                     batches.setdefault(s, []).append((i, prepared, entry))
             else:
-                hits[i] = self._ranked(texts[i], plan, p, chosen, k)[0]
+                got = self._ranked(texts[i], plan, p, chosen, k)[0]
+                hits[i].append((np.asarray([h[0] for h in got], dtype=np.float64),
+                                np.asarray([offsets[h[2]] + h[3] for h in got], dtype=np.int64)))
         for s, batch in batches.items():
-            view = views[s] = self._view(s)
-            post, queries_s = view.postings_for(p), [q for _, q, _ in batch]
+            view = self._view(s)
+            post, queries_s, bits = view.postings_for(p), [q for _, q, _ in batch], None
             if direct is not None:
-                post, queries_s = self._direct(post, s, queries_s, [e for _, _, e in batch])
-            got = kernel.search_batch(post, queries_s, k, view.tables.entity_agents, boost)
+                post, queries_s, bits = self._direct(post, s, queries_s, [e for _, _, e in batch])
+            got = kernel.search_batch(post, queries_s, k, view.tables.entity_agents, boost, bits)
             for (i, _, _), (idx, sc) in zip(batch, got):
-                hits[i] += zip(sc.tolist(), pos[offsets[s] + idx].tolist(), [s] * len(idx), idx.tolist())
+                hits[i].append((sc, offsets[s] + np.asarray(idx, dtype=np.int64)))
         out = {}
+        if sum(len(g) for h in hits for _, g in h) * 4 >= len(pos):  # many results: decode every id once
+            every = self._every_id()
+            ids_at = lambda at: [every[i] for i in at]
+        else:  # entity ids by global index (sub-model after sub-model)
+            ids_at = lambda at: decode_ids(self.router.strings["ids"], at)
         for qid, h in zip(queries, hits):
-            h.sort(key=lambda x: (-x[0], x[1]))  # by score, then corpus position: the unsplit order
-            out[qid] = [((views.get(s) or self._view(s)).tables.id_at(d), score) for score, _, s, d in h[:k]]
+            sc = np.concatenate([x for x, _ in h]) if h else np.zeros(0)
+            g = np.concatenate([x for _, x in h]) if h else np.zeros(0, dtype=np.int64)
+            top = np.lexsort((pos[g], -sc))[:k]  # by score, then corpus position: the unsplit order
+            out[qid] = list(zip(ids_at(g[top].tolist()), sc[top].tolist()))
         return out
 
     def _direct(self, post, s: int, queries: list, entries: list):
@@ -774,19 +787,22 @@ class SplitModel:
         becomes row ``2j`` of ``[start_0, end_0, start_1, end_1, ...]`` (the kernels read
         ``indptr[m]`` and ``indptr[m + 1]`` only). The sub-model's ``post_indptr`` (one entry per
         multitoken of the collection) is never touched. Same postings, same floats."""
-        n = sum(len(q[0]) for q in queries)
+        lens = np.fromiter((len(q[0]) for q in queries), dtype=np.int64, count=len(queries))
+        ptr = np.zeros(len(queries) + 1, dtype=np.int64)
+        np.cumsum(lens, out=ptr[1:])
+        n = int(ptr[-1])
+        term = np.concatenate([t + at for (t, _), at in zip(entries, ptr[:-1].tolist())]) if n else ptr[:0]
+        e = np.concatenate([x for _, x in entries]) if n else np.zeros((0, 3), dtype=np.int64)
+        mine = e[:, 0] == s
+        rows = 2 * term[mine]
         bounds = np.zeros(2 * n + 1, dtype=post.indptr.dtype)
-        out, at = [], 0
-        for (m, w, g, bit), (term, e) in zip(queries, entries):
-            mine = e[:, 0] == s
-            rows = 2 * (at + term[mine])
-            bounds[rows] = e[mine, 2]
-            bounds[rows + 1] = e[mine, 2] + e[mine, 1]
-            out.append((2 * np.arange(at, at + len(m), dtype=np.int64), w, g, bit))
-            at += len(m)
+        bounds[rows] = e[mine, 2]
+        bounds[rows + 1] = e[mine, 2] + e[mine, 1]
+        cat = lambda i, dt: np.concatenate([q[i] for q in queries]).astype(dt, copy=False) if n else np.zeros(0, dt)
+        batch = (ptr, 2 * np.arange(n, dtype=np.int64), cat(1, np.float64), cat(2, np.int64))
         direct = copy.copy(post)
         direct.indptr = bounds
-        return direct, out
+        return direct, batch, [q[3] for q in queries]
 
     def ask(self, prompt: str, k: int = 10, **params):
         """:meth:`Model.ask` over the routed sub-models; ``answer.routing`` says which and why."""
@@ -841,6 +857,15 @@ class SplitModel:
         offsets = self._offsets()
         return [json.loads(x) for s in self.scope_subs
                 for x in self.router.strings["ids"][offsets[s]:offsets[s + 1]]]
+
+    def _every_id(self) -> list:
+        """Every entity id of the collection by global index, decoded once (shared by the scopes)."""
+        root = self._root
+        if root._every is None:
+            from .tables.schema import decode_ids
+
+            root._every = decode_ids(self.router.strings["ids"])
+        return root._every
 
     def _offsets(self) -> list[int]:
         root = self._root

@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import TablelmError
 from .tables.build import content_hashes, count_partial, entity_records
+from .tables.codecs import KeptLines, Spliced, ZBlocks
 from .tables.counts import Partial, Tables, assemble, merge
 from .tables.hashing import chain_hash
 from .tables.schema import CONTEXTS, TableSet
@@ -145,9 +146,14 @@ def change_tables(model, add: list, delete: list[int]) -> tuple[Tables, dict]:
     offsets = np.asarray(t.entity_offsets, dtype=np.int64)
     store = model._store
     runs = np.split(keep, np.flatnonzero(np.diff(keep) != 1) + 1) if len(keep) else []
-    kept_blob = b"".join(bytes(store[int(offsets[r[0]]):int(offsets[r[-1] + 1])]) for r in runs if len(r))
+    spans = [(int(offsets[r[0]]), int(offsets[r[-1] + 1])) for r in runs if len(r)]
     add_blob, add_offsets = entity_records(add)
+    if isinstance(store, ZBlocks):  # a saved model's: its compressed blocks before the first change are kept
+        blob: bytes | Spliced = Spliced(store, spans, add_blob)
+    else:
+        blob = b"".join(bytes(store[a:b]) for a, b in spans) + add_blob
     lens = np.concatenate([np.diff(offsets)[keep], np.diff(add_offsets)])
+    stored = getattr(t.string_tables.get("ids"), "_zb", None)  # a saved model's: blocks before the first delete kept
     ids = t.strings("ids")
     from .query.agents import entity_agents
 
@@ -156,8 +162,10 @@ def change_tables(model, add: list, delete: list[int]) -> tuple[Tables, dict]:
         "entity_agents": np.concatenate([np.asarray(t.entity_agents)[keep], entity_agents(add)]).astype(np.uint8),
         "entity_content": np.concatenate([np.asarray(t.entity_content)[keep], content_hashes(add)]),
     })
-    tables.strings["ids"] = [ids[i] for i in keep.tolist()] + [json.dumps(e.id, ensure_ascii=False) for e in add]
-    tables.blobs["entities.jsonl"] = kept_blob + add_blob
+    new_ids = [ids[i] for i in keep.tolist()] + [json.dumps(e.id, ensure_ascii=False) for e in add]
+    first_gone = int(np.argmax(gone)) if gone.any() else n_old
+    tables.strings["ids"] = KeptLines(new_ids, stored, first_gone) if stored is not None else new_ids
+    tables.blobs["entities.jsonl"] = blob
     report = {"deleted": len(deleted), "added": len(add), "recounted": len(again),
               "promoted": len(promoted), "demoted": len(demoted)}
     return tables, report
@@ -242,7 +250,8 @@ def apply(model, *, add=(), delete=(), replace: bool = False, on_error: str = "s
     if target is None:
         from .tables.store import FORMAT_VERSION
 
-        return Model(tables, dict(manifest, format_version=FORMAT_VERSION), tables.blobs["entities.jsonl"]), report
+        store = tables.blobs["entities.jsonl"]
+        return Model(tables, dict(manifest, format_version=FORMAT_VERSION), bytes(store)), report
     save_tables(target, tables, manifest)
     return load(target), report
 

@@ -99,6 +99,49 @@ def test_zlib_blocks_read_like_the_bytes(tmp_path):
     assert (tmp_path / "z").stat().st_size < len(raw) / 2
 
 
+def _zfile(tmp_path, name, raw=None, spliced=None) -> bytes:
+    with open(tmp_path / name, "wb") as f:
+        spliced.write(f) if spliced is not None else C.write_zblocks(f, [raw])
+    return (tmp_path / name).read_bytes()
+
+
+@pytest.mark.parametrize("cut", ["append", "late", "early", "small"])
+def test_a_spliced_store_is_the_file_of_its_bytes_and_copies_the_blocks_before_the_change(tmp_path, cut):
+    """An add appends to the entity store, a delete cuts runs out of it: the file written from the
+    old blocks is the file of the new bytes compressed whole, and the blocks before the first
+    change (past the dictionary) are copied, not compressed again."""
+    rng = np.random.default_rng(5)
+    words = np.array([b"cell ", b"growth ", b"tumor ", b"file ", b"line\n", b"data ", b"graph "])
+    raw = b"".join(rng.choice(words, 60_000 if cut != "small" else 2_000))
+    old = C.ZBlocks(_zfile(tmp_path, "old", raw))
+    n = len(raw)
+    runs = {"append": [(0, n)], "late": [(0, 5 * C.ZBLOCK + 17), (9 * C.ZBLOCK, n - 100)],
+            "early": [(10, 3000), (4000, n)], "small": [(0, 500), (900, n)]}[cut]
+    tail = b"an added entity\n" * 40
+    spliced = C.Spliced(old, runs, tail)
+    want = b"".join(raw[a:b] for a, b in runs) + tail
+    assert bytes(spliced) == want and len(spliced) == len(want)
+    assert _zfile(tmp_path, "new", spliced=spliced) == _zfile(tmp_path, "whole", want)
+    assert spliced.reused_blocks() == {"append": n // C.ZBLOCK, "late": 5, "early": 0, "small": 0}[cut]
+    if cut == "append":  # the copied blocks are not compressed again
+        calls = []
+        real = C.zlib.compressobj
+        C.zlib.compressobj = lambda *a, **k: calls.append(1) or real(*a, **k)
+        try:
+            _zfile(tmp_path, "again", spliced=spliced)
+        finally:
+            C.zlib.compressobj = real
+        assert len(calls) == -(-(len(want) - spliced.reused_blocks() * C.ZBLOCK) // C.ZBLOCK)
+
+
+@pytest.mark.parametrize("same", [0, 1000, 1024, 3000, 5000])
+def test_kept_lines_copy_the_stored_blocks_they_share_and_give_the_same_bytes(same):
+    old = [f'"id-{i}"' for i in range(4100)]
+    blocks = C.LineBlocks(C.encode_lines(old))
+    new = old[:same] + [f'"new-{i}"' for i in range(1500)]
+    assert C.encode_lines(C.KeptLines(new, blocks, same)) == C.encode_lines(new)
+
+
 @needs_data
 def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
     manifest = json.loads((cacm_dir / "manifest.json").read_text())
@@ -169,3 +212,44 @@ def test_a_format_4_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path
     ref = json.loads((cacm_dir / "manifest.json").read_text())
     assert up["format_version"] == ref["format_version"] == 5
     assert {n: m["sha256"] for n, m in up["tables"].items()} == {n: m["sha256"] for n, m in ref["tables"].items()}
+
+
+def test_compiled_encoders_give_the_numpy_encoders_bytes(monkeypatch):
+    """The save's numba kernels (tables/_jit.py, used for large tables) write exactly the bytes of the
+    numpy encoders: delta-varints, bit packing and its width choice, on edge values, a piece at a time."""
+    pytest.importorskip("numba")
+    from tablelm.tables import _jit, compiled
+
+    rng = np.random.default_rng(11)
+    n = 3 * C.BLOCK + 41
+    ids = np.concatenate([np.sort(rng.integers(0, 2**31 - 1, n)), [0, 2**31 - 1, 0, 5, 5, -(2**31)]])
+    arrays = [ids.astype(np.int32),
+              rng.integers(0, 2**32 - 1, n, dtype=np.uint64).astype(np.uint32), np.arange(n, dtype=np.int16) - 7,
+              np.zeros(1, dtype=np.int32), np.array([2**31 - 1], dtype=np.int32)]
+    counts = rng.integers(0, 4, n).astype(np.uint32)
+    edges = [255, 256, 2**32 - 1, 254, 70000, 1, 3, 15, 16, 14, 0, 2, 255, 1, 9, 4, 300, 7, 8]
+    counts[: 13 * len(edges): 13] = edges
+    bp_inputs = [counts, counts + 1, np.minimum(counts, 1), np.minimum(counts, 3), np.minimum(counts, 15),
+                 counts.astype(np.uint8), counts.astype(np.int64).astype(np.int32) - 3]
+
+    def encoded():
+        return ([C.encode_dv(a) for a in arrays], [C.bitpacked_bytes(c) for c in bp_inputs],
+                [C.encode_bp(c) for c in bp_inputs])
+
+    monkeypatch.setattr(compiled, "_module", False)  # numpy
+    plain = encoded()
+    monkeypatch.setattr(compiled, "_module", _jit)  # the kernels, whatever the size
+    assert compiled.kernels(1) is _jit
+    assert encoded() == plain
+    monkeypatch.setattr(C, "PIECE", C.BLOCK)  # a piece at a time: the block pointers and escape positions
+    assert encoded() == plain
+
+
+def test_the_kernels_load_only_for_large_work(monkeypatch):
+    """Loading numba costs more than numpy's encoding of a small table: a small save never loads it."""
+    from tablelm.tables import compiled
+
+    monkeypatch.setattr(compiled, "_module", None)
+    assert compiled.kernels(compiled.JIT_MIN_VALUES - 1) is None and compiled._module is None
+    monkeypatch.setenv("TABLELM_KERNEL", "numpy")
+    assert compiled.kernels(compiled.JIT_MIN_VALUES) is None and compiled._module is False

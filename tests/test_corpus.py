@@ -717,3 +717,18 @@ def test_builtin_corpus_includes_the_installed_html_docs(pydocs_run):
     ids = set(by_id)
     assert all(r in ids for e in entities for r in e.related)
     assert not any(e.id.startswith(("whatsnew/", "c-api/", "genindex")) for e in entities)
+
+
+def test_content_key_is_computed_once_per_entity(monkeypatch):
+    """A build asks each entity's content key twice (dropping duplicates, then the entity-content
+    table): the second time it is the kept value, without hashing again."""
+    import tablelm.corpus as corpus
+    from tablelm.corpus.entity import TextEntity
+
+    e = TextEntity(id="a", text="Some  Text", title="T", tags=("b", "a"))
+    key = corpus.content_key(e)
+    assert key is not None and key == corpus.content_key(TextEntity(id="z", text="some text", title="t",
+                                                                       tags=("a", "b")))
+    monkeypatch.setattr(corpus, "_norm", lambda s: pytest.fail("hashed again"))
+    assert corpus.content_key(e) == key
+    assert e == TextEntity(id="a", text="Some  Text", title="T", tags=("b", "a"))  # equality: the fields only

@@ -136,6 +136,25 @@ def test_the_router_says_which_submodels_it_asked_and_why(xllm_split):
     assert "Sub-models asked: " in render_markdown(a)
 
 
+def test_a_batch_is_routed_and_ranked_as_each_prompt_alone(xllm_split):
+    """search_many routes the whole batch at once (router.coverage_many) and merges with arrays:
+    each prompt gets the sub-models ask() names for it, and the ranking search() gives it alone."""
+    from tablelm.router import choose_many
+
+    queries = dict(enumerate(PROMPTS))
+    batch = xllm_split.search_many(queries, k=20)
+    scope, tables, planner, _ = xllm_split._state()
+    p = xllm_split.params()
+    plans = planner.plan_many(PROMPTS, p)
+    routed = choose_many(xllm_split, scope, tables, plans, None, "auto", None, 0.9)
+    names = xllm_split.names
+    asked = [[names[s] for s in r] for r in routed]
+    assert asked == [xllm_split.ask(q, k=1).routing["asked"] for q in PROMPTS]
+    assert any(1 <= len(a) < len(names) for a in asked)  # the router did leave sub-models out
+    assert batch == {i: xllm_split.search(q, k=20) for i, q in enumerate(PROMPTS)}
+    assert sum(len(v) for v in batch.values()) > 50
+
+
 def test_coverage_sums_to_one_over_the_scope(xllm_split):
     from tablelm.router import coverage
 

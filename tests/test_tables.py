@@ -556,3 +556,22 @@ def test_merge_reports_two_multitokens_with_one_hash(within_one_part):
     with pytest.raises(HashCollision):
         merge([(a, 1, np.arange(1)), (b, 1, np.arange(1, 2))], 2)
     merge([(a, 1, np.arange(1)), (a, 1, np.arange(1, 2))], 2)  # equal tuples, equal hashes: no collision
+
+
+def test_builds_hold_glibcs_thresholds(monkeypatch):
+    """An in-memory build maps blocks from 4 MB up and keeps 32 MB of freed heap (fewer fresh pages
+    faulted in); the bounded-memory build keeps glibc's 128 kB for both (its peak has no margin)."""
+    from tablelm.tables import spill
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, what, value):
+            calls.append((what, value))
+
+    monkeypatch.setattr(spill, "_libc", FakeLibc())
+    spill.map_large_allocations()
+    assert calls == [(spill._M_MMAP_THRESHOLD, 1 << 22), (spill._M_TRIM_THRESHOLD, 1 << 25)]
+    calls.clear()
+    spill.map_large_allocations(spill.SHARDED_MMAP_THRESHOLD)
+    assert calls == [(spill._M_MMAP_THRESHOLD, 1 << 17), (spill._M_TRIM_THRESHOLD, 1 << 17)]

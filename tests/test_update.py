@@ -206,3 +206,67 @@ def test_a_build_in_shards_merged_and_assembled_range_by_range_writes_the_same_f
     m1 = json.loads((tmp_path / "one" / "manifest.json").read_text())
     m2 = json.loads((tmp_path / "many" / "manifest.json").read_text())
     assert m1["tables"] == m2["tables"] and m1["folder"] == m2["folder"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_change_spliced_into_the_model_pairs_sums_as_a_sort_does(seed):
+    """The merge adds a change's few pairs into the model's many by search and insertion
+    (counts._splice_sums): the same keys and sums as sorting everything (counts._sorted_sums)."""
+    from tablelm.tables import counts
+
+    rng = np.random.default_rng(seed)
+    big = np.unique(rng.integers(0, 5000, 2000))
+    big_adj, big_ctx = rng.integers(0, 4, len(big)), rng.integers(0, 4, len(big))
+    keys = [rng.choice(np.concatenate([big, rng.integers(0, 6000, 50)]), 40, replace=False) for _ in range(2)]
+    keys = [np.sort(k) for k in keys] + [np.zeros(0, dtype=np.int64)]
+    adjs = [rng.integers(-2, 3, len(k)) for k in keys]
+    ctxs = [rng.integers(-2, 3, len(k)) for k in keys]
+    want = counts._sorted_sums(np.concatenate([big, *keys]), np.concatenate([big_adj, *adjs]),
+                               np.concatenate([big_ctx, *ctxs]))
+    got = counts._splice_sums(big, big_adj, big_ctx, keys, adjs, ctxs)
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(w, g)
+    assert got[0].dtype == big.dtype
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_change_spliced_into_the_pending_occurrences_sorts_as_lexsort_does(seed):
+    from tablelm.tables import counts
+
+    rng = np.random.default_rng(seed)
+
+    def sorted_pairs(n, hashes):
+        h, d = rng.choice(hashes, n).astype(np.uint64), rng.integers(0, 30, n).astype(np.int32)
+        o = np.lexsort((d, h))
+        return h[o], d[o]
+
+    hashes = rng.integers(0, 2**63, 300, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    h, d = sorted_pairs(3000, hashes)
+    more = [sorted_pairs(n, np.concatenate([hashes[:50], hashes[:20] + np.uint64(1)])) for n in (60, 0, 25)]
+    all_h = np.concatenate([h] + [m[0] for m in more])
+    all_d = np.concatenate([d] + [m[1] for m in more])
+    o = np.lexsort((all_d, all_h))
+    got = counts._splice_sorted_pairs(h, d, [m[0] for m in more], [m[1] for m in more])
+    np.testing.assert_array_equal(got[0], all_h[o])
+    np.testing.assert_array_equal(got[1], all_d[o])
+    assert got[0].dtype == np.uint64 and got[1].dtype == np.int32
+
+
+@needs_data
+def test_a_small_change_to_a_larger_model_is_spliced_in_and_equals_rebuilds(cacm_entities, monkeypatch):
+    """A change much smaller than the model takes the merge's splice paths (postings, pairs, pending
+    occurrences inserted into the model's runs): every table still equals a rebuild's."""
+    from tablelm.tables import counts
+
+    used = []
+    for name in ("_splice_sums", "_splice_sorted_pairs"):
+        real = getattr(counts, name)
+        monkeypatch.setattr(counts, name, lambda *a, _real=real, _name=name, **k: used.append(_name) or _real(*a, **k))
+    ents = cacm_entities
+    model, report = apply(in_memory(ents[:490]), add=ents[490:])
+    assert report["added"] == 10
+    assert_same_model(model, in_memory(ents))
+    gone = {ents[3].id, ents[200].id, ents[495].id}
+    model, _ = apply(model, delete=sorted(gone))
+    assert_same_model(model, in_memory([e for e in ents if e.id not in gone]))
+    assert {"_splice_sums", "_splice_sorted_pairs"} <= set(used)

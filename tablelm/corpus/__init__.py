@@ -232,15 +232,26 @@ def _norm(s: str) -> str:
 
 
 def content_key(entity: TextEntity) -> str | None:
-    """A digest of an entity's normalized content, or None when it has no text."""
+    """A digest of an entity's normalized content, or None when it has no text.
+
+    Kept on the (frozen) entity once computed: a build computes it while reading (to drop
+    duplicates) and again for the entity-content table (~0.15 s on SciFact each time)."""
+    got = entity.__dict__.get("_content_key", _UNSET)
+    if got is not _UNSET:
+        return got
     text = _norm(entity.text)
-    if not text:
-        return None
-    h = hashlib.sha256()
-    for part in (_norm(entity.title), text, *map(_norm, entity.category), "\x00",
-                 *sorted(map(_norm, entity.tags)), "\x00", *sorted(entity.related)):
-        h.update(part.encode("utf-8", "surrogatepass") + b"\x1f")
-    return h.hexdigest()
+    key = None
+    if text:
+        h = hashlib.sha256()
+        for part in (_norm(entity.title), text, *map(_norm, entity.category), "\x00",
+                     *sorted(map(_norm, entity.tags)), "\x00", *sorted(entity.related)):
+            h.update(part.encode("utf-8", "surrogatepass") + b"\x1f")
+        key = h.hexdigest()
+    object.__setattr__(entity, "_content_key", key)
+    return key
+
+
+_UNSET = object()
 
 
 def _clean_str(s: str) -> str:

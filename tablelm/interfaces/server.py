@@ -60,6 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import params as P
 from ..answer.markdown import render_markdown
 from ..errors import ParamError, TablelmError
+from ..tables.store import trim_mapped
 from .cli import model_option
 
 log = logging.getLogger("tablelm.server")
@@ -83,6 +84,9 @@ REDOC_ASSETS = _redoc_assets()
 MAX_BODY_BYTES = 64 * 1024
 MAX_PROMPT_CHARS = 1000
 MAX_K = 100
+#: resident pages of the mapped model tables (MB) above which the server drops them after a
+#: request (tables/store.py trim_mapped); TABLELM_SERVE_MAPPED_MB overrides, 0 never drops
+MAPPED_MB = 512
 
 #: The model name the OpenAI-compatible endpoint announces.
 OPENAI_MODEL_ID = "tablelm"
@@ -235,6 +239,30 @@ class _AnyPath(Convertor):
 
 
 register_url_convertor("anypath", _AnyPath())
+
+
+class PageTrim:
+    """ASGI middleware: after each HTTP request, drop the resident pages of the memory-mapped
+    model tables once they pass ``budget_mb`` (tables/store.py :func:`trim_mapped`), so that the
+    server's resident set stays bounded however many parts of the tables its queries touch; the
+    pages stay in the page cache and the next reads fault them back in."""
+
+    def __init__(self, app, budget_mb: float):
+        self.app, self.budget_mb = app, budget_mb
+
+    async def __call__(self, scope, receive, send):
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                trim_mapped(self.budget_mb)
+
+
+def _mapped_budget() -> float:
+    try:
+        return float(os.environ.get("TABLELM_SERVE_MAPPED_MB", MAPPED_MB))
+    except ValueError:
+        return float(MAPPED_MB)
 
 
 class BodyLimit:
@@ -491,7 +519,7 @@ def _route_args(model, overrides: dict) -> dict:
 
 
 def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars: int = MAX_PROMPT_CHARS,
-               max_k: int = MAX_K, allowed_hosts=None, keys=None) -> FastAPI:
+               max_k: int = MAX_K, allowed_hosts=None, keys=None, mapped_mb: float | None = None) -> FastAPI:
     """The ASGI app serving ``model`` (loaded once by the caller, memory-mapped).
 
     Parameters
@@ -512,6 +540,9 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
         Access keys (:func:`tablelm.access.read_keys`): every request but the page, the docs and
         ``/healthz`` must send one, and sees only the sub-models its key may read. None: no keys
         (everything is readable, as on a loopback-only server).
+    mapped_mb : float, optional
+        Resident MB of mapped model pages above which they are dropped after a request (0: never);
+        default ``TABLELM_SERVE_MAPPED_MB`` or :data:`MAPPED_MB`.
     """
     limits = Limits(max_body_bytes, max_prompt_chars, max_k)
     app = FastAPI(
@@ -526,6 +557,7 @@ def create_app(model, *, max_body_bytes: int = MAX_BODY_BYTES, max_prompt_chars:
     app.state.limits = limits
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(PageTrim, budget_mb=_mapped_budget() if mapped_mb is None else float(mapped_mb))
     if keys is not None:
         app.add_middleware(KeyCheck, keys=keys)  # every route needs a key, whatever its handler does
     if allowed_hosts is not None:

@@ -40,6 +40,7 @@ import zlib
 
 import numpy as np
 
+from .compiled import kernels
 from .spill import chunks, release, span
 
 BLOCK = 128
@@ -63,14 +64,12 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
 
 def varint_sizes(u: np.ndarray) -> np.ndarray:
     """Bytes of the LEB128 varint of each unsigned value."""
+    u = np.asarray(u, dtype=np.uint64)
+    top = int(u.max(initial=0))
     n = np.ones(len(u), dtype=np.int64)
-    v = u >> np.uint64(7)
-    while True:
-        more = v > 0
-        if not more.any():
-            return n
-        n += more
-        v = v >> np.uint64(7)
+    for k in range(1, max((top.bit_length() + 6) // 7, 1)):  # one comparison per byte the largest needs
+        n += u >= np.uint64(1 << (7 * k))
+    return n
 
 
 def encode_varints(u: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -82,16 +81,26 @@ def encode_varints(u: np.ndarray) -> tuple[bytes, np.ndarray]:
     width = int(sizes.max(initial=0))
     if width <= 1:
         return u.astype(np.uint8).tobytes(), starts
-    # every value's bytes in a row of ``width`` columns, then the row-major selection of each
-    # row's first ``size`` bytes: one pass per byte position, no gather or scatter
-    rows = np.empty((len(u), width), dtype=np.uint8)
-    v = u.copy()
-    for k in range(width):
-        rows[:, k] = (v & np.uint64(0x7F)).astype(np.uint8)
-        v >>= np.uint64(7)
-        if k < width - 1:
-            rows[:, k] |= (sizes > k + 1).astype(np.uint8) << np.uint8(7)
-    return rows[np.arange(width) < sizes[:, None]].tobytes(), starts
+    # byte k of the values that have one, written where it goes; most values (ids and gaps in
+    # blocks) take one or two bytes, so each later position touches fewer values
+    out = np.empty(int(starts[-1]), dtype=np.uint8)
+    more = sizes > 1
+    first = (u & np.uint64(0x7F)).astype(np.uint8)
+    first |= more.view(np.uint8) << np.uint8(7)
+    out[starts[:-1]] = first
+    del first
+    idx = np.flatnonzero(more)
+    v, pos, left = u[idx] >> np.uint64(7), starts[idx] + 1, sizes[idx] - 1
+    for _ in range(1, width):
+        more = left > 1
+        byte = (v & np.uint64(0x7F)).astype(np.uint8)
+        byte |= more.view(np.uint8) << np.uint8(7)
+        out[pos] = byte
+        keep = np.flatnonzero(more)
+        if not len(keep):
+            break
+        v, pos, left = v[keep] >> np.uint64(7), pos[keep] + 1, left[keep] - 1
+    return out.tobytes(), starts
 
 
 def decode_varints(b: np.ndarray) -> np.ndarray:
@@ -260,9 +269,16 @@ def _pieces(a: np.ndarray):
 
 def encode_dv(a: np.ndarray) -> bytes:
     a = np.asarray(a).reshape(-1)
+    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None  # deltas fit in int64
     ptrs, datas, offset = [], [], 0
     for _, piece in _pieces(a):  # pieces start at block starts: each block's deltas are its own
         v = piece.astype(np.int64)
+        if jit is not None:
+            data, starts = jit.dv_encode(v, BLOCK)
+            ptrs.append(starts[:-1] + offset)
+            datas.append(data.tobytes())
+            offset += int(starts[-1])
+            continue
         d = np.diff(v, prepend=np.int64(0))
         d[::BLOCK] = v[::BLOCK]
         data, starts = encode_varints(_zigzag(d))
@@ -317,15 +333,21 @@ class BitPacked(Encoded):
 _BP_HEAD = "<qBBB5xq"
 
 
-def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
-    """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included)."""
+def bitpacked_bytes(a: np.ndarray, base_top: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(bytes, width) of ``a`` bit-packed at the best width of 1, 2, 4 or 8 bits (escapes included);
+    ``base_top``: its (min, max) when the caller has them."""
     a = np.asarray(a).reshape(-1)
-    base, top = span(a)
+    base, top = span(a) if base_top is None else base_top
     top -= base
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     escapes = dict.fromkeys((1, 2, 4, 8), 0)
+    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None
     for _, piece in _pieces(a):
+        if jit is not None:
+            for w, n_esc in zip(escapes, jit.bp_escapes(piece.astype(np.int64), base).tolist()):
+                escapes[w] += n_esc
+            continue
         v = piece.astype(np.int64) - base
         for w in escapes:
             escapes[w] += int(np.count_nonzero(v >= (1 << w) - 1))
@@ -338,17 +360,26 @@ def bitpacked_bytes(a: np.ndarray) -> tuple[int, int]:
     return best  # type: ignore[return-value]
 
 
-def encode_bp(a: np.ndarray) -> bytes:
+def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int] | None = None) -> bytes:
+    """The bit-packed bytes of ``a``; ``width`` (the best, from :func:`bitpacked_bytes`) and ``base_top``
+    (its min and max) when the caller has them, so that they are not computed again."""
     a = np.asarray(a).reshape(-1)
-    base, top = span(a)
+    base, top = span(a) if base_top is None else base_top
     top -= base
-    _, w = bitpacked_bytes(a)
+    w = bitpacked_bytes(a, (base, top + base))[1] if width is None else width
     mask = (1 << w) - 1
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     per = 8 // w
+    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None
     escs, vals, packs = [], [], []
     for lo, piece in _pieces(a):  # PIECE is a multiple of 8: only the last piece is padded
+        if jit is not None:
+            packed, esc, val = jit.bp_pack(piece.astype(np.int64), base, w, lo)
+            escs.append(esc.astype(f"<i{pos_size}").tobytes())
+            vals.append(val.astype(f"<u{val_size}").tobytes())
+            packs.append(packed.tobytes())
+            continue
         v = piece.astype(np.int64) - base
         esc = np.flatnonzero(v >= mask)
         escs.append((esc + lo).astype(f"<i{pos_size}").tobytes())
@@ -465,15 +496,32 @@ def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
 
 
 # ---------------------------------------------------------------- compressed blob
-def write_zblocks(f, chunks) -> int:
+def write_zblocks(f, chunks, reuse: tuple | None = None) -> int:
     """Write ``chunks`` (bytes-likes, concatenated) to the open file ``f`` as zlib blocks; the bytes written.
 
     Blocks of :data:`ZBLOCK` raw bytes; the first :data:`ZDICT` raw bytes are the preset dictionary
     of every later block (so that small blocks compress as well as large ones: a card inflates 8 KB).
+
+    ``reuse`` is ``(old, k)``: the raw bytes start with the first ``k`` whole blocks of the store
+    ``old`` (a :class:`ZBlocks` of this layout, ``k`` covering at least the dictionary), which are
+    copied compressed, as they are; ``chunks`` are the raw bytes after them. Each block is
+    compressed alone with the same dictionary, so the file is the same, byte for byte, as the
+    whole raw bytes compressed (an add appends to the entity store: only its tail is compressed).
     """
     sizes, pieces, raw = [], [], 0
     pending = bytearray()
     zdict = b""
+    raw_done = [0]
+    head_bytes = bytearray()
+    if reuse is not None:
+        old, k = reuse
+        if not old.reusable(k):
+            raise ValueError("these zlib blocks cannot be reused")
+        zdict = old.dictionary()
+        head_bytes += zdict
+        raw = raw_done[0] = k * ZBLOCK
+        sizes = np.diff(old._off[:k + 1]).tolist()
+        pieces.append(old._data[int(old._off[0]):int(old._off[k])])
 
     def flush(block) -> None:
         nonlocal zdict
@@ -485,8 +533,6 @@ def write_zblocks(f, chunks) -> int:
             zdict = bytes(head_bytes[:ZDICT])
         raw_done[0] += len(block)
 
-    raw_done = [0]
-    head_bytes = bytearray()
     for chunk in chunks:
         view = memoryview(chunk).cast("B")
         raw += len(view)
@@ -508,6 +554,44 @@ def write_zblocks(f, chunks) -> int:
     for z in pieces:
         f.write(z)
     return len(head) + int(offsets[-1])
+
+
+class Spliced:
+    """An entity store to be written as runs of an old zlib-block store's raw bytes plus new bytes
+    (what an add or a delete keeps, then what it adds), without inflating what need not be:
+    the old blocks before the first byte that changes are copied compressed
+    (:func:`write_zblocks` with ``reuse``); the rest is inflated and compressed again.
+
+    ``runs`` are ``(start, end)`` raw byte ranges of ``old``, ascending; ``tail`` the bytes after."""
+
+    def __init__(self, old: ZBlocks, runs: list, tail: bytes):
+        self.old, self.runs, self.tail = old, [(int(a), int(b)) for a, b in runs if b > a], tail
+
+    def __len__(self) -> int:
+        return sum(b - a for a, b in self.runs) + len(self.tail)
+
+    def reused_blocks(self) -> int:
+        """Whole old blocks at the start that the new bytes share (0 when they cannot be reused)."""
+        same = self.runs[0][1] if self.runs and self.runs[0][0] == 0 else 0
+        k = same // ZBLOCK
+        return k if k and self.old.reusable(k) else 0
+
+    def chunks(self, skip: int = 0):
+        """The raw bytes from offset ``skip`` on (``skip`` inside the first run), a piece at a time."""
+        step = 1 << 22
+        for a, b in self.runs:
+            a = max(a, skip) if a == self.runs[0][0] else a
+            for lo in range(a, b, step):
+                yield self.old[lo:min(lo + step, b)]
+        if self.tail:
+            yield self.tail
+
+    def write(self, f) -> int:
+        k = self.reused_blocks()
+        return write_zblocks(f, self.chunks(k * ZBLOCK), reuse=(self.old, k) if k else None)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.chunks())
 
 
 class ZBlocks:
@@ -535,13 +619,22 @@ class ZBlocks:
         z = self._data[int(self._off[b]):int(self._off[b + 1])]
         if b < self._n_plain:
             return zlib.decompress(z)
-        if self._zdict is None:
-            self._zdict = b"".join(self.block(i) for i in range(self._n_plain))[: self._dict_len]
-        d = zlib.decompressobj(zdict=self._zdict)
+        d = zlib.decompressobj(zdict=self.dictionary())
         return d.decompress(z) + d.flush()
 
     def __len__(self) -> int:
         return self._raw
+
+    def reusable(self, k: int) -> bool:
+        """Whether the first ``k`` blocks can start another store of this layout (whole blocks of
+        :data:`ZBLOCK` bytes, with the dictionary of the first :data:`ZDICT` bytes, all in them)."""
+        return (self._block == ZBLOCK and self._dict_len == ZDICT and self._n_plain == -(-ZDICT // ZBLOCK)
+                and self._n_plain <= k <= self._raw // ZBLOCK)
+
+    def dictionary(self) -> bytes:
+        if self._zdict is None:
+            self._zdict = b"".join(self.block(i) for i in range(self._n_plain))[: self._dict_len]
+        return self._zdict
 
     def block(self, b: int) -> bytes:
         got = self._cache.get(b)
@@ -582,10 +675,26 @@ _LMAGIC = b"TLZL"
 LINES_PER_BLOCK = 1024
 
 
+class KeptLines(list):
+    """A string table whose first lines are those of a stored one (an add or a delete keeps the ids
+    before the first deleted entity): ``blocks`` is the stored table, ``same`` how many lines of it
+    this list starts with, so that :func:`encode_lines` copies their whole blocks compressed."""
+
+    def __init__(self, values, blocks: LineBlocks | None, same: int):
+        super().__init__(values)
+        self.blocks, self.same = blocks, int(same)
+
+
 def encode_lines(values) -> bytes:
-    """A string table (no newlines) as zlib blocks of :data:`LINES_PER_BLOCK` lines each."""
-    pieces = [zlib.compress("\n".join(values[i:i + LINES_PER_BLOCK]).encode("utf-8"), _ZLEVEL)
-              for i in range(0, len(values), LINES_PER_BLOCK)]
+    """A string table (no newlines) as zlib blocks of :data:`LINES_PER_BLOCK` lines each (the blocks
+    a :class:`KeptLines` shares with its stored table are copied: each block is compressed alone,
+    so the bytes are the same)."""
+    kept, blocks = 0, getattr(values, "blocks", None)
+    if blocks is not None and blocks.per_block == LINES_PER_BLOCK:
+        kept = min(values.same, len(values), blocks.rows) // LINES_PER_BLOCK
+    pieces = [blocks.compressed(b) for b in range(kept)] if blocks is not None and kept else []
+    pieces += [zlib.compress("\n".join(values[i:i + LINES_PER_BLOCK]).encode("utf-8"), _ZLEVEL)
+               for i in range(kept * LINES_PER_BLOCK, len(values), LINES_PER_BLOCK)]
     offsets = np.zeros(len(pieces) + 1, dtype="<i8")
     np.cumsum([len(p) for p in pieces], out=offsets[1:])
     return (_LMAGIC + struct.pack("<Iqq", LINES_PER_BLOCK, len(values), len(pieces)) + offsets.tobytes()
@@ -603,5 +712,8 @@ class LineBlocks:
         self._off = np.frombuffer(buf, dtype="<i8", count=nb + 1, offset=head)
         self._data = memoryview(buf)[head + 8 * (nb + 1):]
 
+    def compressed(self, b: int):
+        return self._data[int(self._off[b]):int(self._off[b + 1])]
+
     def block(self, b: int) -> list[str]:
-        return zlib.decompress(self._data[int(self._off[b]):int(self._off[b + 1])]).decode("utf-8").split("\n")
+        return zlib.decompress(self.compressed(b)).decode("utf-8").split("\n")

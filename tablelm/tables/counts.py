@@ -337,17 +337,50 @@ def _merge_postings(pieces: list, n_mt: int, n_docs: int, rows_per_chunk: int | 
             if (mt[keep] < 0).any():
                 raise ValueError("a posting of a multitoken whose counts were subtracted away")
             got.append((mt[keep], doc[keep], tf[keep]))
-        mt = np.concatenate([g[0] for g in got])
-        doc = np.concatenate([g[1] for g in got])
-        tf = np.concatenate([g[2] for g in got])
-        o = stable_argsort((mt - lo) * max(n_docs, 1) + doc)
-        out_mt.add(mt[o])
-        out_doc.add(doc[o])
-        out_tf.add(tf[o])
-        del got, mt, doc, tf, o
+        big = int(np.argmax([len(g[0]) for g in got])) if got else 0
+        small = sum(len(g[0]) for g in got) - (len(got[big][0]) if got else 0)
+        if got and small * 8 < len(got[big][0]):  # a model's postings and a change's: the change inserted
+            b_mt, b_doc, b_tf = got.pop(big)
+            if small:
+                mt = np.concatenate([g[0] for g in got])
+                doc = np.concatenate([g[1] for g in got])
+                tf = np.concatenate([g[2] for g in got])
+                o = stable_argsort((mt - lo) * max(n_docs, 1) + doc)  # keys distinct: an entity comes from one part
+                at = np.searchsorted((b_mt - lo) * max(n_docs, 1) + b_doc, (mt[o] - lo) * max(n_docs, 1) + doc[o])
+                b_mt, b_doc = np.insert(b_mt, at, mt[o]), np.insert(b_doc, at, doc[o])
+                b_tf = np.insert(b_tf, at, tf[o], axis=0)
+            out_mt.add(b_mt)
+            out_doc.add(b_doc)
+            out_tf.add(b_tf)
+            del b_mt, b_doc, b_tf
+        else:
+            mt = np.concatenate([g[0] for g in got])
+            doc = np.concatenate([g[1] for g in got])
+            tf = np.concatenate([g[2] for g in got])
+            o = stable_argsort((mt - lo) * max(n_docs, 1) + doc)
+            out_mt.add(mt[o])
+            out_doc.add(doc[o])
+            out_tf.add(tf[o])
+            del mt, doc, tf, o
+        del got
         for rows, _ in pieces:
             rows.release()
     return out_mt.finish(), out_doc.finish(), out_tf.finish()
+
+
+def _splice_sorted_pairs(h: np.ndarray, d: np.ndarray, hs: list, ds: list):
+    """``(h, d)`` (sorted by (h, d)) with the few more pairs of ``hs``/``ds`` inserted in that order:
+    what ``np.lexsort`` of all of them gives (equal pairs are equal values), by search and copy."""
+    if not sum(len(x) for x in hs):
+        return h, d
+    s_h, s_d = np.concatenate(hs), np.concatenate(ds)
+    o = np.lexsort((s_d, s_h))
+    s_h, s_d = s_h[o], s_d[o]
+    pos = np.searchsorted(h, s_h, "left")
+    right = np.searchsorted(h, s_h, "right")
+    for j in np.flatnonzero(right > pos).tolist():  # hashes both have: by entity within the run (short runs)
+        pos[j] += int(np.searchsorted(d[pos[j]:right[j]], s_d[j], "left"))
+    return np.insert(h, pos, s_h), np.insert(d, pos, s_d)
 
 
 def _merge_pending(pieces: list, rows_per_chunk: int | None = None, spool: Path | None = None):
@@ -371,12 +404,42 @@ def _merge_pending(pieces: list, rows_per_chunk: int | None = None, spool: Path 
             hs.append(np.asarray(h[lo:hi])[k])
             ds.append(doc[k])
         if hs:
-            h, d = np.concatenate(hs), np.concatenate(ds)
-            o = np.lexsort((d, h))
-            out_h.add(h[o])
-            out_d.add(d[o])
+            big = int(np.argmax([len(x) for x in hs]))
+            small = sum(len(x) for x in hs) - len(hs[big])
+            if small * 8 < len(hs[big]):  # a model's occurrences and a change's: spliced, the large run not sorted
+                h, d = _splice_sorted_pairs(hs.pop(big), ds.pop(big), hs, ds)
+            else:
+                h, d = np.concatenate(hs), np.concatenate(ds)
+                o = np.lexsort((d, h))
+                h, d = h[o], d[o]
+            out_h.add(h)
+            out_d.add(d)
         spill.release(*(a for h, d, _ in pieces for a in (h, d)))
     return out_h.finish(), out_d.finish()
+
+
+def _sorted_sums(key: np.ndarray, *values: np.ndarray):
+    """Distinct keys, ascending, with each value column summed over equal keys."""
+    o = np.argsort(key, kind="stable")
+    key = key[o]
+    first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    return (key[first], *(np.add.reduceat(v[o], first) for v in values))
+
+
+def _splice_sums(key: np.ndarray, adj: np.ndarray, ctx: np.ndarray, keys: list, adjs: list, ctxs: list):
+    """What :func:`_sorted_sums` gives for a large run of distinct ascending keys (the model's pairs)
+    and a few more (a change's): the few summed and sorted alone, then added at the keys they share
+    and inserted where they are new (a search and a copy of the large run, no sort of it)."""
+    s_key, s_adj, s_ctx = _sorted_sums(np.concatenate(keys), np.concatenate(adjs), np.concatenate(ctxs))
+    pos = np.searchsorted(key, s_key)
+    hit = pos < len(key)
+    hit[hit] = key[pos[hit]] == s_key[hit]
+    adj, ctx = adj.copy(), ctx.copy()
+    adj[pos[hit]] += s_adj[hit]
+    ctx[pos[hit]] += s_ctx[hit]
+    new = ~hit
+    return (np.insert(key, pos[new], s_key[new]), np.insert(adj, pos[new], s_adj[new]),
+            np.insert(ctx, pos[new], s_ctx[new]))
 
 
 def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int | None = None, spool: Path | None = None):
@@ -396,12 +459,14 @@ def _sum_pairs(pieces: list, n_mt: int, rows_per_chunk: int | None = None, spool
             keys.append((a[ok] - lo) * max(n_mt, 1) + b[ok])
             adjs.append(sign * adj[ok].astype(np.int64))
             ctxs.append(sign * ctx[ok].astype(np.int64))
-        key, adj, ctx = np.concatenate(keys), np.concatenate(adjs), np.concatenate(ctxs)
-        if sum(len(k) > 0 for k in keys) > 1:  # one piece alone is sorted and distinct already
-            o = np.argsort(key, kind="stable")
-            key, adj, ctx = key[o], adj[o], ctx[o]
-            first = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-            key, adj, ctx = key[first], np.add.reduceat(adj, first), np.add.reduceat(ctx, first)
+        big = int(np.argmax([len(k) for k in keys]))
+        small = sum(len(k) for k in keys) - len(keys[big])
+        if small and small * 8 < len(keys[big]):  # a model and a change: the change spliced into it
+            key, adj, ctx = _splice_sums(keys.pop(big), adjs.pop(big), ctxs.pop(big), keys, adjs, ctxs)
+        else:
+            key, adj, ctx = np.concatenate(keys), np.concatenate(adjs), np.concatenate(ctxs)
+            if small:  # one piece alone is sorted and distinct already
+                key, adj, ctx = _sorted_sums(key, adj, ctx)
         if (adj < 0).any() or (ctx < 0).any():
             raise ValueError("a merge subtracted pair counts it never had: the model and the change disagree")
         live = (adj > 0) | (ctx > 0)

@@ -52,6 +52,7 @@ from ..errors import TablelmError
 from . import spill
 from .build import content_hashes, count_partial, dictionary_from_counts, entity_records, gc_paused, sum_by_hash
 from .counts import Partial, assemble, merge
+from .spill import SHARDED_MMAP_THRESHOLD
 
 #: hash ranges of the dictionary reduce (pass 1): each range task sums about 1/HASH_RANGES of
 #: the distinct n-grams of the corpus
@@ -115,7 +116,7 @@ def _range_bounds(ranges: int) -> np.ndarray:
 def count_ngrams_task(packed: bytes, analyzer, params: dict, expected: dict, ranges: int) -> list:
     """Pass 1 on a worker: the shard's n-gram counts, cut into ``ranges`` hash ranges."""
     _check_worker(expected)
-    with gc_paused():
+    with gc_paused(SHARDED_MMAP_THRESHOLD):
         h, n, kg = count_partial(_entities(packed), analyzer, params, ngrams_only=True)
     cuts = np.concatenate(([0], np.searchsorted(h, _range_bounds(ranges)), [len(h)]))
     return [(h[lo:hi].copy(), n[lo:hi].copy(), kg[lo:hi].copy()) for lo, hi in zip(cuts[:-1], cuts[1:])]
@@ -133,20 +134,20 @@ def constant(value):
 
 def dictionary_range_task(min_count: int, *pieces) -> np.ndarray:
     """Pass 1's reduce by key: one hash range summed over every shard, the dictionary's part of it."""
-    with gc_paused():
+    with gc_paused(SHARDED_MMAP_THRESHOLD):
         return dictionary_from_counts(sum_by_hash(*zip(*pieces)), min_count)
 
 
 def count_shard_task(packed: bytes, analyzer, params: dict, dictionary: np.ndarray, expected: dict) -> Partial:
     """Pass 2 on a worker: the shard's partial counts under the corpus's dictionary."""
     _check_worker(expected)
-    with gc_paused():
+    with gc_paused(SHARDED_MMAP_THRESHOLD):
         return count_partial(_entities(packed), analyzer, params, dictionary=dictionary)
 
 
 def merge_task(*parts: Partial) -> Partial:
     """Neighbouring partials (consecutive shards, in order) merged into one."""
-    with gc_paused():
+    with gc_paused(SHARDED_MMAP_THRESHOLD):
         pieces, lo = [], 0
         for p in parts:
             pieces.append((p, 1, np.arange(lo, lo + p.n_docs)))

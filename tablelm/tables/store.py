@@ -33,7 +33,9 @@ import os
 import shutil
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,9 +51,11 @@ from .codecs import (
     Encoded,
     ForwardPosts,
     LineBlocks,
+    Spliced,
     ZBlocks,
     bitpacked_bytes,
     decode_array,
+    encode_bp,
     encode_lines,
     forward_posts_derivable,
     write_zblocks,
@@ -170,8 +174,12 @@ def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, 
         return None, None
     if codec == "fwd":
         return ("fwd", b"") if forward_posts_derivable(dict(arrays, fwd_post=arr)) else (None, None)
-    if codec == "bp" and bitpacked_bytes(arr)[0] > 0.9 * arr.nbytes:
-        return None, None
+    if codec == "bp":  # its size is known before encoding: encode only when it pays, and once
+        base_top = spill.span(arr)
+        size, width = bitpacked_bytes(arr, base_top)
+        if size > 0.9 * arr.nbytes:
+            return None, None
+        return "bp", encode_bp(arr, width, base_top)
     if codec == "dv" and arr.dtype.itemsize > 4:
         return None, None
     data = ARRAY_CODECS[codec][0](arr)
@@ -184,6 +192,8 @@ def _write_blob(path: Path, data, fsync: bool) -> None:
         if isinstance(data, Path):
             with open(data, "rb") as src:
                 write_zblocks(f, iter(lambda: src.read(1 << 22), b""))
+        elif isinstance(data, Spliced):  # an add or a delete: the old blocks it keeps are copied
+            data.write(f)
         elif isinstance(data, ZBlocks):
             write_zblocks(f, data.chunks())
         else:
@@ -196,24 +206,49 @@ def _write_blob(path: Path, data, fsync: bool) -> None:
 
 def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
     """Write every table into ``tmp``; return the manifest's listing (with sizes and checksums)."""
+    # zlib's work (the entity store, the string tables, the ``dz`` tables) in a second thread, while
+    # this one encodes the other arrays: zlib releases the GIL (on SciFact ~0.7 s of the save, so
+    # overlapped). Each file's bytes do not depend on the order the files are written in.
+    zlib_arrays = sorted(name for name in tables.arrays if name in SPECS and SPECS[name].codec == "dz")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tablelm-save")
+    zlib_done = pool.submit(_write_zlib_tables, tmp, tables, zlib_arrays, fsync)
+    pool.shutdown(wait=False)
     listing: dict[str, dict] = {}
-    for name in sorted(tables.arrays):
-        arr = np.ascontiguousarray(tables.arrays[name])
-        codec, data = choose_codec(name, arr, tables.arrays)
-        file = f"{name}.{codec}" if codec else f"{name}.npy"
-        with open(tmp / file, "wb") as f:
-            if data is not None:
-                f.write(data)
-            else:
-                np.save(f, arr, allow_pickle=False)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        spill.release(arr)  # a spooled table's pages (bounded-memory build): the file keeps them
-        listing[name] = {"file": file, "dtype": str(arr.dtype), "shape": list(arr.shape),
-                         "kind": SPECS[name].kind if name in SPECS else "extra"}
-        if codec:
-            listing[name]["codec"] = codec
+    try:
+        for name in sorted(set(tables.arrays) - set(zlib_arrays)):
+            listing[name] = _write_array(tmp, name, tables.arrays[name], tables.arrays, fsync)
+    finally:
+        zlib_listing = zlib_done.result()  # waited for even when an array failed: no writer left behind
+    listing.update(zlib_listing)
+    for meta in listing.values():  # read back from the page cache: what is on disk is what is checked
+        meta["bytes"] = (tmp / meta["file"]).stat().st_size
+        meta["sha256"] = _sha256(tmp / meta["file"])
+    return listing
+
+
+def _write_array(tmp: Path, name: str, arr, arrays: dict, fsync: bool) -> dict:
+    arr = np.ascontiguousarray(arr)
+    codec, data = choose_codec(name, arr, arrays)
+    file = f"{name}.{codec}" if codec else f"{name}.npy"
+    with open(tmp / file, "wb") as f:
+        if data is not None:
+            f.write(data)
+        else:
+            np.save(f, arr, allow_pickle=False)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    spill.release(arr)  # a spooled table's pages (bounded-memory build): the file keeps them
+    meta = {"file": file, "dtype": str(arr.dtype), "shape": list(arr.shape),
+            "kind": SPECS[name].kind if name in SPECS else "extra"}
+    if codec:
+        meta["codec"] = codec
+    return meta
+
+
+def _write_zlib_tables(tmp: Path, tables: Tables, arrays: list, fsync: bool) -> dict:
+    """The tables whose encoding is zlib's work: the ``dz`` ``arrays``, the string tables, the blobs."""
+    listing = {name: _write_array(tmp, name, tables.arrays[name], tables.arrays, fsync) for name in arrays}
     for name in sorted(tables.strings):
         values = tables.strings[name]
         values = values if isinstance(values, list) else list(values)
@@ -224,9 +259,6 @@ def _write_tables(tmp: Path, tables: Tables, fsync: bool = True) -> dict:
     for name in sorted(tables.blobs):
         _write_blob(tmp / f"{name}.z", tables.blobs[name], fsync)
         listing[name] = {"file": f"{name}.z", "kind": "blob", "codec": "zlib"}
-    for meta in listing.values():  # read back from the page cache: what is on disk is what is checked
-        meta["bytes"] = (tmp / meta["file"]).stat().st_size
-        meta["sha256"] = _sha256(tmp / meta["file"])
     return listing
 
 
@@ -414,6 +446,8 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
                 tables.arrays[name] = loaded = decode_array(meta["codec"], buf, meta["dtype"], meta["shape"])
             else:
                 tables.arrays[name] = loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+                if getattr(loaded, "_mmap", None) is not None:
+                    _LIVE_MAPS.add(loaded._mmap)
         except FileNotFoundError:
             raise
         except (OSError, ValueError, EOFError) as e:
@@ -438,9 +472,14 @@ class Lines(Sequence):
     (one vectorized scan for newlines, int64 per line), and a line is decoded with the
     :data:`BLOCK` lines around it, so loading costs nothing per row and a query that reads a
     few ids or stems decodes a few blocks (at most the whole table, over a process's life).
+
+    At most :data:`CACHE` decoded blocks are kept (the oldest decoded is dropped first): a server
+    that shows ever new entities would otherwise end up holding every line as a Python string.
     """
 
     BLOCK = 1024
+    #: decoded blocks kept per table (x BLOCK lines)
+    CACHE = 64
 
     def __init__(self, buf, rows: int):
         self._buf = buf
@@ -473,8 +512,15 @@ class Lines(Sequence):
             ends = self._line_ends()
             lo, hi = b * self.BLOCK, min((b + 1) * self.BLOCK, self._rows)
             start = int(ends[lo - 1]) + 1 if lo else 0
-            got = self._blocks[b] = bytes(self._buf[start:int(ends[hi - 1])]).decode("utf-8").split("\n")
+            got = bytes(self._buf[start:int(ends[hi - 1])]).decode("utf-8").split("\n")
+            self._keep(b, got)
         return got
+
+    def _keep(self, b: int, lines: list[str]) -> None:
+        cache = self._blocks
+        if len(cache) >= self.CACHE:
+            cache.pop(next(iter(cache)))
+        cache[b] = lines
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -518,7 +564,8 @@ class ZLines(Lines):
     def _block(self, b: int) -> list[str]:
         got = self._blocks.get(b)
         if got is None:
-            got = self._blocks[b] = self._zb.block(b)
+            got = self._zb.block(b)
+            self._keep(b, got)
         return got
 
     def __iter__(self):
@@ -539,7 +586,60 @@ def _map(path: Path):
     import mmap as _mmap
 
     with open(path, "rb") as f:
-        return _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+        if not os.fstat(f.fileno()).st_size:
+            return b""
+        mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
+    _LIVE_MAPS.add(mm)
+    return mm
+
+
+#: every memory map of a loaded model's files in this process (weak: a dropped model's maps go)
+_LIVE_MAPS: weakref.WeakSet = weakref.WeakSet()
+
+
+def mapped_resident_mb() -> float | None:
+    """This process's resident file-backed pages in MB (``/proc/self/statm``'s shared pages: the
+    mapped model tables, and the shared libraries), or None where there is no ``/proc`` (not Linux)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            shared = int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+    return shared * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def release_mapped() -> int:
+    """Drop the resident pages of every loaded model's memory-mapped tables from this process
+    (``madvise(MADV_DONTNEED)``: the maps are read-only views of the files, so the next read faults
+    the same bytes back in from the page cache, or from disk). Returns the number of maps released.
+
+    Mapped pages count in a process's resident set: a long-running server whose queries touch
+    ever other parts of the tables would otherwise grow towards the size of the model."""
+    import mmap as _mmap
+
+    advice = getattr(_mmap, "MADV_DONTNEED", None)
+    if advice is None:
+        return 0
+    done = 0
+    for mm in list(_LIVE_MAPS):
+        try:
+            mm.madvise(advice)
+            done += 1
+        except (ValueError, OSError):  # closed meanwhile
+            pass
+    return done
+
+
+def trim_mapped(budget_mb: float) -> bool:
+    """:func:`release_mapped` when the resident file-backed pages pass ``budget_mb`` (0 or less:
+    never); True when it released. Costs one read of ``/proc/self/statm`` when under budget."""
+    if budget_mb <= 0:
+        return False
+    got = mapped_resident_mb()
+    if got is None or got <= budget_mb:
+        return False
+    release_mapped()
+    return True
 
 
 def load_tables(model_dir, mmap: bool = True) -> tuple[Tables, dict, Path]:

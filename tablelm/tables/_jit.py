@@ -1,0 +1,89 @@
+"""The numba kernels of the build and the save (imported only when numba is installed and enabled).
+
+Each kernel computes exactly what its numpy implementation computes (tables/codecs.py,
+tables/build.py), value for value and byte for byte: tests/test_codecs.py and
+tests/test_tables.py compare the two on edge values. Compiled functions are cached on disk,
+as the query kernels are (tablelm/query/_jit.py). :func:`kernels` says whether to use them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..query._jit import _jit
+
+
+@_jit
+def dv_encode(v, block):
+    """Delta + zigzag LEB128 bytes of int64 values ``v`` in blocks of ``block`` values (the first
+    of each block from 0), and the byte offset of each block (one more): ``codecs.encode_dv``'s
+    layout. The deltas of int32 values fit in 34 bits, so the zigzag code needs no unsigned type."""
+    n = len(v)
+    total = 0
+    for i in range(n):
+        d = v[i] - v[i - 1] if i % block else v[i]
+        u = (d << 1) ^ (d >> 63)
+        total += 1
+        while u >= 128:
+            u >>= 7
+            total += 1
+    out = np.empty(total, dtype=np.uint8)
+    ptr = np.empty((n + block - 1) // block + 1, dtype=np.int64)
+    pos = 0
+    for i in range(n):
+        if i % block == 0:
+            ptr[i // block] = pos
+        d = v[i] - v[i - 1] if i % block else v[i]
+        u = (d << 1) ^ (d >> 63)
+        while u >= 128:
+            out[pos] = np.uint8((u & 127) | 128)
+            u >>= 7
+            pos += 1
+        out[pos] = np.uint8(u)
+        pos += 1
+    ptr[len(ptr) - 1] = pos
+    return out, ptr
+
+
+@_jit
+def bp_escapes(v, base):
+    """How many values of ``v - base`` reach the escape code of 1, 2, 4 and 8 bits (1, 3, 15, 255)."""
+    out = np.zeros(4, dtype=np.int64)
+    for i in range(len(v)):
+        x = v[i] - base
+        if x >= 1:
+            out[0] += 1
+            if x >= 3:
+                out[1] += 1
+                if x >= 15:
+                    out[2] += 1
+                    if x >= 255:
+                        out[3] += 1
+    return out
+
+
+@_jit
+def bp_pack(v, base, w, lo):
+    """``codecs.encode_bp``'s piece: the packed codes of ``v - base`` in ``w`` bits (``8 // w`` codes a
+    byte, the first in the low bits), and the positions (from ``lo``) and values of the escapes."""
+    mask = (1 << w) - 1
+    per = 8 // w
+    n = len(v)
+    n_esc = 0
+    for i in range(n):
+        if v[i] - base >= mask:
+            n_esc += 1
+    pos = np.empty(n_esc, dtype=np.int64)
+    val = np.empty(n_esc, dtype=np.int64)
+    packed = np.zeros((n + per - 1) // per, dtype=np.uint8)
+    e = 0
+    for i in range(n):
+        x = v[i] - base
+        if x >= mask:
+            pos[e] = i + lo
+            val[e] = x
+            e += 1
+            x = mask
+        packed[i // per] |= np.uint8(x << ((i % per) * w))
+    return packed, pos, val
+
