@@ -267,9 +267,15 @@ def _pieces(a: np.ndarray):
     return chunks(a, PIECE)
 
 
+def _kernels_for(a: np.ndarray):
+    """The build's numba kernels for the integers ``a`` (None: numpy). Values of at most 32 bits
+    only: their deltas and offsets fit the kernels' int64 arithmetic."""
+    return kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None
+
+
 def encode_dv(a: np.ndarray) -> bytes:
     a = np.asarray(a).reshape(-1)
-    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None  # deltas fit in int64
+    jit = _kernels_for(a)
     ptrs, datas, offset = [], [], 0
     for _, piece in _pieces(a):  # pieces start at block starts: each block's deltas are its own
         v = piece.astype(np.int64)
@@ -342,7 +348,7 @@ def bitpacked_bytes(a: np.ndarray, base_top: tuple[int, int] | None = None) -> t
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     escapes = dict.fromkeys((1, 2, 4, 8), 0)
-    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None
+    jit = _kernels_for(a)
     for _, piece in _pieces(a):
         if jit is not None:
             for w, n_esc in zip(escapes, jit.bp_escapes(piece.astype(np.int64), base).tolist()):
@@ -371,7 +377,7 @@ def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int]
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     per = 8 // w
-    jit = kernels(a.size) if a.dtype.kind in "iu" and a.dtype.itemsize <= 4 else None
+    jit = _kernels_for(a)
     escs, vals, packs = [], [], []
     for lo, piece in _pieces(a):  # PIECE is a multiple of 8: only the last piece is padded
         if jit is not None:
@@ -579,9 +585,8 @@ class Spliced:
     def chunks(self, skip: int = 0):
         """The raw bytes from offset ``skip`` on (``skip`` inside the first run), a piece at a time."""
         step = 1 << 22
-        for a, b in self.runs:
-            a = max(a, skip) if a == self.runs[0][0] else a
-            for lo in range(a, b, step):
+        for i, (a, b) in enumerate(self.runs):
+            for lo in range(max(a, skip) if i == 0 else a, b, step):
                 yield self.old[lo:min(lo + step, b)]
         if self.tail:
             yield self.tail
