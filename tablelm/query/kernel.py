@@ -36,6 +36,7 @@ per entity: the best of them (``phrase_mode="stretch"``, see rank.py).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from typing import Any
@@ -146,6 +147,22 @@ class Postings:
                 jit.fill_impacts(self.indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, todo, self.imp)
                 self.ready[todo] = True
         return self.imp
+
+    def with_bounds(self, bounds: np.ndarray, rows: np.ndarray) -> Postings:
+        """A copy that reads row pointers ``bounds`` instead, whose row ``2j`` (postings
+        ``bounds[2j]:bounds[2j+1]``) is this table's row ``rows[j]`` (see SplitModel._direct); its
+        rows are filled in this one's impact cache first, so the two share it."""
+        jit = compiled()
+        if jit is not None and len(rows):
+            todo = ~self.ready[rows]
+            if todo.any():
+                jit.fill_impacts(bounds, self.docs, self.tf, self.fw, self.kp1, self.norm,
+                                 2 * np.flatnonzero(todo), self.imp)
+                self.ready[rows[todo]] = True
+        out = copy.copy(self)
+        out.indptr = bounds
+        out.ready = np.ones(max(len(bounds) - 1, 0), dtype=np.bool_)
+        return out
 
 
 def _ro(a) -> np.ndarray:
