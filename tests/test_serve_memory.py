@@ -44,6 +44,22 @@ def test_line_block_cache_is_bounded_and_reads_the_same_lines(zipped, monkeypatc
     assert len(lines._blocks) <= 2
 
 
+def test_zlib_lines_take_reads_single_lines_within_a_byte_budget(monkeypatch):
+    """take() decodes a line alone from its block's inflated bytes (no list of the block's lines),
+    keeping at most RAW_BYTES of inflated blocks; the answers are the lines, in the order asked."""
+    values = [f"id-{i}" + "é" * (i % 5) for i in range(5000)] + [""]
+    lines = store.ZLines(LineBlocks(encode_lines(values)), len(values))
+    block_bytes = len(lines._zb.raw(0))
+    monkeypatch.setattr(lines, "RAW_BYTES", 2 * block_bytes)
+    order = [4999, 0, 1023, 1024, 5000, 2500, 3, 4096, 1] + list(range(4999, -1, -37))
+    assert lines.take(order) == [values[i] for i in order]
+    assert not lines._blocks  # nothing decoded whole
+    assert 0 < len(lines._raw) <= 2 and lines._raw_bytes <= 2 * block_bytes
+    assert lines._raw_bytes == sum(len(raw) for raw, _ in lines._raw.values())
+    assert [lines[i] for i in (7, 4999)] == [values[7], values[4999]]  # whole blocks still serve []
+    assert lines.take([7, 4999, 8]) == [values[7], values[4999], values[8]]
+
+
 class _FakeTables:
     def __init__(self, ids):
         self._ids = None

@@ -720,5 +720,9 @@ class LineBlocks:
     def compressed(self, b: int):
         return self._data[int(self._off[b]):int(self._off[b + 1])]
 
+    def raw(self, b: int) -> bytes:
+        """Block ``b`` inflated: its lines joined by newlines, UTF-8."""
+        return zlib.decompress(self.compressed(b))
+
     def block(self, b: int) -> list[str]:
-        return zlib.decompress(self.compressed(b)).decode("utf-8").split("\n")
+        return self.raw(b).decode("utf-8").split("\n")

@@ -553,10 +553,42 @@ class ZLines(Lines):
     """The lines of a string table stored in zlib blocks (tables/codecs.py), a block inflated on first use."""
 
     BLOCK = LINES_PER_BLOCK
+    #: bytes of inflated blocks kept per table for :meth:`take` (their lines decoded one at a time)
+    RAW_BYTES = 48 << 20
 
     def __init__(self, blocks, rows: int):
         super().__init__(b"", rows)
         self._zb = blocks
+        self._raw: dict[int, tuple[bytes, np.ndarray]] = {}  # block -> (inflated bytes, line ends)
+        self._raw_bytes = 0
+
+    def _raw_block(self, b: int) -> tuple[bytes, np.ndarray]:
+        got = self._raw.get(b)
+        if got is None:
+            raw = self._zb.raw(b)
+            ends = np.append(np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10), len(raw))
+            while self._raw and self._raw_bytes + len(raw) > self.RAW_BYTES:
+                old, _ = self._raw.pop(next(iter(self._raw)))
+                self._raw_bytes -= len(old)
+            got = self._raw[b] = (raw, ends)
+            self._raw_bytes += len(raw)
+        return got
+
+    def take(self, indices) -> list[str]:
+        """The lines at ``indices``: from a block already decoded whole, else decoded alone from its
+        inflated bytes (kept up to :data:`RAW_BYTES`), so a query's few results scattered over a large
+        table cost one inflate per block over the process's life, not a decode of each block's lines.
+        """
+        size, blocks, out = self.BLOCK, self._blocks, []
+        for i in indices:
+            b, j = divmod(i, size)
+            got = blocks.get(b)
+            if got is not None:
+                out.append(got[j])
+                continue
+            raw, ends = self._raw_block(b)
+            out.append(raw[int(ends[j - 1]) + 1 if j else 0:int(ends[j])].decode("utf-8"))
+        return out
 
     def line(self, i: int) -> str:
         return self._block(i // self.BLOCK)[i % self.BLOCK]
