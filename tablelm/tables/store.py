@@ -530,6 +530,9 @@ class Lines(Sequence):
             i += self._rows
         if not 0 <= i < self._rows:
             raise IndexError(f"line {i} of {self._rows}")
+        return self._one(i)
+
+    def _one(self, i: int) -> str:
         return self._block(i // self.BLOCK)[i % self.BLOCK]
 
     def take(self, indices) -> list[str]:
@@ -591,7 +594,9 @@ class ZLines(Lines):
         return out
 
     def line(self, i: int) -> str:
-        return self._block(i // self.BLOCK)[i % self.BLOCK]
+        return self.take((i,))[0]
+
+    _one = line
 
     def _block(self, b: int) -> list[str]:
         got = self._blocks.get(b)
