@@ -49,8 +49,13 @@ def plan_facts(plan: dict, verbose: bool) -> list[str]:
             facts.append("too frequent to count (max_token_count): " + ", ".join(dropped["generic"]))
     if plan.get("phrases"):
         facts.append("exact phrase: " + ", ".join(f'"{p}"' for p in plan["phrases"]))
-    if plan.get("single_letters"):
-        facts.append("single letters are not indexed, so they were not matched: " + ", ".join(plan["single_letters"]))
+    letters, phrases = plan.get("single_letters") or [], plan.get("letter_phrases") or []
+    if phrases:
+        facts.append("single letters are not indexed: entities whose text says "
+                     + ", ".join(f'"{p}"' for p in phrases) + " were ranked higher")
+    alone = [x for x in letters if not any(x in p.split() for p in phrases)]
+    if alone:
+        facts.append("single letters are not indexed, so they were not matched: " + ", ".join(alone))
     missing = plan.get("forced_not_in_dictionary") or []
     if missing:
         facts.append("not in the dictionary, so its words were matched one by one: " + ", ".join(missing))
