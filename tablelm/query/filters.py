@@ -20,6 +20,7 @@ import numpy as np
 MAX_EXACT_CHECKS = 5000
 #: Top scored entities whose text is checked for a letter phrase ("vitamin A").
 MAX_LETTER_CHECKS = 200
+_TABLES = {"category": ("category",), "tag": ("tags",), "tags": ("tags",), "": ("category", "tags")}
 
 
 def _postings(model, mt: int) -> np.ndarray:

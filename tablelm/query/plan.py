@@ -49,10 +49,11 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
 
     Single letters are not indexed, so "vitamin A" would match "vitamin" alone. A capital
     letter ("vitamin A", "T cells", "C API"; "I" only after a word such as "type"), or any
-    letter joined by ``~`` ("vitamin~d"), is attached to the content word right before it
-    (else right after it, except "A" and "I": "A deficiency of" starts with the article); the pattern finds that word (any case, any ending of its stem)
-    and the letter next to each other in an entity's text, so the ranker can prefer the
-    entities that say "vitamin A" over those that only say "vitamin D".
+    letter joined by ``~`` ("vitamin~d"), is attached to the content words right before and
+    right after it (not after "A" and "I": "A deficiency of" starts with the article); each
+    pattern finds one such word (any case, any ending of its stem) and the letter next to each
+    other in an entity's text, so the ranker can prefer the entities that say "vitamin A" over
+    those that only say "vitamin D".
     ``is_content(word)``: whether a word counts (not a stopword, not a letter); ``stem(word)``.
     """
     toks = [(m.group(), m.start(), m.end()) for m in _WORDISH_RE.finditer(prompt)]
