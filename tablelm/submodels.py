@@ -161,8 +161,12 @@ def _widen(part, whole):
 
 
 def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by: str, split_sep: str | None = None,
-                max_submodels: int = MAX_SUBMODELS, progress: bool = False, report: dict | None = None):
-    """Count and write a split model (see the module notes); returns the loaded :class:`SplitModel`."""
+                max_submodels: int = MAX_SUBMODELS, progress: bool = False, report: dict | None = None,
+                profile: dict | None = None, profiles: dict | None = None):
+    """Count and write a split model (see the module notes); returns the loaded :class:`SplitModel`.
+
+    ``profile``: the collection's query profile; ``profiles``: a profile per sub-model name (kept
+    by :meth:`SplitModel.add` and ``delete``; neither is part of a fingerprint)."""
     from .model import _bar, _entity_tables, _manifest
     from .tables import build as B
     from .tables.counts import assemble
@@ -193,7 +197,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
         tables.arrays = conform(tables.arrays)
         sub_corpus = dict(corpus, entities=len(ents), split={"by": split_by, "sep": split_sep, "name": name,
                                                                "label": label})
-        manifest = _manifest(tables, analyzer, bp, sub_corpus, {})
+        manifest = _manifest(tables, analyzer, bp, sub_corpus, (profiles or {}).get(name, {}))
         built.append((name, tables, manifest))
         df = np.bincount(wide.post_mt, minlength=n_mt)
         total = wide.mt_counts.sum(axis=1)
@@ -223,7 +227,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
     manifest = {"kind": SPLIT_KIND, "tablelm_version": __version__, "fingerprint": fingerprint,
                 "build_params": bp, "analyzer": analyzer.config(), "corpus": dict(corpus, entities=len(entities)),
                 "split": {"by": split_by, "sep": split_sep, "max_submodels": max_submodels},
-                "submodels": subs, "profile": {},
+                "submodels": subs, "profile": profile or {},
                 "stats": {"entities": len(entities), "submodels": len(subs), "multitokens": n_mt,
                           "words": int(sum(s["words"] for s in subs)),
                           "postings": int(sum(m["stats"]["postings"] for _, _, m in built)),
@@ -923,12 +927,112 @@ class SplitModel:
         self.manifest = manifest
         self.defaults = P.resolve(validated, stage=("query", "render"))
 
-    def add(self, *a, **kw):
-        raise TablelmError(f"{self.path} is split into sub-models; add and delete work on one model: rebuild it "
-                           "with tablelm build --split-by (the router counts every sub-model, so a sub-model "
-                           "directory cannot be changed on its own either).")
+    # ------------------------------------------------------------ changes
+    def entities_in_order(self) -> list:
+        """Every entity of the collection in corpus order (the order a build read them), from the
+        sub-models' entity stores and the router's positions; no source is read."""
+        offsets, pos = self._offsets(), self.router_arrays["position"]
+        out: list = [None] * len(pos)
+        for s in range(len(self.names)):
+            sub = self._load(s)
+            for i in range(offsets[s + 1] - offsets[s]):
+                out[int(pos[offsets[s] + i])] = sub.entity_at(i)
+        return out
 
-    delete = add
+    def add(self, sources=None, *, entities=None, replace: bool = False, field_map=None, encoding: str = "utf-8",
+            on_error: str = "skip", reader_options: dict | None = None, report: dict | None = None,
+            out_dir=None) -> SplitModel:
+        """:meth:`Model.add` on a split model: each new entity goes to the sub-model of its value of
+        the split field; a value the model has no sub-model for gets a new one (as a fresh build
+        assigns it: while there are fewer values than ``max_submodels``, else it joins ``_other``).
+
+        The result is, table for table, the split build of this model's entities (corpus order)
+        followed by the new ones; the collection's statistics (df, N, field lengths) and the
+        router are counted again with it. Cost: a split build of the whole collection from the
+        stored entities (no source is re-read), not an incremental merge as on one model."""
+        from .corpus import ReadStats, read_corpus
+
+        new = list(entities or [])
+        stats = ReadStats()
+        if sources:
+            new += read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,
+                               **(reader_options or {}))
+        model, done = self._change(add=new, replace=replace, on_error=on_error, out_dir=out_dir)
+        if report is not None:
+            report.update(done, errors=list(stats.errors), skipped=stats.skipped)
+        return model
+
+    def delete(self, ids, *, report: dict | None = None, out_dir=None) -> SplitModel:
+        """Delete the entities with these ids (found in whichever sub-model holds them) and count
+        the split again (see :meth:`add`); a sub-model left without entities disappears."""
+        model, done = self._change(delete=list(ids), out_dir=out_dir)
+        if report is not None:
+            report.update(done)
+        return model
+
+    def _change(self, *, add=(), delete=(), replace: bool = False, on_error: str = "skip", out_dir=None):
+        from .corpus import content_key
+        from .model import _analyzer_of
+
+        t0 = time.perf_counter()
+        if on_error not in ("fail", "skip"):
+            raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
+        if len(self.scope_subs) != len(self.names):
+            raise TablelmError("add and delete change the whole split model: load it without an access scope.")
+        if out_dir is None and self.path is None:
+            raise TablelmError("A split model is written to a directory: pass out_dir.")
+        ents = self.entities_in_order()
+        at = {e.id: i for i, e in enumerate(ents)}
+        missing = [i for i in delete if i not in at]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more"
+                                                              if len(missing) > 5 else "")
+            raise TablelmError(f"no entity with id {shown} in {self.path}; 'tablelm show -m MODEL ID' fetches an "
+                               "id, 'tablelm search' finds ids.")
+        gone = {at[i] for i in delete}
+        if replace:
+            gone |= {at[e.id] for e in add if e.id in at}
+        report: dict = {}
+        key = lambda e: content_key(e) or None
+        contents = {k for i, e in enumerate(ents) if i not in gone and (k := key(e)) is not None}
+        kept_new = []
+        for e in add:
+            if e.id in at and at[e.id] not in gone:
+                if on_error == "fail":
+                    raise TablelmError(f"id {e.id!r} ({e.source or 'new entity'}) is already in the model; use "
+                                       "'tablelm update' to replace it, or --on-error skip to keep the model's.")
+                report.setdefault("skipped_ids", []).append(e.id)
+                continue
+            k = key(e)
+            if k is not None and k in contents:
+                report.setdefault("duplicates", []).append(e.id)
+                continue
+            if k is not None:
+                contents.add(k)
+            kept_new.append(e)
+        result = [e for i, e in enumerate(ents) if i not in gone] + kept_new
+        if not gone and not kept_new:  # nothing to change (every record skipped): nothing is written
+            report.update(deleted=0, added=0, recounted=0, seconds=round(time.perf_counter() - t0, 3))
+            return self, report
+        if not result:
+            raise TablelmError("this change would leave the model without entities; build a new model instead.")
+        before = set(self.names)
+        split = self.manifest["split"]
+        corpus = {k: v for k, v in self.manifest.get("corpus", {}).items() if k != "entities"}
+        profiles = {}
+        for s, name in enumerate(self.names):  # a sub-model keeps its own profile (tablelm tune -s)
+            prof = self._load(s).manifest.get("profile") or {}
+            if prof:
+                profiles[name] = prof
+        model = build_split(result, _analyzer_of(self.manifest), self.build_params, corpus,
+                            out_dir if out_dir is not None else self.path, split_by=split["by"],
+                            split_sep=split.get("sep"), max_submodels=split.get("max_submodels", MAX_SUBMODELS),
+                            profile=self.manifest.get("profile") or {}, profiles=profiles)
+        report.update(deleted=len(gone), added=len(kept_new), recounted=len(result) - len(kept_new),
+                      promoted=0, demoted=0, submodels_added=sorted(set(model.names) - before),
+                      submodels_removed=sorted(before - set(model.names)),
+                      seconds=round(time.perf_counter() - t0, 3))
+        return model, report
 
 
 def local_params(p: dict) -> list[str]:
