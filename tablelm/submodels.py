@@ -746,6 +746,7 @@ class SplitModel:
         direct = self.router_arrays.get("route_indptr") if "route_entry" in self.router_arrays else None
         hits: list[list] = [[] for _ in plans]  # per prompt: (scores, global entity indices) per asked sub-model
         batches: dict[int, list] = {}
+        fused: list = []
         routed = choose_many(self, scope, tables, plans, pinned, mode, rmax, ratio[0], ratio[1])
         for i, (plan, chosen) in enumerate(zip(plans, routed)):
             if Model._plain(plan, p):
@@ -755,12 +756,18 @@ class SplitModel:
                 if direct is not None:  # the router's entries of its multitokens, for every sub-model
                     term, idx = gather(direct, prepared[0])
                     entry = (term, self.router_arrays["route_entry"][idx])
-                for s in chosen:
-                    batches.setdefault(s, []).append((i, prepared, entry))
+                if entry is not None:  # one compiled pass over the asked sub-models' postings together
+                    fused.append((i, prepared, entry, chosen))
+                else:
+                    for s in chosen:
+                        batches.setdefault(s, []).append((i, prepared, entry))
             else:
                 got = self._ranked(texts[i], plan, p, chosen, k)[0]
                 hits[i].append((np.asarray([h[0] for h in got], dtype=np.float64),
                                 np.asarray([offsets[h[2]] + h[3] for h in got], dtype=np.int64)))
+        if fused:
+            for (i, _, _, _), got in zip(fused, self._fused(p, fused, k)):
+                hits[i].append(got)
         for s, batch in batches.items():
             view = self._view(s)
             post, queries_s, bits = view.postings_for(p), [q for _, q, _ in batch], None
@@ -781,6 +788,86 @@ class SplitModel:
             top = np.lexsort((pos[g], -sc))[:k]  # by score, then corpus position: the unsplit order
             out[qid] = list(zip(ids_at(g[top].tolist()), sc[top].tolist()))
         return out
+
+    def _fused(self, p: dict, items: list, k: int) -> list:
+        """Plain prompts scored in **one** compiled pass over the postings of their asked sub-models.
+
+        ``items``: (prompt, prepared query, its router entries (term, entry), asked sub-models).
+        The postings of each term in every asked sub-model are copied into one row of a batch of
+        its own, their entities renumbered to corpus positions (the unsplit model's entity order),
+        with the length norms and agent bits of the entities touched scattered into arrays of the
+        collection's size. The kernel then scores, applies the agent factor and keeps the top ``k``
+        as for the unsplit model, ties by corpus position: the merged ranking without a pass, a
+        top-k and a merge per asked sub-model. An entity's contributions add in term order as in
+        the unsplit model: same floats. Returns per item (scores, global entity indices)."""
+        from .query import kernel
+
+        pos = self.router_arrays["position"]
+        offsets = self._offsets()
+        n_all = len(pos)
+        lens = np.fromiter((len(q[0]) for _, q, _, _ in items), dtype=np.int64, count=len(items))
+        q_ptr = np.zeros(len(items) + 1, dtype=np.int64)
+        np.cumsum(lens, out=q_ptr[1:])
+        n_terms = int(q_ptr[-1])
+        # the router entries asked: (row = term of the batch, sub-model, df, first posting), by row then sub-model
+        rows, ents = [], []
+        for (_, _, (term, e), chosen), at in zip(items, q_ptr[:-1].tolist()):
+            keep = np.isin(e[:, 0], np.asarray(chosen, dtype=np.int64)) if len(e) else np.zeros(0, dtype=bool)
+            rows.append(term[keep] + at)
+            ents.append(np.asarray(e[keep], dtype=np.int64))
+        row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        ent = np.concatenate(ents) if ents else np.zeros((0, 3), np.int64)
+        df = ent[:, 1]
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, weights=df, minlength=n_terms).astype(np.int64), out=indptr[1:])
+        out_start = np.cumsum(df) - df  # entries in row order: each entry's first slot in the batch
+        n_post = int(df.sum())
+        # every asked sub-model is loaded (and checked against the router), whether it has the terms or not
+        views = {s: self._view(s) for s in sorted({s for _, _, _, chosen in items for s in chosen})}
+        posts = {s: views[s].postings_for(p) for s in np.unique(ent[:, 0]).tolist()}
+        tf_type = np.result_type(*[x.tf.dtype for x in posts.values()]) if posts else np.uint8
+        width = next(iter(posts.values())).tf.shape[1] if posts else 5
+        docs = np.empty(n_post, dtype=np.int32)
+        tf = np.empty((n_post, width), dtype=tf_type)
+        norm = np.zeros(n_all)
+        agents = np.zeros(n_all, dtype=np.uint8)
+        for s, post in posts.items():
+            mine = ent[:, 0] == s
+            d_s = df[mine]
+            step = np.repeat(np.cumsum(d_s) - d_s, d_s)
+            local = np.arange(int(d_s.sum())) - step
+            src = local + np.repeat(ent[mine, 2], d_s)
+            dst = local + np.repeat(out_start[mine], d_s)
+            ldocs = post.docs[src]
+            gdocs = pos[offsets[s] + ldocs]
+            docs[dst] = gdocs
+            tf[dst] = post.tf[src]
+            norm[gdocs] = post.norm[ldocs]
+            if p["agent_boost"] != 1.0:
+                agents[gdocs] = np.asarray(views[s].tables.entity_agents)[ldocs]
+        first = next(iter(posts.values())) if posts else None
+        batch = copy.copy(first) if first is not None else kernel.Postings.__new__(kernel.Postings)
+        batch.indptr, batch.docs, batch.tf, batch.norm, batch.n_docs = indptr, docs, tf, norm, n_all
+        if first is None:
+            batch.fw = np.ones(5)
+            batch.kp1 = 1.0
+        query = (q_ptr, np.arange(n_terms, dtype=np.int64), *(
+            np.concatenate([q[j] for _, q, _, _ in items]).astype(dt, copy=False) if n_terms else np.zeros(0, dt)
+            for j, dt in ((1, np.float64), (2, np.int64))))
+        bits = [q[3] for _, q, _, _ in items]
+        got = kernel.search_batch(batch, query, k, agents, p["agent_boost"], bits)
+        inv = self._inverse_position()
+        return [(np.asarray(sc, dtype=np.float64), inv[np.asarray(idx, dtype=np.int64)]) for idx, sc in got]
+
+    def _inverse_position(self) -> np.ndarray:
+        """The global index (sub-model after sub-model) of each corpus position."""
+        root = self._root
+        if getattr(root, "_inv", None) is None:
+            pos = self.router_arrays["position"]
+            inv = np.empty(len(pos), dtype=np.int64)
+            inv[pos] = np.arange(len(pos))
+            root._inv = inv
+        return root._inv
 
     def _direct(self, post, s: int, queries: list, entries: list):
         """The postings and queries of sub-model ``s`` with its row pointers read from the router.

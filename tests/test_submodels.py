@@ -521,3 +521,41 @@ def test_cli_adds_and_deletes_on_a_split_model(xllm_split_dir, tmp_path):
     assert "1 deleted" in r.output and tablelm.load(path)._owner(victim) is None
     r = CliRunner().invoke(main, ["delete", "-m", str(path), victim])
     assert r.exit_code != 0 and "no entity with id" in r.output
+
+
+def test_one_pass_over_the_asked_submodels_scores_as_the_unsplit_model(xllm_model, xllm_split):
+    """search scores the asked sub-models' postings in one compiled pass (SplitModel._fused): with
+    agent intents (the agent factor), stretches ('data quality' rules) and k smaller than the ties."""
+    prompts = ["show me an example of a sales forecast", "what is data governance", "how do I deploy a model",
+               '"data quality" rules example', "finance", "report"]
+    queries = dict(enumerate(prompts))
+    for k in (1, 3, 10, 100):
+        differ, a, _ = _same_search(xllm_model, xllm_split, queries, k=k)
+        assert differ == [] and all(a[q] for q in (0, 4, 5))
+    planner = xllm_split._state()[2]
+    assert planner.plan(prompts[0], xllm_split.params()).agent is not None  # the agent factor is in play
+    # a routed prompt equals the unsplit ranking restricted to the asked sub-models, alone or in a batch
+    for prompt in prompts:
+        routed = xllm_split.ask(prompt, k=10)
+        asked = {xllm_split.names.index(n) for n in routed.routing["asked"]}
+        alone = xllm_split.search(prompt, 10)
+        assert [(i, round(sc, 6)) for i, sc in alone] == [(c.id, round(c.score, 6)) for c in routed.cards]
+        assert all(xllm_split._owner(i)[0] in asked for i, _ in alone)
+
+
+def test_ties_at_the_cut_go_by_corpus_position_as_unsplit(tmp_path):
+    """Every entity scores the same for 'alpha': the k kept are the first k of the corpus, whichever
+    sub-models they are in (the one-pass kernel numbers entities by corpus position)."""
+    from tablelm.corpus import FieldMap
+
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"_id": str(i), "title": "same", "text": f"alpha beta gamma delta w{i:02d}x",
+                                       "category": ["a", "b", "c"][i % 3]}) + "\n" for i in range(30)))
+    fm = FieldMap(category_field="category")
+    unsplit = tablelm.build([src], tmp_path / "u", field_map=fm, on_error="skip")
+    split = tablelm.build([src], tmp_path / "s", field_map=fm, split_by="category", on_error="skip")
+    assert split.names == ["a", "b", "c"] and unsplit.n_docs == 30
+    for k in (1, 4, 7):
+        want = unsplit.search("alpha", k)
+        assert split.search("alpha", k, route="all") == want
+        assert [i for i, _ in want] == [str(i) for i in range(k)] and len({sc for _, sc in want}) == 1
