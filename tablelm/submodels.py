@@ -559,6 +559,7 @@ class SplitModel:
             self._scopes: dict[tuple, tuple] = {}
             self._offsets_list: list[int] | None = None
             self._every: list | None = None
+            self._inv: np.ndarray | None = None
         self._scope_state: tuple | None = None
         self._id_index: dict[str, tuple[int, int]] | None = None
 
@@ -862,7 +863,7 @@ class SplitModel:
     def _inverse_position(self) -> np.ndarray:
         """The global index (sub-model after sub-model) of each corpus position."""
         root = self._root
-        if getattr(root, "_inv", None) is None:
+        if root._inv is None:
             pos = self.router_arrays["position"]
             inv = np.empty(len(pos), dtype=np.int64)
             inv[pos] = np.arange(len(pos))
