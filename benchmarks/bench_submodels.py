@@ -186,7 +186,7 @@ def memory_row(unsplit_dir: Path, split_dir: Path, prompts: list[str], n_single:
         [sys.executable, __file__, "--worker", str(path), str(f), mode], capture_output=True, text=True, check=True,
         cwd=ROOT, env=env).stdout)
     out: dict = {}
-    pinned_file = lambda f, mode: f.with_name(f.stem + "-pinned.json") if mode == "pinned" else f  # noqa: E731
+    pinned_file = lambda f, mode: f.with_name(f.stem + "-pinned.json") if mode == "pinned" else f
     for mode, path in modes:
         got = run(path, pinned_file(every, mode), mode)
         out[mode] = {"process_rss_loaded_mb": round(got["process_loaded"], 1),
