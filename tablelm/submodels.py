@@ -539,6 +539,11 @@ class SplitModel:
     access key's): it never reads the others.
     """
 
+    #: True: search scores the asked sub-models in one kernel pass (:meth:`_fused`); False: one pass per
+    #: sub-model; None (default): one pass with the numpy kernels, per sub-model with the compiled ones (there
+    #: a pass costs ~10 µs, less than gathering the postings into one batch; docs/submodels.md)
+    one_pass: bool | None = None
+
     def __init__(self, path: Path, manifest: dict, router, subs: tuple[int, ...] | None = None, parent=None):
         self.path = path
         self.manifest = manifest
@@ -749,6 +754,7 @@ class SplitModel:
         batches: dict[int, list] = {}
         fused: list = []
         routed = choose_many(self, scope, tables, plans, pinned, mode, rmax, ratio[0], ratio[1])
+        one_pass = self.one_pass if self.one_pass is not None else kernel.compiled() is None
         for i, (plan, chosen) in enumerate(zip(plans, routed)):
             if Model._plain(plan, p):
                 prepared = (*kernel.prepare(plan.active(), lambda mts: idf(facade, mts)),
@@ -757,7 +763,7 @@ class SplitModel:
                 if direct is not None:  # the router's entries of its multitokens, for every sub-model
                     term, idx = gather(direct, prepared[0])
                     entry = (term, self.router_arrays["route_entry"][idx])
-                if entry is not None:  # one compiled pass over the asked sub-models' postings together
+                if entry is not None and one_pass:  # one pass over the asked sub-models' postings together
                     fused.append((i, prepared, entry, chosen))
                 else:
                     for s in chosen:

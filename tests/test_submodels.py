@@ -529,9 +529,12 @@ def test_one_pass_over_the_asked_submodels_scores_as_the_unsplit_model(xllm_mode
     prompts = ["show me an example of a sales forecast", "what is data governance", "how do I deploy a model",
                '"data quality" rules example', "finance", "report"]
     queries = dict(enumerate(prompts))
-    for k in (1, 3, 10, 100):
-        differ, a, _ = _same_search(xllm_model, xllm_split, queries, k=k)
-        assert differ == [] and all(a[q] for q in (0, 4, 5))
+    for one_pass in (True, False):
+        xllm_split.one_pass = one_pass
+        for k in (1, 3, 10, 100):
+            differ, a, _ = _same_search(xllm_model, xllm_split, queries, k=k)
+            assert differ == [] and all(a[q] for q in (0, 4, 5))
+    xllm_split.one_pass = True
     planner = xllm_split._state()[2]
     assert planner.plan(prompts[0], xllm_split.params()).agent is not None  # the agent factor is in play
     # a routed prompt equals the unsplit ranking restricted to the asked sub-models, alone or in a batch
@@ -555,7 +558,28 @@ def test_ties_at_the_cut_go_by_corpus_position_as_unsplit(tmp_path):
     unsplit = tablelm.build([src], tmp_path / "u", field_map=fm, on_error="skip")
     split = tablelm.build([src], tmp_path / "s", field_map=fm, split_by="category", on_error="skip")
     assert split.names == ["a", "b", "c"] and unsplit.n_docs == 30
-    for k in (1, 4, 7):
+    for k, one_pass in ((1, True), (4, True), (7, True), (4, False), (7, False)):
+        split.one_pass = one_pass
         want = unsplit.search("alpha", k)
         assert split.search("alpha", k, route="all") == want
         assert [i for i, _ in want] == [str(i) for i in range(k)] and len({sc for _, sc in want}) == 1
+
+
+@pytest.mark.slow
+def test_the_submodels_benchmark_measures_a_pinned_arm(xllm_model_dir, xllm_split_dir, xllm_split, tmp_path):
+    """benchmarks/bench_submodels.py: latency of unsplit / routed / every sub-model / pinned, and the
+    memory of a fresh process per mode, pinned included (one prompt each: the bookkeeping, not timings)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_submodels.py"
+    spec = importlib.util.spec_from_file_location("bench_submodels", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    prompts = {"a": "sales forecast dashboard", "b": "supplier contract procurement"}
+    top = bench.top_submodels(xllm_split, prompts)
+    assert top["sales forecast dashboard"] == "sales"
+    row = bench.cost_row(tablelm.load(xllm_model_dir), xllm_split, prompts, 1)
+    assert set(row["latency_ms_p50"]) == {"unsplit", "routed", "all", "pinned"} and row["pinned_over_unsplit_p50"] > 0
+    mem = bench.memory_row(Path(xllm_model_dir), Path(xllm_split_dir), list(prompts.values()), 1, tmp_path, top)
+    assert set(mem) == {"unsplit", "routed", "all", "pinned"}
+    assert all(m["per_prompt_rss_mb_median"] >= 0 and m["process_rss_loaded_mb"] > 10 for m in mem.values())
