@@ -25,7 +25,8 @@ For every collection, the top-10 agreement (the share of the unsplit top 10 that
 top 10 keeps), and per prompt, side by side in one process and taking turns:
 
 latency    p50 / p95 over the prompts of the median ms of ``--repeat`` ``search(prompt, k=10)``
-           (plan, route, rank, merge), unsplit vs routed vs every sub-model (``route=all``),
+           (plan, route, rank, merge), unsplit vs routed vs every sub-model (``route=all``) vs
+           pinned (``submodels=[the sub-model the router ranks first]``, as ``-s NAME``),
            after one warm-up pass with the compiled kernels loaded;
 postings   the share of the collection's postings held by the sub-models a prompt is routed
            to (what its ranking reads at most);
@@ -43,6 +44,8 @@ same prompts with route_method="share": 1.31x, nDCG@10 0.388. The everyday Pytho
 mix (routed to PyPI): 1.38x. CACM / enterprise / Python docs: 1.9x / 2.3x / 2.2x the unsplit p50
 (sub-millisecond prompts, about 4 sub-models asked); CACM nDCG@10 0.523 vs 0.533 (p 0.083). Memory:
 not cut (mix after 200 prompts: 186.6 MB RSS, 104.9 MB of the model touched, vs 200.2 and 99.6).
+Rerun 2026-12-04 with a pinned arm (``submodels=[the router's first]``): routed 2.11x / 2.33x / 2.15x
+the unsplit p50 on CACM / enterprise / Python docs, pinned 1.10x / 1.24x / 1.07x (docs/submodels.md).
 
 Usage (from the repository root)::
 
