@@ -898,9 +898,7 @@ class SplitModel:
         bounds[rows + 1] = e[mine, 2] + e[mine, 1]
         cat = lambda i, dt: np.concatenate([q[i] for q in queries]).astype(dt, copy=False) if n else np.zeros(0, dt)
         batch = (ptr, 2 * np.arange(n, dtype=np.int64), cat(1, np.float64), cat(2, np.int64))
-        direct = copy.copy(post)
-        direct.indptr = bounds
-        return direct, batch, [q[3] for q in queries]
+        return post.with_bounds(bounds, cat(0, np.int64)), batch, [q[3] for q in queries]
 
     def ask(self, prompt: str, k: int = 10, **params):
         """:meth:`Model.ask` over the routed sub-models; ``answer.routing`` says which and why."""

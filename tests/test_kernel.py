@@ -76,6 +76,33 @@ def test_numba_and_numpy_rank_the_scifact_slice_identically(scifact_model, scifa
 
 
 @needs_numba
+def test_the_impact_cache_holds_the_numpy_floats_of_the_rows_queried(cranfield, monkeypatch):
+    """The compiled path keeps each queried row's impacts (Postings.imp): a cold pass, a warm
+    pass and the numpy kernels give the same rankings, and only the rows queried are filled."""
+    model, queries = cranfield
+    params = {"k1": 1.1, "b": 0.6}  # a parameter set no other test used: a fresh cache
+    monkeypatch.delenv("TABLELM_KERNEL", raising=False)
+    monkeypatch.setattr(kernel, "_jit_module", None)
+    assert kernel.warm()
+    post = model.postings_for(model.params(**params))
+    assert not post.ready.any()
+    first = dict(list(queries.items())[:20])
+    cold = model.search_many(first, k=50, **params)
+    filled = np.flatnonzero(post.ready)
+    plans = model._planner.plan_many(list(first.values()), model.params(**params))
+    asked = {t.mt for plan in plans for t in plan.active()}
+    assert set(filled.tolist()) == asked
+    _, idx = kernel.gather(post.indptr, filled)
+    assert np.array_equal(post.imp[idx], kernel.impacts_at(post, idx))  # the same float32 as numpy's
+    untouched = np.ones(len(post.imp), dtype=bool)
+    untouched[idx] = False
+    assert not post.imp[untouched].any()
+    assert model.search_many(first, k=50, **params) == cold  # warm: read from the cache
+    monkeypatch.setattr(kernel, "_jit_module", False)
+    assert model.search_many(first, k=50, **params) == cold
+
+
+@needs_numba
 def test_dense_scores_and_top_k_agree(cranfield, monkeypatch):
     model, queries = cranfield
     from tablelm.query.rank import Scorer

@@ -1,6 +1,7 @@
 """The numba kernels of kernel.py (imported only when numba is installed and enabled).
 
-Same arithmetic as kernel.py's numpy implementation, operation for operation, so the
+Same arithmetic as kernel.py's numpy implementation (each posting's impact computed once per
+parameter set, kept in ``Postings.imp``), operation for operation, so the
 two give identical floats: no fastmath (no reassociation, no fused multiply-add), and
 numpy's error model (0/0 is NaN, not an exception). Compiled functions are cached on
 disk: numba writes them next to this file, or under the user's cache directory
@@ -29,12 +30,19 @@ def _impact(tf, fw, kp1, nrm, p):
     tfw = 0.0
     for f in range(tf.shape[1]):
         tfw += tf[p, f] * fw[f]
-    return np.float64(np.float32(tfw * kp1 / (tfw + nrm)))
+    return np.float32(tfw * kp1 / (tfw + nrm))
 
 
 @_jit
-def _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, lo, hi, acc, seen, touched, n_touched,
-                 best, gseen, gtouched):
+def fill_impacts(indptr, docs, tf, fw, kp1, norm, mts, imp):
+    """The float32 BM25F impact of every posting of the rows ``mts`` into ``imp``."""
+    for mt in mts:
+        for p in range(indptr[mt], indptr[mt + 1]):
+            imp[p] = _impact(tf, fw, kp1, norm[docs[p]], p)
+
+
+@_jit
+def _score_query(indptr, docs, imp, mts, w, grp, lo, hi, acc, seen, touched, n_touched, best, gseen, gtouched):
     """Add the terms lo..hi of one query into ``acc``; entities first touched are appended to
     ``touched`` (when ``seen`` is given, i.e. non-empty). Returns the new number touched."""
     track = len(seen) > 0
@@ -46,7 +54,7 @@ def _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, lo, hi, acc, seen
             mt = mts[j]
             for p in range(indptr[mt], indptr[mt + 1]):
                 d = docs[p]
-                c = wj * _impact(tf, fw, kp1, norm[d], p)
+                c = wj * np.float64(imp[p])
                 if track and not seen[d]:
                     seen[d] = True
                     touched[n_touched] = d
@@ -61,7 +69,7 @@ def _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, lo, hi, acc, seen
             mt = mts[j]
             for p in range(indptr[mt], indptr[mt + 1]):
                 d = docs[p]
-                c = wj * _impact(tf, fw, kp1, norm[d], p)
+                c = wj * np.float64(imp[p])
                 if not gseen[d]:
                     gseen[d] = True
                     gtouched[ng] = d
@@ -83,10 +91,10 @@ def _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, lo, hi, acc, seen
 
 
 @_jit
-def accumulate(indptr, docs, tf, fw, kp1, norm, mts, w, grp, scores, best, gseen, gtouched):
+def accumulate(indptr, docs, imp, mts, w, grp, scores, best, gseen, gtouched):
     """Dense scores of one query into ``scores`` (zeros on entry)."""
     none = np.zeros(0, dtype=np.bool_)
-    _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, 0, len(mts), scores, none,
+    _score_query(indptr, docs, imp, mts, w, grp, 0, len(mts), scores, none,
                  np.zeros(0, dtype=np.int32), 0, best, gseen, gtouched)
 
 
@@ -163,8 +171,8 @@ def top_k_dense(scores, k, exclude):
 
 
 @_jit
-def search_batch(indptr, docs, tf, fw, kp1, norm, agents, q_ptr, mts, w, grp, bits, boost, k, acc, seen, touched,
-                 best, gseen, gtouched):
+def search_batch(indptr, docs, imp, agents, q_ptr, mts, w, grp, bits, boost, k, acc, seen, touched, best, gseen,
+                 gtouched):
     """Top k of each query (terms q_ptr[q]..q_ptr[q+1]); scratch arrays are zeros of n_docs on entry
     and are left so. Returns (result pointers, entities, scores)."""
     n_q = len(q_ptr) - 1
@@ -184,8 +192,8 @@ def search_batch(indptr, docs, tf, fw, kp1, norm, agents, q_ptr, mts, w, grp, bi
         # many postings for the entities: scan them all afterwards rather than track the touched
         # ones (a random read and an unpredictable branch per posting)
         dense = n_post * 4 >= n_docs
-        nt = _score_query(indptr, docs, tf, fw, kp1, norm, mts, w, grp, lo, hi, acc, none if dense else seen,
-                          touched, 0, best, gseen, gtouched)
+        nt = _score_query(indptr, docs, imp, mts, w, grp, lo, hi, acc, none if dense else seen, touched, 0, best,
+                          gseen, gtouched)
         bit = bits[q]
         n = 0
         for i in range(n_docs if dense else nt):

@@ -15,10 +15,13 @@ numpy (this module)
     queries of every process, and all of them when numba is missing or
     ``TABLELM_KERNEL=numpy``.
 
-Neither precomputes anything per posting: impacts are computed for the postings a
+Neither precomputes anything per posting at load: impacts are computed for the postings a
 query touches only, from the term frequencies and a per-entity length norm (one
 O(entities) pass per parameter set, kept by the model), so loading a model and
-changing k1, b or a field weight cost no pass over the postings.
+changing k1, b or a field weight cost no pass over the postings. The numba path keeps
+each row's impacts once computed (``Postings.impacts``: a float32 per posting of the rows
+queried so far, per parameter set), so a row queried again costs a load per posting
+instead of a field-weighted sum and a division.
 
 Both give the same floats: each posting's impact is
 ``float32(tfw·(k1+1) / (tfw + norm[d]))`` with ``tfw`` the field-weighted term frequency
@@ -33,6 +36,7 @@ per entity: the best of them (``phrase_mode="stretch"``, see rank.py).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from typing import Any
@@ -116,7 +120,9 @@ def prepare(terms, idf_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class Postings:
-    """The arrays a query reads, in the types the kernels are compiled for (read-only views)."""
+    """The arrays a query reads, in the types the kernels are compiled for (read-only views), and
+    the compiled kernels' impact cache of this parameter set: the float32 impact of each posting
+    of the rows queried so far (``imp``, filled row by row; ``ready`` marks the rows filled)."""
 
     def __init__(self, tables, norm: np.ndarray, fw, k1: float):
         self.indptr = _ro(tables.post_indptr)
@@ -126,6 +132,37 @@ class Postings:
         self.fw = np.ascontiguousarray(fw, dtype=np.float64)
         self.kp1 = float(k1) + 1.0
         self.n_docs = len(self.norm)
+        # zeroed on allocation: the pages of rows never queried cost no memory
+        self.imp = np.zeros(len(self.docs), dtype=np.float32)
+        self.ready = np.zeros(max(len(self.indptr) - 1, 0), dtype=np.bool_)
+
+    def impacts(self, jit, mts: np.ndarray) -> np.ndarray:
+        """``imp`` with the rows ``mts`` filled (those not yet: by the compiled ``fill_impacts``).
+        Two threads may fill one row at once: they write the same floats, and a row is marked
+        ready only after its fill returned."""
+        if len(mts):
+            todo = mts[~self.ready[mts]]
+            if len(todo):
+                todo = np.unique(todo)
+                jit.fill_impacts(self.indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, todo, self.imp)
+                self.ready[todo] = True
+        return self.imp
+
+    def with_bounds(self, bounds: np.ndarray, rows: np.ndarray) -> Postings:
+        """A copy that reads row pointers ``bounds`` instead, whose row ``2j`` (postings
+        ``bounds[2j]:bounds[2j+1]``) is this table's row ``rows[j]`` (see SplitModel._direct); its
+        rows are filled in this one's impact cache first, so the two share it."""
+        jit = compiled()
+        if jit is not None and len(rows):
+            todo = ~self.ready[rows]
+            if todo.any():
+                jit.fill_impacts(bounds, self.docs, self.tf, self.fw, self.kp1, self.norm,
+                                 2 * np.flatnonzero(todo), self.imp)
+                self.ready[rows[todo]] = True
+        out = copy.copy(self)
+        out.indptr = bounds
+        out.ready = np.ones(max(len(bounds) - 1, 0), dtype=np.bool_)
+        return out
 
 
 def _ro(a) -> np.ndarray:
@@ -209,8 +246,7 @@ def accumulate(post: Postings, mts, w, grp) -> np.ndarray:
         return scores
     scores = np.zeros(post.n_docs)
     if len(mts):
-        jit.accumulate(post.indptr, post.docs, post.tf, post.fw, post.kp1, post.norm, mts, w, grp, scores,
-                       *_scratch(post.n_docs))
+        jit.accumulate(post.indptr, post.docs, post.impacts(jit, mts), mts, w, grp, scores, *_scratch(post.n_docs))
     return scores
 
 
@@ -288,7 +324,7 @@ def search_batch(post: Postings, queries, k: int, agents: np.ndarray, boost: flo
         _spent(t0)
         return out
     r_ptr, r_docs, r_scores = jit.search_batch(
-        post.indptr, post.docs, post.tf, post.fw, post.kp1, post.norm, _ro(agents), ptr, mts, w, grp, bits,
-        float(boost), int(k), *_scratch(post.n_docs, touched=True))
+        post.indptr, post.docs, post.impacts(jit, mts), _ro(agents), ptr, mts, w, grp, bits, float(boost), int(k),
+        *_scratch(post.n_docs, touched=True))
     bounds = r_ptr.tolist()
     return [(r_docs[bounds[i]:bounds[i + 1]], r_scores[bounds[i]:bounds[i + 1]]) for i in range(n)]
