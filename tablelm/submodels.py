@@ -853,11 +853,12 @@ class SplitModel:
             if p["agent_boost"] != 1.0:
                 agents[gdocs] = np.asarray(views[s].tables.entity_agents)[ldocs]
         first = next(iter(posts.values())) if posts else None
-        batch = copy.copy(first) if first is not None else kernel.Postings.__new__(kernel.Postings)
+        batch = kernel.Postings.__new__(kernel.Postings)  # a batch of its own: no cache shared with a sub-model
         batch.indptr, batch.docs, batch.tf, batch.norm, batch.n_docs = indptr, docs, tf, norm, n_all
-        if first is None:
-            batch.fw = np.ones(5)
-            batch.kp1 = 1.0
+        batch.fw = first.fw if first is not None else np.ones(width)
+        batch.kp1 = first.kp1 if first is not None else 1.0
+        batch.imp = np.zeros(n_post, dtype=np.float32)  # the compiled kernels' impacts, filled for these rows
+        batch.ready = np.zeros(n_terms, dtype=np.bool_)
         query = (q_ptr, np.arange(n_terms, dtype=np.int64), *(
             np.concatenate([q[j] for _, q, _, _ in items]).astype(dt, copy=False) if n_terms else np.zeros(0, dt)
             for j, dt in ((1, np.float64), (2, np.int64))))
