@@ -25,7 +25,7 @@ from .errors import ModelError, TablelmError
 from .query import kernel
 from .query.agents import agent_bit, entity_agents
 from .query.expand import expand
-from .query.filters import excluded_entities
+from .query.filters import excluded_entities, letter_factor
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
@@ -123,6 +123,11 @@ class Model:
         s, e = int(offsets[index]), int(offsets[index + 1])
         return TextEntity.from_dict(json.loads(bytes(self._store[s:e])))
 
+    def entity_record(self, index: int) -> str:
+        """The stored JSON record of entity ``index`` as text (UTF-8, not parsed): for fast text checks."""
+        offsets = self.tables.entity_offsets
+        return bytes(self._store[int(offsets[index]):int(offsets[index + 1])]).decode("utf-8", "replace")
+
     def entity(self, entity_id: str) -> TextEntity:
         """The full entity with this id; KeyError names the id."""
         i = self.index_of(entity_id)
@@ -142,7 +147,8 @@ class Model:
         :meth:`_rank` adds must make this False, or search_many would skip it."""
         return (params["ranker"] == "tablelm" and params["expansion_weight"] <= 0 and params["prf_weight"] <= 0
                 and params["w_context"] <= 0 and params["w_importance"] <= 0
-                and not plan.exclusions and not plan.filters and not plan.required_mts)
+                and not plan.exclusions and not plan.filters and not plan.required_mts
+                and not plan.letter_patterns)
 
     def _rank(self, prompt: str, params: dict, plan=None):
         """Plan and score. Returns the plan, the scorer, the scores, the excluded entities and the
@@ -167,6 +173,10 @@ class Model:
                 factors[f"agent {plan.agent}"] = np.where(self.tables.entity_agents & bit, params["agent_boost"], 1.0)
             for f in factors.values():
                 scores = scores * f
+            letters = letter_factor(self, plan, scores, scorer)  # "vitamin A": the letter is not indexed
+            if letters is not None:
+                factors["letter phrase " + ", ".join(f'"{p}"' for p in plan.letter_phrases)] = letters
+                scores = scores * letters
         exclude = excluded_entities(self, plan, scores)  # !word, "exact phrase", filter
         return plan, scorer, scores, exclude, factors
 

@@ -404,12 +404,85 @@ def test_category_and_tag_filters(builtin_model):
 def test_dropped_words_are_said_in_the_text_answer(builtin_model):
     from tablelm.answer.render import render_text
 
-    text = render_text(builtin_model.ask("vitamin A and T cells"))
-    assert "single letters are not indexed, so they were not matched: A, T" in text
+    # a letter attached to a word is checked in the entities' text (test_letter_phrase_*); a
+    # letter with no word next to it ("is" is a stopword) is said to be left out
+    text = render_text(builtin_model.ask("what is X"))
+    assert "single letters are not indexed, so they were not matched: X" in text
+    text = render_text(builtin_model.ask("vitamin A and T cells"))  # no Python entity says either
+    assert 'single letters are not indexed: no top entity\'s text says "vitamin A", "T cells"' in text
+    assert "not matched: A" not in text
     text = render_text(builtin_model.ask("zzqq~file read"))
     assert "not in the dictionary, so its words were matched one by one" in text
     empty = builtin_model.ask("zzqxv qqzzx", sections="")
     assert "suggestions below" not in render_text(empty)
+
+
+@pytest.mark.parametrize("prompt, phrases", [
+    ("vitamin A", ["vitamin A"]), ("T cells", ["T cells"]), ("C API reference", ["C API"]),
+    ("type I diabetes", ["type I"]), ("vitamin~d", ["vitamin d"]),
+    ("vitamin A and T cells", ["vitamin A", "T cells"]), ("conventional T cells", ["conventional T cells"]),
+    ("A deficiency of vitamin B12", []), ("hepatitis A", ["hepatitis A"]),
+    ("how do I read a file", []), ("e.g. a file", []), ("U.S. policy", []), ("the a b c", []),
+])
+def test_letter_phrases_of_a_prompt(prompt, phrases):
+    from tablelm.query.plan import letter_phrases
+    from tablelm.text.analyzer import Analyzer
+
+    a = Analyzer()
+    got = letter_phrases(prompt, lambda w: len(w) > 1 and bool(a.word_stems(w.lower())), a.stem_word)
+    assert [shown for _, shown, _ in got] == phrases
+    patterns = {shown: sides[0][0] for _, shown, sides in got}
+    if "vitamin A" in patterns:
+        p = patterns["vitamin A"]
+        assert p.search("fat-soluble vitamins A and E") and p.search("Vitamin A.") and p.search("vitamin-A")
+        assert not p.search("vitamin D") and not p.search("vitamin Ab") and not p.search("vitamin a day")
+    if "T cells" in patterns:
+        assert patterns["T cells"].search("CD8+ T cell responses") and not patterns["T cells"].search("B cells")
+    if "conventional T cells" in patterns:  # both sides: "conventional T" or "T cells"
+        (_, _, sides), = got
+        assert [w for _, w in sides] == ["conventional", "cells"] and sides[1][0].search("T-cell")
+    if "vitamin d" in patterns:  # a forced lowercase letter matches either case
+        assert patterns["vitamin d"].search("Vitamin D status")
+
+
+@pytest.fixture(scope="module")
+def vitamin_model(tmp_path_factory):
+    """The SciFact abstracts that mention vitamins (real data): vitamin A, C, D, E, K."""
+    from conftest import SCIFACT
+
+    if not SCIFACT.exists():
+        pytest.skip(f"test data not found at {SCIFACT}")
+    lines = [x for x in SCIFACT.read_text("utf-8").splitlines() if re.search(r"(?i)vitamin", x)]
+    path = tmp_path_factory.mktemp("vitamins") / "corpus.jsonl"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    import tablelm
+
+    return tablelm.build([path])
+
+
+def _says(model, card, pattern) -> bool:
+    e = model.entity(card.id)
+    return bool(re.search(pattern, " ".join([e.title, e.text])))
+
+
+def test_letter_phrase_ranks_vitamin_a_above_vitamin_d(vitamin_model):
+    from tablelm.answer.render import render_text
+
+    vitamin_a = r"(?i:vitamins?)[ -]A(?!\w)"
+    plain = vitamin_model.ask("vitamin", k=10)
+    assert not _says(vitamin_model, plain.cards[0], vitamin_a), "without the letter, a vitamin A abstract is not first"
+    a = vitamin_model.ask("vitamin A", k=10)
+    assert a.plan["letter_phrases"] == ["vitamin A"] and a.plan["single_letters"] == ["A"]
+    says = [_says(vitamin_model, c, vitamin_a) for c in a.cards]
+    # the abstracts that say "vitamin A" (3 of 64) come first, and why says so
+    assert says[:2] == [True, True] and sum(says) == 3, [c.title for c in a.cards]
+    assert all(any(f["name"].startswith("letter phrase") for f in c.factors) == s for c, s in zip(a.cards, says))
+    assert '"vitamin A" were ranked higher (3 of these cards)' in render_text(a)
+    d = vitamin_model.ask("vitamin~d", k=5)
+    assert d.plan["letter_phrases"] == ["vitamin d"]
+    assert all(_says(vitamin_model, c, r"(?i:vitamins?)[ -]D(?!\w)") for c in d.cards)
+    # search (the batch path) ranks as ask does
+    assert [i for i, _ in vitamin_model.search("vitamin A", k=10)] == [c.id for c in a.cards]
 
 
 def test_importance_prior_is_an_explained_factor(builtin_model):

@@ -168,3 +168,55 @@ def test_history_is_kept_between_sessions(tmp_path, monkeypatch):
     readline.clear_history()
     chat_module._line_editing(path)
     assert readline.get_history_item(readline.get_current_history_length()) == "data governance policy"
+
+
+def test_at_a_terminal_lines_are_edited_and_recalled(xllm_model_dir, tmp_path):
+    """A real terminal (a pty): Ctrl+A moves to the start of the line (readline), the up arrow
+    recalls the last prompt, an unknown command shows the menu, and the history is saved."""
+    pytest.importorskip("readline")
+    pty = pytest.importorskip("pty")
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TABLELM_DATA": str(tmp_path), "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "tablelm", "chat", "-m", str(xllm_model_dir)],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def until(text: bytes, timeout: float = 120) -> bytes:
+        nonlocal seen
+        end = time.monotonic() + timeout
+        while text not in seen:
+            left = end - time.monotonic()
+            assert left > 0 and proc.poll() is None, seen[-2000:]
+            if select.select([master], [], [], left)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+        assert text in seen, seen[-2000:]
+        out, seen = seen, seen[seen.index(text) + len(text):]
+        return out
+
+    try:
+        until(b"tablelm> ")
+        os.write(master, b"-z\r")
+        out = until(b"tablelm> ")
+        assert b"Unknown command -z." in out and b"-q                quit" in out and b"Prompt:" not in out
+        os.write(master, b"governance policy\x01data \r")  # Ctrl+A: the start of the line
+        out = until(b"tablelm> ")
+        assert b"Prompt: data governance policy" in out, out[-2000:]
+        os.write(master, b"\x1b[A\r")  # the up arrow recalls it
+        out = until(b"tablelm> ")
+        assert b"Prompt: data governance policy" in out, out[-2000:]
+        os.write(master, b"-q\r")
+        until(b"Bye.")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    history = (tmp_path / "chat_history").read_text("utf-8")
+    assert "data governance policy" in history and "-z" in history

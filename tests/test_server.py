@@ -303,3 +303,27 @@ def test_concurrent_requests_get_identical_answers(server_url):
     assert not errors
     assert len(results) == 60
     assert all(status == 200 and ids == expected[p] for p, status, ids in results)
+
+
+def test_page_says_which_letters_were_not_indexed(builtin_model):
+    """The web page's plan line (app.js planNode, run by Node) names the letter phrases and the
+    letters left out, as the text answer does."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    from tablelm.interfaces.server import WEB_DIR
+
+    js = (WEB_DIR / "app.js").read_text("utf-8")
+    body = re.search(r"^function planNode\(answer\) \{.*?^\}$", js, re.M | re.S).group(0)
+    answer = builtin_model.ask("vitamin A and X", k=3).to_dict()
+    stub = """
+const el = (tag, attrs, ...kids) => ({kids, append(...k) { this.kids.push(...k); }});
+const text = (n) => typeof n === "string" ? n : n.kids.map(text).join("");
+""" + body + "\nconsole.log(text(planNode(" + json.dumps(answer) + ")));"
+    out = subprocess.run([node, "-e", stub], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "single letters are not indexed; ranked higher for saying: \u201cvitamin A\u201d" in out, out
+    assert "single letters not matched: X" in out, out

@@ -18,6 +18,8 @@ import numpy as np
 
 #: Most scored entities checked word by word for an exclusion that shares a prompt word's stem.
 MAX_EXACT_CHECKS = 5000
+#: Top scored entities whose text is checked for a letter phrase ("vitamin A").
+MAX_LETTER_CHECKS = 200
 _TABLES = {"category": ("category",), "tag": ("tags",), "tags": ("tags",), "": ("category", "tags")}
 
 
@@ -93,6 +95,51 @@ def excluded_entities(model, plan, scores: np.ndarray) -> np.ndarray | None:
     if not parts:
         return None
     return np.unique(np.concatenate(parts).astype(np.int64))
+
+
+def letter_factor(model, plan, scores: np.ndarray, scorer) -> np.ndarray | None:
+    """Per-entity multiplier for the letter phrases of the prompt (``plan.letter_patterns``).
+
+    Single letters are not indexed, so "vitamin A" scores "vitamin" only. Among the top
+    :data:`MAX_LETTER_CHECKS` scored entities, one whose text has the word and the letter next
+    to each other ("vitamins A, D", "Vitamin-A", not "vitamin D") scores the word once more, as
+    if "vitamin a" were a matched phrase weighing as much as its word (a letter between two
+    words, "conventional T cells": the larger of the two): the multiplier is
+    (score + that bonus) / score. None when no entity has a letter phrase.
+    """
+    if not plan.letter_patterns:
+        return None
+    docs = np.flatnonzero(scores > 0)
+    if not len(docs):
+        return None
+    if len(docs) > MAX_LETTER_CHECKS:
+        docs = docs[np.argsort(-scores[docs], kind="stable")[:MAX_LETTER_CHECKS]]
+    from .plan import Term
+
+    bonus = np.zeros(len(scores))
+    records: dict[int, str] = {}
+    for sides in plan.letter_patterns:  # one letter: the larger bonus of the words it is next to
+        best = np.zeros(len(scores))
+        for pattern, sid in sides:
+            if sid < 0:
+                continue
+            word = scorer.tablelm([Term(sid, "", 1, "prompt", 1.0)])
+            for d in docs.tolist():
+                if word[d] <= best[d]:
+                    continue
+                # the raw record (title, text, labels; JSON with ensure_ascii=False): no parse per entity
+                text = records.get(d)
+                if text is None:
+                    text = records[d] = model.entity_record(d)
+                if pattern.search(text):
+                    best[d] = word[d]
+        bonus += best
+    if not bonus.any():
+        return None
+    factor = np.ones(len(scores))
+    hit = bonus > 0
+    factor[hit] = (scores[hit] + bonus[hit]) / scores[hit]
+    return factor
 
 
 def _mentions(model, d: int, pattern) -> bool:

@@ -38,6 +38,59 @@ _FORCED_RE = re.compile(r"(?<!\S)(\S+(?:~\S+)+)")
 _PHRASE_RE = re.compile(r'"([^"]+)"')
 MAX_PHRASE_PROMPT_WORDS = 12
 _LETTER_RE = re.compile(r"(?<![\w.])([A-Za-z])(?![\w.])")
+_WORDISH_RE = re.compile(r"[^\W_]+")
+_GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the word it belongs to
+# "type I", "class II"...: after these words a capital I is a numeral, not the pronoun
+_NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
+
+
+def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[tuple[re.Pattern, str]]]]:
+    """Single letters attached to a neighbouring word: ``(letter, display, [(pattern, word), ...])``.
+
+    Single letters are not indexed, so "vitamin A" would match "vitamin" alone. A capital
+    letter ("vitamin A", "T cells", "C API"; "I" only after a word such as "type"), or any
+    letter joined by ``~`` ("vitamin~d"), is attached to the content words right before and
+    right after it (not after "A" and "I": "A deficiency of" starts with the article); each
+    pattern finds one such word (any case, any ending of its stem) and the letter next to each
+    other in an entity's text, so the ranker can prefer the entities that say "vitamin A" over
+    those that only say "vitamin D".
+    ``is_content(word)``: whether a word counts (not a stopword, not a letter); ``stem(word)``.
+    """
+    toks = [(m.group(), m.start(), m.end()) for m in _WORDISH_RE.finditer(prompt)]
+    out = []
+    for i, (w, s, e) in enumerate(toks):
+        if len(w) != 1 or not w.isascii() or not w.isalpha():
+            continue
+        if prompt[s - 1:s] == "." or prompt[e:e + 1] == ".":  # "e.g.", "U.S."
+            continue
+        prev = toks[i - 1] if i and _GLUE_RE.fullmatch(prompt[toks[i - 1][2]:s]) else None
+        nxt = toks[i + 1] if i + 1 < len(toks) and _GLUE_RE.fullmatch(prompt[e:toks[i + 1][1]]) else None
+        forced = (prev is not None and "~" in prompt[prev[2]:s]) or (nxt is not None and "~" in prompt[e:nxt[1]])
+        if not forced and not (w.isupper() and (w != "I" or (prev is not None and prev[0].lower() in _NUMERAL_WORDS))):
+            continue
+        # the letter as written when it is a capital (or a/i, which are words); else either case
+        letter = re.escape(w) if w.isupper() or w in "ai" else f"[{w}{w.upper()}]"
+        sides = []  # the content words next to it: "vitamin A", "T cells", "conventional T cells" (both)
+        if prev is not None and is_content(prev[0]):
+            prefix = re.escape(_common_prefix(prev[0].lower(), stem(prev[0].lower())))
+            sides.append((re.compile(rf"(?<!\w)(?i:{prefix})\w*[ \t-]+{letter}(?!\w)(?!\.\w)"), prev[0]))
+        if nxt is not None and is_content(nxt[0]) and (w not in "AI" or forced):  # "A deficiency": the article
+            prefix = re.escape(_common_prefix(nxt[0].lower(), stem(nxt[0].lower())))
+            sides.append((re.compile(rf"(?<![\w.]){letter}[ \t-]+(?i:{prefix})\w*"), nxt[0]))
+        if sides:
+            before = [prev[0]] if prev is not None and sides[0][1] is prev[0] else []
+            after = [nxt[0]] if nxt is not None and sides[-1][1] is nxt[0] else []
+            shown = " ".join(before + [w] + after)
+            out.append((w, shown, sides))
+    return out
+
+
+def _common_prefix(word: str, stem: str) -> str:
+    """The part of ``word`` its stem keeps ("vitamins", "vitamin" -> "vitamin"; "happy", "happi" -> "happ")."""
+    n = 0
+    while n < min(len(word), len(stem)) and word[n] == stem[n]:
+        n += 1
+    return word[:max(n, min(3, len(word)))]
 
 
 @dataclass
@@ -80,6 +133,10 @@ class Plan:
     phrases: list[str] = field(default_factory=list)        # "exact phrase" texts
     required_mts: list[int] = field(default_factory=list)   # their multitokens: entities must have them
     letters: list[str] = field(default_factory=list)        # single letters, which are not indexed
+    # letters attached to a word ("vitamin A"): what the ranker checks in the top entities' text
+    letter_phrases: list[str] = field(default_factory=list)
+    # per letter phrase: [(pattern, stem id of the word next to the letter, -1 if not in the corpus)]
+    letter_patterns: list[list[tuple[re.Pattern, int]]] = field(default_factory=list, repr=False)
     filters: list[str] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
 
@@ -98,6 +155,7 @@ class Plan:
             "forced_not_in_dictionary": self.forced_missing,
             "phrases": self.phrases,
             "single_letters": self.letters,
+            "letter_phrases": self.letter_phrases,
             "filters": self.filters,
             "multitokens_matched": [t.text for t in self.terms if t.role in ("prompt", "forced")],
             "dropped": {"contained": by("contained"), "generic": by("generic")},
@@ -201,14 +259,27 @@ class Planner:
                 return " " + "~".join(words) + " "
 
             text = _PHRASE_RE.sub(phrase, text)
+        # single letters are not indexed ("vitamin A", "T cells"): those attached to a word are
+        # checked in the text of the top entities (filters.letter_factor); the others are said
+        a = m.analyzer
+
+        def is_content(word: str) -> bool:
+            return len(word) > 1 and bool(a.word_stems(word.lower()))
+
+        attached = set()
+        for letter, shown, sides in letter_phrases(text, is_content, a.stem_word):
+            attached.add(letter)
+            plan.letter_phrases.append(shown)
+            ids = [(pattern, m.tables.stem_ids.get(st[0], -1) if (st := a.word_stems(word.lower())) else -1)
+                   for pattern, word in sides]
+            plan.letter_patterns.append(ids)
         forced = []
         if "~" in text:
             for group in _FORCED_RE.findall(text):
                 forced.append([self._stems_of(p) for p in group.split("~")])
             text = text.replace("~", " ")
         ignore_stems = {s for w in params["ignore"] for s in self._stems_of(w)} if params["ignore"] else set()
-        # single letters are not indexed ("vitamin A", "T cells"): say so rather than drop them silently
-        plan.letters = [x for x in _LETTER_RE.findall(text) if x.isupper() and x != "I"]
+        plan.letters = [x for x in _LETTER_RE.findall(text) if (x.isupper() and x not in "AI") or x in attached]
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.tables.stem_ids

@@ -312,6 +312,9 @@ function planNode(answer) {
   add("matched", plan.multitokens_matched);
   add("too frequent to count", (plan.dropped || {}).generic);
   add("not in the dictionary (words matched one by one)", plan.forced_not_in_dictionary);
+  const phrases = plan.letter_phrases || [];
+  add("single letters are not indexed; ranked higher for saying", phrases.map((p) => "\u201c" + p + "\u201d"));
+  add("single letters not matched", (plan.single_letters || []).filter((x) => !phrases.some((p) => p.split(" ").includes(x))));
   add("not in corpus", plan.unknown);
   add("excluded", plan.excluded);
   add("ignored", plan.ignored);
