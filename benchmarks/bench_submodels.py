@@ -25,7 +25,8 @@ For every collection, the top-10 agreement (the share of the unsplit top 10 that
 top 10 keeps), and per prompt, side by side in one process and taking turns:
 
 latency    p50 / p95 over the prompts of the median ms of ``--repeat`` ``search(prompt, k=10)``
-           (plan, route, rank, merge), unsplit vs routed vs every sub-model (``route=all``),
+           (plan, route, rank, merge), unsplit vs routed vs every sub-model (``route=all``) vs
+           pinned (``submodels=[the sub-model the router ranks first]``, as ``-s NAME``),
            after one warm-up pass with the compiled kernels loaded;
 postings   the share of the collection's postings held by the sub-models a prompt is routed
            to (what its ranking reads at most);
@@ -43,6 +44,8 @@ same prompts with route_method="share": 1.31x, nDCG@10 0.388. The everyday Pytho
 mix (routed to PyPI): 1.38x. CACM / enterprise / Python docs: 1.9x / 2.3x / 2.2x the unsplit p50
 (sub-millisecond prompts, about 4 sub-models asked); CACM nDCG@10 0.523 vs 0.533 (p 0.083). Memory:
 not cut (mix after 200 prompts: 186.6 MB RSS, 104.9 MB of the model touched, vs 200.2 and 99.6).
+Rerun 2026-12-04 with a pinned arm (``submodels=[the router's first]``): routed 2.11x / 2.33x / 2.15x
+the unsplit p50 on CACM / enterprise / Python docs, pinned 1.10x / 1.24x / 1.07x (docs/submodels.md).
 
 Usage (from the repository root)::
 
@@ -155,13 +158,15 @@ def worker(model_dir: str, prompts_file: str, mode: str) -> None:
     A prompt of words no model has is answered first, so that the growth is the prompts' own
     (the query modules imported, nothing scored).
     """
-    prompts = json.loads(Path(prompts_file).read_text())
+    prompts = json.loads(Path(prompts_file).read_text())  # pinned: [prompt, sub-model] pairs
     model = tablelm.load(model_dir)
     kw = {"route": "all"} if mode == "all" else {}
-    model.search("qqzxv wwxyq", 10, **kw)
+    model.search("qqzxv wwxyq", 10, **kw)  # pinned: the unknown words go to every sub-model (none loaded)
     r0 = rss_mb()
     out = {"load_rss": 0.0, "load_mapped": mapped_mb(model_dir), "process_loaded": r0}
     for i, p in enumerate(prompts):
+        if mode == "pinned":
+            p, kw = p[0], {"submodels": [p[1]]}
         model.search(p, 10, **kw)
         if i == 0:
             out["first_rss"], out["first_mapped"] = rss_mb() - r0, mapped_mb(model_dir)
@@ -169,18 +174,24 @@ def worker(model_dir: str, prompts_file: str, mode: str) -> None:
     print(json.dumps(out))
 
 
-def memory_row(unsplit_dir: Path, split_dir: Path, prompts: list[str], n_single: int, scratch: Path) -> dict:
-    """Fresh processes per mode: after load / after all the prompts; and per prompt (one process each)."""
+def memory_row(unsplit_dir: Path, split_dir: Path, prompts: list[str], n_single: int, scratch: Path,
+               top: dict | None = None) -> dict:
+    """Fresh processes per mode: after load / after all the prompts; and per prompt (one process each).
+    ``top``: the router's first sub-model of each prompt, for the pinned mode (``-s NAME``)."""
     every = scratch / "prompts-all.json"
     every.write_text(json.dumps(prompts))
-    modes = (("unsplit", unsplit_dir), ("routed", split_dir), ("all", split_dir))
+    modes: tuple = (("unsplit", unsplit_dir), ("routed", split_dir), ("all", split_dir))
+    if top is not None:
+        modes += (("pinned", split_dir),)
+        (scratch / "prompts-all-pinned.json").write_text(json.dumps([[p, top[p]] for p in prompts]))
     env = dict(os.environ, TABLELM_KERNEL="numpy")
     run = lambda path, f, mode: json.loads(subprocess.run(
         [sys.executable, __file__, "--worker", str(path), str(f), mode], capture_output=True, text=True, check=True,
         cwd=ROOT, env=env).stdout)
     out: dict = {}
+    pinned_file = lambda f, mode: f.with_name(f.stem + "-pinned.json") if mode == "pinned" else f
     for mode, path in modes:
-        got = run(path, every, mode)
+        got = run(path, pinned_file(every, mode), mode)
         out[mode] = {"process_rss_loaded_mb": round(got["process_loaded"], 1),
                      f"process_rss_after_{len(prompts)}_prompts_mb": round(got["process_after"], 1),
                      f"rss_growth_{len(prompts)}_prompts_mb": round(got["all_rss"], 1),
@@ -191,8 +202,10 @@ def memory_row(unsplit_dir: Path, split_dir: Path, prompts: list[str], n_single:
     for p in prompts[::step][:n_single]:
         f = scratch / "prompt-one.json"
         f.write_text(json.dumps([p]))
+        if top is not None:
+            (scratch / "prompt-one-pinned.json").write_text(json.dumps([[p, top[p]]]))
         for mode, path in modes:
-            got = run(path, f, mode)
+            got = run(path, pinned_file(f, mode), mode)
             one[mode]["rss"].append(got["first_rss"] - got["load_rss"])
             one[mode]["mapped"].append(got["first_mapped"] - got["load_mapped"])
     for mode, _ in modes:
@@ -219,15 +232,19 @@ def pct(values: list[float], q: float) -> float:
 
 def cost_row(unsplit, split, prompts: dict[str, str], repeat: int, **routing) -> dict:
     """Latency p50/p95 (unsplit, routed, every sub-model), sub-models asked and their postings share."""
+    # pinned (-s NAME): the sub-model the router ranks first for the prompt, as a user who knows it would pin
+    top = top_submodels(split, prompts, **routing)
     for p in prompts.values():  # warm-up of every path (impacts norms, string blocks, kernels)
         unsplit.search(p, 10)
         split.search(p, 10, **routing)
         split.search(p, 10, route="all")
-    lat: dict[str, list[float]] = {"unsplit": [], "routed": [], "all": []}
+        split.search(p, 10, submodels=[top[p]])
+    lat: dict[str, list[float]] = {"unsplit": [], "routed": [], "all": [], "pinned": []}
     for p in prompts.values():  # taking turns, prompt by prompt
         lat["unsplit"].append(timed(repeat, unsplit.search, p, 10))
         lat["routed"].append(timed(repeat, split.search, p, 10, **routing))
         lat["all"].append(timed(repeat, split.search, p, 10, route="all"))
+        lat["pinned"].append(timed(repeat, split.search, p, 10, submodels=[top[p]]))
     postings = {n: split.submodel(n).tables.post_docs.shape[0] for n in split.names}
     total = sum(postings.values())
     share, asked, largest = [], [], max(split.submodels, key=lambda s: s["entities"])["name"]
@@ -244,7 +261,13 @@ def cost_row(unsplit, split, prompts: dict[str, str], repeat: int, **routing) ->
            "largest_asked_share": round(with_largest / len(prompts), 3),
            "postings_share_mean": round(statistics.mean(share), 4)}
     row["routed_over_unsplit_p50"] = round(row["latency_ms_p50"]["routed"] / row["latency_ms_p50"]["unsplit"], 2)
+    row["pinned_over_unsplit_p50"] = round(row["latency_ms_p50"]["pinned"] / row["latency_ms_p50"]["unsplit"], 2)
     return row
+
+
+def top_submodels(split, prompts: dict[str, str], **routing) -> dict[str, str]:
+    """The router's first candidate sub-model of each prompt (by coverage)."""
+    return {p: split.ask(p, k=1, **routing).routing["candidates"][0]["submodel"] for p in prompts.values()}
 
 
 # --------------------------------------------------------------------------- one collection
@@ -311,7 +334,9 @@ def run_collection(name: str, scratch: Path, repeat: int, n_rss: int, reuse: boo
     if name == "mix":  # prompts that route to the largest sub-model, measured apart
         row["cost"]["everyday"] = cost_row(unsplit, split, everyday_prompts(), repeat)
         mem_prompts = mem_prompts[:200]
-    row["memory"] = memory_row(scratch / f"{name}-unsplit", scratch / f"{name}-split", mem_prompts, n_rss, scratch)
+    top = top_submodels(split, {p: p for p in mem_prompts})
+    row["memory"] = memory_row(scratch / f"{name}-unsplit", scratch / f"{name}-split", mem_prompts, n_rss, scratch,
+                               top)
     return row
 
 

@@ -133,7 +133,13 @@ def choose(split, scope, tables, plan, pinned, mode: str, route_max: int | None,
 
 def choose_many(split, scope, tables, plans, pinned, mode: str, route_max: int | None, share: float,
                 method: str = "pairs") -> list[list[int]]:
-    """:func:`choose` of each plan (the choice only), routed in one batch: the same sub-models."""
+    """:func:`choose` of each plan (the choice only), routed in one batch: the same sub-models.
+    Pinned, or ``route="all"``: no coverage is computed (the order of the asked sub-models does
+    not change a search's merged ranking)."""
+    if pinned is not None:
+        return [list(pinned) for _ in plans]
+    if mode == "all":
+        return [list(scope.subs) for _ in plans]
     terms = [routed_terms(plan) for plan in plans]
     cov, _ = coverage_many(split, scope, tables, terms, method)
     return [_choice(split, scope, cov[i], bool(terms[i]), pinned, mode, route_max, share, method)[0]

@@ -161,8 +161,12 @@ def _widen(part, whole):
 
 
 def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by: str, split_sep: str | None = None,
-                max_submodels: int = MAX_SUBMODELS, progress: bool = False, report: dict | None = None):
-    """Count and write a split model (see the module notes); returns the loaded :class:`SplitModel`."""
+                max_submodels: int = MAX_SUBMODELS, progress: bool = False, report: dict | None = None,
+                profile: dict | None = None, profiles: dict | None = None):
+    """Count and write a split model (see the module notes); returns the loaded :class:`SplitModel`.
+
+    ``profile``: the collection's query profile; ``profiles``: a profile per sub-model name (kept
+    by :meth:`SplitModel.add` and ``delete``; neither is part of a fingerprint)."""
     from .model import _bar, _entity_tables, _manifest
     from .tables import build as B
     from .tables.counts import assemble
@@ -193,7 +197,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
         tables.arrays = conform(tables.arrays)
         sub_corpus = dict(corpus, entities=len(ents), split={"by": split_by, "sep": split_sep, "name": name,
                                                                "label": label})
-        manifest = _manifest(tables, analyzer, bp, sub_corpus, {})
+        manifest = _manifest(tables, analyzer, bp, sub_corpus, (profiles or {}).get(name, {}))
         built.append((name, tables, manifest))
         df = np.bincount(wide.post_mt, minlength=n_mt)
         total = wide.mt_counts.sum(axis=1)
@@ -223,7 +227,7 @@ def build_split(entities, analyzer, bp: dict, corpus: dict, out_dir, *, split_by
     manifest = {"kind": SPLIT_KIND, "tablelm_version": __version__, "fingerprint": fingerprint,
                 "build_params": bp, "analyzer": analyzer.config(), "corpus": dict(corpus, entities=len(entities)),
                 "split": {"by": split_by, "sep": split_sep, "max_submodels": max_submodels},
-                "submodels": subs, "profile": {},
+                "submodels": subs, "profile": profile or {},
                 "stats": {"entities": len(entities), "submodels": len(subs), "multitokens": n_mt,
                           "words": int(sum(s["words"] for s in subs)),
                           "postings": int(sum(m["stats"]["postings"] for _, _, m in built)),
@@ -535,6 +539,11 @@ class SplitModel:
     access key's): it never reads the others.
     """
 
+    #: True: search scores the asked sub-models in one kernel pass (:meth:`_fused`); False: one pass per
+    #: sub-model; None (default): one pass with the numpy kernels, per sub-model with the compiled ones (there
+    #: a pass costs ~10 µs, less than gathering the postings into one batch; docs/submodels.md)
+    one_pass: bool | None = None
+
     def __init__(self, path: Path, manifest: dict, router, subs: tuple[int, ...] | None = None, parent=None):
         self.path = path
         self.manifest = manifest
@@ -555,6 +564,7 @@ class SplitModel:
             self._scopes: dict[tuple, tuple] = {}
             self._offsets_list: list[int] | None = None
             self._every: list | None = None
+            self._inv: np.ndarray | None = None
         self._scope_state: tuple | None = None
         self._id_index: dict[str, tuple[int, int]] | None = None
 
@@ -742,7 +752,9 @@ class SplitModel:
         direct = self.router_arrays.get("route_indptr") if "route_entry" in self.router_arrays else None
         hits: list[list] = [[] for _ in plans]  # per prompt: (scores, global entity indices) per asked sub-model
         batches: dict[int, list] = {}
+        fused: list = []
         routed = choose_many(self, scope, tables, plans, pinned, mode, rmax, ratio[0], ratio[1])
+        one_pass = self.one_pass if self.one_pass is not None else kernel.compiled() is None
         for i, (plan, chosen) in enumerate(zip(plans, routed)):
             if Model._plain(plan, p):
                 prepared = (*kernel.prepare(plan.active(), lambda mts: idf(facade, mts)),
@@ -751,12 +763,18 @@ class SplitModel:
                 if direct is not None:  # the router's entries of its multitokens, for every sub-model
                     term, idx = gather(direct, prepared[0])
                     entry = (term, self.router_arrays["route_entry"][idx])
-                for s in chosen:
-                    batches.setdefault(s, []).append((i, prepared, entry))
+                if entry is not None and one_pass:  # one pass over the asked sub-models' postings together
+                    fused.append((i, prepared, entry, chosen))
+                else:
+                    for s in chosen:
+                        batches.setdefault(s, []).append((i, prepared, entry))
             else:
                 got = self._ranked(texts[i], plan, p, chosen, k)[0]
                 hits[i].append((np.asarray([h[0] for h in got], dtype=np.float64),
                                 np.asarray([offsets[h[2]] + h[3] for h in got], dtype=np.int64)))
+        if fused:
+            for (i, _, _, _), got in zip(fused, self._fused(p, fused, k)):
+                hits[i].append(got)
         for s, batch in batches.items():
             view = self._view(s)
             post, queries_s, bits = view.postings_for(p), [q for _, q, _ in batch], None
@@ -777,6 +795,87 @@ class SplitModel:
             top = np.lexsort((pos[g], -sc))[:k]  # by score, then corpus position: the unsplit order
             out[qid] = list(zip(ids_at(g[top].tolist()), sc[top].tolist()))
         return out
+
+    def _fused(self, p: dict, items: list, k: int) -> list:
+        """Plain prompts scored in **one** compiled pass over the postings of their asked sub-models.
+
+        ``items``: (prompt, prepared query, its router entries (term, entry), asked sub-models).
+        The postings of each term in every asked sub-model are copied into one row of a batch of
+        its own, their entities renumbered to corpus positions (the unsplit model's entity order),
+        with the length norms and agent bits of the entities touched scattered into arrays of the
+        collection's size. The kernel then scores, applies the agent factor and keeps the top ``k``
+        as for the unsplit model, ties by corpus position: the merged ranking without a pass, a
+        top-k and a merge per asked sub-model. An entity's contributions add in term order as in
+        the unsplit model: same floats. Returns per item (scores, global entity indices)."""
+        from .query import kernel
+
+        pos = self.router_arrays["position"]
+        offsets = self._offsets()
+        n_all = len(pos)
+        lens = np.fromiter((len(q[0]) for _, q, _, _ in items), dtype=np.int64, count=len(items))
+        q_ptr = np.zeros(len(items) + 1, dtype=np.int64)
+        np.cumsum(lens, out=q_ptr[1:])
+        n_terms = int(q_ptr[-1])
+        # the router entries asked: (row = term of the batch, sub-model, df, first posting), by row then sub-model
+        rows, ents = [], []
+        for (_, _, (term, e), chosen), at in zip(items, q_ptr[:-1].tolist()):
+            keep = np.isin(e[:, 0], np.asarray(chosen, dtype=np.int64)) if len(e) else np.zeros(0, dtype=bool)
+            rows.append(term[keep] + at)
+            ents.append(np.asarray(e[keep], dtype=np.int64))
+        row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        ent = np.concatenate(ents) if ents else np.zeros((0, 3), np.int64)
+        df = ent[:, 1]
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, weights=df, minlength=n_terms).astype(np.int64), out=indptr[1:])
+        out_start = np.cumsum(df) - df  # entries in row order: each entry's first slot in the batch
+        n_post = int(df.sum())
+        # every asked sub-model is loaded (and checked against the router), whether it has the terms or not
+        views = {s: self._view(s) for s in sorted({s for _, _, _, chosen in items for s in chosen})}
+        posts = {s: views[s].postings_for(p) for s in np.unique(ent[:, 0]).tolist()}
+        tf_type = np.result_type(*[x.tf.dtype for x in posts.values()]) if posts else np.uint8
+        width = next(iter(posts.values())).tf.shape[1] if posts else 5
+        docs = np.empty(n_post, dtype=np.int32)
+        tf = np.empty((n_post, width), dtype=tf_type)
+        norm = np.zeros(n_all)
+        agents = np.zeros(n_all, dtype=np.uint8)
+        for s, post in posts.items():
+            mine = ent[:, 0] == s
+            d_s = df[mine]
+            step = np.repeat(np.cumsum(d_s) - d_s, d_s)
+            local = np.arange(int(d_s.sum())) - step
+            src = local + np.repeat(ent[mine, 2], d_s)
+            dst = local + np.repeat(out_start[mine], d_s)
+            ldocs = post.docs[src]
+            gdocs = pos[offsets[s] + ldocs]
+            docs[dst] = gdocs
+            tf[dst] = post.tf[src]
+            norm[gdocs] = post.norm[ldocs]
+            if p["agent_boost"] != 1.0:
+                agents[gdocs] = np.asarray(views[s].tables.entity_agents)[ldocs]
+        first = next(iter(posts.values())) if posts else None
+        batch = kernel.Postings.__new__(kernel.Postings)  # a batch of its own: no cache shared with a sub-model
+        batch.indptr, batch.docs, batch.tf, batch.norm, batch.n_docs = indptr, docs, tf, norm, n_all
+        batch.fw = first.fw if first is not None else np.ones(width)
+        batch.kp1 = first.kp1 if first is not None else 1.0
+        batch.imp = np.zeros(n_post, dtype=np.float32)  # the compiled kernels' impacts, filled for these rows
+        batch.ready = np.zeros(n_terms, dtype=np.bool_)
+        query = (q_ptr, np.arange(n_terms, dtype=np.int64), *(
+            np.concatenate([q[j] for _, q, _, _ in items]).astype(dt, copy=False) if n_terms else np.zeros(0, dt)
+            for j, dt in ((1, np.float64), (2, np.int64))))
+        bits = [q[3] for _, q, _, _ in items]
+        got = kernel.search_batch(batch, query, k, agents, p["agent_boost"], bits)
+        inv = self._inverse_position()
+        return [(np.asarray(sc, dtype=np.float64), inv[np.asarray(idx, dtype=np.int64)]) for idx, sc in got]
+
+    def _inverse_position(self) -> np.ndarray:
+        """The global index (sub-model after sub-model) of each corpus position."""
+        root = self._root
+        if root._inv is None:
+            pos = self.router_arrays["position"]
+            inv = np.empty(len(pos), dtype=np.int64)
+            inv[pos] = np.arange(len(pos))
+            root._inv = inv
+        return root._inv
 
     def _direct(self, post, s: int, queries: list, entries: list):
         """The postings and queries of sub-model ``s`` with its row pointers read from the router.
@@ -921,12 +1020,112 @@ class SplitModel:
         self.manifest = manifest
         self.defaults = P.resolve(validated, stage=("query", "render"))
 
-    def add(self, *a, **kw):
-        raise TablelmError(f"{self.path} is split into sub-models; add and delete work on one model: rebuild it "
-                           "with tablelm build --split-by (the router counts every sub-model, so a sub-model "
-                           "directory cannot be changed on its own either).")
+    # ------------------------------------------------------------ changes
+    def entities_in_order(self) -> list:
+        """Every entity of the collection in corpus order (the order a build read them), from the
+        sub-models' entity stores and the router's positions; no source is read."""
+        offsets, pos = self._offsets(), self.router_arrays["position"]
+        out: list = [None] * len(pos)
+        for s in range(len(self.names)):
+            sub = self._load(s)
+            for i in range(offsets[s + 1] - offsets[s]):
+                out[int(pos[offsets[s] + i])] = sub.entity_at(i)
+        return out
 
-    delete = add
+    def add(self, sources=None, *, entities=None, replace: bool = False, field_map=None, encoding: str = "utf-8",
+            on_error: str = "skip", reader_options: dict | None = None, report: dict | None = None,
+            out_dir=None) -> SplitModel:
+        """:meth:`Model.add` on a split model: each new entity goes to the sub-model of its value of
+        the split field; a value the model has no sub-model for gets a new one (as a fresh build
+        assigns it: while there are fewer values than ``max_submodels``, else it joins ``_other``).
+
+        The result is, table for table, the split build of this model's entities (corpus order)
+        followed by the new ones; the collection's statistics (df, N, field lengths) and the
+        router are counted again with it. Cost: a split build of the whole collection from the
+        stored entities (no source is re-read), not an incremental merge as on one model."""
+        from .corpus import ReadStats, read_corpus
+
+        new = list(entities or [])
+        stats = ReadStats()
+        if sources:
+            new += read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,
+                               **(reader_options or {}))
+        model, done = self._change(add=new, replace=replace, on_error=on_error, out_dir=out_dir)
+        if report is not None:
+            report.update(done, errors=list(stats.errors), skipped=stats.skipped)
+        return model
+
+    def delete(self, ids, *, report: dict | None = None, out_dir=None) -> SplitModel:
+        """Delete the entities with these ids (found in whichever sub-model holds them) and count
+        the split again (see :meth:`add`); a sub-model left without entities disappears."""
+        model, done = self._change(delete=list(ids), out_dir=out_dir)
+        if report is not None:
+            report.update(done)
+        return model
+
+    def _change(self, *, add=(), delete=(), replace: bool = False, on_error: str = "skip", out_dir=None):
+        from .corpus import content_key
+        from .model import _analyzer_of
+
+        t0 = time.perf_counter()
+        if on_error not in ("fail", "skip"):
+            raise TablelmError(f"on_error must be 'fail' or 'skip'. Got {on_error!r}.")
+        if len(self.scope_subs) != len(self.names):
+            raise TablelmError("add and delete change the whole split model: load it without an access scope.")
+        if out_dir is None and self.path is None:
+            raise TablelmError("A split model is written to a directory: pass out_dir.")
+        ents = self.entities_in_order()
+        at = {e.id: i for i, e in enumerate(ents)}
+        missing = [i for i in delete if i not in at]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more"
+                                                              if len(missing) > 5 else "")
+            raise TablelmError(f"no entity with id {shown} in {self.path}; 'tablelm show -m MODEL ID' fetches an "
+                               "id, 'tablelm search' finds ids.")
+        gone = {at[i] for i in delete}
+        if replace:
+            gone |= {at[e.id] for e in add if e.id in at}
+        report: dict = {}
+        key = lambda e: content_key(e) or None
+        contents = {k for i, e in enumerate(ents) if i not in gone and (k := key(e)) is not None}
+        kept_new = []
+        for e in add:
+            if e.id in at and at[e.id] not in gone:
+                if on_error == "fail":
+                    raise TablelmError(f"id {e.id!r} ({e.source or 'new entity'}) is already in the model; use "
+                                       "'tablelm update' to replace it, or --on-error skip to keep the model's.")
+                report.setdefault("skipped_ids", []).append(e.id)
+                continue
+            k = key(e)
+            if k is not None and k in contents:
+                report.setdefault("duplicates", []).append(e.id)
+                continue
+            if k is not None:
+                contents.add(k)
+            kept_new.append(e)
+        result = [e for i, e in enumerate(ents) if i not in gone] + kept_new
+        if not gone and not kept_new:  # nothing to change (every record skipped): nothing is written
+            report.update(deleted=0, added=0, recounted=0, seconds=round(time.perf_counter() - t0, 3))
+            return self, report
+        if not result:
+            raise TablelmError("this change would leave the model without entities; build a new model instead.")
+        before = set(self.names)
+        split = self.manifest["split"]
+        corpus = {k: v for k, v in self.manifest.get("corpus", {}).items() if k != "entities"}
+        profiles = {}
+        for s, name in enumerate(self.names):  # a sub-model keeps its own profile (tablelm tune -s)
+            prof = self._load(s).manifest.get("profile") or {}
+            if prof:
+                profiles[name] = prof
+        model = build_split(result, _analyzer_of(self.manifest), self.build_params, corpus,
+                            out_dir if out_dir is not None else self.path, split_by=split["by"],
+                            split_sep=split.get("sep"), max_submodels=split.get("max_submodels", MAX_SUBMODELS),
+                            profile=self.manifest.get("profile") or {}, profiles=profiles)
+        report.update(deleted=len(gone), added=len(kept_new), recounted=len(result) - len(kept_new),
+                      promoted=0, demoted=0, submodels_added=sorted(set(model.names) - before),
+                      submodels_removed=sorted(before - set(model.names)),
+                      seconds=round(time.perf_counter() - t0, 3))
+        return model, report
 
 
 def local_params(p: dict) -> list[str]:
