@@ -1066,6 +1066,7 @@ class SplitModel:
     def _change(self, *, add=(), delete=(), replace: bool = False, on_error: str = "skip", out_dir=None):
         from .corpus import content_key
         from .model import _analyzer_of
+        from .update import skip_existing
 
         t0 = time.perf_counter()
         if on_error not in ("fail", "skip"):
@@ -1091,10 +1092,7 @@ class SplitModel:
         kept_new = []
         for e in add:
             if e.id in at and at[e.id] not in gone:
-                if on_error == "fail":
-                    raise TablelmError(f"id {e.id!r} ({e.source or 'new entity'}) is already in the model; use "
-                                       "'tablelm update' to replace it, or --on-error skip to keep the model's.")
-                report.setdefault("skipped_ids", []).append(e.id)
+                skip_existing(e, on_error, report)
                 continue
             k = key(e)
             if k is not None and k in contents:

@@ -184,6 +184,15 @@ def _check_ids(model, delete_ids) -> list[int]:
     return sorted(set(idx))
 
 
+def skip_existing(e, on_error: str, report: dict) -> None:
+    """An added entity whose id the model already has: an error with ``on_error="fail"``, else skipped
+    and listed in ``report["skipped_ids"]``."""
+    if on_error == "fail":
+        raise TablelmError(f"id {e.id!r} ({e.source or 'new entity'}) is already in the model; "
+                           "use 'tablelm update' to replace it, or --on-error skip to keep the model's.")
+    report.setdefault("skipped_ids", []).append(e.id)
+
+
 def _filter_new(model, entities, deleting: set, on_error: str, report: dict) -> list:
     """The entities an add keeps: ids new to the model, content the model does not already have."""
     from .corpus import content_key
@@ -196,10 +205,7 @@ def _filter_new(model, entities, deleting: set, on_error: str, report: dict) -> 
     for e in entities:
         j = model.index_of(e.id)
         if j is not None and j not in deleting:
-            if on_error == "fail":
-                raise TablelmError(f"id {e.id!r} ({e.source or 'new entity'}) is already in the model; "
-                                   "use 'tablelm update' to replace it, or --on-error skip to keep the model's.")
-            report.setdefault("skipped_ids", []).append(e.id)
+            skip_existing(e, on_error, report)
             continue
         key = content_key(e)
         h = (int(key[:16], 16) or 1) if key else 0
