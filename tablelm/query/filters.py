@@ -126,7 +126,7 @@ def letter_factor(model, plan, scores: np.ndarray, scorer) -> np.ndarray | None:
     records: dict[int, str] = {}
     for sides in plan.letter_patterns:  # one letter: the larger bonus of the words it is next to
         best = np.zeros(len(scores))
-        for pattern, sid in sides:
+        for pattern, sid, alone in sides:
             if sid < 0:
                 continue
             word = scorer.tablelm([Term(sid, "", 1, "prompt", 1.0)])
@@ -137,7 +137,7 @@ def letter_factor(model, plan, scores: np.ndarray, scorer) -> np.ndarray | None:
                 text = records.get(d)
                 if text is None:
                     text = records[d] = model.entity_record(d)
-                if pattern.search(text):
+                if alone.search(text) and pattern.search(text):
                     best[d] = word[d]
         bonus += best
     if not bonus.any():

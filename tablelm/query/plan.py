@@ -136,7 +136,7 @@ class Plan:
     # letters attached to a word ("vitamin A"): what the ranker checks in the top entities' text
     letter_phrases: list[str] = field(default_factory=list)
     # per letter phrase: [(pattern, stem id of the word next to the letter, -1 if not in the corpus)]
-    letter_patterns: list[list[tuple[re.Pattern, int]]] = field(default_factory=list, repr=False)
+    letter_patterns: list[list[tuple[re.Pattern, int, re.Pattern]]] = field(default_factory=list, repr=False)
     filters: list[str] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
 
@@ -270,7 +270,11 @@ class Planner:
         for letter, shown, sides in letter_phrases(text, is_content, a.stem_word):
             attached.add(letter)
             plan.letter_phrases.append(shown)
-            ids = [(pattern, m.tables.stem_ids.get(st[0], -1) if (st := a.word_stems(word.lower())) else -1)
+            # the letter standing alone, which every match of a side has: a pattern that starts with the
+            # letter is searched fast, and most records have no such letter (the sides are then not tried)
+            one = re.escape(letter) if letter.isupper() or letter in "ai" else f"[{letter}{letter.upper()}]"
+            alone = re.compile(rf"{one}(?<![\w.]{one})(?!\w)")
+            ids = [(pattern, m.tables.stem_ids.get(st[0], -1) if (st := a.word_stems(word.lower())) else -1, alone)
                    for pattern, word in sides]
             plan.letter_patterns.append(ids)
         forced = []
