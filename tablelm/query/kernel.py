@@ -144,9 +144,13 @@ class Postings:
             todo = mts[~self.ready[mts]]
             if len(todo):
                 todo = np.unique(todo)
-                jit.fill_impacts(self.indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, todo, self.imp)
-                self.ready[todo] = True
+                self._fill(jit, self.indptr, todo, todo)
         return self.imp
+
+    def _fill(self, jit, indptr, at: np.ndarray, rows: np.ndarray) -> None:
+        """Impacts of the rows ``at`` of ``indptr`` (this table's rows ``rows``), then marked ready."""
+        jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
+        self.ready[rows] = True
 
     def with_bounds(self, bounds: np.ndarray, rows: np.ndarray) -> Postings:
         """A copy that reads row pointers ``bounds`` instead, whose row ``2j`` (postings
@@ -156,9 +160,7 @@ class Postings:
         if jit is not None and len(rows):
             todo = ~self.ready[rows]
             if todo.any():
-                jit.fill_impacts(bounds, self.docs, self.tf, self.fw, self.kp1, self.norm,
-                                 2 * np.flatnonzero(todo), self.imp)
-                self.ready[rows[todo]] = True
+                self._fill(jit, bounds, 2 * np.flatnonzero(todo), rows[todo])
         out = copy.copy(self)
         out.indptr = bounds
         out.ready = np.ones(max(len(bounds) - 1, 0), dtype=np.bool_)

@@ -68,8 +68,7 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
         forced = (prev is not None and "~" in prompt[prev[2]:s]) or (nxt is not None and "~" in prompt[e:nxt[1]])
         if not forced and not (w.isupper() and (w != "I" or (prev is not None and prev[0].lower() in _NUMERAL_WORDS))):
             continue
-        # the letter as written when it is a capital (or a/i, which are words); else either case
-        letter = re.escape(w) if w.isupper() or w in "ai" else f"[{w}{w.upper()}]"
+        letter = letter_class(w)
         sides = []  # the content words next to it: "vitamin A", "T cells", "conventional T cells" (both)
         if prev is not None and is_content(prev[0]):
             prefix = re.escape(_common_prefix(prev[0].lower(), stem(prev[0].lower())))
@@ -83,6 +82,12 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
             shown = " ".join(before + [w] + after)
             out.append((w, shown, sides))
     return out
+
+
+def letter_class(w: str) -> str:
+    """The regex of a prompt's letter in an entity's text: as written when it is a capital (or a/i,
+    which are words), else either case."""
+    return re.escape(w) if w.isupper() or w in "ai" else f"[{w}{w.upper()}]"
 
 
 def _common_prefix(word: str, stem: str) -> str:
@@ -272,7 +277,7 @@ class Planner:
             plan.letter_phrases.append(shown)
             # the letter standing alone, which every match of a side has: a pattern that starts with the
             # letter is searched fast, and most records have no such letter (the sides are then not tried)
-            one = re.escape(letter) if letter.isupper() or letter in "ai" else f"[{letter}{letter.upper()}]"
+            one = letter_class(letter)
             alone = re.compile(rf"{one}(?<![\w.]{one})(?!\w)")
             ids = [(pattern, m.tables.stem_ids.get(st[0], -1) if (st := a.word_stems(word.lower())) else -1, alone)
                    for pattern, word in sides]
