@@ -40,6 +40,7 @@ import zlib
 
 import numpy as np
 
+from .bounded import drop_oldest
 from .compiled import kernels
 from .spill import chunks, release, span
 
@@ -647,7 +648,7 @@ class ZBlocks:
         got = self._cache.get(b)
         if got is None:
             if len(self._cache) >= self.CACHE:
-                self._cache.pop(next(iter(self._cache)))
+                drop_oldest(self._cache)
             got = self._cache[b] = self._inflate(b)
         return got
 
