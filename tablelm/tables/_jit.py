@@ -97,9 +97,9 @@ def dv_decode(data, ptr, b0, b1, stop, block):
     k = 0
     for b in range(b0, b1):
         pos = ptr[b]
-        acc = 0
+        acc = np.int64(0)
         for _ in range(stop if b == b1 - 1 else block):
-            u = 0
+            u = np.int64(0)
             shift = 0
             while True:
                 byte = np.int64(data[pos])

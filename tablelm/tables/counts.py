@@ -127,9 +127,9 @@ def union_sorted(lists: list) -> tuple[list, list]:
     big = max(range(len(lists)), key=lambda i: len(lists[i]), default=0)
     rest = sum(len(x) for x in lists) - (len(lists[big]) if lists else 0)
     if not lists or rest * 8 >= len(lists[big]):  # parts of about one size (a sharded build)
-        union = sorted(set().union(*lists))
-        at = {v: i for i, v in enumerate(union)}
-        return union, [np.fromiter((at[v] for v in x), dtype=np.int64, count=len(x)) for x in lists]
+        every = sorted(set().union(*lists))
+        at = {v: i for i, v in enumerate(every)}
+        return every, [np.fromiter((at[v] for v in x), dtype=np.int64, count=len(x)) for x in lists]
     base = lists[big]
 
     def known(v):
