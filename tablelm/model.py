@@ -332,7 +332,12 @@ class Model:
         from .corpus import ReadStats, read_corpus
         from .update import apply
 
-        new = list(entities or [])
+        if isinstance(sources, (str, os.PathLike, TextEntity)):
+            sources = [sources]
+        sources = list(sources or [])
+        # entities given where the sources go (model.add([TextEntity(...)])): added, not read as paths
+        new = list(entities or []) + [s for s in sources if isinstance(s, TextEntity)]
+        sources = [s for s in sources if not isinstance(s, TextEntity)]
         stats = ReadStats()
         if sources:
             new += read_corpus(sources, field_map=field_map, encoding=encoding, on_error=on_error, stats=stats,

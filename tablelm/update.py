@@ -32,8 +32,9 @@ import numpy as np
 
 from .errors import TablelmError
 from .tables.build import content_hashes, count_partial, entity_records
-from .tables.codecs import KeptLines, Spliced, ZBlocks
-from .tables.counts import Partial, Tables, assemble, merge
+from .tables.codecs import Encoded, KeptLines, Spliced, ZBlocks
+from .tables.compiled import kernels
+from .tables.counts import Partial, RowKeys, Tables, assemble, merge
 from .tables.hashing import chain_hash
 from .tables.schema import CONTEXTS, TableSet
 
@@ -50,22 +51,27 @@ def mt_hashes(mt_words: np.ndarray, stem_hash: np.ndarray) -> np.ndarray:
     return h
 
 
+def _once(table) -> np.ndarray:
+    """A table's values for one pass: an encoded table decoded without keeping the copy on the model."""
+    return table.values() if isinstance(table, Encoded) else np.asarray(table)
+
+
 def partial_of(t: TableSet) -> Partial:
     """A model's tables as one partial (its own ids are already canonical)."""
-    n_mt = len(t.mt_words)
     labels = {}
     for name in CONTEXTS:
         c = t.context(name)
         labels[name] = (c.names, np.asarray(c.doc_indptr), np.asarray(c.doc_labels))
     stem_hash = np.asarray(t.stem_hash)
+    kernels(len(t.pair_cols))  # numba for a large model's range decodes (loaded once, from 16 M values)
+    # postings and pairs stay in the model's (mapped or encoded) tables, read a range at a time by the
+    # merge; their row keys are made per range (RowKeys): an add to the 1M model held 1.3 GB of them
     return Partial(
         n_docs=t.n_docs, stems=t.strings("stems"), stem_hash=stem_hash, mt_words=np.asarray(t.mt_words),
         mt_hash=mt_hashes(t.mt_words, stem_hash), mt_counts=np.asarray(t.mt_counts, dtype=np.int64),
-        post_mt=np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(t.post_indptr)),
-        post_doc=np.asarray(t.post_docs), post_tf=np.asarray(t.post_tf),
-        pair_a=np.repeat(np.arange(n_mt, dtype=np.int32), np.diff(t.pair_indptr)), pair_b=np.asarray(t.pair_cols),
-        pair_adj=np.asarray(t.pair_adj), pair_ctx=np.asarray(t.pair_ctx),
-        pend_hash=np.asarray(t.pend_hash), pend_doc=np.asarray(t.pend_doc), surfaces=t.strings("surfaces"),
+        post_mt=RowKeys(t.post_indptr), post_doc=t.post_docs, post_tf=_once(t.post_tf),
+        pair_a=RowKeys(t.pair_indptr), pair_b=t.pair_cols, pair_adj=t.pair_adj, pair_ctx=t.pair_ctx,
+        pend_hash=_once(t.pend_hash), pend_doc=_once(t.pend_doc), surfaces=t.strings("surfaces"),
         surface_stem=np.asarray(t.surface_stem), surface_count=np.asarray(t.surface_count, dtype=np.int64),
         doc_len=np.asarray(t.doc_len, dtype=np.int64), labels=labels)
 
@@ -122,7 +128,7 @@ def change_tables(model, add: list, delete: list[int], spool: Path | None = None
     n_a, kg_a = _aligned(touched, c_add)
     kept_new = (n - n_d + n_a >= min_count) | (kg - kg_d + kg_a > 0)
     promoted, demoted = touched[~known & kept_new], touched[known & ~kept_new]
-    pend_hash, pend_doc = np.asarray(t.pend_hash), np.asarray(t.pend_doc)
+    pend_hash, pend_doc = np.asarray(t.pend_hash), t.pend_doc  # the promoted hashes' rows only are read
     lo, hi = np.searchsorted(pend_hash, promoted, "left"), np.searchsorted(pend_hash, promoted, "right")
     holders = [pend_doc[a:b] for a, b in zip(lo.tolist(), hi.tolist())]
     holders += [t.postings(int(m))[0] for m in mt[known & ~kept_new].tolist()]
@@ -146,7 +152,10 @@ def change_tables(model, add: list, delete: list[int], spool: Path | None = None
     if again or add:
         parts.append((count_partial(again + add, analyzer, bp, dictionary=dictionary), 1,
                       np.concatenate([new_pos[recount], n_old - int(gone.sum()) + np.arange(len(add))])))
-    tables = assemble(merge(parts, n_new, spool=spool), spool=spool)
+    merged = merge(parts, n_new, spool=spool)
+    del parts  # the model's decoded counts: not held while the tables are assembled
+    tables = assemble(merged, spool=spool)
+    del merged
 
     # ---- the entity tables: the kept entities' rows as they are, then the added ones
     keep = np.flatnonzero(~gone)

@@ -132,6 +132,17 @@ def test_add_drops_known_ids_and_contents_and_delete_names_unknown_ids():
         apply(model, delete=["a", "b"])
 
 
+def test_model_add_takes_entities_where_the_sources_go(tmp_path):
+    """``model.add([TextEntity(...)])`` (entities in the place of the sources) adds them, beside
+    a file given with them, instead of a TypeError from reading an entity as a path."""
+    model = in_memory([TextEntity("a", "read a file line by line"), TextEntity("b", "write a file")])
+    src = _jsonl(tmp_path / "more.jsonl", [TextEntity("c", "append lines to a log file", "")])
+    new = model.add([TextEntity("d", "close the file"), src])
+    assert new.ids == ["a", "b", "d", "c"]
+    assert model.add(TextEntity("e", "rename a file")).ids == ["a", "b", "e"]
+    assert model.add(str(src)).ids == ["a", "b", "c"]
+
+
 # --------------------------------------------------------------------------- the commands
 
 

@@ -171,6 +171,11 @@ class Encoded:
             self._full.flags.writeable = False
         return self._full
 
+    def values(self) -> np.ndarray:
+        """Every value, decoded now and not kept on the table (an update reads each table once:
+        the kept copies of the model's pairs and postings added ~1 GB to an add's peak at 1M)."""
+        return self._full if self._full is not None else self._range(0, self.size)
+
     def __array__(self, dtype=None, copy=None):
         a = self.decoded()
         return a if dtype is None else a.astype(dtype)
