@@ -21,6 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,10 +63,10 @@ class Partial:
     mt_words: np.ndarray  # (multitokens, 4) int32 stem ids, -1 padded; by length, then words
     mt_hash: np.ndarray  # uint64 per multitoken
     mt_counts: np.ndarray  # (multitokens, F) int64
-    post_mt: np.ndarray  # int32, postings sorted by (multitoken, entity)
+    post_mt: Any  # int32 array (or RowKeys: a model's partial in an update), postings sorted by (multitoken, entity)
     post_doc: np.ndarray  # int32
     post_tf: np.ndarray  # (postings, F) uint16
-    pair_a: np.ndarray  # int32, pairs sorted by (a, b), a < b
+    pair_a: Any  # int32 array (or RowKeys, as post_mt), pairs sorted by (a, b), a < b
     pair_b: np.ndarray
     pair_adj: np.ndarray  # uint32 counts (summed in int64 while merging)
     pair_ctx: np.ndarray
@@ -310,7 +311,7 @@ class RowKeys:
             return np.zeros(0, dtype=self.dtype)
         r0 = int(np.searchsorted(self.indptr, lo, "right")) - 1
         r1 = int(np.searchsorted(self.indptr, hi, "left"))
-        counts = np.diff(np.clip(self.indptr[r0:r1 + 1], lo, hi))
+        counts = np.diff(np.clip(self.indptr[r0:r1 + 1], lo, hi)).astype(np.int64)
         return np.repeat(np.arange(r0, r1, dtype=self.dtype), counts)
 
 
