@@ -31,7 +31,7 @@ from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
 from .tables import build as build_module
 from .tables import spill
-from .tables.bounded import drop_oldest
+from .tables.bounded import make_room
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records, gc_paused
 from .tables.schema import TableSet, conform
 from .tables.store import FORMAT_VERSION, load_tables, read_blob, read_manifest, save_tables, update_manifest
@@ -87,8 +87,7 @@ class Model:
         """Weights derived from the counts, kept for the last few parameter sets only."""
         got = self._weights.get(key)
         if got is None:
-            if len(self._weights) >= 8:
-                drop_oldest(self._weights)
+            make_room(self._weights, 8)
             got = self._weights[key] = compute()
         return got
 

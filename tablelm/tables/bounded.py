@@ -15,3 +15,12 @@ def drop_oldest(cache: dict):
         return cache.pop(next(iter(cache)), None)
     except (StopIteration, RuntimeError):
         return None
+
+
+def make_room(cache: dict, limit: int) -> None:
+    """Evict the oldest entries of ``cache`` until fewer than ``limit`` remain, so that an insert
+    keeps it within ``limit`` (plus the inserts of other threads under way). One eviction per
+    insert is not enough: when two threads evict the same oldest entry, one eviction is lost
+    and the cache stays a size larger, for good."""
+    while len(cache) >= limit:
+        drop_oldest(cache)

@@ -40,7 +40,7 @@ import zlib
 
 import numpy as np
 
-from .bounded import drop_oldest
+from .bounded import make_room
 from .compiled import kernels
 from .spill import chunks, release, span
 
@@ -655,8 +655,7 @@ class ZBlocks:
     def block(self, b: int) -> bytes:
         got = self._cache.get(b)
         if got is None:
-            if len(self._cache) >= self.CACHE:
-                drop_oldest(self._cache)
+            make_room(self._cache, self.CACHE)
             got = self._cache[b] = self._inflate(b)
         return got
 

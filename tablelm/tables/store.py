@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import ModelError
 from . import spill
-from .bounded import drop_oldest
+from .bounded import drop_oldest, make_room
 from .build import Tables
 from .codecs import (
     ARRAY_CODECS,
@@ -520,8 +520,7 @@ class Lines(Sequence):
 
     def _keep(self, b: int, lines: list[str]) -> None:
         cache = self._blocks
-        if len(cache) >= self.CACHE:
-            drop_oldest(cache)
+        make_room(cache, self.CACHE)
         cache[b] = lines
 
     def __getitem__(self, i):
