@@ -25,7 +25,7 @@ from .errors import ModelError, TablelmError
 from .query import kernel
 from .query.agents import agent_bit, entity_agents
 from .query.expand import expand
-from .query.filters import excluded_entities, letter_factor
+from .query.filters import MAX_LETTER_CHECKS, excluded_entities, letter_factor, rescore_letters
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
@@ -141,14 +141,15 @@ class Model:
         return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
 
     @staticmethod
-    def _plain(plan, params: dict) -> bool:
+    def _plain(plan, params: dict, letters: bool = False) -> bool:
         """Whether :meth:`_rank` gives this plan the plain term sum (tablelm ranker) times the agent
         factor, with nothing excluded: then search_many scores it in the compiled batch. Anything
-        :meth:`_rank` adds must make this False, or search_many would skip it."""
+        :meth:`_rank` adds must make this False, or search_many would skip it. ``letters``: the
+        letter factor allowed too (search_many re-scores the batch's top entities with it)."""
         return (params["ranker"] == "tablelm" and params["expansion_weight"] <= 0 and params["prf_weight"] <= 0
                 and params["w_context"] <= 0 and params["w_importance"] <= 0
                 and not plan.exclusions and not plan.filters and not plan.required_mts
-                and not plan.letter_patterns)
+                and (letters or not plan.letter_patterns))
 
     def _rank(self, prompt: str, params: dict, plan=None):
         """Plan and score. Returns the plan, the scorer, the scores, the excluded entities and the
@@ -194,13 +195,22 @@ class Model:
         plans = self._planner.plan_many(texts, p)
         ranked: list = [None] * len(plans)
         plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
-        if plain:
-            boost = p["agent_boost"]
-            batch = kernel.prepare_many([plans[i].active() for i in plain], lambda mts: idf(self, mts))
-            bits = [agent_bit(plans[i].agent) for i in plain] if boost != 1.0 else None
-            for i, got in zip(plain, kernel.search_batch(self.postings_for(p), batch, k, self.tables.entity_agents,
+        # "vitamin A": the batch's top MAX_LETTER_CHECKS (or k) re-scored with the letter factor
+        lettered = [i for i, plan in enumerate(plans) if plan.letter_patterns and self._plain(plan, p, letters=True)]
+        boost = p["agent_boost"]
+        for group, kk in ((plain, k), (lettered, max(k, MAX_LETTER_CHECKS))):
+            if not group:
+                continue
+            batch = kernel.prepare_many([plans[i].active() for i in group], lambda mts: idf(self, mts))
+            bits = [agent_bit(plans[i].agent) for i in group] if boost != 1.0 else None
+            for i, got in zip(group, kernel.search_batch(self.postings_for(p), batch, kk, self.tables.entity_agents,
                                                          boost, bits)):
                 ranked[i] = got
+        if lettered:
+            scorer = Scorer(self, p)
+            for i in lettered:
+                idx, sc = ranked[i]
+                ranked[i] = rescore_letters(self, plans[i], idx, sc, scorer, k)
         for i, plan in enumerate(plans):
             if ranked[i] is None:
                 _, _, scores, exclude, _ = self._rank(texts[i], p, plan)

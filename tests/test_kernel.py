@@ -128,7 +128,7 @@ def test_the_batch_path_gives_what_the_general_path_gives(cranfield, monkeypatch
     some = dict(list(queries.items())[:60])
     for params in PARAMS:
         batch = model.search_many(some, k=50, **params)
-        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p: False))
+        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p, letters=False: False))
         general = model.search_many(some, k=50, **params)
         monkeypatch.undo()
         assert batch == general
@@ -137,6 +137,48 @@ def test_the_batch_path_gives_what_the_general_path_gives(cranfield, monkeypatch
     cards = model.ask(text, k=10).cards
     assert [c.id for c in cards] == [d for d, _ in top]
     assert [c.score for c in cards] == [round(s, 6) for _, s in top]
+
+
+@pytest.fixture(scope="module")
+def scifact_letters(tmp_path_factory):
+    """The whole SciFact corpus (5,183 abstracts) and its claims with letter phrases ("vitamin A", "T cells")."""
+    from conftest import SCIFACT, SCIFACT_QUERIES
+
+    if not SCIFACT.exists():
+        pytest.skip(f"test data not found at {SCIFACT}")
+    out = tmp_path_factory.mktemp("scifact-full") / "model"
+    cached_model(out, ["source", "scifact-full", SCIFACT.read_bytes()], lambda path: tablelm.build([SCIFACT], path))
+    model = tablelm.load(out)
+    queries = read_queries(SCIFACT_QUERIES)
+    plans = model._planner.plan_many(list(queries.values()), model.params())
+    return model, {q: t for (q, t), plan in zip(queries.items(), plans) if plan.letter_patterns}
+
+
+@pytest.mark.parametrize("params", [{}, {"agent_boost": 2.0, "b": 0.3}], ids=["defaults", "agents"])
+def test_letter_phrases_are_rescored_in_the_batch_as_the_general_path_scores_them(scifact_letters, monkeypatch,
+                                                                                  params):
+    """search_many keeps letter-phrase prompts in the compiled batch and re-scores its top entities
+    with the letter factor (filters.rescore_letters): the same entities, order and floats as the
+    dense scores times letter_factor (Model._rank), with numba and with numpy, for k below, at and
+    above MAX_LETTER_CHECKS."""
+    from tablelm.query.filters import MAX_LETTER_CHECKS
+
+    model, queries = scifact_letters
+    assert len(queries) > 100  # 113 of the 1,109 claims
+    for k in (3, MAX_LETTER_CHECKS, MAX_LETTER_CHECKS + 50):
+        run = lambda k=k: model.search_many(queries, k=k, **params)
+        batch_np, batch = _both(monkeypatch, run) if HAS_NUMBA else (run(), run())
+        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p, letters=False: False))
+        general = run()
+        monkeypatch.undo()
+        assert batch == general and batch_np == general
+        # the letter factor did change rankings: not the plain term sums' order
+        monkeypatch.setattr("tablelm.model.rescore_letters", lambda model, plan, idx, sc, scorer, k: (idx[:k], sc[:k]))
+        unlettered = run()
+        monkeypatch.undo()
+        changed = sum(unlettered[q] != batch[q] for q in queries)
+        assert changed > 20, changed
+        assert all(len(r) <= k for r in batch.values())
 
 
 def test_unplain_prompts_are_ranked_in_the_same_batch(cranfield):
