@@ -192,7 +192,8 @@ class Model:
         p = self.params(**params)
         k = P.check_k(k, limit=None)
         texts = list(queries.values())
-        plans = self._planner.plan_many(texts, p)
+        planned = self._planner.plan_batch(texts, p)  # the batch reads the terms as arrays
+        plans = planned.plans
         ranked: list = [None] * len(plans)
         plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
         # "vitamin A": the batch's top MAX_LETTER_CHECKS (or k) re-scored with the letter factor
@@ -201,7 +202,7 @@ class Model:
         for group, kk in ((plain, k), (lettered, max(k, MAX_LETTER_CHECKS))):
             if not group:
                 continue
-            batch = kernel.prepare_many([plans[i].active() for i in group], lambda mts: idf(self, mts))
+            batch = planned.kernel_input(group, lambda mts: idf(self, mts))
             bits = [agent_bit(plans[i].agent) for i in group] if boost != 1.0 else None
             for i, got in zip(group, kernel.search_batch(self.postings_for(p), batch, kk, self.tables.entity_agents,
                                                          boost, bits)):
@@ -211,9 +212,9 @@ class Model:
             for i in lettered:
                 idx, sc = ranked[i]
                 ranked[i] = rescore_letters(self, plans[i], idx, sc, scorer, k)
-        for i, plan in enumerate(plans):
+        for i in range(len(plans)):
             if ranked[i] is None:
-                _, _, scores, exclude, _ = self._rank(texts[i], p, plan)
+                _, _, scores, exclude, _ = self._rank(texts[i], p, planned.fill(i))
                 idx = top_k(scores, k, exclude)
                 ranked[i] = idx, scores[idx]
         if sum(len(idx) for idx, _ in ranked) * 4 >= self.n_docs:  # many results: decode every id once

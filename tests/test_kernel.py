@@ -229,3 +229,41 @@ def test_without_numba_installed_search_falls_back(tiny_model, tmp_path):
     backend, hits = json.loads(out.stdout)
     assert backend == "numpy"
     assert [tuple(h) for h in hits] == tiny_model.search("read a file line by line", k=4)
+
+
+def _terms(plans):
+    return [(p.to_dict(), [(t.mt, t.text, t.n, t.role, t.weight, t.via, t.qtf, t.stretch) for t in p.terms])
+            for p in plans]
+
+
+#: planning parameters the compiled planner reads: stretches, qtf, distillation, weights, skips
+PLAN_PARAMS = [{}, {"phrase_mode": "each"}, {"qtf_k3": 0.0}, {"qtf_k3": 3.0, "max_token_count": 40},
+               {"contained_weight": 0.3, "phrase_weight": 1.0, "match_skip": 2}, {"max_token_count": 1}]
+
+
+@needs_numba
+@pytest.mark.parametrize("params", PLAN_PARAMS, ids=lambda p: ",".join(p) or "defaults")
+def test_the_compiled_planner_makes_the_plans_of_the_python_one(cranfield, scifact_letters, monkeypatch, params):
+    """Planner.plan_batch finishes plans in one compiled pass (_jit.finish_plans) once numba is loaded:
+    the same terms (ids, texts, roles, exact weights, qtf, stretches) as Planner._finish, on every
+    Cranfield and SciFact query and on prompts with repeats, forced multitokens and generic words."""
+    extra = ["boundary layer boundary layer flow flow flow", "heat~transfer heat transfer coefficient",
+             "flow flow", "", "zzqx unknownword", "the of and"]
+    for model, queries in (cranfield, scifact_letters):
+        texts = list(queries.values()) + extra
+        p = model.params(**params)
+        python, compiled = _both(monkeypatch, lambda m=model, x=texts, p=p: m._planner.plan_many(x, p))
+        assert _terms(python) == _terms(compiled)
+        batch = model._planner.plan_batch(texts, p)
+        assert batch.compiled.sum() >= len(texts) - 1  # all but the forced prompt stay arrays
+        got = batch.kernel_input(list(range(len(texts))), lambda mts: np.ones(len(mts)))
+        want = kernel.prepare_many([plan.active() for plan in python], lambda mts: np.ones(len(mts)))
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+        roles = {t.role for plan in python for t in plan.terms}
+        # every role is reached (a cap of 1 makes every word generic: nothing left to contain)
+        assert "prompt" in roles and ("contained" if params.get("max_token_count") != 1 else "generic") in roles
+        assert "forced" in roles or model is not cranfield[0]  # heat~transfer: a Cranfield multitoken
+        assert "generic" in roles or not params.get("max_token_count")
+    if not params:  # the test reaches what it means to: stretches and qtf > 1 are planned
+        assert any(t.stretch is not None for plan in python for t in plan.terms)
+        assert any(t.qtf > 1 for plan in python for t in plan.terms)

@@ -212,3 +212,158 @@ def search_batch(indptr, docs, imp, agents, q_ptr, mts, w, grp, bits, boost, k, 
         at += _emit(hs, hd, n, out_s, out_d, at)
         out_ptr[q + 1] = at
     return out_ptr, out_d[:at], out_s[:at]
+
+
+# ------------------------------------------------------------------ planning (plan.py's Planner._finish)
+
+
+@_jit
+def finish_plans(q_ptr, mts, words, totals, s_ptr, seq, cap, contained_w, phrase_w, k3, stretch_mode,
+                 o_mt, o_n, o_role, o_w, o_qtf, o_stretch):
+    """Planner._finish for prompts without forced multitokens, operation for operation: query q's matched
+    multitokens are ``mts[q_ptr[q]:q_ptr[q+1]]`` (ascending; ``words``: their stem ids, -1 padded;
+    ``totals``: their corpus counts), its stem ids in order ``seq[s_ptr[q]:s_ptr[q+1]]``. Writes the
+    terms in plan order (longest first, then by id) into the ``o_*`` arrays at the same positions:
+    multitoken, words, role (0 prompt, 2 contained, 3 generic), weight, qtf, stretch (-1: none)."""
+    n_q = len(q_ptr) - 1
+    width = words.shape[1]
+    for q in range(n_q):
+        lo, hi = q_ptr[q], q_ptr[q + 1]
+        n = hi - lo
+        if n == 0:
+            continue
+        lens = np.zeros(n, dtype=np.int64)
+        uniq = np.zeros(n, dtype=np.int64)  # distinct words (a frozenset's size)
+        role = np.zeros(n, dtype=np.int64)
+        for j in range(n):
+            c = 0
+            u = 0
+            for a in range(width):
+                x = words[lo + j, a]
+                if x >= 0:
+                    c += 1
+                    dup = False
+                    for b in range(a):
+                        if words[lo + j, b] == x:
+                            dup = True
+                    if not dup:
+                        u += 1
+            lens[j] = c
+            uniq[j] = u
+            if cap != 0.0 and totals[lo + j] > cap:
+                role[j] = 3
+        # distillation: a word inside a longer matched multitoken, or a phrase whose words are a proper
+        # subset of a longer one's, is contained (the longer ones: multi-word, not generic)
+        for j in range(n):
+            if role[j] != 0:
+                continue
+            for i in range(n):
+                if lens[i] < 2 or role[i] == 3 or i == j:
+                    continue
+                if lens[j] < 2 and uniq[i] > 0:
+                    hit = False
+                    for b in range(width):
+                        if words[lo + i, b] == mts[lo + j]:
+                            hit = True
+                    if hit:
+                        role[j] = 2
+                        break
+                elif lens[j] >= 2 and uniq[i] > uniq[j]:
+                    sub = True
+                    for a in range(width):
+                        x = words[lo + j, a]
+                        if x < 0:
+                            continue
+                        found = False
+                        for b in range(width):
+                            if words[lo + i, b] == x:
+                                found = True
+                        if not found:
+                            sub = False
+                            break
+                    if sub:
+                        role[j] = 2
+                        break
+        # query term frequency: how often the prompt says each word
+        s_lo, s_hi = s_ptr[q], s_ptr[q + 1]
+        repeated = False
+        if k3 > 0:
+            for a in range(s_lo, s_hi):
+                if seq[a] < 0:
+                    continue
+                for b in range(a + 1, s_hi):
+                    if seq[b] == seq[a]:
+                        repeated = True
+        # stretches: phrases (multi-word, prompt or contained) sharing words, connected; id = smallest phrase id
+        comp = np.full(n, -1, dtype=np.int64)
+        if stretch_mode:
+            for j in range(n):
+                if lens[j] >= 2 and role[j] != 3:
+                    comp[j] = j
+            changed = True
+            while changed:
+                changed = False
+                for j in range(n):
+                    if comp[j] < 0:
+                        continue
+                    for i in range(j + 1, n):
+                        if comp[i] < 0 or comp[i] == comp[j]:
+                            continue
+                        share = False
+                        for a in range(width):
+                            x = words[lo + j, a]
+                            if x < 0:
+                                continue
+                            for b in range(width):
+                                if words[lo + i, b] == x:
+                                    share = True
+                        if share:
+                            m = min(comp[i], comp[j])
+                            old_i, old_j = comp[i], comp[j]
+                            for t in range(n):
+                                if comp[t] == old_i or comp[t] == old_j:
+                                    comp[t] = m
+                            changed = True
+        # the terms in plan order: longest first, then by multitoken id (mts ascending)
+        at = lo
+        for ln in range(width, 0, -1):
+            for j in range(n):
+                if lens[j] != ln:
+                    continue
+                r = role[j]
+                w = 1.0 if r == 0 else (contained_w if r == 2 else 0.0)
+                if ln >= 2 and r != 3:
+                    w *= phrase_w
+                qtf = 1
+                if repeated:
+                    low = -1
+                    for a in range(width):
+                        x = words[lo + j, a]
+                        if x < 0:
+                            continue
+                        c = 0
+                        for b in range(s_lo, s_hi):
+                            if seq[b] == x:
+                                c += 1
+                        if c == 0:
+                            c = 1
+                        if low < 0 or c < low:
+                            low = c
+                    qtf = max(1, low)
+                if qtf > 1:
+                    w *= (k3 + 1.0) * qtf / (k3 + qtf)
+                st = -1
+                if comp[j] >= 0:
+                    size = 0
+                    for t in range(n):
+                        if comp[t] == comp[j]:
+                            size += 1
+                    if size > 1:
+                        st = mts[lo + comp[j]]
+                o_mt[at] = mts[lo + j]
+                o_n[at] = ln
+                o_role[at] = r
+                o_w[at] = w
+                o_qtf[at] = qtf
+                o_stretch[at] = st
+                at += 1

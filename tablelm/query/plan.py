@@ -169,6 +169,58 @@ class Plan:
         }
 
 
+#: the compiled planner's role codes (_jit.finish_plans), by code
+ROLES = ("prompt", "forced", "contained", "generic")
+
+
+class PlanBatch:
+    """The plans of a batch of prompts (:meth:`Planner.plan_batch`), whose terms may still be arrays.
+
+    ``arrays``: the compiled planner's output, ``(q_ptr, mts, words, roles, weights, qtfs,
+    stretches)``, prompt i's terms at ``q_ptr[i]:q_ptr[i+1]`` in plan order (role codes as
+    :data:`ROLES`, stretch -1: none), or None when every plan's terms are filled. ``fill(i)``
+    makes plan i's :class:`Term` objects from them (what ``ask`` and ``why`` read); the batched
+    search reads :meth:`kernel_input` instead and never makes them.
+    """
+
+    def __init__(self, planner: Planner, plans: list[Plan], arrays, compiled=None):
+        self.planner = planner
+        self.plans = plans
+        self.arrays = arrays
+        self.compiled = np.zeros(len(plans), dtype=bool) if arrays is None else compiled
+        self._filled = ~self.compiled
+
+    def fill(self, i: int) -> Plan:
+        """Plan ``i`` with its terms."""
+        plan = self.plans[i]
+        if not self._filled[i]:
+            q_ptr, mt, n, role, w, qtf, st = self.arrays
+            lo, hi = int(q_ptr[i]), int(q_ptr[i + 1])
+            display = self.planner.model.tables.display
+            plan.terms = [Term(m, display(m), nn, ROLES[r], ww, None, qq, None if s < 0 else s)
+                          for m, nn, r, ww, qq, s in zip(*(a[lo:hi].tolist() for a in (mt, n, role, w, qtf, st)))]
+            self._filled[i] = True
+        return plan
+
+    def kernel_input(self, group: list[int], idf_of):
+        """``kernel.prepare_many`` of the active terms of the plans ``group``, read from the arrays."""
+        from . import kernel
+
+        g = np.asarray(group, dtype=np.int64)
+        if not len(g) or not self.compiled[g].all():
+            return kernel.prepare_many([self.fill(i).active() for i in group], idf_of)
+        q_ptr, mt, _, role, w, _, st = self.arrays
+        starts = q_ptr[g]
+        lens = q_ptr[g + 1] - starts
+        idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+        owner = np.repeat(np.arange(len(g)), lens)
+        keep = (role[idx] != 3) & (w[idx] > 0)  # Plan.active(): not generic, a positive weight
+        idx, owner = idx[keep], owner[keep]
+        ptr = np.zeros(len(g) + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum(np.bincount(owner, minlength=len(g)))
+        return kernel.prepare_arrays(ptr, mt[idx], w[idx], st[idx], idf_of)
+
+
 @lru_cache(maxsize=64)
 def _patterns(skip: int, max_n: int) -> np.ndarray:
     """Offsets of the multi-word sub-combinations starting at 0 that skip at most ``skip`` words."""
@@ -215,11 +267,60 @@ class Planner:
 
     def plan_many(self, prompts: list[str], params: dict) -> list[Plan]:
         """Plans of several prompts; the n-gram lookups of all of them are one vectorized pass."""
+        batch = self.plan_batch(prompts, params)
+        for i in range(len(batch.plans)):
+            batch.fill(i)
+        return batch.plans
+
+    def plan_batch(self, prompts: list[str], params: dict) -> PlanBatch:
+        """:meth:`plan_many` whose terms are left as arrays where the compiled planner made them
+        (:class:`PlanBatch`: ``fill(i)`` makes plan i's Term objects, ``arrays(...)`` gives the
+        kernels' input without them). Without numba (or ``TABLELM_KERNEL=numpy``), and for prompts
+        with forced multitokens, :meth:`_finish` fills the terms here."""
+        from . import kernel
+
         prepared = [self._prepare(p, params) for p in prompts]
-        found = self._match([seq for _, seq, _ in prepared], params)
-        words = self._words_of(set().union(*found) if found else set())
-        return [self._finish(plan, f, forced, params, Counter(seq), words)
-                for (plan, seq, forced), f in zip(prepared, found)]
+        seqs = [seq for _, seq, _ in prepared]
+        who, matched = self._match_pairs(seqs, params)
+        n_stems = getattr(self.model.tables, "n_stems", None)
+        jit = kernel.compiled()
+        if jit is None or n_stems is None:
+            found = self._found(seqs, who, matched)
+            words = self._words_of(set().union(*found) if found else set())
+            plans = [self._finish(plan, f, forced, params, Counter(seq), words)
+                     for (plan, seq, forced), f in zip(prepared, found)]
+            return PlanBatch(self, plans, None)
+        t = self.model.tables
+        n = len(seqs)
+        s_ptr = np.zeros(n + 1, dtype=np.int64)
+        s_ptr[1:] = np.cumsum([len(x) for x in seqs])
+        seq = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(s_ptr[-1]))
+        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(s_ptr))
+        known = seq >= 0  # single words: multitoken id == stem id
+        n_mt = max(int(t.mt_words.shape[0]), 1)
+        key = np.unique(np.concatenate([owner[known], who]) * n_mt + np.concatenate([seq[known], matched]))
+        q, mts = key // n_mt, key % n_mt
+        q_ptr = np.searchsorted(q, np.arange(n + 1))
+        rows = np.asarray(t.mt_words[mts], dtype=np.int64)
+        single = mts < n_stems
+        rows[single] = -1
+        rows[single, 0] = mts[single]
+        cap = float(params["max_token_count"] or 0)
+        totals = np.asarray(t.mt_total[mts], dtype=np.float64) if cap and len(mts) else np.zeros(len(mts))
+        out = (np.empty(len(mts), dtype=np.int64), np.empty(len(mts), dtype=np.int64),
+               np.empty(len(mts), dtype=np.int64), np.empty(len(mts), dtype=np.float64),
+               np.empty(len(mts), dtype=np.int64), np.empty(len(mts), dtype=np.int64))
+        jit.finish_plans(q_ptr, mts, rows, totals, s_ptr, seq, cap, float(params["contained_weight"]),
+                         float(params["phrase_weight"]), float(params["qtf_k3"]),
+                         params["phrase_mode"] == "stretch", *out)
+        plans = []
+        compiled = np.ones(n, dtype=bool)
+        for i, (plan, sq, forced) in enumerate(prepared):
+            if forced:  # a~b: the general path (a lookup per forced multitoken)
+                self._finish(plan, set(mts[q_ptr[i]:q_ptr[i + 1]].tolist()), forced, params, Counter(sq))
+                compiled[i] = False
+            plans.append(plan)
+        return PlanBatch(self, plans, (q_ptr, *out), compiled)
 
     def _long(self, mt: int) -> bool:
         """Whether multitoken ``mt`` has two or more words (single words come first: their ids
@@ -407,11 +508,24 @@ class Planner:
 
     def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
         """Multitoken ids found among the sub-combinations of each prompt's stems."""
+        return self._found(seqs, *self._match_pairs(seqs, params))
+
+    @staticmethod
+    def _found(seqs: list[list[int]], who: np.ndarray, matched: np.ndarray) -> list[set]:
+        """Per prompt: its known words' ids (single words: mt id == stem id) and its matched multitokens."""
+        found = [{x for x in seq if x >= 0} for seq in seqs]
+        for q, mt in zip(who.tolist(), matched.tolist()):
+            found[q].add(mt)
+        return found
+
+    def _match_pairs(self, seqs: list[list[int]], params: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The multi-word multitokens found among the sub-combinations of each prompt's stems:
+        (prompt index, multitoken id) pairs, in two arrays (a pair may repeat)."""
         m = self.model
-        found = [{x for x in seq if x >= 0} for seq in seqs]  # single words: mt id == stem id
+        none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         max_n = min(int(m.build_params["max_ngram"]), WIDTH)
-        if max_n < 2 or len(m.tables.sng_hash) == 0 or not any(len(f) > 1 for f in found):
-            return found
+        if max_n < 2 or len(m.tables.sng_hash) == 0 or not any(len({x for x in s if x >= 0}) > 1 for s in seqs):
+            return none
         skip = int(params["match_skip"])
         pat = _patterns(skip, max_n)
         # all prompts in one array, apart by more than a combination's span (-2 never matches)
@@ -430,13 +544,13 @@ class Planner:
         ok = ~((pos >= n) & ~pad).any(axis=1) & ~((words < 0) & ~pad).any(axis=1)
         words, who = words[ok], owner[pos[ok, 0]]
         if len(words) == 0:
-            return found
+            return none
         key = sort_rows(words)
         h = hash_rows(key)
         lo = np.searchsorted(m.tables.sng_hash, h, side="left")
         n_c = np.searchsorted(m.tables.sng_hash, h, side="right") - lo
         if n_c.sum() == 0:
-            return found
+            return none
         row = np.repeat(np.arange(len(words)), n_c)
         cand = np.asarray(m.tables.sng_mt[np.arange(int(n_c.sum())) - np.repeat(np.cumsum(n_c) - n_c, n_c)
                                    + np.repeat(lo, n_c)], dtype=np.int64)
@@ -454,10 +568,8 @@ class Planner:
         r2, c2 = r2[order], c2[order]
         first = np.ones(len(r2), dtype=bool)
         first[1:] = r2[1:] != r2[:-1]
-        for q, mt in zip(np.concatenate([who[row[exact]], who[r2[first]]]).tolist(),
-                         np.concatenate([cand[exact], c2[first]]).tolist()):
-            found[q].add(mt)
-        return found
+        return (np.concatenate([who[row[exact]], who[r2[first]]]).astype(np.int64),
+                np.concatenate([cand[exact], c2[first]]).astype(np.int64))
 
     def _distill(self, roles: dict, params: dict, lens: dict, words: dict) -> None:
         """Roles ``generic`` (corpus count over ``max_token_count``) and ``contained`` (every word
