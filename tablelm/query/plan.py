@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ _GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the wo
 _NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
 
 
-def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[tuple[re.Pattern, str]]]]:
+def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[tuple[Any, str]]]]:
     """Single letters attached to a neighbouring word: ``(letter, display, [(pattern, word), ...])``.
 
     Single letters are not indexed, so "vitamin A" would match "vitamin" alone. A capital
@@ -69,19 +70,43 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
         if not forced and not (w.isupper() and (w != "I" or (prev is not None and prev[0].lower() in _NUMERAL_WORDS))):
             continue
         letter = letter_class(w)
-        sides = []  # the content words next to it: "vitamin A", "T cells", "conventional T cells" (both)
+        # the content words next to it: "vitamin A", "T cells", "conventional T cells" (both)
+        sides: list[tuple[Any, str]] = []
         if prev is not None and is_content(prev[0]):
-            prefix = re.escape(_common_prefix(prev[0].lower(), stem(prev[0].lower())))
-            sides.append((re.compile(rf"(?<!\w)(?i:{prefix})\w*[ \t-]+{letter}(?!\w)(?!\.\w)"), prev[0]))
+            prefix = _common_prefix(prev[0].lower(), stem(prev[0].lower()))
+            sides.append((BackwardPattern(rf"(?<!\w)(?i:{re.escape(prefix)})\w*[ \t-]+{letter}(?!\w)(?!\.\w)",
+                                          rf"{letter}(?<!\w{letter})(?<!\w\.{letter})[ \t-]+\w*"
+                                          rf"(?i:{re.escape(prefix[::-1])})(?!\w)"), prev[0]))
         if nxt is not None and is_content(nxt[0]) and (w not in "AI" or forced):  # "A deficiency": the article
             prefix = re.escape(_common_prefix(nxt[0].lower(), stem(nxt[0].lower())))
-            sides.append((re.compile(rf"(?<![\w.]){letter}[ \t-]+(?i:{prefix})\w*"), nxt[0]))
+            # the letter first, its lookbehind after it: re then scans for the letter (fast), not every position
+            sides.append((re.compile(rf"{letter}(?<![\w.]{letter})[ \t-]+(?i:{prefix})\w*"), nxt[0]))
         if sides:
             before = [prev[0]] if prev is not None and sides[0][1] is prev[0] else []
             after = [nxt[0]] if nxt is not None and sides[-1][1] is nxt[0] else []
             shown = " ".join(before + [w] + after)
             out.append((w, shown, sides))
     return out
+
+
+class BackwardPattern:
+    """A regex that ends with a letter ("vitamin A": ``(?i:vitamin)\\w*[ \\t-]+A...``), searched as its mirror
+    image in the reversed text: the mirror starts with the letter, which re finds fast, where the
+    forward pattern starts with a case-insensitive word that re tries at every position (~40 µs per
+    abstract instead of ~1.5). ``pattern``: the forward regex; ``search(text)``: a match (of the reversed
+    text) exactly where the forward pattern has one, else None."""
+
+    __slots__ = ("_mirror", "pattern")
+
+    def __init__(self, pattern: str, mirror: str):
+        self.pattern = pattern
+        self._mirror = re.compile(mirror)
+
+    def search(self, text: str):
+        return self._mirror.search(text[::-1])
+
+    def __repr__(self) -> str:
+        return f"BackwardPattern({self.pattern!r})"
 
 
 def letter_class(w: str) -> str:
@@ -141,7 +166,8 @@ class Plan:
     # letters attached to a word ("vitamin A"): what the ranker checks in the top entities' text
     letter_phrases: list[str] = field(default_factory=list)
     # per letter phrase: [(pattern, stem id of the word next to the letter, -1 if not in the corpus)]
-    letter_patterns: list[list[tuple[re.Pattern, int, re.Pattern]]] = field(default_factory=list, repr=False)
+    # (a compiled re or a BackwardPattern: each has ``search``)
+    letter_patterns: list[list[tuple[Any, int, re.Pattern]]] = field(default_factory=list, repr=False)
     filters: list[str] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
 
