@@ -297,3 +297,30 @@ def test_letter_patterns_find_what_their_forward_regexes_find(scifact_letters):
             assert not want or alone.search(text)
             found += want
     assert found > 100  # 156: the phrases are there to be found
+
+
+@needs_numba
+def test_the_histogram_top_k_is_exact_on_ties_skew_and_exclusions(cranfield):
+    """_jit._select keeps the candidates of the top score bins and sorts those only: on real score
+    vectors made adversarial (rounded to few values: ties across the cut; one huge score: every other
+    in the lowest bin; fewer candidates than k) it gives numpy's order, and the batch gives it too."""
+    from tablelm.query import _jit
+    from tablelm.query.rank import Scorer
+
+    model, queries = cranfield
+    scorer = Scorer(model, model.params())
+    rng = np.random.default_rng(0)
+    for text in list(queries.values())[:15]:
+        s = scorer.tablelm(model._planner.plan(text, model.params()).active())
+        skew = s.copy()
+        skew[int(np.argmax(s))] = s.max() * 1e9
+        few = np.where(s > np.quantile(s, 0.99), s, 0.0)
+        for scores in (s, np.round(s, 1), np.round(s * 3) / 3, skew, few):
+            exclude = rng.choice(len(scores), 30, replace=False)
+            for k in (1, 7, 100, 1000, 5000):
+                for ex in (None, exclude):
+                    got = _jit.top_k_dense(scores, k, np.zeros(0, dtype=bool) if ex is None
+                                           else np.isin(np.arange(len(scores)), ex))
+                    masked = scores if ex is None else np.where(np.isin(np.arange(len(scores)), ex), 0.0, scores)
+                    want = [d for d in np.lexsort((np.arange(len(scores)), -masked)) if masked[d] > 0][:k]
+                    assert got.tolist() == want

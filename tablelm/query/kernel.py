@@ -4,8 +4,9 @@ Two implementations of the same arithmetic:
 
 numba (``_jit.py``)
     loops over the postings of a prompt's terms, computing each posting's BM25F impact
-    as it goes, summing into a score per entity, and selecting the ``k`` best by a partition of the
-    touched entities only (no argpartition over every entity), so
+    as it goes, summing into a score per entity, and selecting the ``k`` best of the touched
+    entities only (a histogram of their scores finds the ~k in the top bins, only those are
+    sorted: no argpartition over every entity, no heap), so
     a batch query costs O(its postings), not O(entities). Compiled once and cached on
     disk (numba's ``cache=True``: next to the module, or under the user's cache directory
     when the installed package is read-only); used once a process has done enough
