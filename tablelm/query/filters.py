@@ -134,25 +134,32 @@ def letter_bonus(model, plan, docs: np.ndarray, scorer) -> np.ndarray:
     from .plan import Term
 
     bonus = np.zeros(len(docs))
-    records: dict[int, str] = {}
-    at = docs.tolist()
-    for sides in plan.letter_patterns:  # one letter: the larger bonus of the words it is next to
-        best = np.zeros(len(docs))
-        for pattern, sid, alone in sides:
-            if sid < 0:
+    sides = [(i, pattern, sid, alone) for i, letter in enumerate(plan.letter_patterns)
+             for pattern, sid, alone in letter if sid >= 0]
+    if not sides or not len(docs):
+        return bonus
+    # each side's word: its own score in each entity (the term sum of the word alone), one column a side
+    words = scorer.explain([Term(sid, "", 1, "prompt", 1.0) for _, _, sid, _ in sides], docs)
+    # the raw records (title, text, labels; JSON with ensure_ascii=False: no parse) of the entities
+    # a side's word is in, fetched together
+    need = np.flatnonzero((words > 0).any(axis=1))
+    records = dict(zip(need.tolist(), model.entity_records(docs[need])))
+    for i in range(len(plan.letter_patterns)):  # one letter: the larger bonus of the words it is next to
+        best = [0.0] * len(docs)
+        stands: dict[int, bool] = {}  # per entity: whether the letter stands alone in it (its sides share it)
+        for c, (owner, pattern, _, alone) in enumerate(sides):
+            if owner != i:
                 continue
-            # the word's own score in each entity (the term sum of the word alone)
-            word = scorer.explain([Term(sid, "", 1, "prompt", 1.0)], docs)[:, 0].tolist()
-            for j, d in enumerate(at):
-                if word[j] <= best[j]:
+            for j, w in enumerate(words[:, c].tolist()):
+                if w <= best[j]:
                     continue
-                # the raw record (title, text, labels; JSON with ensure_ascii=False): no parse per entity
-                text = records.get(d)
-                if text is None:
-                    text = records[d] = model.entity_record(d)
-                if alone.search(text) and pattern.search(text):
-                    best[j] = word[j]
-        bonus += best
+                text = records[j]
+                ok = stands.get(j)
+                if ok is None:
+                    ok = stands[j] = alone.search(text) is not None
+                if ok and pattern.search(text):
+                    best[j] = w
+        bonus += np.asarray(best)
     return bonus
 
 
