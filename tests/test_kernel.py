@@ -324,3 +324,31 @@ def test_the_histogram_top_k_is_exact_on_ties_skew_and_exclusions(cranfield):
                     masked = scores if ex is None else np.where(np.isin(np.arange(len(scores)), ex), 0.0, scores)
                     want = [d for d in np.lexsort((np.arange(len(scores)), -masked)) if masked[d] > 0][:k]
                     assert got.tolist() == want
+
+
+def test_planning_pre_checks_never_change_what_they_skip(cranfield, scifact_letters):
+    """detect_agent's needles (an agent's regex tried only when a needle is in the lowercased ASCII
+    prompt) and letter_phrases' one-letter pre-check skip work, never a result: on every Cranfield,
+    SciFact and CACM query and on prompts made to hit each agent's words, in any case."""
+    from tablelm.query import agents, plan
+
+    from conftest import DATA
+
+    texts = list(cranfield[1].values()) + list(read_queries(DATA / "scifact" / "queries.jsonl").values())
+    if (DATA / "cacm" / "queries.jsonl").exists():
+        texts += list(read_queries(DATA / "cacm" / "queries.jsonl").values())
+    words = ["Examples", "SAMPLE CODE", "snippet", "demo", "Show me", "HOW", "how do", "What is", "define",
+             "Definition", "meaning of", "difference between", "VS.", "vs", "versus", "Compare", "list", "  Which",
+             "enumerate", "howl", "whatever", "vsx", "Kelvin \u212a", "\u017fnippet", "i\u0307", "na\u00efve demo"]
+    texts += [f"{a} {w} b" for w in words for a in ("", "x", "the")] + [w for w in words]
+    for text in texts:
+        slow = next((a.name for a in agents.AGENTS if a.prompt.search(text)), None)
+        assert agents.detect_agent(text) == slow, text
+    assert {agents.detect_agent(t) for t in texts} == {None, *agents.AGENT_NAMES}
+    a = cranfield[0].analyzer
+    is_content = lambda w: len(w) > 1 and bool(a.word_stems(w.lower()))
+    for text in texts + ["x A", "_a_", "\u00e9a b", "a.b", "x-y", "\u65e5\u672ca", "T", "vitamin~d", "3 D"]:
+        has = any(len(w) == 1 and w.isascii() and w.isalpha() for w in plan._WORDISH_RE.findall(text))
+        assert bool(plan._ONE_LETTER_RE.search(text)) == has, text
+        if not has:
+            assert plan.letter_phrases(text, is_content, a.stem_word) == []

@@ -40,6 +40,7 @@ _PHRASE_RE = re.compile(r'"([^"]+)"')
 MAX_PHRASE_PROMPT_WORDS = 12
 _LETTER_RE = re.compile(r"(?<![\w.])([A-Za-z])(?![\w.])")
 _WORDISH_RE = re.compile(r"[^\W_]+")
+_ONE_LETTER_RE = re.compile(r"(?<![^\W_])[A-Za-z](?![^\W_])")  # a word of _WORDISH_RE that is one ASCII letter
 _GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the word it belongs to
 # "type I", "class II"...: after these words a capital I is a numeral, not the pronoun
 _NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
@@ -57,6 +58,8 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
     those that only say "vitamin D".
     ``is_content(word)``: whether a word counts (not a stopword, not a letter); ``stem(word)``.
     """
+    if not _ONE_LETTER_RE.search(prompt):  # no one-letter word at all: most prompts, one fast search
+        return []
     toks = [(m.group(), m.start(), m.end()) for m in _WORDISH_RE.finditer(prompt)]
     out = []
     for i, (w, s, e) in enumerate(toks):
@@ -263,7 +266,8 @@ class Planner:
     def __init__(self, model):
         self.model = model
         self._token_stems: dict[str, tuple] = {}  # a prompt token -> its stems (bounded, see _words)
-        self._stem_info: dict[str, tuple] = {}  # a prompt stem -> (stem id, its display) (bounded, see _prepare)
+        self._stem_info: dict[str, tuple] = {}  # a prompt stem -> (stem, id, display) (bounded, see _stem_info_of)
+        self._token_info: dict[str, tuple] = {}  # a prompt token -> its stems' infos (bounded, see _word_infos)
 
     def _stems_of(self, text: str) -> list[str]:
         return self.model.analyzer.prompt_stems(text)
@@ -285,6 +289,36 @@ class Planner:
                 cache[tok] = stems
             if stems:
                 out.append((tok, stems))
+        return out
+
+    def _stem_info_of(self, s: str) -> tuple:
+        """(stem, its id or -1, its display or None), cached (bounded)."""
+        got = self._stem_info.get(s)
+        if got is None:
+            t = self.model.tables
+            sid = t.stem_ids.get(s, -1)
+            got = (s, sid, t.display_stem(sid) if sid >= 0 else None)
+            if len(self._stem_info) >= 50_000:
+                self._stem_info.clear()
+            self._stem_info[s] = got
+        return got
+
+    def _word_infos(self, text: str) -> list[tuple[str, tuple]]:
+        """:meth:`_words` with each stem as :meth:`_stem_info_of` gives it; a token's are cached."""
+        a = self.model.analyzer
+        if a.bigrams:
+            return [(w, tuple(self._stem_info_of(s) for s in stems)) for w, stems in self._words(text)]
+        cache = self._token_info
+        out = []
+        for tok in a.token_re.findall(text):
+            got = cache.get(tok)
+            if got is None:
+                got = tuple(self._stem_info_of(s) for kind, s, _, _ in a.tokens_with_spans(tok) if kind == 0)
+                if len(cache) >= 50_000:
+                    cache.clear()
+                cache[tok] = got
+            if got:
+                out.append((tok, got))
         return out
 
     def plan(self, prompt: str, params: dict) -> Plan:
@@ -399,7 +433,9 @@ class Planner:
             return len(word) > 1 and bool(a.word_stems(word.lower()))
 
         attached = set()
-        for letter, shown, sides in letter_phrases(text, is_content, a.stem_word):
+        # no one-letter word: no letter phrase and no single letter (_LETTER_RE's letters are such words)
+        one_letter = _ONE_LETTER_RE.search(text) is not None
+        for letter, shown, sides in letter_phrases(text, is_content, a.stem_word) if one_letter else ():
             attached.add(letter)
             plan.letter_phrases.append(shown)
             # the letter standing alone, which every match of a side has: a pattern that starts with the
@@ -415,35 +451,27 @@ class Planner:
                 forced.append([self._stems_of(p) for p in group.split("~")])
             text = text.replace("~", " ")
         ignore_stems = {s for w in params["ignore"] for s in self._stems_of(w)} if params["ignore"] else set()
-        plan.letters = [x for x in _LETTER_RE.findall(text) if (x.isupper() and x not in "AI") or x in attached]
+        plan.letters = [x for x in _LETTER_RE.findall(text) if (x.isupper() and x not in "AI") or x in attached] \
+            if one_letter else []
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.tables.stem_ids
-        display = m.tables.display_stem
-        info = self._stem_info
-        seq = []
-        seen_words = set()
-        for surface, stems in self._words(text):
-            for s in stems:
-                if s in ignore_stems:
+        seq: list[int] = []
+        seen_words: set[str] = set()
+        unknown, kept = plan.unknown, plan.words
+        for surface, stems in self._word_infos(text):
+            for s, sid, shown in stems:
+                if ignore_stems and s in ignore_stems:
                     plan.ignored.append(surface)
                     continue
                 if excluded_words and surface.casefold() in excluded_words:  # "line ... !line": the word goes
                     continue
-                got = info.get(s)
-                if got is None:
-                    sid = stem_ids.get(s, -1)
-                    got = (sid, display(sid) if sid >= 0 else None)
-                    if len(info) >= 50_000:
-                        info.clear()
-                    info[s] = got
-                sid = got[0]
                 seq.append(sid)
                 if sid < 0:
-                    plan.unknown.append(surface)
+                    unknown.append(surface)
                 elif s not in seen_words:
                     seen_words.add(s)
-                    plan.words.append(got[1])
+                    kept.append(shown)
         # an excluded word never removes another prompt word: "public conference !publication"
         # keeps "public" (same stem) and leaves out the entities that contain "publication" itself
         for s, w in excluded:
