@@ -225,12 +225,19 @@ class Model:
                 _, _, scores, exclude, _ = self._rank(texts[i], p, planned.fill(i))
                 idx = top_k(scores, k, exclude)
                 ranked[i] = idx, scores[idx]
-        if sum(len(idx) for idx, _ in ranked) * 4 >= self.n_docs:  # many results: decode every id once
-            every = self.tables.ids
-            ids_at = lambda at: [every[i] for i in at]
+        # every query's (id, score) pairs made in one pass over all the results, then cut per query
+        flat = np.concatenate([idx for idx, _ in ranked]).tolist() if ranked else []
+        if len(flat) * 4 >= self.n_docs:  # many results: decode every id once
+            ids = list(map(self.tables.ids.__getitem__, flat))
         else:
-            ids_at = self.tables.ids_at
-        return {qid: list(zip(ids_at(idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}
+            ids = self.tables.ids_at(flat)
+        pairs = list(zip(ids, np.concatenate([sc for _, sc in ranked]).tolist() if ranked else []))
+        out = {}
+        at = 0
+        for qid, (idx, _) in zip(queries, ranked):
+            out[qid] = pairs[at:at + len(idx)]
+            at += len(idx)
+        return out
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:
         """Answer ``prompt`` with up to ``k`` ranked, cited cards and the sections.

@@ -326,13 +326,12 @@ def test_the_histogram_top_k_is_exact_on_ties_skew_and_exclusions(cranfield):
                     assert got.tolist() == want
 
 
-def test_planning_pre_checks_never_change_what_they_skip(cranfield, scifact_letters):
+def test_planning_pre_checks_never_change_what_they_skip(cranfield, monkeypatch):
     """detect_agent's needles (an agent's regex tried only when a needle is in the lowercased ASCII
-    prompt) and letter_phrases' one-letter pre-check skip work, never a result: on every Cranfield,
+    prompt) and the letter pre-check (no capital one-letter word and no "~": no letter phrase, no single
+    letter to say) skip work, never a result: on every Cranfield,
     SciFact and CACM query and on prompts made to hit each agent's words, in any case."""
     from tablelm.query import agents, plan
-
-    from conftest import DATA
 
     texts = list(cranfield[1].values()) + list(read_queries(DATA / "scifact" / "queries.jsonl").values())
     if (DATA / "cacm" / "queries.jsonl").exists():
@@ -345,10 +344,17 @@ def test_planning_pre_checks_never_change_what_they_skip(cranfield, scifact_lett
         slow = next((a.name for a in agents.AGENTS if a.prompt.search(text)), None)
         assert agents.detect_agent(text) == slow, text
     assert {agents.detect_agent(t) for t in texts} == {None, *agents.AGENT_NAMES}
-    a = cranfield[0].analyzer
+    model = cranfield[0]
+    a = model.analyzer
     is_content = lambda w: len(w) > 1 and bool(a.word_stems(w.lower()))
-    for text in texts + ["x A", "_a_", "\u00e9a b", "a.b", "x-y", "\u65e5\u672ca", "T", "vitamin~d", "3 D"]:
-        has = any(len(w) == 1 and w.isascii() and w.isalpha() for w in plan._WORDISH_RE.findall(text))
-        assert bool(plan._ONE_LETTER_RE.search(text)) == has, text
-        if not has:
-            assert plan.letter_phrases(text, is_content, a.stem_word) == []
+    texts += ["x A", "_a_", "\u00e9a b", "a.b", "x-y", "\u65e5\u672ca", "T", "vitamin~d", "3 D", "a b c", "type I"]
+
+    def plans_and_phrases():
+        shown = lambda got: [(w, d, [(p.pattern, x) for p, x in sides]) for w, d, sides in got]
+        return ([shown(plan.letter_phrases(t, is_content, a.stem_word)) for t in texts],
+                [p.to_dict() for p in model._planner.plan_many(texts, model.params())])
+
+    fast = plans_and_phrases()
+    monkeypatch.setattr(plan, "_may_have_letters", lambda text: True)  # every prompt the long way
+    assert plans_and_phrases() == fast
+    assert sum(1 for x in fast[0] if x) > 20 and sum(1 for p in fast[1] if p["single_letters"]) > 20

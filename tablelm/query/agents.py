@@ -40,16 +40,27 @@ AGENTS = (
           ("list", "which", "enumerate")),
 )
 AGENT_NAMES = tuple(a.name for a in AGENTS)
+# any agent's needle; only when every agent has needles can finding none rule them all out
+_NEEDLES = re.compile("|".join(re.escape(n) for a in AGENTS for n in a.needles) if all(a.needles for a in AGENTS)
+                      else "")
 
 
 def detect_agent(prompt: str) -> str | None:
     """The first agent whose intent words occur in ``prompt``, or None. An ASCII prompt is lowercased
     once and an agent's regex tried only when one of its needles is in it (re.I on ASCII text is
     ASCII case folding, so a match always contains one)."""
-    low = prompt.lower() if prompt.isascii() else None
+    low = None
+    if prompt.isascii():
+        low = prompt.lower()
+        if not _NEEDLES.search(low):  # no agent's needle: most prompts
+            return None
     for a in AGENTS:
-        if low is not None and a.needles and not any(n in low for n in a.needles):
-            continue
+        if low is not None and a.needles:
+            for n in a.needles:
+                if n in low:
+                    break
+            else:
+                continue
         if a.prompt.search(prompt):
             return a.name
     return None

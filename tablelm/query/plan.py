@@ -40,7 +40,13 @@ _PHRASE_RE = re.compile(r'"([^"]+)"')
 MAX_PHRASE_PROMPT_WORDS = 12
 _LETTER_RE = re.compile(r"(?<![\w.])([A-Za-z])(?![\w.])")
 _WORDISH_RE = re.compile(r"[^\W_]+")
-_ONE_LETTER_RE = re.compile(r"(?<![^\W_])[A-Za-z](?![^\W_])")  # a word of _WORDISH_RE that is one ASCII letter
+_ONE_CAPITAL_RE = re.compile(r"(?<![^\W_])[A-Z](?![^\W_])")  # a word of _WORDISH_RE that is one capital letter
+
+
+def _may_have_letters(text: str) -> bool:
+    """Whether ``text`` can have a letter phrase or a single letter worth saying: a one-letter word
+    that is a capital, or a ``~`` (which joins a letter of any case); "a" alone is neither."""
+    return "~" in text or _ONE_CAPITAL_RE.search(text) is not None
 _GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the word it belongs to
 # "type I", "class II"...: after these words a capital I is a numeral, not the pronoun
 _NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
@@ -58,7 +64,7 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
     those that only say "vitamin D".
     ``is_content(word)``: whether a word counts (not a stopword, not a letter); ``stem(word)``.
     """
-    if not _ONE_LETTER_RE.search(prompt):  # no one-letter word at all: most prompts, one fast search
+    if not _may_have_letters(prompt):  # most prompts: one fast search
         return []
     toks = [(m.group(), m.start(), m.end()) for m in _WORDISH_RE.finditer(prompt)]
     out = []
@@ -433,8 +439,9 @@ class Planner:
             return len(word) > 1 and bool(a.word_stems(word.lower()))
 
         attached = set()
-        # no one-letter word: no letter phrase and no single letter (_LETTER_RE's letters are such words)
-        one_letter = _ONE_LETTER_RE.search(text) is not None
+        # no capital one-letter word and no "~": no letter phrase and no single letter to say (the
+        # letters kept below are capitals or attached ones)
+        one_letter = _may_have_letters(text)
         for letter, shown, sides in letter_phrases(text, is_content, a.stem_word) if one_letter else ():
             attached.add(letter)
             plan.letter_phrases.append(shown)
