@@ -608,8 +608,14 @@ class Planner:
             return none
         key = sort_rows(words)
         h = hash_rows(key)
-        lo = np.searchsorted(m.tables.sng_hash, h, side="left")
-        n_c = np.searchsorted(m.tables.sng_hash, h, side="right") - lo
+        # the hashes searched in sorted order (numpy's search then starts where the last one ended:
+        # ~3x faster than in prompt order), the bounds put back in prompt order
+        by = np.argsort(h)
+        hs = h[by]
+        lo = np.empty(len(h), dtype=np.int64)
+        n_c = np.empty(len(h), dtype=np.int64)
+        lo[by] = np.searchsorted(m.tables.sng_hash, hs, side="left")
+        n_c[by] = np.searchsorted(m.tables.sng_hash, hs, side="right") - lo[by]
         if n_c.sum() == 0:
             return none
         row = np.repeat(np.arange(len(words)), n_c)
