@@ -358,3 +358,30 @@ def test_planning_pre_checks_never_change_what_they_skip(cranfield, monkeypatch)
     monkeypatch.setattr(plan, "_may_have_letters", lambda text: True)  # every prompt the long way
     assert plans_and_phrases() == fast
     assert sum(1 for x in fast[0] if x) > 20 and sum(1 for p in fast[1] if p["single_letters"]) > 20
+
+
+@needs_numba
+@pytest.mark.parametrize("skip", [0, 1, 3])
+def test_the_compiled_matcher_finds_the_multitokens_the_numpy_one_finds(cranfield, scifact_letters, monkeypatch,
+                                                                        skip):
+    """Planner._match_pairs's windows, hashes, table lookups and checks in one compiled pass
+    (_jit.match_windows, with tables.hashing's hash bit for bit): the same (prompt, multitoken) pairs
+    as the numpy pass on every Cranfield and SciFact query, and prompts that repeat and reorder words."""
+    from tablelm.query import _jit
+    from tablelm.tables.hashing import _POS, hash_rows, sort_rows
+
+    rows = np.random.default_rng(1).integers(-1, 2**31 - 1, size=(2000, 4))
+    rows[::3, 2:] = -1
+    key = np.empty(4, dtype=np.int64)
+    for r in rows[:300]:
+        _jit._sorted_row(r, key)
+        assert key.tolist() == sort_rows(r[None])[0].tolist()
+        assert _jit._hash_row(key, _POS) == hash_rows(key[None])[0]
+    for model, queries in (cranfield, scifact_letters):
+        texts = list(queries.values()) + ["flow boundary layer layer boundary", "layer boundary", "heat heat heat"]
+        p = model.params(match_skip=skip)
+        seqs = [seq for _, seq, _ in (model._planner._prepare(t, p) for t in texts)]
+        numpy_pairs, compiled_pairs = _both(monkeypatch, lambda m=model, s=seqs, p=p: m._planner._match_pairs(s, p))
+        as_set = lambda pairs: sorted(zip(pairs[0].tolist(), pairs[1].tolist()))
+        assert as_set(numpy_pairs) == as_set(compiled_pairs)
+        assert len(set(as_set(numpy_pairs))) > len(texts)  # phrases are found

@@ -373,3 +373,119 @@ def finish_plans(q_ptr, mts, words, totals, s_ptr, seq, cap, contained_w, phrase
                 o_qtf[at] = qtf
                 o_stretch[at] = st
                 at += 1
+
+
+# ------------------------------------------------------------------ matching (plan.py's Planner._match_pairs)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@_jit(inline="always")
+def _hash_row(key, pos_w):
+    """tables.hashing.hash_rows of one sorted padded row: the position-weighted sum of (word + 1), then
+    one splitmix64 round, in uint64 arithmetic (wrapping, as numpy's)."""
+    z = np.uint64(0)
+    for c in range(key.shape[0]):
+        z += np.uint64(key[c] + 1) * pos_w[c]
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@_jit(inline="always")
+def _sorted_row(row, out):
+    """tables.hashing.sort_rows of one row: ascending, the -1 padding at the end."""
+    w = row.shape[0]
+    n = 0
+    for c in range(w):
+        if row[c] >= 0:
+            out[n] = row[c]
+            n += 1
+    for a in range(1, n):  # insertion sort of at most four words
+        x = out[a]
+        b = a - 1
+        while b >= 0 and out[b] > x:
+            out[b + 1] = out[b]
+            b -= 1
+        out[b + 1] = x
+    for c in range(n, w):
+        out[c] = -1
+
+
+@_jit
+def match_windows(stream, owner, pat, sng_hash, sng_mt, mt_words, pos_w):
+    """The first part of Planner._match_pairs, operation for operation: every sub-combination ``pat`` of
+    the prompt stream (all its words known), looked up by the hash of its sorted words in the sorted
+    n-gram table, each candidate verified by its own sorted words. Returns, per verified candidate, the
+    window's prompt, the multitoken, and whether it has the prompt's word order; and per window whether
+    any candidate of it has (rows: windows in stream order, candidates in table order)."""
+    n = len(stream)
+    n_pat, width = pat.shape
+    n_tab = len(sng_hash)
+    cap = 16
+    c_row = np.empty(cap, dtype=np.int64)
+    c_who = np.empty(cap, dtype=np.int64)
+    c_mt = np.empty(cap, dtype=np.int64)
+    c_exact = np.empty(cap, dtype=np.bool_)
+    row_exact = np.zeros(n * n_pat, dtype=np.bool_)
+    words = np.empty(width, dtype=np.int64)
+    key = np.empty(width, dtype=np.int64)
+    ck = np.empty(width, dtype=np.int64)
+    nc = 0
+    r = 0
+    for i in range(n):
+        for q in range(n_pat):
+            ok = True
+            for c in range(width):
+                o = pat[q, c]
+                if o < 0:
+                    words[c] = -1
+                    continue
+                p = i + o
+                if p >= n or stream[p] < 0:
+                    ok = False
+                    break
+                words[c] = stream[p]
+            if not ok:
+                continue
+            _sorted_row(words, key)
+            h = _hash_row(key, pos_w)
+            lo, hi = 0, n_tab  # searchsorted(side="left")
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if sng_hash[mid] < h:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            j = lo
+            while j < n_tab and sng_hash[j] == h:
+                mt = np.int64(sng_mt[j])
+                _sorted_row(mt_words[mt], ck)
+                same = True
+                for c in range(width):
+                    if ck[c] != key[c]:
+                        same = False
+                if same:
+                    exact = True
+                    for c in range(width):
+                        if mt_words[mt, c] != words[c]:
+                            exact = False
+                    if nc == cap:
+                        cap *= 2
+                        c_row = np.concatenate((c_row, np.empty(cap - nc, dtype=np.int64)))
+                        c_who = np.concatenate((c_who, np.empty(cap - nc, dtype=np.int64)))
+                        c_mt = np.concatenate((c_mt, np.empty(cap - nc, dtype=np.int64)))
+                        c_exact = np.concatenate((c_exact, np.empty(cap - nc, dtype=np.bool_)))
+                    c_row[nc] = r
+                    c_who[nc] = owner[i]
+                    c_mt[nc] = mt
+                    c_exact[nc] = exact
+                    if exact:
+                        row_exact[r] = True
+                    nc += 1
+                j += 1
+            r += 1
+    return c_row[:nc], c_who[:nc], c_mt[:nc], c_exact[:nc], row_exact[:r]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tables.hashing import WIDTH, hash_rows, sort_rows
+from ..tables.hashing import _POS, WIDTH, hash_rows, sort_rows
 from .agents import detect_agent
 
 _EXCLUDE_RE = re.compile(r"(?<!\S)!(\S+)")
@@ -254,6 +254,11 @@ class PlanBatch:
         ptr = np.zeros(len(g) + 1, dtype=np.int64)
         ptr[1:] = np.cumsum(np.bincount(owner, minlength=len(g)))
         return kernel.prepare_arrays(ptr, mt[idx], w[idx], st[idx], idf_of)
+
+
+def _ro_u64(a) -> np.ndarray:
+    """``a`` as a uint64 array (the compiled matcher's type; a view when it is one already)."""
+    return np.asarray(a, dtype=np.uint64)
 
 
 @lru_cache(maxsize=64)
@@ -598,6 +603,20 @@ class Planner:
             flat.extend(gap)
             owners.extend([i] * (len(seq) + len(gap)))
         stream, owner = np.asarray(flat, dtype=np.int64), np.asarray(owners, dtype=np.int64)
+        from . import kernel
+
+        jit = kernel.compiled()
+        if jit is not None:  # the windows, hashes, lookups and checks in one compiled pass (same matches)
+            t = m.tables
+            row, who_c, cand, exact, row_exact = jit.match_windows(
+                stream, owner, pat, _ro_u64(t.sng_hash), np.asarray(t.sng_mt), np.asarray(t.mt_words), _POS)
+            rest = ~row_exact[row]
+            r2, c2, w2 = row[rest], cand[rest], who_c[rest]
+            order = np.lexsort((c2, -np.asarray(t.mt_total[c2], dtype=np.int64), r2))
+            r2, c2, w2 = r2[order], c2[order], w2[order]
+            first = np.ones(len(r2), dtype=bool)
+            first[1:] = r2[1:] != r2[:-1]
+            return np.concatenate([who_c[exact], w2[first]]), np.concatenate([cand[exact], c2[first]])
         n = len(stream)
         pos = (np.arange(n).reshape(-1, 1, 1) + pat.reshape(1, *pat.shape)).reshape(-1, WIDTH)
         pad = np.broadcast_to(pat < 0, (n,) + pat.shape).reshape(-1, WIDTH)
