@@ -416,13 +416,14 @@ def _sorted_row(row, out):
 
 
 @_jit
-def match_windows(stream, owner, pat, sng_hash, sng_mt, mt_words, pos_w):
-    """The first part of Planner._match_pairs, operation for operation: every sub-combination ``pat`` of
-    the prompt stream (all its words known), looked up by the hash of its sorted words in the sorted
-    n-gram table, each candidate verified by its own sorted words. Returns, per verified candidate, the
-    window's prompt, the multitoken, and whether it has the prompt's word order; and per window whether
-    any candidate of it has (rows: windows in stream order, candidates in table order)."""
-    n = len(stream)
+def match_windows(seq, s_ptr, pat, sng_hash, sng_mt, mt_words, pos_w):
+    """The first part of Planner._match_pairs, operation for operation: every sub-combination ``pat``
+    of each prompt's stem ids ``seq[s_ptr[i]:s_ptr[i+1]]`` (all its words known), looked up by the
+    hash of its sorted words in the sorted n-gram table, each candidate verified by its own sorted
+    words. Returns, per verified candidate, the window, its prompt, the multitoken, and whether it
+    has the prompt's word order; and per window whether any candidate of it has (windows in prompt
+    and position order, candidates in table order)."""
+    n = len(seq)
     n_pat, width = pat.shape
     n_tab = len(sng_hash)
     cap = 16
@@ -436,7 +437,11 @@ def match_windows(stream, owner, pat, sng_hash, sng_mt, mt_words, pos_w):
     ck = np.empty(width, dtype=np.int64)
     nc = 0
     r = 0
+    who = 0
     for i in range(n):
+        while i >= s_ptr[who + 1]:  # the prompt of position i (a window never crosses its end)
+            who += 1
+        end = s_ptr[who + 1]
         for q in range(n_pat):
             ok = True
             for c in range(width):
@@ -445,10 +450,10 @@ def match_windows(stream, owner, pat, sng_hash, sng_mt, mt_words, pos_w):
                     words[c] = -1
                     continue
                 p = i + o
-                if p >= n or stream[p] < 0:
+                if p >= end or seq[p] < 0:
                     ok = False
                     break
-                words[c] = stream[p]
+                words[c] = seq[p]
             if not ok:
                 continue
             _sorted_row(words, key)
@@ -480,7 +485,7 @@ def match_windows(stream, owner, pat, sng_hash, sng_mt, mt_words, pos_w):
                         c_mt = np.concatenate((c_mt, np.empty(cap - nc, dtype=np.int64)))
                         c_exact = np.concatenate((c_exact, np.empty(cap - nc, dtype=np.bool_)))
                     c_row[nc] = r
-                    c_who[nc] = owner[i]
+                    c_who[nc] = who
                     c_mt[nc] = mt
                     c_exact[nc] = exact
                     if exact:

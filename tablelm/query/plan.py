@@ -256,6 +256,13 @@ class PlanBatch:
         return kernel.prepare_arrays(ptr, mt[idx], w[idx], st[idx], idf_of)
 
 
+def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(all the stem ids in one int64 array, pointers: prompt i's at ``ptr[i]:ptr[i+1]``)."""
+    ptr = np.zeros(len(seqs) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(x) for x in seqs])
+    return np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(ptr[-1])), ptr
+
+
 def _ro_u64(a) -> np.ndarray:
     """``a`` as a uint64 array (the compiled matcher's type; a view when it is one already)."""
     return np.asarray(a, dtype=np.uint64)
@@ -352,7 +359,8 @@ class Planner:
 
         prepared = [self._prepare(p, params) for p in prompts]
         seqs = [seq for _, seq, _ in prepared]
-        who, matched = self._match_pairs(seqs, params)
+        seq, s_ptr = _flatten(seqs)
+        who, matched = self._match_pairs(seqs, params, (seq, s_ptr))
         n_stems = getattr(self.model.tables, "n_stems", None)
         jit = kernel.compiled()
         if jit is None or n_stems is None:
@@ -363,9 +371,6 @@ class Planner:
             return PlanBatch(self, plans, None)
         t = self.model.tables
         n = len(seqs)
-        s_ptr = np.zeros(n + 1, dtype=np.int64)
-        s_ptr[1:] = np.cumsum([len(x) for x in seqs])
-        seq = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(s_ptr[-1]))
         owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(s_ptr))
         known = seq >= 0  # single words: multitoken id == stem id
         n_mt = max(int(t.mt_words.shape[0]), 1)
@@ -584,9 +589,10 @@ class Planner:
             found[q].add(mt)
         return found
 
-    def _match_pairs(self, seqs: list[list[int]], params: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _match_pairs(self, seqs: list[list[int]], params: dict, flat=None) -> tuple[np.ndarray, np.ndarray]:
         """The multi-word multitokens found among the sub-combinations of each prompt's stems:
-        (prompt index, multitoken id) pairs, in two arrays (a pair may repeat)."""
+        (prompt index, multitoken id) pairs, in two arrays (a pair may repeat). ``flat``: the stems
+        as :func:`_flatten` gives them, when the caller has them."""
         m = self.model
         none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         max_n = min(int(m.build_params["max_ngram"]), WIDTH)
@@ -594,22 +600,15 @@ class Planner:
             return none
         skip = int(params["match_skip"])
         pat = _patterns(skip, max_n)
-        # all prompts in one array, apart by more than a combination's span (-2 never matches)
-        gap = [-2] * (max_n + skip)
-        flat: list[int] = []
-        owners: list[int] = []
-        for i, seq in enumerate(seqs):
-            flat.extend(seq)
-            flat.extend(gap)
-            owners.extend([i] * (len(seq) + len(gap)))
-        stream, owner = np.asarray(flat, dtype=np.int64), np.asarray(owners, dtype=np.int64)
         from . import kernel
 
         jit = kernel.compiled()
         if jit is not None:  # the windows, hashes, lookups and checks in one compiled pass (same matches)
             t = m.tables
+            if flat is None:
+                flat = _flatten(seqs)
             row, who_c, cand, exact, row_exact = jit.match_windows(
-                stream, owner, pat, _ro_u64(t.sng_hash), np.asarray(t.sng_mt), np.asarray(t.mt_words), _POS)
+                flat[0], flat[1], pat, _ro_u64(t.sng_hash), np.asarray(t.sng_mt), np.asarray(t.mt_words), _POS)
             rest = ~row_exact[row]
             r2, c2, w2 = row[rest], cand[rest], who_c[rest]
             order = np.lexsort((c2, -np.asarray(t.mt_total[c2], dtype=np.int64), r2))
@@ -617,6 +616,15 @@ class Planner:
             first = np.ones(len(r2), dtype=bool)
             first[1:] = r2[1:] != r2[:-1]
             return np.concatenate([who_c[exact], w2[first]]), np.concatenate([cand[exact], c2[first]])
+        # all prompts in one array, apart by more than a combination's span (-2 never matches)
+        gap = [-2] * (max_n + skip)
+        flat_l: list[int] = []
+        owners: list[int] = []
+        for i, seq in enumerate(seqs):
+            flat_l.extend(seq)
+            flat_l.extend(gap)
+            owners.extend([i] * (len(seq) + len(gap)))
+        stream, owner = np.asarray(flat_l, dtype=np.int64), np.asarray(owners, dtype=np.int64)
         n = len(stream)
         pos = (np.arange(n).reshape(-1, 1, 1) + pat.reshape(1, *pat.shape)).reshape(-1, WIDTH)
         pad = np.broadcast_to(pat < 0, (n,) + pat.shape).reshape(-1, WIDTH)
