@@ -46,7 +46,9 @@ _ONE_CAPITAL_RE = re.compile(r"(?<![^\W_])[A-Z](?![^\W_])")  # a word of _WORDIS
 def _may_have_letters(text: str) -> bool:
     """Whether ``text`` can have a letter phrase or a single letter worth saying: a one-letter word
     that is a capital, or a ``~`` (which joins a letter of any case); "a" alone is neither."""
-    return "~" in text or _ONE_CAPITAL_RE.search(text) is not None
+    if "~" in text:
+        return True
+    return not text.islower() and _ONE_CAPITAL_RE.search(text) is not None  # islower: no capital at all
 _GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the word it belongs to
 # "type I", "class II"...: after these words a capital I is a numeral, not the pronoun
 _NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
