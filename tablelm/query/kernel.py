@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from ..tables.codecs import Encoded
+
 #: ``TABLELM_KERNEL``: ``numpy`` never compiles, ``numba`` compiles on the first query, ``auto``
 #: (the default) compiles once this process has spent ``TABLELM_JIT_AFTER`` seconds (1.0) scoring
 #: with numpy: loading numba and its cached kernels costs about a second (several the first time
@@ -127,7 +129,8 @@ class Postings:
     def __init__(self, tables, norm: np.ndarray, fw, k1: float):
         self.indptr = _ro(tables.post_indptr)
         self.docs = _ro(tables.post_docs)
-        self.tf = _ro(tables.post_tf)
+        # an encoded table (bit-packed columns, tables/codecs.py) stays encoded: a fill decodes its rows
+        self.tf = tables.post_tf if isinstance(tables.post_tf, Encoded) else _ro(tables.post_tf)
         self.norm = _ro(np.asarray(norm, dtype=np.float64))
         self.fw = np.ascontiguousarray(fw, dtype=np.float64)
         self.kp1 = float(k1) + 1.0
@@ -149,7 +152,17 @@ class Postings:
 
     def _fill(self, jit, indptr, at: np.ndarray, rows: np.ndarray) -> None:
         """Impacts of the rows ``at`` of ``indptr`` (this table's rows ``rows``), then marked ready."""
-        jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
+        if isinstance(self.tf, Encoded):  # the rows' postings decoded, their impacts computed alike
+            _, idx = gather(indptr, at)
+            sub = np.zeros(len(at) + 1, dtype=np.int64)
+            np.cumsum(np.asarray(indptr[np.asarray(at) + 1], dtype=np.int64)
+                      - np.asarray(indptr[at], dtype=np.int64), out=sub[1:])
+            imp = np.zeros(len(idx), dtype=np.float32)
+            jit.fill_impacts(sub, self.docs[idx], self.tf[idx], self.fw, self.kp1, self.norm,
+                             np.arange(len(at), dtype=np.int64), imp)
+            self.imp[idx] = imp
+        else:
+            jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
         self.ready[rows] = True
 
     def with_bounds(self, bounds: np.ndarray, rows: np.ndarray) -> Postings:

@@ -11,10 +11,12 @@ and the dictionary stay plain, memory-mapped arrays):
     gather decodes the blocks it touches only. File: ``int64 block byte offsets[n_blocks+1]``
     then the bytes.
 ``bp``
-    small counts (pair counts, label counts): ``value - min`` in 1, 2, 4 or 8 bits (the width
-    that makes the file smallest), the largest code marking an escape whose value is in a
-    sorted side table. File: a header (escapes, width, their sizes, min), the escapes'
+    small counts (pair counts, label counts): ``value - min`` in 0, 1, 2, 4 or 8 bits (the width
+    that makes the file smallest; 0 when every value is the minimum), the largest code marking
+    an escape whose value is in a sorted side table. File: a header (escapes, width, their sizes, min), the escapes'
     positions and values, then the packed codes.
+``bc``
+    a 2-D table of small counts (fields of postings and multitokens): each column ``bp`` alone.
 ``dz``
     a table only updates read (the pending n-gram hashes): zlib of its byte-transposed
     deltas, decoded in full on first use.
@@ -309,6 +311,8 @@ class BitPacked(Encoded):
 
     def _codes(self, idx: np.ndarray) -> np.ndarray:
         w = self._w
+        if w == 0:
+            return np.zeros(len(idx), dtype=np.uint8)
         if w == 8:
             return self._packed[idx]
         bit = idx * w
@@ -316,7 +320,7 @@ class BitPacked(Encoded):
 
     def _fix(self, codes: np.ndarray, where) -> np.ndarray:
         vals = codes.astype(self.dtype)
-        esc = np.flatnonzero(codes == (1 << self._w) - 1)
+        esc = np.flatnonzero(codes == (1 << self._w) - 1) if self._w else ()
         if len(esc):
             vals[esc] = self._val[np.searchsorted(self._pos, where(esc))].astype(self.dtype)
         if self._base:
@@ -324,6 +328,8 @@ class BitPacked(Encoded):
         return vals
 
     def _range(self, lo: int, hi: int) -> np.ndarray:
+        if self._w == 0:
+            return self._fix(np.zeros(hi - lo, dtype=np.uint8), None)
         if self._w == 8:
             return self._fix(self._packed[lo:hi], lambda e: e + lo)
         per = 8 // self._w
@@ -345,6 +351,8 @@ def bitpacked_bytes(a: np.ndarray, base_top: tuple[int, int] | None = None) -> t
     a = np.asarray(a).reshape(-1)
     base, top = span(a) if base_top is None else base_top
     top -= base
+    if top == 0:  # every value is the minimum (a field no entity has): width 0, the header alone
+        return struct.calcsize(_BP_HEAD), 0
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     escapes = dict.fromkeys((1, 2, 4, 8), 0)
@@ -373,6 +381,8 @@ def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int]
     base, top = span(a) if base_top is None else base_top
     top -= base
     w = bitpacked_bytes(a, (base, top + base))[1] if width is None else width
+    if w == 0:
+        return struct.pack(_BP_HEAD, 0, 0, 4, 1, base)
     mask = (1 << w) - 1
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
@@ -400,6 +410,71 @@ def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int]
     n_esc = sum(len(e) for e in escs) // pos_size
     return (struct.pack(_BP_HEAD, n_esc, w, pos_size, val_size, base) + b"".join(escs) + b"".join(vals)
             + b"".join(packs))
+
+
+class BitColumns(Encoded):
+    """A 2-D table of small counts (``(rows, fields)``: the postings' and the multitokens' field
+    counts), each column bit-packed alone (:class:`BitPacked`): a field no entity has costs its header
+    only, the text field 2 bits a posting instead of a byte. Read by rows like the plain array
+    (an int, a slice or an index array, then optionally the columns)."""
+
+    ndim = 2
+
+    def __init__(self, buf, dtype, shape):
+        n, k = (int(x) for x in shape)
+        super().__init__(dtype, n)
+        self.shape = (n, k)
+        self.size = n * k
+        off = np.frombuffer(buf, dtype="<i8", count=k + 1, offset=len(_BC_MAGIC))
+        at = len(_BC_MAGIC) + 8 * (k + 1)
+        view = memoryview(buf)
+        self._cols = [BitPacked(view[at + int(off[j]):at + int(off[j + 1])], dtype, n) for j in range(k)]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def decoded(self) -> np.ndarray:
+        if self._full is None:
+            full = np.empty(self.shape, dtype=self.dtype)
+            for j, c in enumerate(self._cols):
+                full[:, j] = c.decoded() if c._w else c.dtype.type(c._base)
+            full.flags.writeable = False
+            self._full = full
+        return self._full
+
+    def __getitem__(self, key):
+        if self._full is not None:
+            return self._full[key]
+        if isinstance(key, tuple):
+            rows = self[key[0]]
+            return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
+        if isinstance(key, np.ndarray) and key.dtype == bool:
+            return self.decoded()[key]
+        parts = [c[key] for c in self._cols]
+        return np.stack(parts, axis=-1) if parts else np.zeros(np.shape(parts), self.dtype)
+
+    def __iter__(self):
+        return iter(self.decoded())
+
+    def __repr__(self) -> str:
+        return f"BitColumns({self.dtype}, {self.shape})"
+
+
+_BC_MAGIC = b"TLBC"
+
+
+def encode_bc(a: np.ndarray) -> bytes:
+    """:class:`BitColumns`' bytes of a 2-D table: ``b"TLBC"``, ``int64 column byte offsets[k+1]``,
+    then each column's :func:`encode_bp` bytes."""
+    a = np.asarray(a)
+    cols = []
+    for j in range(a.shape[1]):
+        col = np.ascontiguousarray(a[:, j])
+        cols.append(encode_bp(col))
+        del col
+    off = np.zeros(len(cols) + 1, dtype="<i8")
+    np.cumsum([len(c) for c in cols], out=off[1:])
+    return _BC_MAGIC + off.tobytes() + b"".join(cols)
 
 
 class DeltaZlib(Encoded):
@@ -494,10 +569,13 @@ def forward_posts_derivable(arrays: dict) -> bool:
     return True
 
 
-ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib)}
+ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib),
+                "bc": (encode_bc, BitColumns)}
 
 
 def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
+    if codec == "bc":
+        return BitColumns(buf, dtype, shape)
     return ARRAY_CODECS[codec][1](buf, dtype, int(shape[0]))
 
 

@@ -56,7 +56,8 @@ class Spec:
     collapses: bool = False  # stored as [0] when its context has no labels (no index for nothing)
     #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
     #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
-    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed)
+    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed),
+    #: "bc" each column of a 2-D count table bit-packed
     codec: str | None = None
 
 
@@ -84,12 +85,12 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("mt_words", "key", "int32", ("multitokens", 4), "union, sorted",
          "stem ids of each multitoken, padded with -1; ordered by length, then words"),
     Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
-         "occurrences of each multitoken per field (text, title, category, tags, meta)"),
+         "occurrences of each multitoken per field (text, title, category, tags, meta)", codec="bc"),
     # ---- postings
     Spec("post_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings"),
     Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row"),
     Spec("post_tf", "count", "uint", ("postings", 5), "sum by (multitoken, entity)",
-         "term frequency of the multitoken in the entity, per field (capped at 65535)"),
+         "term frequency of the multitoken in the entity, per field (capped at 65535)", codec="bc"),
     Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity"),
     Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
     Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="dv"),

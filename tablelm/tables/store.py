@@ -62,10 +62,11 @@ from .codecs import (
 )
 from .schema import SPECS
 
-#: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store)
-FORMAT_VERSION = 5
-#: formats this tablelm loads (4: every table a plain .npy; it reads the same way)
-READABLE = (4, 5)
+#: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store);
+#: 6: the postings' and multitokens' field counts bit-packed by column (``bc``), ...
+FORMAT_VERSION = 6
+#: formats this tablelm loads (4: every table a plain .npy; 5: fewer tables encoded; they read the same way)
+READABLE = (4, 5, 6)
 MANIFEST = "manifest.json"
 #: seconds a writer waits for another writer of the same model directory (TABLELM_LOCK_TIMEOUT overrides)
 LOCK_TIMEOUT = 600.0
@@ -170,7 +171,7 @@ def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, 
     the schema's codec when it makes the file at least 10% smaller than the plain array. Depends on
     the values only, so the same tables give the same files."""
     codec = SPECS[name].codec if name in SPECS else None
-    if codec is None or arr.ndim != 1 or not arr.size or arr.dtype.kind not in "iu":
+    if codec is None or arr.ndim != (2 if codec == "bc" else 1) or not arr.size or arr.dtype.kind not in "iu":
         return None, None
     if codec == "fwd":
         return ("fwd", b"") if forward_posts_derivable(dict(arrays, fwd_post=arr)) else (None, None)
