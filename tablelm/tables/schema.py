@@ -59,6 +59,8 @@ class Spec:
     #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed),
     #: "bc" each column of a 2-D count table bit-packed
     codec: str | None = None
+    #: may be absent (a model of an older format: readers compute what it holds)
+    optional: bool = False
 
 
 def _context_specs(name: str) -> list[Spec]:
@@ -67,9 +69,14 @@ def _context_specs(name: str) -> list[Spec]:
         Spec(lab, "key", None, (lab,), "union, sorted", f"the distinct {name} labels, sorted"),
         Spec(f"ctx_{name}_indptr", "index", "int", ("multitokens+1",), "rebuilt",
              f"row pointers of multitoken -> {name} label counts", collapses=True, codec="dv"),
-        Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row"),
+        Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row",
+             codec="dv"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
-             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)"),
+             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)",
+             codec="bp"),
+        Spec(f"ctx_{name}_totals", "derived", "uint", (lab,), "rebuilt",
+             f"the counts of each {name} label summed over every multitoken (the column totals of the PMI): "
+             "a query reads them instead of summing the whole table", codec="bp", optional=True),
         Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
              f"row pointers of entity -> its {name} labels", collapses=True),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
@@ -338,6 +345,8 @@ class TableSet:
                 got = [len(self._strings[spec.name])]
             else:
                 a = self._arrays.get(spec.name)
+                if a is None and spec.optional:
+                    continue
                 if a is None:
                     raise ModelError(f"{self.where} has no {spec.name!r} table; rebuild it (tablelm upgrade).")
                 want = _KIND_OF_DTYPE.get(spec.dtype) or np.dtype(spec.dtype).kind
