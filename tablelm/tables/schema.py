@@ -98,7 +98,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row"),
     Spec("post_tf", "count", "uint", ("postings", 5), "sum by (multitoken, entity)",
          "term frequency of the multitoken in the entity, per field (capped at 65535)", codec="bc"),
-    Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity"),
+    Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity", codec="bc"),
     Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
     Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="dv"),
     Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry",
