@@ -398,3 +398,37 @@ def test_the_model_on_disk_is_within_five_times_the_corpus_file(cacm_dir):
     for name in ("tags", "related", "titles"):
         assert tables[f"ctx_{name}_labels"]["bytes"] <= 0.6 * plain(f"ctx_{name}_labels"), name
         assert tables[f"ctx_{name}_counts"]["bytes"] <= 0.5 * plain(f"ctx_{name}_counts"), name
+
+
+def test_fixed_bits_and_multitoken_words_are_exact():
+    """``fb``: ids in no order in the bits of the largest (negative, unsigned, one value, the widest);
+    ``mw``: the single words' rows are not stored and read back as ``[i, -1, -1, -1]``."""
+    rng = np.random.default_rng(8)
+    for n in (1, 9, C.BLOCK + 3, 4000):
+        for a in (rng.integers(0, 100_000, n).astype(np.int32), rng.integers(-5, 3, n).astype(np.int32),
+                  np.full(n, 7, np.int32), rng.integers(0, 2**56 - 1, n, dtype=np.uint64),
+                  np.r_[rng.integers(0, 2**31 - 1, n - 1), -(2**31)].astype(np.int32)):
+            enc = C.FixedBits(C.encode_fb(a), a.dtype, len(a))
+            _check_reads(enc, a, rng)
+            assert [enc.one(i) for i in (0, n - 1)] == [int(a[0]), int(a[-1])]
+    assert len(C.encode_fb(rng.integers(0, 2**17, 8000).astype(np.int32))) == 16 + 8000 * 17 // 8 + 8
+    with pytest.raises(ValueError):
+        C.encode_fb(np.array([0, 2**60], dtype=np.uint64))
+    for n_single, n_multi in ((0, 50), (30, 0), (1000, 300), (5, 5000)):
+        singles = np.full((n_single, 4), -1, dtype=np.int32)
+        singles[:, 0] = np.arange(n_single)
+        multi = np.full((n_multi, 4), -1, dtype=np.int32)
+        multi[:, :2] = rng.integers(0, max(n_single, 1), (n_multi, 2))
+        multi[n_multi // 2:, 2:] = rng.integers(0, max(n_single, 1), (n_multi - n_multi // 2, 2))
+        words = np.concatenate([singles, multi])
+        data = C.encode_mw(words)
+        enc = C.MultitokenWords(data, words.dtype, words.shape)
+        assert enc._singles == n_single
+        _check_row_reads(enc, words, rng)
+        for k in (1, 5, 8, 9, 40):  # the few-rows path and the vectorized one
+            idx = rng.integers(0, len(words), k)
+            np.testing.assert_array_equal(enc[idx], words[idx])
+    # a table whose first rows are not its single words' (it still reads back: nothing is skipped)
+    odd = np.array([[3, -1, -1, -1], [0, 1, -1, -1]], dtype=np.int32)
+    assert C.single_word_rows(odd) == 0
+    np.testing.assert_array_equal(np.asarray(C.MultitokenWords(C.encode_mw(odd), odd.dtype, odd.shape)), odd)

@@ -17,6 +17,11 @@ and the dictionary stay plain, memory-mapped arrays):
     positions and values, then the packed codes.
 ``bc``
     a 2-D table of small counts (fields of postings and multitokens): each column ``bp`` alone.
+``fb``
+    ids in no order (pending entities, sorted n-grams' multitokens): ``value - min`` in the bits of
+    the largest.
+``mw``
+    ``mt_words``: the single words' rows (``[i, -1, -1, -1]``) not stored, each column of the others ``fb``.
 ``dz``
     a table only updates read (the pending n-gram hashes): zlib of its byte-transposed
     deltas, decoded in full on first use.
@@ -477,6 +482,176 @@ def encode_bc(a: np.ndarray) -> bytes:
     return _BC_MAGIC + off.tobytes() + b"".join(cols)
 
 
+class FixedBits(Encoded):
+    """``value - min`` in a fixed number of bits (0..56; little-endian bit order): ids in no order
+    (the entity of each pending occurrence, the multitoken of each sorted n-gram) take the bits of
+    the largest, not a byte or four. Any value reads with one 8-byte gather."""
+
+    def __init__(self, buf, dtype, n: int):
+        super().__init__(dtype, n)
+        self._w, self._base = struct.unpack_from(_FB_HEAD, buf, 0)
+        at = struct.calcsize(_FB_HEAD)
+        self._data = np.frombuffer(buf, dtype=np.uint8, count=_fb_bytes(int(n), self._w), offset=at)
+        self._bytes = memoryview(buf)[at:at + len(self._data)]
+        self._mask = (1 << self._w) - 1
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        w = self._w
+        if w == 0:
+            vals = np.zeros(len(idx), dtype=np.uint64)
+        else:
+            bit = idx.astype(np.int64) * w
+            raw = self._data[(bit >> 3)[:, None] + np.arange(8)]  # the 8 bytes that hold each value
+            vals = (np.ascontiguousarray(raw).view("<u8").ravel() >> (bit & 7).astype(np.uint64)) \
+                & np.uint64((1 << w) - 1)
+        if self.dtype.kind == "i":
+            return (vals.view(np.int64) + np.int64(self._base)).astype(self.dtype)
+        return (vals + np.uint64(self._base)).astype(self.dtype)
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        return self._take(np.arange(lo, hi, dtype=np.int64))
+
+    def one(self, i: int) -> int:
+        """Value ``i`` (in range) as a Python int, without numpy's per-call costs."""
+        bit = i * self._w
+        at = bit >> 3
+        return ((int.from_bytes(self._bytes[at:at + 8], "little") >> (bit & 7)) & self._mask) + self._base
+
+
+_FB_HEAD = "<B7xq"
+FB_MAX = 56
+
+
+def _fb_bytes(n: int, w: int) -> int:
+    """Bytes of ``n`` values of ``w`` bits, plus 8 so that the last value's 8-byte gather is in the file."""
+    return -(-n * w // 8) + 8 if w else 0
+
+
+def fixed_bits_width(a: np.ndarray) -> tuple[int, int]:
+    """(bits, min) of :class:`FixedBits` for ``a``: the bits of ``max - min``."""
+    base, top = span(np.asarray(a).reshape(-1))
+    return int(top - base).bit_length(), int(base)
+
+
+def encode_fb(a: np.ndarray) -> bytes:
+    a = np.asarray(a).reshape(-1)
+    w, base = fixed_bits_width(a) if a.size else (0, 0)
+    if w > FB_MAX:
+        raise ValueError(f"{w} bits a value: more than FixedBits holds")
+    out = [struct.pack(_FB_HEAD, w, base)]
+    if w:
+        for _, piece in _pieces(a):  # PIECE values of w bits: whole bytes, so pieces concatenate
+            v = (piece.astype(np.int64) - np.int64(base)).view(np.uint64) if a.dtype.kind == "i" \
+                else piece.astype(np.uint64) - np.uint64(base)
+            bits = np.empty((len(v), w), dtype=np.uint8)  # bit j of each value (uint8: w bytes a value)
+            for j in range(w):
+                bits[:, j] = (v >> np.uint64(j)) & np.uint64(1)
+            out.append(np.packbits(bits.ravel(), bitorder="little").tobytes())
+            del v, bits
+        out.append(bytes(_fb_bytes(len(a), w) - sum(len(x) for x in out[1:])))
+    return b"".join(out)
+
+
+class MultitokenWords(Encoded):
+    """``mt_words`` without what it repeats: the single words come first, multitoken ``i`` being
+    stem ``i`` (the row ``[i, -1, -1, -1]``), so they are not stored; each column of the other rows is
+    :class:`FixedBits` (a stem id, or -1, in the bits of the largest stem id)."""
+
+    ndim = 2
+
+    def __init__(self, buf, dtype, shape):
+        n, k = (int(x) for x in shape)
+        super().__init__(dtype, n)
+        self.shape, self.size = (n, k), n * k
+        self._singles, = struct.unpack_from("<q", buf, len(_MW_MAGIC))
+        at = len(_MW_MAGIC) + 8
+        off = np.frombuffer(buf, dtype="<i8", count=k + 1, offset=at)
+        at += 8 * (k + 1)
+        view = memoryview(buf)
+        self._cols = [FixedBits(view[at + int(off[j]):at + int(off[j + 1])], dtype, n - self._singles)
+                      for j in range(k)]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _rows(self, idx: np.ndarray) -> np.ndarray:
+        if len(idx) <= 8:  # a few rows (a prompt's): Python ints beat a dozen numpy calls a column
+            return np.array([[i] + [-1] * (self.shape[1] - 1) if i < self._singles else
+                             [c.one(i - self._singles) for c in self._cols] for i in idx.tolist()],
+                            dtype=self.dtype).reshape(len(idx), self.shape[1])
+        out = np.full((len(idx), self.shape[1]), -1, dtype=self.dtype)
+        single = idx < self._singles
+        if single.all():
+            out[:, 0] = idx
+            return out
+        out[single, 0] = idx[single]
+        multi = np.flatnonzero(~single)
+        at = idx[multi] - self._singles
+        for j, c in enumerate(self._cols):
+            out[multi, j] = c._take(at)
+        return out
+
+    def decoded(self) -> np.ndarray:
+        if self._full is None:
+            self._full = self._rows(np.arange(self.shape[0], dtype=np.int64))
+            self._full.flags.writeable = False
+        return self._full
+
+    def __getitem__(self, key):
+        if self._full is not None:
+            return self._full[key]
+        if isinstance(key, tuple):
+            rows = self[key[0]]
+            return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
+        n = self.shape[0]
+        if isinstance(key, slice):
+            return self._rows(np.arange(*key.indices(n), dtype=np.int64))
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if int(key) < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} is out of bounds for a table of {n}")
+            if i < self._singles:
+                row = [i] + [-1] * (self.shape[1] - 1)
+            else:
+                row = [c.one(i - self._singles) for c in self._cols]
+            return np.array(row, dtype=self.dtype)
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            return self.decoded()[idx]
+        idx = idx.astype(np.int64)
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"index out of bounds for a table of {n}")
+        return self._rows(idx.ravel()).reshape(idx.shape + (self.shape[1],))
+
+    def __iter__(self):
+        return iter(self.decoded())
+
+    def __repr__(self) -> str:
+        return f"MultitokenWords({self.dtype}, {self.shape}, {self._singles} single words)"
+
+
+_MW_MAGIC = b"TLMW"
+
+
+def single_word_rows(words: np.ndarray) -> int:
+    """How many rows at the start of ``words`` are ``[i, -1, ...]`` for their index ``i``."""
+    words = np.asarray(words)
+    n1 = int(np.count_nonzero(words[:, 1:].max(axis=1, initial=-1) < 0)) if len(words) else 0
+    head = words[:n1]
+    ok = (head[:, 0] == np.arange(n1)) & (head[:, 1:] == -1).all(axis=1)
+    return n1 if ok.all() else int(np.argmin(ok))
+
+
+def encode_mw(a: np.ndarray) -> bytes:
+    a = np.asarray(a)
+    n1 = single_word_rows(a)
+    cols = [encode_fb(np.ascontiguousarray(a[n1:, j])) for j in range(a.shape[1])]
+    off = np.zeros(len(cols) + 1, dtype="<i8")
+    np.cumsum([len(c) for c in cols], out=off[1:])
+    return _MW_MAGIC + struct.pack("<q", n1) + off.tobytes() + b"".join(cols)
+
+
 class DeltaZlib(Encoded):
     """Read in full on first use (tables only updates read): zlib of the byte-transposed deltas."""
 
@@ -570,12 +745,14 @@ def forward_posts_derivable(arrays: dict) -> bool:
 
 
 ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib),
-                "bc": (encode_bc, BitColumns)}
+                "bc": (encode_bc, BitColumns), "fb": (encode_fb, FixedBits), "mw": (encode_mw, MultitokenWords)}
 
 
 def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
     if codec == "bc":
         return BitColumns(buf, dtype, shape)
+    if codec == "mw":
+        return MultitokenWords(buf, dtype, shape)
     return ARRAY_CODECS[codec][1](buf, dtype, int(shape[0]))
 
 

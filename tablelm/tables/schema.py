@@ -57,7 +57,7 @@ class Spec:
     #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
     #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
     #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed),
-    #: "bc" each column of a 2-D count table bit-packed
+    #: "bc" each column of a 2-D count table bit-packed, "fb" fixed bits (ids in no order), "mw" mt_words
     codec: str | None = None
     #: may be absent (a model of an older format: readers compute what it holds)
     optional: bool = False
@@ -90,7 +90,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("display", "derived", None, ("stems",), "recomputed from surface counts",
          "the most frequent surface word of each stem (ties: alphabetical), shown to users"),
     Spec("mt_words", "key", "int32", ("multitokens", 4), "union, sorted",
-         "stem ids of each multitoken, padded with -1; ordered by length, then words"),
+         "stem ids of each multitoken, padded with -1; ordered by length, then words", codec="mw"),
     Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
          "occurrences of each multitoken per field (text, title, category, tags, meta)", codec="bc"),
     # ---- postings
@@ -117,7 +117,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     # ---- sorted n-grams
     Spec("sng_hash", "derived", "uint64", ("sorted_ngrams",), "rebuilt",
          "hash of the sorted words of each multitoken of 2+ words, ascending"),
-    Spec("sng_mt", "derived", "int32", ("sorted_ngrams",), "rebuilt", "the multitoken of each hash"),
+    Spec("sng_mt", "derived", "int32", ("sorted_ngrams",), "rebuilt", "the multitoken of each hash", codec="fb"),
     # ---- the count store: what add/delete need beyond the tables a query reads
     Spec("stem_hash", "key", "uint64", ("stems",), "union", "a stable 64-bit hash of each stem's string"),
     Spec("surfaces", "key", None, ("surfaces",), "union, sorted", "every surface word, sorted"),
@@ -128,7 +128,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
          "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted",
          codec="dz"),
     Spec("pend_doc", "count", "int32", ("pending",), "concatenate", "the entity of each pending occurrence",
-         codec="dv"),
+         codec="fb"),
     # ---- entities
     Spec("ids", "entity", None, ("entities",), "concatenate", "entity ids, JSON-encoded, in corpus order"),
     Spec("entity_offsets", "entity", "int", ("entities+1",), "concatenate (shifted)",
