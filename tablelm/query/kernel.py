@@ -128,8 +128,14 @@ class Postings:
 
     def __init__(self, tables, norm: np.ndarray, fw, k1: float):
         self.indptr = _ro(tables.post_indptr)
-        self.docs = _ro(tables.post_docs)
-        # an encoded table (bit-packed columns, tables/codecs.py) stays encoded: a fill decodes its rows
+        # encoded tables (tables/codecs.py) stay encoded: a fill decodes its rows. The entities of the
+        # postings are then a cache like ``imp`` (the kernels read it for the rows filled only),
+        # ``docs_table`` the stored table that the numpy path reads
+        self.docs_table = tables.post_docs
+        if isinstance(self.docs_table, Encoded):
+            self.docs = np.zeros(len(self.docs_table), dtype=self.docs_table.dtype)
+        else:
+            self.docs = self.docs_table = _ro(tables.post_docs)
         self.tf = tables.post_tf if isinstance(tables.post_tf, Encoded) else _ro(tables.post_tf)
         self.norm = _ro(np.asarray(norm, dtype=np.float64))
         self.fw = np.ascontiguousarray(fw, dtype=np.float64)
@@ -152,18 +158,26 @@ class Postings:
 
     def _fill(self, jit, indptr, at: np.ndarray, rows: np.ndarray) -> None:
         """Impacts of the rows ``at`` of ``indptr`` (this table's rows ``rows``), then marked ready."""
-        if isinstance(self.tf, Encoded):  # the rows' postings decoded, their impacts computed alike
+        if isinstance(self.tf, Encoded) or self.docs is not self.docs_table:
+            # the rows' postings decoded (their entities into the cache), their impacts computed alike
             _, idx = gather(indptr, at)
             sub = np.zeros(len(at) + 1, dtype=np.int64)
             np.cumsum(np.asarray(indptr[np.asarray(at) + 1], dtype=np.int64)
                       - np.asarray(indptr[at], dtype=np.int64), out=sub[1:])
+            docs = self.docs_at(idx)
+            if self.docs is not self.docs_table:
+                self.docs[idx] = docs
             imp = np.zeros(len(idx), dtype=np.float32)
-            jit.fill_impacts(sub, self.docs[idx], self.tf[idx], self.fw, self.kp1, self.norm,
+            jit.fill_impacts(sub, docs, self.tf[idx], self.fw, self.kp1, self.norm,
                              np.arange(len(at), dtype=np.int64), imp)
             self.imp[idx] = imp
         else:
             jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
         self.ready[rows] = True
+
+    def docs_at(self, idx: np.ndarray) -> np.ndarray:
+        """The entities of the postings ``idx``, from the stored table (any row, filled or not)."""
+        return np.asarray(self.docs_table[idx])
 
     def with_bounds(self, bounds: np.ndarray, rows: np.ndarray) -> Postings:
         """A copy that reads row pointers ``bounds`` instead, whose row ``2j`` (postings
@@ -204,7 +218,7 @@ def impacts_at(post: Postings, idx: np.ndarray) -> np.ndarray:
     tfw = tf[:, 0] * post.fw[0]
     for f in range(1, tf.shape[1]):
         tfw = tfw + tf[:, f] * post.fw[f]
-    return (tfw * post.kp1 / (tfw + post.norm[post.docs[idx]])).astype(np.float32)
+    return (tfw * post.kp1 / (tfw + post.norm[post.docs_at(idx)])).astype(np.float32)
 
 
 def _accumulate_numpy(post: Postings, mts, w, grp) -> np.ndarray:
@@ -212,7 +226,7 @@ def _accumulate_numpy(post: Postings, mts, w, grp) -> np.ndarray:
     if not len(mts):
         return scores
     term, idx = gather(post.indptr, mts)
-    docs = np.asarray(post.docs[idx], dtype=np.int64)
+    docs = np.asarray(post.docs_at(idx), dtype=np.int64)
     contrib = w[term] * impacts_at(post, idx)
     group = grp[term]
     if (group >= 0).any():

@@ -95,7 +95,8 @@ SCHEMA: tuple[Spec, ...] = tuple([
          "occurrences of each multitoken per field (text, title, category, tags, meta)", codec="bc"),
     # ---- postings
     Spec("post_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings"),
-    Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row"),
+    Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row",
+         codec="fb"),
     Spec("post_tf", "count", "uint", ("postings", 5), "sum by (multitoken, entity)",
          "term frequency of the multitoken in the entity, per field (capped at 65535)", codec="bc"),
     Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity", codec="bc"),
