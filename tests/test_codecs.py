@@ -52,6 +52,8 @@ def _check_row_reads(enc, plain: np.ndarray, rng) -> None:
         np.testing.assert_array_equal(enc[lo:hi, :4], plain[lo:hi, :4])
     idx = rng.integers(0, n, 50)
     np.testing.assert_array_equal(enc[idx], plain[idx])
+    np.testing.assert_array_equal(enc[idx[:5]], plain[idx[:5]])  # the few-rows path
+    np.testing.assert_array_equal(enc[-idx[:3] - 1], plain[-idx[:3] - 1])
     np.testing.assert_array_equal(enc[idx, :2].sum(axis=1), plain[idx, :2].sum(axis=1))
     np.testing.assert_array_equal(enc[idx.reshape(5, 10)], plain[idx.reshape(5, 10)])
     np.testing.assert_array_equal(enc[np.zeros(0, dtype=np.int64)], plain[:0])

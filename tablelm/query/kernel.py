@@ -144,6 +144,8 @@ class Postings:
         # zeroed on allocation: the pages of rows never queried cost no memory
         self.imp = np.zeros(len(self.docs), dtype=np.float32)
         self.ready = np.zeros(max(len(self.indptr) - 1, 0), dtype=np.bool_)
+        #: the rows whose entities the cache holds (``ready`` ones too, when the table is encoded)
+        self.docs_ready = self.ready.copy()
 
     def impacts(self, jit, mts: np.ndarray) -> np.ndarray:
         """``imp`` with the rows ``mts`` filled (those not yet: by the compiled ``fill_impacts``).
@@ -167,6 +169,7 @@ class Postings:
             docs = self.docs_at(idx)
             if self.docs is not self.docs_table:
                 self.docs[idx] = docs
+                self.docs_ready[rows] = True
             imp = np.zeros(len(idx), dtype=np.float32)
             jit.fill_impacts(sub, docs, self.tf[idx], self.fw, self.kp1, self.norm,
                              np.arange(len(at), dtype=np.int64), imp)
@@ -174,6 +177,16 @@ class Postings:
         else:
             jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
         self.ready[rows] = True
+
+    def row_docs(self, mt: int, s: int, e: int) -> np.ndarray:
+        """The entities of row ``mt`` (postings ``s:e``), ascending: of an encoded table decoded once
+        into the cache (a card's every term reads its row, some of 10^5 postings at 1M)."""
+        if self.docs is self.docs_table:
+            return self.docs[s:e]
+        if not self.docs_ready[mt]:
+            self.docs[s:e] = self.docs_table[s:e]
+            self.docs_ready[mt] = True
+        return self.docs[s:e]
 
     def docs_at(self, idx: np.ndarray) -> np.ndarray:
         """The entities of the postings ``idx``, from the stored table (any row, filled or not)."""
@@ -191,6 +204,7 @@ class Postings:
         out = copy.copy(self)
         out.indptr = bounds
         out.ready = np.ones(max(len(bounds) - 1, 0), dtype=np.bool_)
+        out.docs_ready = np.zeros(len(out.ready), dtype=np.bool_)  # row_docs of its rows: decoded again
         return out
 
 

@@ -313,6 +313,18 @@ class BitPacked(Encoded):
         self._val = np.frombuffer(buf, dtype=f"<u{val_size}", count=m, offset=at)
         at += val_size * m
         self._packed = np.frombuffer(buf, dtype=np.uint8, count=-(-int(n) * self._w // 8), offset=at)
+        self._pb = memoryview(buf)[at:at + len(self._packed)]
+        self._mask = (1 << self._w) - 1
+
+    def one(self, i: int) -> int:
+        """Value ``i`` (in range) as a Python int, without numpy's per-call costs."""
+        if not self._w:
+            return self._base
+        bit = i * self._w
+        code = (self._pb[bit >> 3] >> (bit & 7)) & self._mask
+        if code == self._mask:
+            code = int(self._val[int(np.searchsorted(self._pos, i))])
+        return code + self._base
 
     def _codes(self, idx: np.ndarray) -> np.ndarray:
         w = self._w
@@ -453,10 +465,32 @@ class BitColumns(Encoded):
         if isinstance(key, tuple):
             rows = self[key[0]]
             return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
-        if isinstance(key, np.ndarray) and key.dtype == bool:
-            return self.decoded()[key]
-        parts = [c[key] for c in self._cols]
-        return np.stack(parts, axis=-1) if parts else np.zeros(np.shape(parts), self.dtype)
+        n = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if int(key) < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} is out of bounds for a table of {n}")
+            return np.array([c.one(i) for c in self._cols], dtype=self.dtype)
+        if isinstance(key, slice):
+            idx = np.arange(*key.indices(n), dtype=np.int64)
+        else:
+            idx = np.asarray(key)
+            if idx.dtype == bool:
+                return self.decoded()[idx]
+            idx = idx.astype(np.int64)
+            idx = np.where(idx < 0, idx + n, idx)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise IndexError(f"index out of bounds for a table of {n}")
+        flat = idx.ravel()
+        out = np.empty((len(flat), self.shape[1]), dtype=self.dtype)
+        for j, c in enumerate(self._cols):
+            if not c._w:  # a field no entity has: its one value
+                out[:, j] = c._base
+            elif len(flat) <= 16:  # a card's few postings: Python ints beat a dozen numpy calls
+                out[:, j] = [c.one(i) for i in flat.tolist()]
+            else:
+                out[:, j] = c._take(flat)
+        return out.reshape(idx.shape + (self.shape[1],))
 
     def __iter__(self):
         return iter(self.decoded())
@@ -575,7 +609,7 @@ class MultitokenWords(Encoded):
         return self.shape[0]
 
     def _rows(self, idx: np.ndarray) -> np.ndarray:
-        if len(idx) <= 8:  # a few rows (a prompt's): Python ints beat a dozen numpy calls a column
+        if len(idx) <= 24:  # a few rows (a prompt's): Python ints beat a dozen numpy calls a column
             return np.array([[i] + [-1] * (self.shape[1] - 1) if i < self._singles else
                              [c.one(i - self._singles) for c in self._cols] for i in idx.tolist()],
                             dtype=self.dtype).reshape(len(idx), self.shape[1])
