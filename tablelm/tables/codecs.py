@@ -519,28 +519,35 @@ def encode_bc(a: np.ndarray) -> bytes:
 class FixedBits(Encoded):
     """``value - min`` in a fixed number of bits (0..56; little-endian bit order): ids in no order
     (the entity of each pending occurrence, the multitoken of each sorted n-gram) take the bits of
-    the largest, not a byte or four. Any value reads with one 8-byte gather."""
+    the largest, not a byte or four. Any value reads with two 64-bit words."""
 
     def __init__(self, buf, dtype, n: int):
         super().__init__(dtype, n)
         self._w, self._base = struct.unpack_from(_FB_HEAD, buf, 0)
         at = struct.calcsize(_FB_HEAD)
-        self._data = np.frombuffer(buf, dtype=np.uint8, count=_fb_bytes(int(n), self._w), offset=at)
-        self._bytes = memoryview(buf)[at:at + len(self._data)]
+        size = _fb_bytes(int(n), self._w)
+        self._words = np.frombuffer(buf, dtype="<u8", count=size // 8, offset=at)
+        self._bytes = memoryview(buf)[at:at + size]
         self._mask = (1 << self._w) - 1
 
     def _take(self, idx: np.ndarray) -> np.ndarray:
         w = self._w
+        out = np.empty(len(idx), dtype=self.dtype)
         if w == 0:
-            vals = np.zeros(len(idx), dtype=np.uint64)
-        else:
-            bit = idx.astype(np.int64) * w
-            raw = self._data[(bit >> 3)[:, None] + np.arange(8)]  # the 8 bytes that hold each value
-            vals = (np.ascontiguousarray(raw).view("<u8").ravel() >> (bit & 7).astype(np.uint64)) \
-                & np.uint64((1 << w) - 1)
-        if self.dtype.kind == "i":
-            return (vals.view(np.int64) + np.int64(self._base)).astype(self.dtype)
-        return (vals + np.uint64(self._base)).astype(self.dtype)
+            out[:] = self._base
+            return out
+        words, mask = self._words, np.uint64(self._mask)
+        for a in range(0, len(idx), PIECE):  # bounded temporaries (a fill reads millions of postings)
+            bit = idx[a:a + PIECE].astype(np.int64) * w
+            q = bit >> 6
+            off = (bit & 63).astype(np.uint64)
+            v = (words[q] >> off) | ((words[q + 1] << (np.uint64(63) - off)) << np.uint64(1))
+            v &= mask
+            if self.dtype.kind == "i":
+                out[a:a + PIECE] = v.view(np.int64) + np.int64(self._base)
+            else:
+                out[a:a + PIECE] = v + np.uint64(self._base)
+        return out
 
     def _range(self, lo: int, hi: int) -> np.ndarray:
         return self._take(np.arange(lo, hi, dtype=np.int64))
@@ -557,8 +564,8 @@ FB_MAX = 56
 
 
 def _fb_bytes(n: int, w: int) -> int:
-    """Bytes of ``n`` values of ``w`` bits, plus 8 so that the last value's 8-byte gather is in the file."""
-    return -(-n * w // 8) + 8 if w else 0
+    """Bytes of ``n`` values of ``w`` bits in 64-bit words, plus one word (a value's second word)."""
+    return 8 * (-(-n * w // 64) + 1) if w else 0
 
 
 def fixed_bits_width(a: np.ndarray) -> tuple[int, int]:
