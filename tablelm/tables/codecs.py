@@ -462,15 +462,14 @@ class BitColumns(Encoded):
     def __getitem__(self, key):
         if self._full is not None:
             return self._full[key]
+        if type(key) is np.ndarray and key.ndim == 1 and key.size <= 16 and key.dtype.kind in "iu":
+            return np.array([self._row(i) for i in key.tolist()], dtype=self.dtype).reshape(len(key), self.shape[1])
         if isinstance(key, tuple):
             rows = self[key[0]]
             return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
         n = self.shape[0]
         if isinstance(key, (int, np.integer)):
-            i = int(key) + (n if int(key) < 0 else 0)
-            if not 0 <= i < n:
-                raise IndexError(f"index {key} is out of bounds for a table of {n}")
-            return np.array([c.one(i) for c in self._cols], dtype=self.dtype)
+            return np.array(self._row(int(key)), dtype=self.dtype)
         if isinstance(key, slice):
             idx = np.arange(*key.indices(n), dtype=np.int64)
         else:
@@ -491,6 +490,14 @@ class BitColumns(Encoded):
             else:
                 out[:, j] = c._take(flat)
         return out.reshape(idx.shape + (self.shape[1],))
+
+    def _row(self, i: int) -> list[int]:
+        """Row ``i`` (negative from the end) as Python ints: a card's few postings, a multitoken's counts."""
+        if i < 0:
+            i += self.shape[0]
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"index {i} is out of bounds for a table of {self.shape[0]}")
+        return [c.one(i) for c in self._cols]
 
     def __iter__(self):
         return iter(self.decoded())
@@ -615,11 +622,19 @@ class MultitokenWords(Encoded):
     def __len__(self) -> int:
         return self.shape[0]
 
+    def _row(self, i: int) -> list[int]:
+        """Row ``i`` (negative from the end) as Python ints."""
+        if i < 0:
+            i += self.shape[0]
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"index {i} is out of bounds for a table of {self.shape[0]}")
+        if i < self._singles:
+            return [i] + [-1] * (self.shape[1] - 1)
+        return [c.one(i - self._singles) for c in self._cols]
+
     def _rows(self, idx: np.ndarray) -> np.ndarray:
         if len(idx) <= 24:  # a few rows (a prompt's): Python ints beat a dozen numpy calls a column
-            return np.array([[i] + [-1] * (self.shape[1] - 1) if i < self._singles else
-                             [c.one(i - self._singles) for c in self._cols] for i in idx.tolist()],
-                            dtype=self.dtype).reshape(len(idx), self.shape[1])
+            return np.array([self._row(i) for i in idx.tolist()], dtype=self.dtype).reshape(len(idx), self.shape[1])
         out = np.full((len(idx), self.shape[1]), -1, dtype=self.dtype)
         single = idx < self._singles
         if single.all():
@@ -641,6 +656,8 @@ class MultitokenWords(Encoded):
     def __getitem__(self, key):
         if self._full is not None:
             return self._full[key]
+        if type(key) is np.ndarray and key.ndim == 1 and key.size <= 24 and key.dtype.kind in "iu":
+            return np.array([self._row(i) for i in key.tolist()], dtype=self.dtype).reshape(len(key), self.shape[1])
         if isinstance(key, tuple):
             rows = self[key[0]]
             return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
@@ -651,11 +668,7 @@ class MultitokenWords(Encoded):
             i = int(key) + (n if int(key) < 0 else 0)
             if not 0 <= i < n:
                 raise IndexError(f"index {key} is out of bounds for a table of {n}")
-            if i < self._singles:
-                row = [i] + [-1] * (self.shape[1] - 1)
-            else:
-                row = [c.one(i - self._singles) for c in self._cols]
-            return np.array(row, dtype=self.dtype)
+            return np.array(self._row(i), dtype=self.dtype)
         idx = np.asarray(key)
         if idx.dtype == bool:
             return self.decoded()[idx]
