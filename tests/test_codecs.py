@@ -34,6 +34,8 @@ def _check_reads(enc, plain: np.ndarray, rng) -> None:
         np.testing.assert_array_equal(enc[lo:hi], plain[lo:hi])
     idx = rng.integers(0, n, 50)
     np.testing.assert_array_equal(enc[idx], plain[idx])
+    np.testing.assert_array_equal(enc[idx[:5]], plain[idx[:5]])  # a few: the Python paths
+    np.testing.assert_array_equal(enc[-idx[:3] - 1], plain[-idx[:3] - 1])
     np.testing.assert_array_equal(enc[np.zeros(0, dtype=np.int64)], plain[:0])
     np.testing.assert_array_equal(np.asarray(enc), plain)
     with pytest.raises(IndexError):
@@ -434,3 +436,21 @@ def test_fixed_bits_and_multitoken_words_are_exact():
     odd = np.array([[3, -1, -1, -1], [0, 1, -1, -1]], dtype=np.int32)
     assert C.single_word_rows(odd) == 0
     np.testing.assert_array_equal(np.asarray(C.MultitokenWords(C.encode_mw(odd), odd.dtype, odd.shape)), odd)
+
+
+def test_the_compiled_delta_varint_decoder_reads_what_numpy_reads(monkeypatch):
+    """Once the query kernels are loaded, delta-varint blocks decode with numba: the same values."""
+    pytest.importorskip("numba")
+    import sys
+
+    import tablelm.query._jit  # noqa: F401  (what a query process has loaded)
+
+    rng = np.random.default_rng(4)
+    n = 7 * C.BLOCK + 29
+    a = np.concatenate([np.sort(rng.integers(0, 2**31 - 1, n)), [0, 2**31 - 1, 0, 5, 5]]).astype(np.int32)
+    data = C.encode_dv(a)
+    assert C._query_kernels() is not None
+    _check_reads(C.DeltaVarint(data, a.dtype, len(a)), a, rng)
+    monkeypatch.delitem(sys.modules, "tablelm.query._jit")
+    assert C._query_kernels() is None
+    _check_reads(C.DeltaVarint(data, a.dtype, len(a)), a, rng)

@@ -87,3 +87,31 @@ def bp_pack(v, base, w, lo):
         packed[i // per] |= np.uint8(x << ((i % per) * w))
     return packed, pos, val
 
+
+
+@_jit
+def dv_decode(data, ptr, b0, b1, block, n):
+    """The values of delta-varint blocks ``b0..b1`` (``codecs.encode_dv``'s layout; ``n`` values in
+    the table): what ``DeltaVarint._blocks`` decodes with numpy or Python, a byte at a time."""
+    lo = b0 * block
+    hi = min(b1 * block, n)
+    out = np.empty(hi - lo, dtype=np.int64)
+    i = 0
+    for b in range(b0, b1):
+        pos = ptr[b]
+        end = ptr[b + 1]
+        acc = 0
+        while pos < end:
+            u = 0
+            shift = 0
+            while True:
+                byte = np.int64(data[pos])
+                pos += 1
+                u |= (byte & 127) << shift
+                shift += 7
+                if byte < 128:
+                    break
+            acc += (u >> 1) ^ -(u & 1)
+            out[i] = acc
+            i += 1
+    return out

@@ -208,11 +208,16 @@ class RowSum:
     """A per-row reduction of a 2-D table, computed for the rows indexed (a scalar or an index
     array), so that loading a model makes no pass over its multitokens."""
 
-    def __init__(self, table: np.ndarray, reduce):
+    def __init__(self, table: np.ndarray, reduce, direct=None):
         self._table = table
         self._reduce = reduce
+        #: the reduction of the rows indexed, straight from an encoded table (tables/codecs.py: it
+        #: reads only the columns that matter), instead of ``reduce(table[rows])``
+        self._direct = direct
 
     def __getitem__(self, rows):
+        if self._direct is not None:
+            return self._direct(rows)
         return self._reduce(self._table[rows])
 
     def __len__(self) -> int:
@@ -324,10 +329,13 @@ class TableSet:
         self.n_docs = len(self._strings["ids"])
         self.n_words = int(stats.get("words", 0))
         #: words of each multitoken and its total count: computed for the rows a query reads
-        self.mt_len = RowSum(self._arrays["mt_words"], lambda rows: (rows >= 0).sum(axis=-1))
+        words, counts = self._arrays["mt_words"], self._arrays["mt_counts"]
+        self.mt_len = RowSum(words, None, words.lengths) if hasattr(words, "lengths") else \
+            RowSum(words, lambda rows: (rows >= 0).sum(axis=-1))
         #: single words come first among the multitokens, a word's multitoken id being its stem id
         self.n_stems = len(self._strings["stems"])
-        self.mt_total = RowSum(self._arrays["mt_counts"], lambda rows: rows.sum(axis=-1, dtype=np.int64))
+        self.mt_total = RowSum(counts, None, counts.row_sums) if hasattr(counts, "row_sums") else \
+            RowSum(counts, lambda rows: rows.sum(axis=-1, dtype=np.int64))
         self._display_cache: dict[int, str] = {}
         self._stem_ids: StemIds | None = None
         self._ids: list[str] | None = None
