@@ -31,6 +31,7 @@ from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
 from .tables import build as build_module
 from .tables import spill
+from .tables.bounded import drop_oldest
 from .tables.build import FIELDS, Tables, build_tables, content_hashes, entity_records, gc_paused
 from .tables.schema import TableSet, conform
 from .tables.store import FORMAT_VERSION, load_tables, read_blob, read_manifest, save_tables, update_manifest
@@ -87,7 +88,7 @@ class Model:
         got = self._weights.get(key)
         if got is None:
             if len(self._weights) >= 8:
-                self._weights.pop(next(iter(self._weights)))
+                drop_oldest(self._weights)
             got = self._weights[key] = compute()
         return got
 

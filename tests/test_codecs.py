@@ -264,7 +264,8 @@ def test_a_format_4_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path
 
 def test_compiled_encoders_give_the_numpy_encoders_bytes(monkeypatch):
     """The save's numba kernels (tables/_jit.py, used for large tables) write exactly the bytes of the
-    numpy encoders: delta-varints, bit packing and its width choice, on edge values, a piece at a time."""
+    numpy encoders: delta-varints, bit packing and its width choice, on edge values, a piece at a time;
+    and the delta-varint decoder reads back numpy's values."""
     pytest.importorskip("numba")
     from tablelm.tables import _jit, compiled
 
@@ -284,11 +285,24 @@ def test_compiled_encoders_give_the_numpy_encoders_bytes(monkeypatch):
         return ([C.encode_dv(a) for a in arrays], [C.bitpacked_bytes(c) for c in bp_inputs],
                 [C.encode_bp(c) for c in bp_inputs])
 
+    def decoded():  # every range of whole blocks and the table's end, as an update reads them
+        out = []
+        for a in arrays:
+            t = C.DeltaVarint(C.encode_dv(a), a.dtype, len(a))
+            out += [(a.dtype, t._range(lo, hi)) for lo, hi in ((0, len(a)), (C.BLOCK, len(a)), (0, 3 * C.BLOCK),
+                                                                (5, len(a) - 3)) if len(a) >= hi > lo]
+        return out
+
     monkeypatch.setattr(compiled, "_module", False)  # numpy
-    plain = encoded()
+    plain, values = encoded(), decoded()
     monkeypatch.setattr(compiled, "_module", _jit)  # the kernels, whatever the size
     assert compiled.kernels(1) is _jit
     assert encoded() == plain
+    got = decoded()
+    assert len(got) == len(values) > len(arrays)
+    for (dtype, g), (_, want) in zip(got, values):
+        assert g.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(g, want)
     monkeypatch.setattr(C, "PIECE", C.BLOCK)  # a piece at a time: the block pointers and escape positions
     assert encoded() == plain
 

@@ -189,9 +189,10 @@ def _cpu(fn, repeat=3, batch_seconds=0.2) -> float:
 
 
 def _growth_ratio(make, n, tmp_path, **options) -> float:
-    """CPU time of reading ``make(4n)`` over ``make(n)``."""
+    """CPU time of reading ``make(8n)`` over ``make(n)``: 8 when linear, 64 when quadratic (a
+    4x step put linear at 4 and the bound at 8, and a loaded machine once measured 9.3)."""
     times = []
-    for size in (n, 4 * n):
+    for size in (n, 8 * n):
         path = make(tmp_path / str(size), size)
         times.append(_cpu(lambda path=path: list(read_corpus([path], on_error="skip", **options))))
     return times[1] / max(times[0], 1e-3)
@@ -241,7 +242,7 @@ def _xllm_tags(folder, n):
 ], ids=["html-ids", "html-headings", "html-links", "csv-columns", "csv-tags", "jsonl-keywords", "xllm-tags"])
 def test_readers_are_linear(tmp_path, make, n, options):
     ratio = _growth_ratio(make, n, tmp_path, **options)
-    assert ratio < 8.0, f"4 times the input multiplied the reading time by {ratio:.1f}"
+    assert ratio < 24.0, f"8 times the input multiplied the reading time by {ratio:.1f} (linear: 8)"
 
 
 def test_build_memory_is_linear_in_the_tags_of_one_record(tmp_path):

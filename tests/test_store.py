@@ -264,3 +264,47 @@ def test_next_build_removes_leftovers_of_a_killed_one(scifact_model_dir, scifact
     names = sorted(p.name for p in d.iterdir())
     assert len(names) == 2 and MANIFEST in names and not any(n.startswith(".tablelm-tmp-") for n in names)
     assert tablelm.load(d).build_params["max_ngram"] == 3
+
+
+
+def test_caches_shared_by_server_threads_evict_without_errors(builtin_model):
+    """``serve`` answers from a thread pool, so the decoded-block caches of one loaded model
+    are read and evicted by several threads at once. With caches of two blocks and a thread
+    switch asked for every microsecond, eight threads reading records and ids all over the
+    model get what one thread gets, and never a KeyError or RuntimeError from two threads
+    evicting the same oldest block (the plain ``pop(next(iter(cache)))`` gave both within
+    a few thousand reads)."""
+    import sys
+    import threading
+
+    model = tablelm.load(builtin_model.path)  # caches of its own; ~13k ids: several blocks
+    ids, store = model.tables.string_tables["ids"], model._store
+    ids.CACHE, ids.RAW_BYTES, store.CACHE = 2, 1, 2
+    n_ids, n_bytes = len(ids), len(store)
+    errors: list[BaseException] = []
+    seen: dict[int, tuple] = {}
+
+    def read(seed):
+        try:
+            for a in np.random.default_rng(seed).integers(0, n_bytes - 64, size=6_000).tolist():
+                got = (bytes(store[a:a + 64]), ids[a % n_ids], ids.take([a % n_ids])[0])
+                assert seen.setdefault(a, got) == got
+        except BaseException as e:  # any exception of a thread fails the test
+            errors.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=read, args=(s,)) for s in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors[:3]
+    one = tablelm.load(builtin_model.path)  # what one thread reads
+    for a, got in list(seen.items())[:500]:
+        assert got == (bytes(one._store[a:a + 64]), one.tables.string_tables["ids"][a % n_ids],
+                       one.tables.string_tables["ids"][a % n_ids])
+    assert len(ids._raw) <= 2 + 8 and len(store._cache) <= 2 + 8  # a bound overshot by the threads at most

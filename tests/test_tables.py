@@ -575,3 +575,18 @@ def test_builds_hold_glibcs_thresholds(monkeypatch):
     calls.clear()
     spill.map_large_allocations(spill.SHARDED_MMAP_THRESHOLD)
     assert calls == [(spill._M_MMAP_THRESHOLD, 1 << 17), (spill._M_TRIM_THRESHOLD, 1 << 17)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(big=st.sets(st.text(max_size=3), max_size=60),
+       small=st.lists(st.sets(st.text(max_size=3), max_size=4), max_size=3), at=st.integers(0, 3))
+def test_union_sorted_is_the_sorted_set_union_with_each_lists_positions(big, small, at):
+    """The merge's union of sorted string lists (stems, surfaces, labels): the fast path for one
+    large list and a few small ones, and the general one, give the sorted union and true positions."""
+    from tablelm.tables.counts import union_sorted
+
+    lists = [sorted(x) for x in small]
+    lists.insert(min(at, len(lists)), sorted(big))
+    union, maps = union_sorted(lists)
+    assert union == sorted(set().union(*lists))
+    assert [[union[i] for i in m.tolist()] for m in maps] == lists

@@ -88,30 +88,27 @@ def bp_pack(v, base, w, lo):
     return packed, pos, val
 
 
-
 @_jit
-def dv_decode(data, ptr, b0, b1, block, n):
-    """The values of delta-varint blocks ``b0..b1`` (``codecs.encode_dv``'s layout; ``n`` values in
-    the table): what ``DeltaVarint._blocks`` decodes with numpy or Python, a byte at a time."""
-    lo = b0 * block
-    hi = min(b1 * block, n)
-    out = np.empty(hi - lo, dtype=np.int64)
-    i = 0
+def dv_decode(data, ptr, b0, b1, stop, block):
+    """The values of delta-varint blocks [b0, b1) (of the last one, the first ``stop``) as int64:
+    what ``codecs.DeltaVarint._blocks`` decodes with numpy, one pass over the bytes."""
+    n = (b1 - b0 - 1) * block + stop if b1 > b0 else 0
+    out = np.empty(n, dtype=np.int64)
+    k = 0
     for b in range(b0, b1):
         pos = ptr[b]
-        end = ptr[b + 1]
-        acc = 0
-        while pos < end:
-            u = 0
+        acc = np.int64(0)
+        for _ in range(stop if b == b1 - 1 else block):
+            u = np.int64(0)
             shift = 0
             while True:
                 byte = np.int64(data[pos])
                 pos += 1
                 u |= (byte & 127) << shift
-                shift += 7
                 if byte < 128:
                     break
+                shift += 7
             acc += (u >> 1) ^ -(u & 1)
-            out[i] = acc
-            i += 1
+            out[k] = acc
+            k += 1
     return out

@@ -48,6 +48,7 @@ import zlib
 
 import numpy as np
 
+from .bounded import drop_oldest
 from .compiled import kernels
 from .spill import chunks, release, span
 
@@ -240,10 +241,11 @@ class DeltaVarint(Encoded):
 
     def _blocks(self, b0: int, b1: int, stop: int = BLOCK) -> np.ndarray:
         """Values of blocks [b0, b1) (of the last one, the first ``stop``)."""
-        jit = _query_kernels()
+        # compiled: in a process that has the query kernels (a row or two: ~1 µs instead of ~40 in
+        # Python), or for a whole table (an update reads the model's pairs: ~20x numpy)
+        jit = _query_kernels() if b1 - b0 <= 2 else kernels((b1 - b0) * BLOCK)
         if jit is not None:
-            vals = jit.dv_decode(self._data, self._ptr, b0, b1, BLOCK, self.size)
-            return vals[:(b1 - b0 - 1) * BLOCK + stop].astype(self.dtype, copy=False)
+            return jit.dv_decode(self._data, self._ptr, b0, b1, stop, BLOCK).astype(self.dtype, copy=False)
         if b1 - b0 <= 2:  # a row or two (a query's reads): a Python loop beats a dozen numpy calls
             out: list[int] = []
             ptr = self._ptr
@@ -1037,7 +1039,7 @@ class ZBlocks:
         got = self._cache.get(b)
         if got is None:
             if len(self._cache) >= self.CACHE:
-                self._cache.pop(next(iter(self._cache)))
+                drop_oldest(self._cache)
             got = self._cache[b] = self._inflate(b)
         return got
 

@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 import weakref
@@ -44,6 +45,7 @@ import numpy as np
 
 from ..errors import ModelError
 from . import spill
+from .bounded import drop_oldest
 from .build import Tables
 from .codecs import (
     ARRAY_CODECS,
@@ -525,7 +527,7 @@ class Lines(Sequence):
     def _keep(self, b: int, lines: list[str]) -> None:
         cache = self._blocks
         if len(cache) >= self.CACHE:
-            cache.pop(next(iter(cache)))
+            drop_oldest(cache)
         cache[b] = lines
 
     def __getitem__(self, i):
@@ -570,17 +572,21 @@ class ZLines(Lines):
         self._zb = blocks
         self._raw: dict[int, tuple[bytes, np.ndarray]] = {}  # block -> (inflated bytes, line ends)
         self._raw_bytes = 0
+        self._lock = threading.Lock()
 
     def _raw_block(self, b: int) -> tuple[bytes, np.ndarray]:
         got = self._raw.get(b)
         if got is None:
             raw = self._zb.raw(b)
             ends = np.append(np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10), len(raw))
-            while self._raw and self._raw_bytes + len(raw) > self.RAW_BYTES:
-                old, _ = self._raw.pop(next(iter(self._raw)))
-                self._raw_bytes -= len(old)
-            got = self._raw[b] = (raw, ends)
-            self._raw_bytes += len(raw)
+            with self._lock:  # the byte count must stay true when threads of a server insert at once
+                while self._raw and self._raw_bytes + len(raw) > self.RAW_BYTES:
+                    old = drop_oldest(self._raw)
+                    self._raw_bytes -= len(old[0]) if old else 0
+                if b not in self._raw:
+                    self._raw[b] = (raw, ends)
+                    self._raw_bytes += len(raw)
+                got = self._raw[b]
         return got
 
     def take(self, indices) -> list[str]:
