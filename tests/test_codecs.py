@@ -79,6 +79,10 @@ def test_bit_packed_columns_are_exact_and_cost_a_header_for_a_constant_field():
         tf[-1, 4] = 65535  # one large count in an otherwise empty field
         data = C.encode_bc(tf)
         _check_row_reads(C.BitColumns(data, tf.dtype, tf.shape), tf, rng)
+        enc = C.BitColumns(data, tf.dtype, tf.shape)
+        for idx in (rng.integers(0, n, 5), rng.integers(0, n, 50), rng.integers(0, n, (2, 3)), [0, n - 1]):
+            np.testing.assert_array_equal(enc.row_sums(idx), tf[np.asarray(idx)].sum(axis=-1, dtype=np.int64))
+        assert enc.row_sums(n - 1) == int(tf[-1].sum()) and enc.row_sums(-1) == int(tf[-1].sum())
     heads = len(C.encode_bc(np.zeros((0, 5), np.uint8)))
     assert len(C.encode_bc(np.zeros((100_000, 5), np.uint8))) == heads  # five empty fields: headers only
     assert len(C.encode_bc(np.ones((100_000, 2), np.uint8))) < 100
@@ -446,6 +450,8 @@ def test_fixed_bits_and_multitoken_words_are_exact():
         for k in (1, 5, 8, 9, 40):  # the few-rows path and the vectorized one
             idx = rng.integers(0, len(words), k)
             np.testing.assert_array_equal(enc[idx], words[idx])
+            np.testing.assert_array_equal(enc.lengths(idx), (words[idx] >= 0).sum(axis=1))
+            assert enc.lengths(int(idx[0])) == (words[idx[0]] >= 0).sum()
     # a table whose first rows are not its single words' (it still reads back: nothing is skipped)
     odd = np.array([[3, -1, -1, -1], [0, 1, -1, -1]], dtype=np.int32)
     assert C.single_word_rows(odd) == 0

@@ -166,13 +166,16 @@ class Postings:
             sub = np.zeros(len(at) + 1, dtype=np.int64)
             np.cumsum(np.asarray(indptr[np.asarray(at) + 1], dtype=np.int64)
                       - np.asarray(indptr[at], dtype=np.int64), out=sub[1:])
-            docs = self.docs_at(idx)
+            idx = idx.astype(np.int64, copy=False)  # positions of whole rows: in range, decoded unchecked
             if self.docs is not self.docs_table:
+                docs = self.docs_table._take(idx)
                 self.docs[idx] = docs
                 self.docs_ready[rows] = True
+            else:
+                docs = self.docs[idx]
+            tf = self.tf.take_rows(idx) if hasattr(self.tf, "take_rows") else self.tf[idx]
             imp = np.zeros(len(idx), dtype=np.float32)
-            jit.fill_impacts(sub, docs, self.tf[idx], self.fw, self.kp1, self.norm,
-                             np.arange(len(at), dtype=np.int64), imp)
+            jit.fill_impacts(sub, docs, tf, self.fw, self.kp1, self.norm, np.arange(len(at), dtype=np.int64), imp)
             self.imp[idx] = imp
         else:
             jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)

@@ -160,7 +160,7 @@ class Encoded:
 
     def __init__(self, dtype, n: int):
         self.dtype = np.dtype(dtype)
-        self.shape = (int(n),)
+        self.shape: tuple[int, ...] = (int(n),)
         self.size = int(n)
         self._full: np.ndarray | None = None
 
@@ -496,7 +496,10 @@ class BitColumns(Encoded):
             idx = np.where(idx < 0, idx + n, idx)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise IndexError(f"index out of bounds for a table of {n}")
-        flat = idx.ravel()
+        return self.take_rows(idx.ravel()).reshape(idx.shape + (self.shape[1],))
+
+    def take_rows(self, flat: np.ndarray) -> np.ndarray:
+        """The rows ``flat`` (int64, in range: not checked), as a (len, columns) array."""
         out = np.empty((len(flat), self.shape[1]), dtype=self.dtype)
         for j, c in enumerate(self._cols):
             if not c._w:  # a field no entity has: its one value
@@ -505,7 +508,7 @@ class BitColumns(Encoded):
                 out[:, j] = [c.one(i) for i in flat.tolist()]
             else:
                 out[:, j] = c._take(flat)
-        return out.reshape(idx.shape + (self.shape[1],))
+        return out
 
     def row_sums(self, key):
         """``self[key].sum(axis=-1)`` in int64, reading only the columns that are not constant (a
@@ -701,7 +704,10 @@ class MultitokenWords(Encoded):
             at = flat[multi] - self._singles
             got = np.zeros(len(multi), dtype=np.int64)
             for c in self._cols:  # a multi-word row: every column up to its last word holds one
-                got += c._take(at) >= 0
+                if c._base >= 0:  # the smallest of the column is a word: every row has one there
+                    got += 1
+                else:
+                    got += c._take(at) >= 0
             out[multi] = got
         return out.reshape(idx.shape)
 
