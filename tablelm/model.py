@@ -25,7 +25,7 @@ from .errors import ModelError, TablelmError
 from .query import kernel
 from .query.agents import agent_bit, entity_agents
 from .query.expand import expand
-from .query.filters import excluded_entities, letter_factor
+from .query.filters import MAX_LETTER_CHECKS, excluded_entities, letter_factor, rescore_letters
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
@@ -129,6 +129,14 @@ class Model:
         offsets = self.tables.entity_offsets
         return bytes(self._store[int(offsets[index]):int(offsets[index + 1])]).decode("utf-8", "replace")
 
+    def entity_records(self, indices) -> list[str]:
+        """:meth:`entity_record` of each of ``indices``, their offsets read in one gather."""
+        offsets = self.tables.entity_offsets
+        at = np.asarray(indices, dtype=np.int64)
+        store = self._store
+        return [bytes(store[s:e]).decode("utf-8", "replace")
+                for s, e in zip(np.asarray(offsets[at]).tolist(), np.asarray(offsets[at + 1]).tolist())]
+
     def entity(self, entity_id: str) -> TextEntity:
         """The full entity with this id; KeyError names the id."""
         i = self.index_of(entity_id)
@@ -142,14 +150,15 @@ class Model:
         return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
 
     @staticmethod
-    def _plain(plan, params: dict) -> bool:
+    def _plain(plan, params: dict, letters: bool = False) -> bool:
         """Whether :meth:`_rank` gives this plan the plain term sum (tablelm ranker) times the agent
         factor, with nothing excluded: then search_many scores it in the compiled batch. Anything
-        :meth:`_rank` adds must make this False, or search_many would skip it."""
+        :meth:`_rank` adds must make this False, or search_many would skip it. ``letters``: the
+        letter factor allowed too (search_many re-scores the batch's top entities with it)."""
         return (params["ranker"] == "tablelm" and params["expansion_weight"] <= 0 and params["prf_weight"] <= 0
                 and params["w_context"] <= 0 and params["w_importance"] <= 0
                 and not plan.exclusions and not plan.filters and not plan.required_mts
-                and not plan.letter_patterns)
+                and (letters or not plan.letter_patterns))
 
     def _rank(self, prompt: str, params: dict, plan=None):
         """Plan and score. Returns the plan, the scorer, the scores, the excluded entities and the
@@ -192,27 +201,44 @@ class Model:
         p = self.params(**params)
         k = P.check_k(k, limit=None)
         texts = list(queries.values())
-        plans = self._planner.plan_many(texts, p)
+        planned = self._planner.plan_batch(texts, p)  # the batch reads the terms as arrays
+        plans = planned.plans
         ranked: list = [None] * len(plans)
         plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
-        if plain:
-            boost = p["agent_boost"]
-            batch = kernel.prepare_many([plans[i].active() for i in plain], lambda mts: idf(self, mts))
-            bits = [agent_bit(plans[i].agent) for i in plain] if boost != 1.0 else None
-            for i, got in zip(plain, kernel.search_batch(self.postings_for(p), batch, k, self.tables.entity_agents,
+        # "vitamin A": the batch's top MAX_LETTER_CHECKS (or k) re-scored with the letter factor
+        lettered = [i for i, plan in enumerate(plans) if plan.letter_patterns and self._plain(plan, p, letters=True)]
+        boost = p["agent_boost"]
+        for group, kk in ((plain, k), (lettered, max(k, MAX_LETTER_CHECKS))):
+            if not group:
+                continue
+            batch = planned.kernel_input(group, lambda mts: idf(self, mts))
+            bits = [agent_bit(plans[i].agent) for i in group] if boost != 1.0 else None
+            for i, got in zip(group, kernel.search_batch(self.postings_for(p), batch, kk, self.tables.entity_agents,
                                                          boost, bits)):
                 ranked[i] = got
-        for i, plan in enumerate(plans):
+        if lettered:
+            scorer = Scorer(self, p)
+            for i in lettered:
+                idx, sc = ranked[i]
+                ranked[i] = rescore_letters(self, plans[i], idx, sc, scorer, k)
+        for i in range(len(plans)):
             if ranked[i] is None:
-                _, _, scores, exclude, _ = self._rank(texts[i], p, plan)
+                _, _, scores, exclude, _ = self._rank(texts[i], p, planned.fill(i))
                 idx = top_k(scores, k, exclude)
                 ranked[i] = idx, scores[idx]
-        if sum(len(idx) for idx, _ in ranked) * 4 >= self.n_docs:  # many results: decode every id once
-            every = self.tables.ids
-            ids_at = lambda at: [every[i] for i in at]
+        # every query's (id, score) pairs made in one pass over all the results, then cut per query
+        flat = np.concatenate([idx for idx, _ in ranked]).tolist() if ranked else []
+        if len(flat) * 4 >= self.n_docs:  # many results: decode every id once
+            ids = list(map(self.tables.ids.__getitem__, flat))
         else:
-            ids_at = self.tables.ids_at
-        return {qid: list(zip(ids_at(idx.tolist()), sc.tolist())) for qid, (idx, sc) in zip(queries, ranked)}
+            ids = self.tables.ids_at(flat)
+        pairs = list(zip(ids, np.concatenate([sc for _, sc in ranked]).tolist() if ranked else []))
+        out = {}
+        at = 0
+        for qid, (idx, _) in zip(queries, ranked):
+            out[qid] = pairs[at:at + len(idx)]
+            at += len(idx)
+        return out
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:
         """Answer ``prompt`` with up to ``k`` ranked, cited cards and the sections.

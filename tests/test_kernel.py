@@ -128,7 +128,7 @@ def test_the_batch_path_gives_what_the_general_path_gives(cranfield, monkeypatch
     some = dict(list(queries.items())[:60])
     for params in PARAMS:
         batch = model.search_many(some, k=50, **params)
-        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p: False))
+        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p, letters=False: False))
         general = model.search_many(some, k=50, **params)
         monkeypatch.undo()
         assert batch == general
@@ -137,6 +137,48 @@ def test_the_batch_path_gives_what_the_general_path_gives(cranfield, monkeypatch
     cards = model.ask(text, k=10).cards
     assert [c.id for c in cards] == [d for d, _ in top]
     assert [c.score for c in cards] == [round(s, 6) for _, s in top]
+
+
+@pytest.fixture(scope="module")
+def scifact_letters(tmp_path_factory):
+    """The whole SciFact corpus (5,183 abstracts) and its claims with letter phrases ("vitamin A", "T cells")."""
+    from conftest import SCIFACT, SCIFACT_QUERIES
+
+    if not SCIFACT.exists():
+        pytest.skip(f"test data not found at {SCIFACT}")
+    out = tmp_path_factory.mktemp("scifact-full") / "model"
+    cached_model(out, ["source", "scifact-full", SCIFACT.read_bytes()], lambda path: tablelm.build([SCIFACT], path))
+    model = tablelm.load(out)
+    queries = read_queries(SCIFACT_QUERIES)
+    plans = model._planner.plan_many(list(queries.values()), model.params())
+    return model, {q: t for (q, t), plan in zip(queries.items(), plans) if plan.letter_patterns}
+
+
+@pytest.mark.parametrize("params", [{}, {"agent_boost": 2.0, "b": 0.3}], ids=["defaults", "agents"])
+def test_letter_phrases_are_rescored_in_the_batch_as_the_general_path_scores_them(scifact_letters, monkeypatch,
+                                                                                  params):
+    """search_many keeps letter-phrase prompts in the compiled batch and re-scores its top entities
+    with the letter factor (filters.rescore_letters): the same entities, order and floats as the
+    dense scores times letter_factor (Model._rank), with numba and with numpy, for k below, at and
+    above MAX_LETTER_CHECKS."""
+    from tablelm.query.filters import MAX_LETTER_CHECKS
+
+    model, queries = scifact_letters
+    assert len(queries) > 100  # 113 of the 1,109 claims
+    for k in (3, MAX_LETTER_CHECKS, MAX_LETTER_CHECKS + 50):
+        run = lambda k=k: model.search_many(queries, k=k, **params)
+        batch_np, batch = _both(monkeypatch, run) if HAS_NUMBA else (run(), run())
+        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p, letters=False: False))
+        general = run()
+        monkeypatch.undo()
+        assert batch == general and batch_np == general
+        # the letter factor did change rankings: not the plain term sums' order
+        monkeypatch.setattr("tablelm.model.rescore_letters", lambda model, plan, idx, sc, scorer, k: (idx[:k], sc[:k]))
+        unlettered = run()
+        monkeypatch.undo()
+        changed = sum(unlettered[q] != batch[q] for q in queries)
+        assert changed > 20, changed
+        assert all(len(r) <= k for r in batch.values())
 
 
 def test_unplain_prompts_are_ranked_in_the_same_batch(cranfield):
@@ -187,3 +229,159 @@ def test_without_numba_installed_search_falls_back(tiny_model, tmp_path):
     backend, hits = json.loads(out.stdout)
     assert backend == "numpy"
     assert [tuple(h) for h in hits] == tiny_model.search("read a file line by line", k=4)
+
+
+def _terms(plans):
+    return [(p.to_dict(), [(t.mt, t.text, t.n, t.role, t.weight, t.via, t.qtf, t.stretch) for t in p.terms])
+            for p in plans]
+
+
+#: planning parameters the compiled planner reads: stretches, qtf, distillation, weights, skips
+PLAN_PARAMS = [{}, {"phrase_mode": "each"}, {"qtf_k3": 0.0}, {"qtf_k3": 3.0, "max_token_count": 40},
+               {"contained_weight": 0.3, "phrase_weight": 1.0, "match_skip": 2}, {"max_token_count": 1}]
+
+
+@needs_numba
+@pytest.mark.parametrize("params", PLAN_PARAMS, ids=lambda p: ",".join(p) or "defaults")
+def test_the_compiled_planner_makes_the_plans_of_the_python_one(cranfield, scifact_letters, monkeypatch, params):
+    """Planner.plan_batch finishes plans in one compiled pass (_jit.finish_plans) once numba is loaded:
+    the same terms (ids, texts, roles, exact weights, qtf, stretches) as Planner._finish, on every
+    Cranfield and SciFact query and on prompts with repeats, forced multitokens and generic words."""
+    extra = ["boundary layer boundary layer flow flow flow", "heat~transfer heat transfer coefficient",
+             "flow flow", "", "zzqx unknownword", "the of and"]
+    for model, queries in (cranfield, scifact_letters):
+        texts = list(queries.values()) + extra
+        p = model.params(**params)
+        python, compiled = _both(monkeypatch, lambda m=model, x=texts, p=p: m._planner.plan_many(x, p))
+        assert _terms(python) == _terms(compiled)
+        batch = model._planner.plan_batch(texts, p)
+        assert batch.compiled.sum() >= len(texts) - 1  # all but the forced prompt stay arrays
+        got = batch.kernel_input(list(range(len(texts))), lambda mts: np.ones(len(mts)))
+        want = kernel.prepare_many([plan.active() for plan in python], lambda mts: np.ones(len(mts)))
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+        roles = {t.role for plan in python for t in plan.terms}
+        # every role is reached (a cap of 1 makes every word generic: nothing left to contain)
+        assert "prompt" in roles and ("contained" if params.get("max_token_count") != 1 else "generic") in roles
+        assert "forced" in roles or model is not cranfield[0]  # heat~transfer: a Cranfield multitoken
+        assert "generic" in roles or not params.get("max_token_count")
+    if not params:  # the test reaches what it means to: stretches and qtf > 1 are planned
+        assert any(t.stretch is not None for plan in python for t in plan.terms)
+        assert any(t.qtf > 1 for plan in python for t in plan.terms)
+
+
+def test_letter_patterns_find_what_their_forward_regexes_find(scifact_letters):
+    """The letter-phrase patterns are searched letter first (the next word's side: the lookbehind after
+    the letter; the previous word's side: the mirror image in the reversed text, plan.BackwardPattern),
+    ~30x faster: on SciFact abstracts and on edge cases, each finds a phrase exactly where the forward
+    regex it stands for does."""
+    import re
+
+    from tablelm.query.plan import BackwardPattern
+
+    model, queries = scifact_letters
+    plans = model._planner.plan_many(list(queries.values()), model.params())
+    sides = {(p.pattern, p): alone for plan in plans for s in plan.letter_patterns for p, _, alone in s}
+    assert len(sides) > 60 and any(isinstance(p, BackwardPattern) for _, p in sides)
+    records = [model.entity_record(d) for d in range(0, model.n_docs, 8)]
+    edge = ["vitamins-A", "Vitamin\tA.x", "xvitamin A", "vitamin A1", "vitamin A.", "VITAMIN  -  A and", "vitamin_A",
+            "vitamın A", "T-cells", "αT cells", ".T cells", "T cellular", "in T  cells.", "A.T cells", "cells T",
+            "Vitamin A", "(vitamin A)", "vitamin-A,", "impaired T", "impaired T.5", "impaired Tx", "G-CSF", "G csf"]
+    found = 0
+    for (forward, pattern), alone in sides.items():
+        regex = re.compile(forward if isinstance(pattern, BackwardPattern) else
+                           re.sub(r"^(\[\w+\]|\w)\(\?<!\[\\w\.\]\1\)", r"(?<![\\w.])\1", forward))
+        assert regex.pattern != pattern.pattern or isinstance(pattern, BackwardPattern)
+        for text in records + edge:
+            want = regex.search(text) is not None
+            assert (pattern.search(text) is not None) == want, (forward, text[:80])
+            assert not want or alone.search(text)
+            found += want
+    assert found > 100  # 156: the phrases are there to be found
+
+
+@needs_numba
+def test_the_histogram_top_k_is_exact_on_ties_skew_and_exclusions(cranfield):
+    """_jit._select keeps the candidates of the top score bins and sorts those only: on real score
+    vectors made adversarial (rounded to few values: ties across the cut; one huge score: every other
+    in the lowest bin; fewer candidates than k) it gives numpy's order, and the batch gives it too."""
+    from tablelm.query import _jit
+    from tablelm.query.rank import Scorer
+
+    model, queries = cranfield
+    scorer = Scorer(model, model.params())
+    rng = np.random.default_rng(0)
+    for text in list(queries.values())[:15]:
+        s = scorer.tablelm(model._planner.plan(text, model.params()).active())
+        skew = s.copy()
+        skew[int(np.argmax(s))] = s.max() * 1e9
+        few = np.where(s > np.quantile(s, 0.99), s, 0.0)
+        for scores in (s, np.round(s, 1), np.round(s * 3) / 3, skew, few):
+            exclude = rng.choice(len(scores), 30, replace=False)
+            for k in (1, 7, 100, 1000, 5000):
+                for ex in (None, exclude):
+                    got = _jit.top_k_dense(scores, k, np.zeros(0, dtype=bool) if ex is None
+                                           else np.isin(np.arange(len(scores)), ex))
+                    masked = scores if ex is None else np.where(np.isin(np.arange(len(scores)), ex), 0.0, scores)
+                    want = [d for d in np.lexsort((np.arange(len(scores)), -masked)) if masked[d] > 0][:k]
+                    assert got.tolist() == want
+
+
+def test_planning_pre_checks_never_change_what_they_skip(cranfield, monkeypatch):
+    """detect_agent's needles (an agent's regex tried only when a needle is in the lowercased ASCII
+    prompt) and the letter pre-check (no capital one-letter word and no "~": no letter phrase, no single
+    letter to say) skip work, never a result: on every Cranfield,
+    SciFact and CACM query and on prompts made to hit each agent's words, in any case."""
+    from tablelm.query import agents, plan
+
+    texts = list(cranfield[1].values()) + list(read_queries(DATA / "scifact" / "queries.jsonl").values())
+    if (DATA / "cacm" / "queries.jsonl").exists():
+        texts += list(read_queries(DATA / "cacm" / "queries.jsonl").values())
+    words = ["Examples", "SAMPLE CODE", "snippet", "demo", "Show me", "HOW", "how do", "What is", "define",
+             "Definition", "meaning of", "difference between", "VS.", "vs", "versus", "Compare", "list", "  Which",
+             "enumerate", "howl", "whatever", "vsx", "Kelvin \u212a", "\u017fnippet", "i\u0307", "na\u00efve demo"]
+    texts += [f"{a} {w} b" for w in words for a in ("", "x", "the")] + [w for w in words]
+    for text in texts:
+        slow = next((a.name for a in agents.AGENTS if a.prompt.search(text)), None)
+        assert agents.detect_agent(text) == slow, text
+    assert {agents.detect_agent(t) for t in texts} == {None, *agents.AGENT_NAMES}
+    model = cranfield[0]
+    a = model.analyzer
+    is_content = lambda w: len(w) > 1 and bool(a.word_stems(w.lower()))
+    texts += ["x A", "_a_", "\u00e9a b", "a.b", "x-y", "\u65e5\u672ca", "T", "vitamin~d", "3 D", "a b c", "type I"]
+
+    def plans_and_phrases():
+        shown = lambda got: [(w, d, [(p.pattern, x) for p, x in sides]) for w, d, sides in got]
+        return ([shown(plan.letter_phrases(t, is_content, a.stem_word)) for t in texts],
+                [p.to_dict() for p in model._planner.plan_many(texts, model.params())])
+
+    fast = plans_and_phrases()
+    monkeypatch.setattr(plan, "_may_have_letters", lambda text: True)  # every prompt the long way
+    assert plans_and_phrases() == fast
+    assert sum(1 for x in fast[0] if x) > 20 and sum(1 for p in fast[1] if p["single_letters"]) > 20
+
+
+@needs_numba
+@pytest.mark.parametrize("skip", [0, 1, 3])
+def test_the_compiled_matcher_finds_the_multitokens_the_numpy_one_finds(cranfield, scifact_letters, monkeypatch,
+                                                                        skip):
+    """Planner._match_pairs's windows, hashes, table lookups and checks in one compiled pass
+    (_jit.match_windows, with tables.hashing's hash bit for bit): the same (prompt, multitoken) pairs
+    as the numpy pass on every Cranfield and SciFact query, and prompts that repeat and reorder words."""
+    from tablelm.query import _jit
+    from tablelm.tables.hashing import _POS, hash_rows, sort_rows
+
+    rows = np.random.default_rng(1).integers(-1, 2**31 - 1, size=(2000, 4))
+    rows[::3, 2:] = -1
+    key = np.empty(4, dtype=np.int64)
+    for r in rows[:300]:
+        _jit._sorted_row(r, key)
+        assert key.tolist() == sort_rows(r[None])[0].tolist()
+        assert _jit._hash_row(key, _POS) == hash_rows(key[None])[0]
+    for model, queries in (cranfield, scifact_letters):
+        texts = list(queries.values()) + ["flow boundary layer layer boundary", "layer boundary", "heat heat heat"]
+        p = model.params(match_skip=skip)
+        seqs = [seq for _, seq, _ in (model._planner._prepare(t, p) for t in texts)]
+        numpy_pairs, compiled_pairs = _both(monkeypatch, lambda m=model, s=seqs, p=p: m._planner._match_pairs(s, p))
+        as_set = lambda pairs: sorted(zip(pairs[0].tolist(), pairs[1].tolist()))
+        assert as_set(numpy_pairs) == as_set(compiled_pairs)
+        assert len(set(as_set(numpy_pairs))) > len(texts)  # phrases are found

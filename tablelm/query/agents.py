@@ -22,26 +22,45 @@ class Agent:
     entity: re.Pattern | None   # what an entity serving this agent contains (None: no entity rule)
     help: str
     hints: tuple = ()           # lowercase substrings one of which a match must contain (a cheap pre-check)
+    needles: tuple = ()         # the same for ``prompt`` in a lowercased ASCII prompt (detect_agent's pre-check)
 
 
 AGENTS = (
     Agent("example", re.compile(r"\b(examples?|sample code|snippet|demo|show me)\b", re.I),
           re.compile(r">>>|\bfor example\b|\bexamples?\b|\be\.g\.", re.I),
-          "The user wants an example; entities with examples are boosted.", (">>>", "xample", "e.g.")),
+          "The user wants an example; entities with examples are boosted.", (">>>", "xample", "e.g."),
+          ("example", "sample code", "snippet", "demo", "show me")),
     Agent("howto", re.compile(r"\bhow (do|to|can|should|would|does)\b|\bhow\b", re.I),
-          None, "The user wants a procedure."),
+          None, "The user wants a procedure.", (), ("how",)),
     Agent("definition", re.compile(r"\bwhat (is|are|does)\b|\bdefin(e|ition)\b|\bmeaning of\b", re.I),
-          None, "The user wants a definition."),
+          None, "The user wants a definition.", (), ("what ", "defin", "meaning of")),
     Agent("compare", re.compile(r"\bdifference between\b|\bvs\.?\b|\bversus\b|\bcompare\b", re.I),
-          None, "The user wants a comparison."),
-    Agent("list", re.compile(r"^\s*(list|which|enumerate)\b", re.I), None, "The user wants a list."),
+          None, "The user wants a comparison.", (), ("difference between", "vs", "versus", "compare")),
+    Agent("list", re.compile(r"^\s*(list|which|enumerate)\b", re.I), None, "The user wants a list.", (),
+          ("list", "which", "enumerate")),
 )
 AGENT_NAMES = tuple(a.name for a in AGENTS)
+# any agent's needle; only when every agent has needles can finding none rule them all out
+_NEEDLES = re.compile("|".join(re.escape(n) for a in AGENTS for n in a.needles) if all(a.needles for a in AGENTS)
+                      else "")
 
 
 def detect_agent(prompt: str) -> str | None:
-    """The first agent whose intent words occur in ``prompt``, or None."""
+    """The first agent whose intent words occur in ``prompt``, or None. An ASCII prompt is lowercased
+    once and an agent's regex tried only when one of its needles is in it (re.I on ASCII text is
+    ASCII case folding, so a match always contains one)."""
+    low = None
+    if prompt.isascii():
+        low = prompt.lower()
+        if not _NEEDLES.search(low):  # no agent's needle: most prompts
+            return None
     for a in AGENTS:
+        if low is not None and a.needles:
+            for n in a.needles:
+                if n in low:
+                    break
+            else:
+                continue
         if a.prompt.search(prompt):
             return a.name
     return None

@@ -120,32 +120,67 @@ def letter_factor(model, plan, scores: np.ndarray, scorer) -> np.ndarray | None:
         kth = -np.partition(-s, MAX_LETTER_CHECKS - 1)[MAX_LETTER_CHECKS - 1]
         above = docs[s > kth]
         docs = np.concatenate([above, docs[s == kth][:MAX_LETTER_CHECKS - len(above)]])
-    from .plan import Term
-
-    bonus = np.zeros(len(scores))
-    records: dict[int, str] = {}
-    for sides in plan.letter_patterns:  # one letter: the larger bonus of the words it is next to
-        best = np.zeros(len(scores))
-        for pattern, sid, alone in sides:
-            if sid < 0:
-                continue
-            word = scorer.tablelm([Term(sid, "", 1, "prompt", 1.0)])
-            for d in docs.tolist():
-                if word[d] <= best[d]:
-                    continue
-                # the raw record (title, text, labels; JSON with ensure_ascii=False): no parse per entity
-                text = records.get(d)
-                if text is None:
-                    text = records[d] = model.entity_record(d)
-                if alone.search(text) and pattern.search(text):
-                    best[d] = word[d]
-        bonus += best
+    bonus = letter_bonus(model, plan, docs, scorer)
     if not bonus.any():
         return None
     factor = np.ones(len(scores))
-    hit = bonus > 0
-    factor[hit] = (scores[hit] + bonus[hit]) / scores[hit]
+    hit = docs[bonus > 0]
+    factor[hit] = (scores[hit] + bonus[bonus > 0]) / scores[hit]
     return factor
+
+
+def letter_bonus(model, plan, docs: np.ndarray, scorer) -> np.ndarray:
+    """The letter phrases' bonus of each entity of ``docs`` (see :func:`letter_factor`; 0: none)."""
+    from .plan import Term
+
+    bonus = np.zeros(len(docs))
+    sides = [(i, pattern, sid, alone) for i, letter in enumerate(plan.letter_patterns)
+             for pattern, sid, alone in letter if sid >= 0]
+    if not sides or not len(docs):
+        return bonus
+    # each side's word: its own score in each entity (the term sum of the word alone), one column a side
+    words = scorer.explain([Term(sid, "", 1, "prompt", 1.0) for _, _, sid, _ in sides], docs)
+    # the raw records (title, text, labels; JSON with ensure_ascii=False: no parse) of the entities
+    # a side's word is in, fetched together
+    need = np.flatnonzero((words > 0).any(axis=1))
+    records = dict(zip(need.tolist(), model.entity_records(docs[need])))
+    for i in range(len(plan.letter_patterns)):  # one letter: the larger bonus of the words it is next to
+        best = [0.0] * len(docs)
+        stands: dict[int, bool] = {}  # per entity: whether the letter stands alone in it (its sides share it)
+        for c, (owner, pattern, _, alone) in enumerate(sides):
+            if owner != i:
+                continue
+            for j, w in enumerate(words[:, c].tolist()):
+                if w <= best[j]:
+                    continue
+                text = records[j]
+                ok = stands.get(j)
+                if ok is None:
+                    ok = stands[j] = alone.search(text) is not None
+                if ok and pattern.search(text):
+                    best[j] = w
+        bonus += np.asarray(best)
+    return bonus
+
+
+def rescore_letters(model, plan, idx: np.ndarray, scores: np.ndarray, scorer, k: int):
+    """The top ``k`` (entities, scores) with the letter factor applied, from the top ``max(k,
+    MAX_LETTER_CHECKS)`` without it (``idx``, ``scores``: best first, ties by entity order, as
+    ``top_k`` gives them). The factor only raises the first MAX_LETTER_CHECKS, which rank above
+    every entity left out, so this is the top ``k`` of the dense scores times
+    :func:`letter_factor`, float for float."""
+    n = min(len(idx), MAX_LETTER_CHECKS)
+    if not plan.letter_patterns or not n:
+        return idx[:k], scores[:k]
+    bonus = letter_bonus(model, plan, idx[:n], scorer)
+    if not bonus.any():
+        return idx[:k], scores[:k]
+    scores = np.array(scores, dtype=np.float64)
+    hit = np.flatnonzero(bonus > 0)
+    s = scores[hit]
+    scores[hit] = s * ((s + bonus[hit]) / s)  # as scores * letter_factor
+    order = np.lexsort((idx, -scores))[:k]
+    return idx[order], scores[order]
 
 
 def _mentions(model, d: int, pattern) -> bool:

@@ -4,8 +4,9 @@ Two implementations of the same arithmetic:
 
 numba (``_jit.py``)
     loops over the postings of a prompt's terms, computing each posting's BM25F impact
-    as it goes, summing into a score per entity, and selecting the ``k`` best by a partition of the
-    touched entities only (no argpartition over every entity), so
+    as it goes, summing into a score per entity, and selecting the ``k`` best of the touched
+    entities only (a histogram of their scores finds the ~k in the top bins, only those are
+    sorted: no argpartition over every entity, no heap), so
     a batch query costs O(its postings), not O(entities). Compiled once and cached on
     disk (numba's ``cache=True``: next to the module, or under the user's cache directory
     when the installed package is read-only); used once a process has done enough
@@ -331,6 +332,13 @@ def prepare_many(term_lists: list, idf_of) -> tuple[np.ndarray, np.ndarray, np.n
     mts = np.fromiter((t.mt for t in flat), dtype=np.int64, count=len(flat))
     w = np.fromiter((t.weight for t in flat), dtype=np.float64, count=len(flat))
     grp = np.fromiter((-1 if t.stretch is None else t.stretch for t in flat), dtype=np.int64, count=len(flat))
+    return prepare_arrays(ptr, mts, w, grp, idf_of)
+
+
+def prepare_arrays(ptr: np.ndarray, mts: np.ndarray, w: np.ndarray, grp: np.ndarray, idf_of):
+    """:func:`prepare_many` of terms given as arrays in plan order (query ``i``'s at ``ptr[i]:ptr[i+1]``;
+    ``w``: the plan weights, ``grp``: stretch ids, -1 for none)."""
+    n = len(ptr) - 1
     if len(mts):
         w = w * idf_of(mts)
         if (grp >= 0).any():  # per query: the free terms in plan order, then the stretches by id

@@ -27,10 +27,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from ..tables.hashing import WIDTH, hash_rows, sort_rows
+from ..tables.hashing import _POS, WIDTH, hash_rows, sort_rows
 from .agents import detect_agent
 
 _EXCLUDE_RE = re.compile(r"(?<!\S)!(\S+)")
@@ -39,12 +40,21 @@ _PHRASE_RE = re.compile(r'"([^"]+)"')
 MAX_PHRASE_PROMPT_WORDS = 12
 _LETTER_RE = re.compile(r"(?<![\w.])([A-Za-z])(?![\w.])")
 _WORDISH_RE = re.compile(r"[^\W_]+")
+_ONE_CAPITAL_RE = re.compile(r"(?<![^\W_])[A-Z](?![^\W_])")  # a word of _WORDISH_RE that is one capital letter
+
+
+def _may_have_letters(text: str) -> bool:
+    """Whether ``text`` can have a letter phrase or a single letter worth saying: a one-letter word
+    that is a capital, or a ``~`` (which joins a letter of any case); "a" alone is neither."""
+    if "~" in text:
+        return True
+    return not text.islower() and _ONE_CAPITAL_RE.search(text) is not None  # islower: no capital at all
 _GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the word it belongs to
 # "type I", "class II"...: after these words a capital I is a numeral, not the pronoun
 _NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
 
 
-def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[tuple[re.Pattern, str]]]]:
+def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[tuple[Any, str]]]]:
     """Single letters attached to a neighbouring word: ``(letter, display, [(pattern, word), ...])``.
 
     Single letters are not indexed, so "vitamin A" would match "vitamin" alone. A capital
@@ -56,6 +66,8 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
     those that only say "vitamin D".
     ``is_content(word)``: whether a word counts (not a stopword, not a letter); ``stem(word)``.
     """
+    if not _may_have_letters(prompt):  # most prompts: one fast search
+        return []
     toks = [(m.group(), m.start(), m.end()) for m in _WORDISH_RE.finditer(prompt)]
     out = []
     for i, (w, s, e) in enumerate(toks):
@@ -69,19 +81,43 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
         if not forced and not (w.isupper() and (w != "I" or (prev is not None and prev[0].lower() in _NUMERAL_WORDS))):
             continue
         letter = letter_class(w)
-        sides = []  # the content words next to it: "vitamin A", "T cells", "conventional T cells" (both)
+        # the content words next to it: "vitamin A", "T cells", "conventional T cells" (both)
+        sides: list[tuple[Any, str]] = []
         if prev is not None and is_content(prev[0]):
-            prefix = re.escape(_common_prefix(prev[0].lower(), stem(prev[0].lower())))
-            sides.append((re.compile(rf"(?<!\w)(?i:{prefix})\w*[ \t-]+{letter}(?!\w)(?!\.\w)"), prev[0]))
+            prefix = _common_prefix(prev[0].lower(), stem(prev[0].lower()))
+            sides.append((BackwardPattern(rf"(?<!\w)(?i:{re.escape(prefix)})\w*[ \t-]+{letter}(?!\w)(?!\.\w)",
+                                          rf"{letter}(?<!\w{letter})(?<!\w\.{letter})[ \t-]+\w*"
+                                          rf"(?i:{re.escape(prefix[::-1])})(?!\w)"), prev[0]))
         if nxt is not None and is_content(nxt[0]) and (w not in "AI" or forced):  # "A deficiency": the article
             prefix = re.escape(_common_prefix(nxt[0].lower(), stem(nxt[0].lower())))
-            sides.append((re.compile(rf"(?<![\w.]){letter}[ \t-]+(?i:{prefix})\w*"), nxt[0]))
+            # the letter first, its lookbehind after it: re then scans for the letter (fast), not every position
+            sides.append((re.compile(rf"{letter}(?<![\w.]{letter})[ \t-]+(?i:{prefix})\w*"), nxt[0]))
         if sides:
             before = [prev[0]] if prev is not None and sides[0][1] is prev[0] else []
             after = [nxt[0]] if nxt is not None and sides[-1][1] is nxt[0] else []
             shown = " ".join(before + [w] + after)
             out.append((w, shown, sides))
     return out
+
+
+class BackwardPattern:
+    """A regex that ends with a letter ("vitamin A": ``(?i:vitamin)\\w*[ \\t-]+A...``), searched as its mirror
+    image in the reversed text: the mirror starts with the letter, which re finds fast, where the
+    forward pattern starts with a case-insensitive word that re tries at every position (~40 µs per
+    abstract instead of ~1.5). ``pattern``: the forward regex; ``search(text)``: a match (of the reversed
+    text) exactly where the forward pattern has one, else None."""
+
+    __slots__ = ("_mirror", "pattern")
+
+    def __init__(self, pattern: str, mirror: str):
+        self.pattern = pattern
+        self._mirror = re.compile(mirror)
+
+    def search(self, text: str):
+        return self._mirror.search(text[::-1])
+
+    def __repr__(self) -> str:
+        return f"BackwardPattern({self.pattern!r})"
 
 
 def letter_class(w: str) -> str:
@@ -141,7 +177,8 @@ class Plan:
     # letters attached to a word ("vitamin A"): what the ranker checks in the top entities' text
     letter_phrases: list[str] = field(default_factory=list)
     # per letter phrase: [(pattern, stem id of the word next to the letter, -1 if not in the corpus)]
-    letter_patterns: list[list[tuple[re.Pattern, int, re.Pattern]]] = field(default_factory=list, repr=False)
+    # (a compiled re or a BackwardPattern: each has ``search``)
+    letter_patterns: list[list[tuple[Any, int, re.Pattern]]] = field(default_factory=list, repr=False)
     filters: list[str] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
 
@@ -169,6 +206,70 @@ class Plan:
         }
 
 
+#: the compiled planner's role codes (_jit.finish_plans), by code
+ROLES = ("prompt", "forced", "contained", "generic")
+
+
+class PlanBatch:
+    """The plans of a batch of prompts (:meth:`Planner.plan_batch`), whose terms may still be arrays.
+
+    ``arrays``: the compiled planner's output, ``(q_ptr, mts, words, roles, weights, qtfs,
+    stretches)``, prompt i's terms at ``q_ptr[i]:q_ptr[i+1]`` in plan order (role codes as
+    :data:`ROLES`, stretch -1: none), or None when every plan's terms are filled. ``fill(i)``
+    makes plan i's :class:`Term` objects from them (what ``ask`` and ``why`` read); the batched
+    search reads :meth:`kernel_input` instead and never makes them.
+    """
+
+    def __init__(self, planner: Planner, plans: list[Plan], arrays, compiled=None):
+        self.planner = planner
+        self.plans = plans
+        self.arrays = arrays
+        self.compiled = np.zeros(len(plans), dtype=bool) if arrays is None else compiled
+        self._filled = ~self.compiled
+
+    def fill(self, i: int) -> Plan:
+        """Plan ``i`` with its terms."""
+        plan = self.plans[i]
+        if not self._filled[i]:
+            q_ptr, mt, n, role, w, qtf, st = self.arrays
+            lo, hi = int(q_ptr[i]), int(q_ptr[i + 1])
+            display = self.planner.model.tables.display
+            plan.terms = [Term(m, display(m), nn, ROLES[r], ww, None, qq, None if s < 0 else s)
+                          for m, nn, r, ww, qq, s in zip(*(a[lo:hi].tolist() for a in (mt, n, role, w, qtf, st)))]
+            self._filled[i] = True
+        return plan
+
+    def kernel_input(self, group: list[int], idf_of):
+        """``kernel.prepare_many`` of the active terms of the plans ``group``, read from the arrays."""
+        from . import kernel
+
+        g = np.asarray(group, dtype=np.int64)
+        if not len(g) or not self.compiled[g].all():
+            return kernel.prepare_many([self.fill(i).active() for i in group], idf_of)
+        q_ptr, mt, _, role, w, _, st = self.arrays
+        starts = q_ptr[g]
+        lens = q_ptr[g + 1] - starts
+        idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+        owner = np.repeat(np.arange(len(g)), lens)
+        keep = (role[idx] != 3) & (w[idx] > 0)  # Plan.active(): not generic, a positive weight
+        idx, owner = idx[keep], owner[keep]
+        ptr = np.zeros(len(g) + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum(np.bincount(owner, minlength=len(g)))
+        return kernel.prepare_arrays(ptr, mt[idx], w[idx], st[idx], idf_of)
+
+
+def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(all the stem ids in one int64 array, pointers: prompt i's at ``ptr[i]:ptr[i+1]``)."""
+    ptr = np.zeros(len(seqs) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(x) for x in seqs])
+    return np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(ptr[-1])), ptr
+
+
+def _ro_u64(a) -> np.ndarray:
+    """``a`` as a uint64 array (the compiled matcher's type; a view when it is one already)."""
+    return np.asarray(a, dtype=np.uint64)
+
+
 @lru_cache(maxsize=64)
 def _patterns(skip: int, max_n: int) -> np.ndarray:
     """Offsets of the multi-word sub-combinations starting at 0 that skip at most ``skip`` words."""
@@ -185,7 +286,8 @@ class Planner:
     def __init__(self, model):
         self.model = model
         self._token_stems: dict[str, tuple] = {}  # a prompt token -> its stems (bounded, see _words)
-        self._stem_info: dict[str, tuple] = {}  # a prompt stem -> (stem id, its display) (bounded, see _prepare)
+        self._stem_info: dict[str, tuple] = {}  # a prompt stem -> (stem, id, display) (bounded, see _stem_info_of)
+        self._token_info: dict[str, tuple] = {}  # a prompt token -> its stems' infos (bounded, see _word_infos)
 
     def _stems_of(self, text: str) -> list[str]:
         return self.model.analyzer.prompt_stems(text)
@@ -209,17 +311,94 @@ class Planner:
                 out.append((tok, stems))
         return out
 
+    def _stem_info_of(self, s: str) -> tuple:
+        """(stem, its id or -1, its display or None), cached (bounded)."""
+        got = self._stem_info.get(s)
+        if got is None:
+            t = self.model.tables
+            sid = t.stem_ids.get(s, -1)
+            got = (s, sid, t.display_stem(sid) if sid >= 0 else None)
+            if len(self._stem_info) >= 50_000:
+                self._stem_info.clear()
+            self._stem_info[s] = got
+        return got
+
+    def _word_infos(self, text: str) -> list[tuple[str, tuple]]:
+        """:meth:`_words` with each stem as :meth:`_stem_info_of` gives it; a token's are cached."""
+        a = self.model.analyzer
+        if a.bigrams:
+            return [(w, tuple(self._stem_info_of(s) for s in stems)) for w, stems in self._words(text)]
+        cache = self._token_info
+        out = []
+        for tok in a.token_re.findall(text):
+            got = cache.get(tok)
+            if got is None:
+                got = tuple(self._stem_info_of(s) for kind, s, _, _ in a.tokens_with_spans(tok) if kind == 0)
+                if len(cache) >= 50_000:
+                    cache.clear()
+                cache[tok] = got
+            if got:
+                out.append((tok, got))
+        return out
+
     def plan(self, prompt: str, params: dict) -> Plan:
         """The plan of one prompt."""
         return self.plan_many([prompt], params)[0]
 
     def plan_many(self, prompts: list[str], params: dict) -> list[Plan]:
         """Plans of several prompts; the n-gram lookups of all of them are one vectorized pass."""
+        batch = self.plan_batch(prompts, params)
+        for i in range(len(batch.plans)):
+            batch.fill(i)
+        return batch.plans
+
+    def plan_batch(self, prompts: list[str], params: dict) -> PlanBatch:
+        """:meth:`plan_many` whose terms are left as arrays where the compiled planner made them
+        (:class:`PlanBatch`: ``fill(i)`` makes plan i's Term objects, ``arrays(...)`` gives the
+        kernels' input without them). Without numba (or ``TABLELM_KERNEL=numpy``), and for prompts
+        with forced multitokens, :meth:`_finish` fills the terms here."""
+        from . import kernel
+
         prepared = [self._prepare(p, params) for p in prompts]
-        found = self._match([seq for _, seq, _ in prepared], params)
-        words = self._words_of(set().union(*found) if found else set())
-        return [self._finish(plan, f, forced, params, Counter(seq), words)
-                for (plan, seq, forced), f in zip(prepared, found)]
+        seqs = [seq for _, seq, _ in prepared]
+        seq, s_ptr = _flatten(seqs)
+        who, matched = self._match_pairs(seqs, params, (seq, s_ptr))
+        n_stems = getattr(self.model.tables, "n_stems", None)
+        jit = kernel.compiled()
+        if jit is None or n_stems is None:
+            found = self._found(seqs, who, matched)
+            words = self._words_of(set().union(*found) if found else set())
+            plans = [self._finish(plan, f, forced, params, Counter(seq), words)
+                     for (plan, seq, forced), f in zip(prepared, found)]
+            return PlanBatch(self, plans, None)
+        t = self.model.tables
+        n = len(seqs)
+        owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(s_ptr))
+        known = seq >= 0  # single words: multitoken id == stem id
+        n_mt = max(int(t.mt_words.shape[0]), 1)
+        key = np.unique(np.concatenate([owner[known], who]) * n_mt + np.concatenate([seq[known], matched]))
+        q, mts = key // n_mt, key % n_mt
+        q_ptr = np.searchsorted(q, np.arange(n + 1))
+        rows = np.asarray(t.mt_words[mts], dtype=np.int64)
+        single = mts < n_stems
+        rows[single] = -1
+        rows[single, 0] = mts[single]
+        cap = float(params["max_token_count"] or 0)
+        totals = np.asarray(t.mt_total[mts], dtype=np.float64) if cap and len(mts) else np.zeros(len(mts))
+        out = (np.empty(len(mts), dtype=np.int64), np.empty(len(mts), dtype=np.int64),
+               np.empty(len(mts), dtype=np.int64), np.empty(len(mts), dtype=np.float64),
+               np.empty(len(mts), dtype=np.int64), np.empty(len(mts), dtype=np.int64))
+        jit.finish_plans(q_ptr, mts, rows, totals, s_ptr, seq, cap, float(params["contained_weight"]),
+                         float(params["phrase_weight"]), float(params["qtf_k3"]),
+                         params["phrase_mode"] == "stretch", *out)
+        plans = []
+        compiled = np.ones(n, dtype=bool)
+        for i, (plan, sq, forced) in enumerate(prepared):
+            if forced:  # a~b: the general path (a lookup per forced multitoken)
+                self._finish(plan, set(mts[q_ptr[i]:q_ptr[i + 1]].tolist()), forced, params, Counter(sq))
+                compiled[i] = False
+            plans.append(plan)
+        return PlanBatch(self, plans, (q_ptr, *out), compiled)
 
     def _long(self, mt: int) -> bool:
         """Whether multitoken ``mt`` has two or more words (single words come first: their ids
@@ -272,7 +451,10 @@ class Planner:
             return len(word) > 1 and bool(a.word_stems(word.lower()))
 
         attached = set()
-        for letter, shown, sides in letter_phrases(text, is_content, a.stem_word):
+        # no capital one-letter word and no "~": no letter phrase and no single letter to say (the
+        # letters kept below are capitals or attached ones)
+        one_letter = _may_have_letters(text)
+        for letter, shown, sides in letter_phrases(text, is_content, a.stem_word) if one_letter else ():
             attached.add(letter)
             plan.letter_phrases.append(shown)
             # the letter standing alone, which every match of a side has: a pattern that starts with the
@@ -288,35 +470,27 @@ class Planner:
                 forced.append([self._stems_of(p) for p in group.split("~")])
             text = text.replace("~", " ")
         ignore_stems = {s for w in params["ignore"] for s in self._stems_of(w)} if params["ignore"] else set()
-        plan.letters = [x for x in _LETTER_RE.findall(text) if (x.isupper() and x not in "AI") or x in attached]
+        plan.letters = [x for x in _LETTER_RE.findall(text) if (x.isupper() and x not in "AI") or x in attached] \
+            if one_letter else []
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.tables.stem_ids
-        display = m.tables.display_stem
-        info = self._stem_info
-        seq = []
-        seen_words = set()
-        for surface, stems in self._words(text):
-            for s in stems:
-                if s in ignore_stems:
+        seq: list[int] = []
+        seen_words: set[str] = set()
+        unknown, kept = plan.unknown, plan.words
+        for surface, stems in self._word_infos(text):
+            for s, sid, shown in stems:
+                if ignore_stems and s in ignore_stems:
                     plan.ignored.append(surface)
                     continue
                 if excluded_words and surface.casefold() in excluded_words:  # "line ... !line": the word goes
                     continue
-                got = info.get(s)
-                if got is None:
-                    sid = stem_ids.get(s, -1)
-                    got = (sid, display(sid) if sid >= 0 else None)
-                    if len(info) >= 50_000:
-                        info.clear()
-                    info[s] = got
-                sid = got[0]
                 seq.append(sid)
                 if sid < 0:
-                    plan.unknown.append(surface)
+                    unknown.append(surface)
                 elif s not in seen_words:
                     seen_words.add(s)
-                    plan.words.append(got[1])
+                    kept.append(shown)
         # an excluded word never removes another prompt word: "public conference !publication"
         # keeps "public" (same stem) and leaves out the entities that contain "publication" itself
         for s, w in excluded:
@@ -407,22 +581,52 @@ class Planner:
 
     def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
         """Multitoken ids found among the sub-combinations of each prompt's stems."""
+        return self._found(seqs, *self._match_pairs(seqs, params))
+
+    @staticmethod
+    def _found(seqs: list[list[int]], who: np.ndarray, matched: np.ndarray) -> list[set]:
+        """Per prompt: its known words' ids (single words: mt id == stem id) and its matched multitokens."""
+        found = [{x for x in seq if x >= 0} for seq in seqs]
+        for q, mt in zip(who.tolist(), matched.tolist()):
+            found[q].add(mt)
+        return found
+
+    def _match_pairs(self, seqs: list[list[int]], params: dict, flat=None) -> tuple[np.ndarray, np.ndarray]:
+        """The multi-word multitokens found among the sub-combinations of each prompt's stems:
+        (prompt index, multitoken id) pairs, in two arrays (a pair may repeat). ``flat``: the stems
+        as :func:`_flatten` gives them, when the caller has them."""
         m = self.model
-        found = [{x for x in seq if x >= 0} for seq in seqs]  # single words: mt id == stem id
+        none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         max_n = min(int(m.build_params["max_ngram"]), WIDTH)
-        if max_n < 2 or len(m.tables.sng_hash) == 0 or not any(len(f) > 1 for f in found):
-            return found
+        if max_n < 2 or len(m.tables.sng_hash) == 0 or not any(len({x for x in s if x >= 0}) > 1 for s in seqs):
+            return none
         skip = int(params["match_skip"])
         pat = _patterns(skip, max_n)
+        from . import kernel
+
+        jit = kernel.compiled()
+        if jit is not None:  # the windows, hashes, lookups and checks in one compiled pass (same matches)
+            t = m.tables
+            if flat is None:
+                flat = _flatten(seqs)
+            row, who_c, cand, exact, row_exact = jit.match_windows(
+                flat[0], flat[1], pat, _ro_u64(t.sng_hash), np.asarray(t.sng_mt), np.asarray(t.mt_words), _POS)
+            rest = ~row_exact[row]
+            r2, c2, w2 = row[rest], cand[rest], who_c[rest]
+            order = np.lexsort((c2, -np.asarray(t.mt_total[c2], dtype=np.int64), r2))
+            r2, c2, w2 = r2[order], c2[order], w2[order]
+            first = np.ones(len(r2), dtype=bool)
+            first[1:] = r2[1:] != r2[:-1]
+            return np.concatenate([who_c[exact], w2[first]]), np.concatenate([cand[exact], c2[first]])
         # all prompts in one array, apart by more than a combination's span (-2 never matches)
         gap = [-2] * (max_n + skip)
-        flat: list[int] = []
+        flat_l: list[int] = []
         owners: list[int] = []
         for i, seq in enumerate(seqs):
-            flat.extend(seq)
-            flat.extend(gap)
+            flat_l.extend(seq)
+            flat_l.extend(gap)
             owners.extend([i] * (len(seq) + len(gap)))
-        stream, owner = np.asarray(flat, dtype=np.int64), np.asarray(owners, dtype=np.int64)
+        stream, owner = np.asarray(flat_l, dtype=np.int64), np.asarray(owners, dtype=np.int64)
         n = len(stream)
         pos = (np.arange(n).reshape(-1, 1, 1) + pat.reshape(1, *pat.shape)).reshape(-1, WIDTH)
         pad = np.broadcast_to(pat < 0, (n,) + pat.shape).reshape(-1, WIDTH)
@@ -430,13 +634,19 @@ class Planner:
         ok = ~((pos >= n) & ~pad).any(axis=1) & ~((words < 0) & ~pad).any(axis=1)
         words, who = words[ok], owner[pos[ok, 0]]
         if len(words) == 0:
-            return found
+            return none
         key = sort_rows(words)
         h = hash_rows(key)
-        lo = np.searchsorted(m.tables.sng_hash, h, side="left")
-        n_c = np.searchsorted(m.tables.sng_hash, h, side="right") - lo
+        # the hashes searched in sorted order (numpy's search then starts where the last one ended:
+        # ~3x faster than in prompt order), the bounds put back in prompt order
+        by = np.argsort(h)
+        hs = h[by]
+        lo = np.empty(len(h), dtype=np.int64)
+        n_c = np.empty(len(h), dtype=np.int64)
+        lo[by] = np.searchsorted(m.tables.sng_hash, hs, side="left")
+        n_c[by] = np.searchsorted(m.tables.sng_hash, hs, side="right") - lo[by]
         if n_c.sum() == 0:
-            return found
+            return none
         row = np.repeat(np.arange(len(words)), n_c)
         cand = np.asarray(m.tables.sng_mt[np.arange(int(n_c.sum())) - np.repeat(np.cumsum(n_c) - n_c, n_c)
                                    + np.repeat(lo, n_c)], dtype=np.int64)
@@ -454,10 +664,8 @@ class Planner:
         r2, c2 = r2[order], c2[order]
         first = np.ones(len(r2), dtype=bool)
         first[1:] = r2[1:] != r2[:-1]
-        for q, mt in zip(np.concatenate([who[row[exact]], who[r2[first]]]).tolist(),
-                         np.concatenate([cand[exact], c2[first]]).tolist()):
-            found[q].add(mt)
-        return found
+        return (np.concatenate([who[row[exact]], who[r2[first]]]).astype(np.int64),
+                np.concatenate([cand[exact], c2[first]]).astype(np.int64))
 
     def _distill(self, roles: dict, params: dict, lens: dict, words: dict) -> None:
         """Roles ``generic`` (corpus count over ``max_token_count``) and ``contained`` (every word
