@@ -589,6 +589,14 @@ class FixedBits(Encoded):
             out[:] = self._base
             return out
         words, mask = self._words, np.uint64(self._mask)
+        jit = _query_kernels() or kernels(len(idx))
+        if jit is not None:  # compiled: once the query kernels are loaded, or for a large read
+            v = jit.fb_take(words, w, idx.astype(np.int64, copy=False))
+            if self.dtype.kind == "i":
+                out[:] = v.view(np.int64) + np.int64(self._base)
+            else:
+                out[:] = v + np.uint64(self._base)
+            return out
         for a in range(0, len(idx), PIECE):  # bounded temporaries (a fill reads millions of postings)
             bit = idx[a:a + PIECE].astype(np.int64) * w
             q = bit >> 6
@@ -738,8 +746,14 @@ class MultitokenWords(Encoded):
 
     def decoded(self) -> np.ndarray:
         if self._full is None:
-            self._full = self._rows(np.arange(self.shape[0], dtype=np.int64))
-            self._full.flags.writeable = False
+            n, k = self.shape
+            full = np.full((n, k), -1, dtype=self.dtype)
+            full[:self._singles, 0] = np.arange(self._singles)
+            at = np.arange(n - self._singles, dtype=np.int64)
+            for j, c in enumerate(self._cols):  # whole columns: slices, not index arrays
+                full[self._singles:, j] = c._take(at)
+            full.flags.writeable = False
+            self._full = full
         return self._full
 
     def __getitem__(self, key):

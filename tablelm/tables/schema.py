@@ -90,7 +90,8 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("display", "derived", None, ("stems",), "recomputed from surface counts",
          "the most frequent surface word of each stem (ties: alphabetical), shown to users"),
     Spec("mt_words", "key", "int32", ("multitokens", 4), "union, sorted",
-         "stem ids of each multitoken, padded with -1; ordered by length, then words", codec="mw"),
+         "stem ids of each multitoken, padded with -1; ordered by length, then words"),  # plain: the planner's
+    # compiled matcher reads it whole (codec "mw" would halve it, and cost a decode of every row there)
     Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
          "occurrences of each multitoken per field (text, title, category, tags, meta)", codec="bc"),
     # ---- postings
