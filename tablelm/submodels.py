@@ -845,7 +845,7 @@ class SplitModel:
             local = np.arange(int(d_s.sum())) - step
             src = local + np.repeat(ent[mine, 2], d_s)
             dst = local + np.repeat(out_start[mine], d_s)
-            ldocs = post.docs[src]
+            ldocs = post.docs_at(src)
             gdocs = pos[offsets[s] + ldocs]
             docs[dst] = gdocs
             tf[dst] = post.tf[src]
@@ -855,6 +855,7 @@ class SplitModel:
         first = next(iter(posts.values())) if posts else None
         batch = kernel.Postings.__new__(kernel.Postings)  # a batch of its own: no cache shared with a sub-model
         batch.indptr, batch.docs, batch.tf, batch.norm, batch.n_docs = indptr, docs, tf, norm, n_all
+        batch.docs_table = docs
         batch.fw = first.fw if first is not None else np.ones(width)
         batch.kp1 = first.kp1 if first is not None else 1.0
         batch.imp = np.zeros(n_post, dtype=np.float32)  # the compiled kernels' impacts, filled for these rows

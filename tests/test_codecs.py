@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import tablelm
 from tablelm.interfaces.cli import main
 from tablelm.tables import codecs as C
-from tablelm.tables.store import read_blob
+from tablelm.tables.store import FORMAT_VERSION, read_blob
 
 from conftest import CACM, needs_data
 
@@ -34,10 +34,61 @@ def _check_reads(enc, plain: np.ndarray, rng) -> None:
         np.testing.assert_array_equal(enc[lo:hi], plain[lo:hi])
     idx = rng.integers(0, n, 50)
     np.testing.assert_array_equal(enc[idx], plain[idx])
+    np.testing.assert_array_equal(enc[idx[:5]], plain[idx[:5]])  # a few: the Python paths
+    np.testing.assert_array_equal(enc[-idx[:3] - 1], plain[-idx[:3] - 1])
     np.testing.assert_array_equal(enc[np.zeros(0, dtype=np.int64)], plain[:0])
     np.testing.assert_array_equal(np.asarray(enc), plain)
     with pytest.raises(IndexError):
         enc[n]
+
+
+def _check_row_reads(enc, plain: np.ndarray, rng) -> None:
+    """A 2-D encoded table (bit-packed columns) reads by rows, and columns, as the plain array."""
+    n = len(plain)
+    assert len(enc) == n and enc.dtype == plain.dtype and enc.shape == plain.shape and enc.ndim == 2
+    for i in {0, n - 1, n // 2, -1}:
+        np.testing.assert_array_equal(enc[i], plain[i])
+        np.testing.assert_array_equal(enc[i, 1], plain[i, 1])
+    for lo, hi in [(0, n), (1, 1), (0, 1), (3, 3 * C.BLOCK + 5), (n // 3, n // 3 + 7), (n - 2, n + 9)]:
+        np.testing.assert_array_equal(enc[lo:hi], plain[lo:hi])
+        np.testing.assert_array_equal(enc[lo:hi, :4], plain[lo:hi, :4])
+    idx = rng.integers(0, n, 50)
+    np.testing.assert_array_equal(enc[idx], plain[idx])
+    np.testing.assert_array_equal(enc[idx[:5]], plain[idx[:5]])  # the few-rows path
+    np.testing.assert_array_equal(enc[-idx[:3] - 1], plain[-idx[:3] - 1])
+    np.testing.assert_array_equal(enc[idx, :2].sum(axis=1), plain[idx, :2].sum(axis=1))
+    np.testing.assert_array_equal(enc[idx.reshape(5, 10)], plain[idx.reshape(5, 10)])
+    np.testing.assert_array_equal(enc[np.zeros(0, dtype=np.int64)], plain[:0])
+    mask = rng.random(n) < 0.3
+    np.testing.assert_array_equal(enc[mask], plain[mask])
+    np.testing.assert_array_equal(np.asarray(enc), plain)
+    np.testing.assert_array_equal(np.asarray(enc, dtype=np.float64), plain.astype(np.float64))
+    with pytest.raises(IndexError):
+        enc[n]
+
+
+def test_bit_packed_columns_are_exact_and_cost_a_header_for_a_constant_field():
+    """``bc``: each column bit-packed alone at its own width; a column of one value costs its header."""
+    rng = np.random.default_rng(5)
+    for n in (1, 7, C.BLOCK + 1, 5000):
+        tf = np.zeros((n, 5), dtype=np.uint16)
+        tf[:, 0] = rng.integers(0, 4, n)
+        tf[:: max(1, n // 9), 0] = 300  # escapes
+        tf[:, 1] = rng.random(n) < 0.2
+        tf[:, 3] = 7  # a constant field: width 0, not zero
+        tf[-1, 4] = 65535  # one large count in an otherwise empty field
+        data = C.encode_bc(tf)
+        _check_row_reads(C.BitColumns(data, tf.dtype, tf.shape), tf, rng)
+        enc = C.BitColumns(data, tf.dtype, tf.shape)
+        for idx in (rng.integers(0, n, 5), rng.integers(0, n, 50), rng.integers(0, n, (2, 3)), [0, n - 1]):
+            np.testing.assert_array_equal(enc.row_sums(idx), tf[np.asarray(idx)].sum(axis=-1, dtype=np.int64))
+        assert enc.row_sums(n - 1) == int(tf[-1].sum()) and enc.row_sums(-1) == int(tf[-1].sum())
+    heads = len(C.encode_bc(np.zeros((0, 5), np.uint8)))
+    assert len(C.encode_bc(np.zeros((100_000, 5), np.uint8))) == heads  # five empty fields: headers only
+    assert len(C.encode_bc(np.ones((100_000, 2), np.uint8))) < 100
+    one = C.encode_bp(np.full(1000, 9, np.uint32))
+    got = C.BitPacked(one, np.uint32, 1000)
+    assert got._w == 0 and got[3] == 9 and got[5:8].tolist() == [9, 9, 9] and got[np.array([0, 999])].tolist() == [9, 9]
 
 
 def test_encoders_give_the_same_bytes_a_piece_at_a_time(monkeypatch, tmp_path):
@@ -81,7 +132,8 @@ def test_delta_varints_bit_packing_and_delta_zlib_are_exact_on_edge_values():
         hashes = np.sort(rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
         _check_reads(C.DeltaZlib(C.encode_dz(hashes), hashes.dtype, len(hashes)), hashes, rng)
         _check_reads(C.DeltaZlib(C.encode_dz(a), a.dtype, len(a)), a, rng)
-    assert C.bitpacked_bytes(np.ones(1000, np.uint16))[1] == 1 and C.bitpacked_bytes(np.arange(1000))[1] == 8
+    assert C.bitpacked_bytes(np.ones(1000, np.uint16))[1] == 0 and C.bitpacked_bytes(np.arange(1000))[1] == 8
+    assert C.bitpacked_bytes(np.r_[np.zeros(1000, np.uint16), 1])[1] == 1
     u = np.array([0, 1, 127, 128, 16383, 16384, 2**63, 2**64 - 1], dtype=np.uint64)
     data, starts = C.encode_varints(u)
     assert list(np.diff(starts)) == [1, 1, 1, 2, 2, 3, 10, 10]
@@ -154,8 +206,8 @@ def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
         enc = model.tables.arrays[name]
         assert isinstance(enc, C.Encoded), name
         fresh = type(enc)((cacm_dir / manifest["folder"] / manifest["tables"][name]["file"]).read_bytes(),
-                          enc.dtype, len(enc))
-        _check_reads(enc, np.asarray(fresh), rng)
+                          enc.dtype, enc.shape if enc.ndim == 2 else len(enc))
+        (_check_row_reads if enc.ndim == 2 else _check_reads)(enc, np.asarray(fresh), rng)
     # the forward index's postings are not stored: recomputed, entry by entry or whole
     assert manifest["tables"]["fwd_post"]["codec"] == "fwd" and manifest["tables"]["fwd_post"]["bytes"] == 0
     t = model.tables
@@ -210,7 +262,7 @@ def test_a_format_4_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path
     assert r.exit_code == 0, r.output
     up = json.loads((old / "manifest.json").read_text())
     ref = json.loads((cacm_dir / "manifest.json").read_text())
-    assert up["format_version"] == ref["format_version"] == 5
+    assert up["format_version"] == ref["format_version"] == FORMAT_VERSION
     assert {n: m["sha256"] for n, m in up["tables"].items()} == {n: m["sha256"] for n, m in ref["tables"].items()}
 
 
@@ -267,3 +319,158 @@ def test_the_kernels_load_only_for_large_work(monkeypatch):
     assert compiled.kernels(compiled.JIT_MIN_VALUES - 1) is None and compiled._module is None
     monkeypatch.setenv("TABLELM_KERNEL", "numpy")
     assert compiled.kernels(compiled.JIT_MIN_VALUES) is None and compiled._module is False
+
+
+@needs_data
+def test_a_format_5_model_without_label_totals_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path):
+    """Format 5 had no ``ctx_NAME_totals`` and plain field counts: the query sums the context table
+    itself (the same floats), and ``upgrade`` rewrites the model as a build of this format would."""
+    new = tablelm.load(cacm_dir)
+    old = tmp_path / "old5"
+    new.save(old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    folder = old / manifest["folder"]
+    for name in [n for n in manifest["tables"] if n.endswith("_totals")]:
+        (folder / manifest["tables"].pop(name)["file"]).unlink()
+    for name in ("post_tf", "mt_counts", "doc_len"):  # format 5 stored these plain
+        meta = manifest["tables"][name]
+        plain = np.asarray(new.tables.arrays[name])
+        (folder / meta["file"]).unlink()
+        meta.pop("codec")
+        meta["file"] = f"{name}.npy"
+        np.save(folder / meta["file"], plain)
+        meta["bytes"] = (folder / meta["file"]).stat().st_size
+        meta["sha256"] = hashlib.sha256((folder / meta["file"]).read_bytes()).hexdigest()
+    manifest["format_version"] = 5
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    loaded = tablelm.load(old)
+    assert "ctx_tags_totals" not in loaded.tables.arrays and isinstance(loaded.tables.post_tf, np.ndarray)
+    for q in ("computer program", "parallel sorting algorithms", "operating system scheduling"):
+        a, b = loaded.ask(q), new.ask(q)
+        assert a.cards == b.cards and a.sections == b.sections
+    r = CliRunner().invoke(main, ["upgrade", "-m", str(old)])
+    assert r.exit_code == 0, r.output
+    up = json.loads((old / "manifest.json").read_text())
+    ref = json.loads((cacm_dir / "manifest.json").read_text())
+    assert {n: m["sha256"] for n, m in up["tables"].items()} == {n: m["sha256"] for n, m in ref["tables"].items()}
+
+
+@needs_data
+def test_the_stored_label_totals_are_the_sums_of_the_context_tables(cacm_dir):
+    from tablelm.query.sections import _label_totals
+
+    model = tablelm.load(cacm_dir)
+    for name in ("category", "tags", "titles", "related"):
+        ctx = model.tables.context(name)
+        want = np.bincount(np.asarray(ctx.labels, dtype=np.int64), weights=np.asarray(ctx.counts, dtype=np.float64),
+                           minlength=len(ctx.names))
+        stored = model.tables.arrays[f"ctx_{name}_totals"]
+        np.testing.assert_array_equal(np.asarray(stored, dtype=np.float64), want)
+        totals, total = _label_totals(model, name)
+        np.testing.assert_array_equal(totals, want)
+        assert total == float(want.sum())
+
+
+def test_impacts_filled_from_bit_packed_field_counts_are_the_plain_ones():
+    """The kernels' impact fill decodes the rows it fills from an encoded ``post_tf``: the same floats."""
+    pytest.importorskip("numba")
+    from tablelm.query import _jit
+    from tablelm.query.kernel import Postings
+
+    rng = np.random.default_rng(2)
+    n_docs, n_mt = 300, 40
+    lens = rng.integers(0, 60, n_mt)
+    indptr = np.zeros(n_mt + 1, dtype=np.int32)
+    indptr[1:] = np.cumsum(lens)
+    docs = np.concatenate([np.sort(rng.choice(n_docs, k, replace=False)) for k in lens]).astype(np.int32)
+    tf = np.zeros((len(docs), 5), dtype=np.uint8)
+    tf[:, 0] = rng.integers(0, 5, len(docs))
+    tf[:, 1] = rng.random(len(docs)) < 0.3
+    tf[::17, 0] = 200
+
+    class T:
+        post_indptr, post_docs = indptr, docs
+
+    plain, packed = T(), T()
+    plain.post_tf, packed.post_tf = tf, C.BitColumns(C.encode_bc(tf), tf.dtype, tf.shape)
+    norm = rng.random(n_docs) + 0.5
+    fw = (1.0, 2.5, 0.0, 0.0, 0.3)
+    a, b = Postings(plain, norm, fw, 1.2), Postings(packed, norm, fw, 1.2)
+    assert isinstance(b.tf, C.BitColumns)
+    for rows in (np.array([3, 7]), np.array([0, 1, 2, 3, 7, 39]), np.arange(n_mt)):
+        np.testing.assert_array_equal(a.impacts(_jit, rows), b.impacts(_jit, rows))
+    assert b.ready.all() and (b.imp[lens.sum() > 0] != 0).any()
+
+
+@needs_data
+def test_the_model_on_disk_is_within_five_times_the_corpus_file(cacm_dir):
+    """Issue 9's size target on a real collection: CACM's model was 7.8x its corpus file in format 5
+    (23.1 MB for 3.0 MB), 4.4x in format 6 (13.0 MB); the field counts and the context tables pay most."""
+    manifest = json.loads((cacm_dir / "manifest.json").read_text())
+    tables = manifest["tables"]
+    total = sum(m["bytes"] for m in tables.values())
+    assert total <= 5.0 * CACM.stat().st_size, total / CACM.stat().st_size
+
+    def plain(name):
+        m = tables[name]
+        return np.dtype(m["dtype"]).itemsize * int(np.prod(m["shape"]))
+
+    assert tables["post_tf"]["codec"] == "bc" and tables["post_tf"]["bytes"] <= 0.3 * plain("post_tf")
+    assert tables["mt_counts"]["codec"] == "bc" and tables["mt_counts"]["bytes"] <= 0.3 * plain("mt_counts")
+    for name in ("tags", "related", "titles"):
+        assert tables[f"ctx_{name}_labels"]["bytes"] <= 0.6 * plain(f"ctx_{name}_labels"), name
+        assert tables[f"ctx_{name}_counts"]["bytes"] <= 0.5 * plain(f"ctx_{name}_counts"), name
+
+
+def test_fixed_bits_and_multitoken_words_are_exact():
+    """``fb``: ids in no order in the bits of the largest (negative, unsigned, one value, the widest);
+    ``mw``: the single words' rows are not stored and read back as ``[i, -1, -1, -1]``."""
+    rng = np.random.default_rng(8)
+    for n in (1, 9, C.BLOCK + 3, 4000):
+        for a in (rng.integers(0, 100_000, n).astype(np.int32), rng.integers(-5, 3, n).astype(np.int32),
+                  np.full(n, 7, np.int32), rng.integers(0, 2**56 - 1, n, dtype=np.uint64),
+                  np.r_[rng.integers(0, 2**31 - 1, n - 1), -(2**31)].astype(np.int32)):
+            enc = C.FixedBits(C.encode_fb(a), a.dtype, len(a))
+            _check_reads(enc, a, rng)
+            assert [enc.one(i) for i in (0, n - 1)] == [int(a[0]), int(a[-1])]
+    assert len(C.encode_fb(rng.integers(0, 2**17, 8000).astype(np.int32))) == 16 + 8 * (-(-8000 * 17 // 64) + 1)
+    with pytest.raises(ValueError):
+        C.encode_fb(np.array([0, 2**60], dtype=np.uint64))
+    for n_single, n_multi in ((0, 50), (30, 0), (1000, 300), (5, 5000)):
+        singles = np.full((n_single, 4), -1, dtype=np.int32)
+        singles[:, 0] = np.arange(n_single)
+        multi = np.full((n_multi, 4), -1, dtype=np.int32)
+        multi[:, :2] = rng.integers(0, max(n_single, 1), (n_multi, 2))
+        multi[n_multi // 2:, 2:] = rng.integers(0, max(n_single, 1), (n_multi - n_multi // 2, 2))
+        words = np.concatenate([singles, multi])
+        data = C.encode_mw(words)
+        enc = C.MultitokenWords(data, words.dtype, words.shape)
+        assert enc._singles == n_single
+        _check_row_reads(enc, words, rng)
+        for k in (1, 5, 8, 9, 40):  # the few-rows path and the vectorized one
+            idx = rng.integers(0, len(words), k)
+            np.testing.assert_array_equal(enc[idx], words[idx])
+            np.testing.assert_array_equal(enc.lengths(idx), (words[idx] >= 0).sum(axis=1))
+            assert enc.lengths(int(idx[0])) == (words[idx[0]] >= 0).sum()
+    # a table whose first rows are not its single words' (it still reads back: nothing is skipped)
+    odd = np.array([[3, -1, -1, -1], [0, 1, -1, -1]], dtype=np.int32)
+    assert C.single_word_rows(odd) == 0
+    np.testing.assert_array_equal(np.asarray(C.MultitokenWords(C.encode_mw(odd), odd.dtype, odd.shape)), odd)
+
+
+def test_the_compiled_delta_varint_decoder_reads_what_numpy_reads(monkeypatch):
+    """Once the query kernels are loaded, delta-varint blocks decode with numba: the same values."""
+    pytest.importorskip("numba")
+    import sys
+
+    import tablelm.query._jit  # noqa: F401  (what a query process has loaded)
+
+    rng = np.random.default_rng(4)
+    n = 7 * C.BLOCK + 29
+    a = np.concatenate([np.sort(rng.integers(0, 2**31 - 1, n)), [0, 2**31 - 1, 0, 5, 5]]).astype(np.int32)
+    data = C.encode_dv(a)
+    assert C._query_kernels() is not None
+    _check_reads(C.DeltaVarint(data, a.dtype, len(a)), a, rng)
+    monkeypatch.delitem(sys.modules, "tablelm.query._jit")
+    assert C._query_kernels() is None
+    _check_reads(C.DeltaVarint(data, a.dtype, len(a)), a, rng)

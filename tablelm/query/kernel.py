@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from ..tables.codecs import Encoded
+
 #: ``TABLELM_KERNEL``: ``numpy`` never compiles, ``numba`` compiles on the first query, ``auto``
 #: (the default) compiles once this process has spent ``TABLELM_JIT_AFTER`` seconds (1.0) scoring
 #: with numpy: loading numba and its cached kernels costs about a second (several the first time
@@ -127,8 +129,15 @@ class Postings:
 
     def __init__(self, tables, norm: np.ndarray, fw, k1: float):
         self.indptr = _ro(tables.post_indptr)
-        self.docs = _ro(tables.post_docs)
-        self.tf = _ro(tables.post_tf)
+        # encoded tables (tables/codecs.py) stay encoded: a fill decodes its rows. The entities of the
+        # postings are then a cache like ``imp`` (the kernels read it for the rows filled only),
+        # ``docs_table`` the stored table that the numpy path reads
+        self.docs_table = tables.post_docs
+        if isinstance(self.docs_table, Encoded):
+            self.docs = np.zeros(len(self.docs_table), dtype=self.docs_table.dtype)
+        else:
+            self.docs = self.docs_table = _ro(tables.post_docs)
+        self.tf = tables.post_tf if isinstance(tables.post_tf, Encoded) else _ro(tables.post_tf)
         self.norm = _ro(np.asarray(norm, dtype=np.float64))
         self.fw = np.ascontiguousarray(fw, dtype=np.float64)
         self.kp1 = float(k1) + 1.0
@@ -136,6 +145,8 @@ class Postings:
         # zeroed on allocation: the pages of rows never queried cost no memory
         self.imp = np.zeros(len(self.docs), dtype=np.float32)
         self.ready = np.zeros(max(len(self.indptr) - 1, 0), dtype=np.bool_)
+        #: the rows whose entities the cache holds (``ready`` ones too, when the table is encoded)
+        self.docs_ready = self.ready.copy()
 
     def impacts(self, jit, mts: np.ndarray) -> np.ndarray:
         """``imp`` with the rows ``mts`` filled (those not yet: by the compiled ``fill_impacts``).
@@ -150,8 +161,40 @@ class Postings:
 
     def _fill(self, jit, indptr, at: np.ndarray, rows: np.ndarray) -> None:
         """Impacts of the rows ``at`` of ``indptr`` (this table's rows ``rows``), then marked ready."""
-        jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
+        if isinstance(self.tf, Encoded) or self.docs is not self.docs_table:
+            # the rows' postings decoded (their entities into the cache), their impacts computed alike
+            _, idx = gather(indptr, at)
+            sub = np.zeros(len(at) + 1, dtype=np.int64)
+            np.cumsum(np.asarray(indptr[np.asarray(at) + 1], dtype=np.int64)
+                      - np.asarray(indptr[at], dtype=np.int64), out=sub[1:])
+            idx = idx.astype(np.int64, copy=False)  # positions of whole rows: in range, decoded unchecked
+            if self.docs is not self.docs_table:
+                docs = self.docs_table._take(idx)
+                self.docs[idx] = docs
+                self.docs_ready[rows] = True
+            else:
+                docs = self.docs[idx]
+            tf = self.tf.take_rows(idx) if hasattr(self.tf, "take_rows") else self.tf[idx]
+            imp = np.zeros(len(idx), dtype=np.float32)
+            jit.fill_impacts(sub, docs, tf, self.fw, self.kp1, self.norm, np.arange(len(at), dtype=np.int64), imp)
+            self.imp[idx] = imp
+        else:
+            jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
         self.ready[rows] = True
+
+    def row_docs(self, mt: int, s: int, e: int) -> np.ndarray:
+        """The entities of row ``mt`` (postings ``s:e``), ascending: of an encoded table decoded once
+        into the cache (a card's every term reads its row, some of 10^5 postings at 1M)."""
+        if self.docs is self.docs_table:
+            return self.docs[s:e]
+        if not self.docs_ready[mt]:
+            self.docs[s:e] = self.docs_table[s:e]
+            self.docs_ready[mt] = True
+        return self.docs[s:e]
+
+    def docs_at(self, idx: np.ndarray) -> np.ndarray:
+        """The entities of the postings ``idx``, from the stored table (any row, filled or not)."""
+        return np.asarray(self.docs_table[idx])
 
     def with_bounds(self, bounds: np.ndarray, rows: np.ndarray) -> Postings:
         """A copy that reads row pointers ``bounds`` instead, whose row ``2j`` (postings
@@ -165,6 +208,7 @@ class Postings:
         out = copy.copy(self)
         out.indptr = bounds
         out.ready = np.ones(max(len(bounds) - 1, 0), dtype=np.bool_)
+        out.docs_ready = np.zeros(len(out.ready), dtype=np.bool_)  # row_docs of its rows: decoded again
         return out
 
 
@@ -192,7 +236,7 @@ def impacts_at(post: Postings, idx: np.ndarray) -> np.ndarray:
     tfw = tf[:, 0] * post.fw[0]
     for f in range(1, tf.shape[1]):
         tfw = tfw + tf[:, f] * post.fw[f]
-    return (tfw * post.kp1 / (tfw + post.norm[post.docs[idx]])).astype(np.float32)
+    return (tfw * post.kp1 / (tfw + post.norm[post.docs_at(idx)])).astype(np.float32)
 
 
 def _accumulate_numpy(post: Postings, mts, w, grp) -> np.ndarray:
@@ -200,7 +244,7 @@ def _accumulate_numpy(post: Postings, mts, w, grp) -> np.ndarray:
     if not len(mts):
         return scores
     term, idx = gather(post.indptr, mts)
-    docs = np.asarray(post.docs[idx], dtype=np.int64)
+    docs = np.asarray(post.docs_at(idx), dtype=np.int64)
     contrib = w[term] * impacts_at(post, idx)
     group = grp[term]
     if (group >= 0).any():

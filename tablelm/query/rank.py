@@ -98,7 +98,7 @@ class Scorer:
         """For each of ``docs``: whether ``mt`` occurs in it, and the posting's index."""
         m = self.model
         s, e = int(m.tables.post_indptr[mt]), int(m.tables.post_indptr[mt + 1])
-        row_docs = m.tables.post_docs[s:e]
+        row_docs = self.postings.row_docs(mt, s, e)
         # the entities in the row's own type (they fit: it holds entity indices), else numpy would
         # convert the whole row to the type of ``docs`` on every call: O(its postings), 75 µs for a
         # common word at 1M, ~100 calls an ask

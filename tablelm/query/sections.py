@@ -129,6 +129,10 @@ def label_scores(model, table: str, terms):
 def _label_totals(model, table: str) -> tuple[np.ndarray, float]:
     """count(·, label) of every label of a context table, and the table's total T (cached)."""
     ctx = model.tables.context(table)
+    stored = getattr(model.tables, "arrays", {}).get(f"ctx_{table}_totals")
+    if stored is not None:  # the build's sums (format 6): the same integers, so the same floats
+        totals = np.asarray(stored, dtype=np.float64)
+        return totals, float(totals.sum())
     labels, counts = ctx.labels, ctx.counts
     totals = np.zeros(len(ctx.names))
     # in slices: no copy of the whole table in int64 and float64 (400 MB, 1 s at 1M entities), and

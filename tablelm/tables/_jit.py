@@ -112,3 +112,20 @@ def dv_decode(data, ptr, b0, b1, stop, block):
             out[k] = acc
             k += 1
     return out
+
+
+@_jit
+def fb_take(words, w, idx):
+    """The ``w``-bit codes at ``idx`` of a fixed-bits table (``codecs.FixedBits``: little-endian bits
+    in 64-bit words), as uint64: what its numpy reader computes, a value at a time."""
+    out = np.empty(len(idx), dtype=np.uint64)
+    mask = (np.uint64(1) << np.uint64(w)) - np.uint64(1)
+    for j in range(len(idx)):
+        bit = idx[j] * w
+        q = bit >> 6
+        off = np.uint64(bit & 63)
+        v = words[q] >> off
+        if off:
+            v |= words[q + 1] << (np.uint64(64) - off)
+        out[j] = v & mask
+    return out

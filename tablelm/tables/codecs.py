@@ -11,10 +11,17 @@ and the dictionary stay plain, memory-mapped arrays):
     gather decodes the blocks it touches only. File: ``int64 block byte offsets[n_blocks+1]``
     then the bytes.
 ``bp``
-    small counts (pair counts, label counts): ``value - min`` in 1, 2, 4 or 8 bits (the width
-    that makes the file smallest), the largest code marking an escape whose value is in a
-    sorted side table. File: a header (escapes, width, their sizes, min), the escapes'
+    small counts (pair counts, label counts): ``value - min`` in 0, 1, 2, 4 or 8 bits (the width
+    that makes the file smallest; 0 when every value is the minimum), the largest code marking
+    an escape whose value is in a sorted side table. File: a header (escapes, width, their sizes, min), the escapes'
     positions and values, then the packed codes.
+``bc``
+    a 2-D table of small counts (fields of postings and multitokens): each column ``bp`` alone.
+``fb``
+    ids in no order (pending entities, sorted n-grams' multitokens): ``value - min`` in the bits of
+    the largest.
+``mw``
+    ``mt_words``: the single words' rows (``[i, -1, -1, -1]``) not stored, each column of the others ``fb``.
 ``dz``
     a table only updates read (the pending n-gram hashes): zlib of its byte-transposed
     deltas, decoded in full on first use.
@@ -36,6 +43,7 @@ need no change; ``np.asarray`` decodes the whole table (updates, exports), and k
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -152,7 +160,7 @@ class Encoded:
 
     def __init__(self, dtype, n: int):
         self.dtype = np.dtype(dtype)
-        self.shape = (int(n),)
+        self.shape: tuple[int, ...] = (int(n),)
         self.size = int(n)
         self._full: np.ndarray | None = None
 
@@ -220,6 +228,15 @@ class Encoded:
         return f"{type(self).__name__}({self.dtype}, {self.size})"
 
 
+def _query_kernels():
+    """The build's numba kernels (tables/_jit.py) once this process has loaded the query kernels
+    (numba is imported then: a query reads with the compiled decoder, ~1 µs a block instead of
+    ~40 in Python), else None (a build or a short process does not load numba for its reads)."""
+    if "tablelm.query._jit" not in sys.modules:
+        return None
+    return kernels()
+
+
 class DeltaVarint(Encoded):
     def __init__(self, buf, dtype, n: int):
         super().__init__(dtype, n)
@@ -229,15 +246,17 @@ class DeltaVarint(Encoded):
 
     def _blocks(self, b0: int, b1: int, stop: int = BLOCK) -> np.ndarray:
         """Values of blocks [b0, b1) (of the last one, the first ``stop``)."""
+        # compiled: in a process that has the query kernels (a row or two: ~1 µs instead of ~40 in
+        # Python), or for a whole table (an update reads the model's pairs: ~20x numpy)
+        jit = _query_kernels() if b1 - b0 <= 2 else kernels((b1 - b0) * BLOCK)
+        if jit is not None:
+            return jit.dv_decode(self._data, self._ptr, b0, b1, stop, BLOCK).astype(self.dtype, copy=False)
         if b1 - b0 <= 2:  # a row or two (a query's reads): a Python loop beats a dozen numpy calls
             out: list[int] = []
             ptr = self._ptr
             for b in range(b0, b1):
                 out += _decode_block(self._data[int(ptr[b]):int(ptr[b + 1])].tobytes(), stop if b == b1 - 1 else BLOCK)
             return np.array(out, dtype=self.dtype)
-        jit = kernels((b1 - b0) * BLOCK)  # a whole table (an update reads the model's pairs): ~20x numpy
-        if jit is not None:
-            return jit.dv_decode(self._data, self._ptr, b0, b1, stop, BLOCK).astype(self.dtype, copy=False)
         d = _unzigzag(decode_varints(self._data[int(self._ptr[b0]):int(self._ptr[b1])]))
         c = np.cumsum(d)
         if b1 - b0 > 1:
@@ -315,9 +334,23 @@ class BitPacked(Encoded):
         self._val = np.frombuffer(buf, dtype=f"<u{val_size}", count=m, offset=at)
         at += val_size * m
         self._packed = np.frombuffer(buf, dtype=np.uint8, count=-(-int(n) * self._w // 8), offset=at)
+        self._pb = memoryview(buf)[at:at + len(self._packed)]
+        self._mask = (1 << self._w) - 1
+
+    def one(self, i: int) -> int:
+        """Value ``i`` (in range) as a Python int, without numpy's per-call costs."""
+        if not self._w:
+            return self._base
+        bit = i * self._w
+        code = (self._pb[bit >> 3] >> (bit & 7)) & self._mask
+        if code == self._mask:
+            code = int(self._val[int(np.searchsorted(self._pos, i))])
+        return code + self._base
 
     def _codes(self, idx: np.ndarray) -> np.ndarray:
         w = self._w
+        if w == 0:
+            return np.zeros(len(idx), dtype=np.uint8)
         if w == 8:
             return self._packed[idx]
         bit = idx * w
@@ -325,7 +358,7 @@ class BitPacked(Encoded):
 
     def _fix(self, codes: np.ndarray, where) -> np.ndarray:
         vals = codes.astype(self.dtype)
-        esc = np.flatnonzero(codes == (1 << self._w) - 1)
+        esc = np.flatnonzero(codes == (1 << self._w) - 1) if self._w else ()
         if len(esc):
             vals[esc] = self._val[np.searchsorted(self._pos, where(esc))].astype(self.dtype)
         if self._base:
@@ -333,6 +366,8 @@ class BitPacked(Encoded):
         return vals
 
     def _range(self, lo: int, hi: int) -> np.ndarray:
+        if self._w == 0:
+            return self._fix(np.zeros(hi - lo, dtype=np.uint8), None)
         if self._w == 8:
             return self._fix(self._packed[lo:hi], lambda e: e + lo)
         per = 8 // self._w
@@ -354,6 +389,8 @@ def bitpacked_bytes(a: np.ndarray, base_top: tuple[int, int] | None = None) -> t
     a = np.asarray(a).reshape(-1)
     base, top = span(a) if base_top is None else base_top
     top -= base
+    if top == 0:  # every value is the minimum (a field no entity has): width 0, the header alone
+        return struct.calcsize(_BP_HEAD), 0
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
     escapes = dict.fromkeys((1, 2, 4, 8), 0)
@@ -382,6 +419,8 @@ def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int]
     base, top = span(a) if base_top is None else base_top
     top -= base
     w = bitpacked_bytes(a, (base, top + base))[1] if width is None else width
+    if w == 0:
+        return struct.pack(_BP_HEAD, 0, 0, 4, 1, base)
     mask = (1 << w) - 1
     val_size = 1 if top < 2**8 else 2 if top < 2**16 else 4 if top < 2**32 else 8
     pos_size = 4 if a.size < 2**31 else 8
@@ -409,6 +448,370 @@ def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int]
     n_esc = sum(len(e) for e in escs) // pos_size
     return (struct.pack(_BP_HEAD, n_esc, w, pos_size, val_size, base) + b"".join(escs) + b"".join(vals)
             + b"".join(packs))
+
+
+class BitColumns(Encoded):
+    """A 2-D table of small counts (``(rows, fields)``: the postings' and the multitokens' field
+    counts), each column bit-packed alone (:class:`BitPacked`): a field no entity has costs its header
+    only, the text field 2 bits a posting instead of a byte. Read by rows like the plain array
+    (an int, a slice or an index array, then optionally the columns)."""
+
+    ndim = 2
+
+    def __init__(self, buf, dtype, shape):
+        n, k = (int(x) for x in shape)
+        super().__init__(dtype, n)
+        self.shape = (n, k)
+        self.size = n * k
+        off = np.frombuffer(buf, dtype="<i8", count=k + 1, offset=len(_BC_MAGIC))
+        at = len(_BC_MAGIC) + 8 * (k + 1)
+        view = memoryview(buf)
+        self._cols = [BitPacked(view[at + int(off[j]):at + int(off[j + 1])], dtype, n) for j in range(k)]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def decoded(self) -> np.ndarray:
+        if self._full is None:
+            full = np.empty(self.shape, dtype=self.dtype)
+            for j, c in enumerate(self._cols):
+                full[:, j] = c.decoded() if c._w else c.dtype.type(c._base)
+            full.flags.writeable = False
+            self._full = full
+        return self._full
+
+    def __getitem__(self, key):
+        if self._full is not None:
+            return self._full[key]
+        if type(key) is np.ndarray and key.ndim == 1 and key.size <= 16 and key.dtype.kind in "iu":
+            return np.array([self._row(i) for i in key.tolist()], dtype=self.dtype).reshape(len(key), self.shape[1])
+        if isinstance(key, tuple):
+            rows = self[key[0]]
+            return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
+        n = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            return np.array(self._row(int(key)), dtype=self.dtype)
+        if isinstance(key, slice):
+            idx = np.arange(*key.indices(n), dtype=np.int64)
+        else:
+            idx = np.asarray(key)
+            if idx.dtype == bool:
+                return self.decoded()[idx]
+            idx = idx.astype(np.int64)
+            idx = np.where(idx < 0, idx + n, idx)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise IndexError(f"index out of bounds for a table of {n}")
+        return self.take_rows(idx.ravel()).reshape(idx.shape + (self.shape[1],))
+
+    def take_rows(self, flat: np.ndarray) -> np.ndarray:
+        """The rows ``flat`` (int64, in range: not checked), as a (len, columns) array."""
+        out = np.empty((len(flat), self.shape[1]), dtype=self.dtype)
+        for j, c in enumerate(self._cols):
+            if not c._w:  # a field no entity has: its one value
+                out[:, j] = c._base
+            elif len(flat) <= 16:  # a card's few postings: Python ints beat a dozen numpy calls
+                out[:, j] = [c.one(i) for i in flat.tolist()]
+            else:
+                out[:, j] = c._take(flat)
+        return out
+
+    def row_sums(self, key):
+        """``self[key].sum(axis=-1)`` in int64, reading only the columns that are not constant (a
+        multitoken's total count: the fields no entity has add their one value)."""
+        const = sum(c._base for c in self._cols if not c._w)
+        cols = [c for c in self._cols if c._w]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self.shape[0] if int(key) < 0 else 0)
+            if not 0 <= i < self.shape[0]:
+                raise IndexError(f"index {key} is out of bounds for a table of {self.shape[0]}")
+            return np.int64(const + sum(c.one(i) for c in cols))
+        idx = np.asarray(key)
+        if idx.dtype == bool or self._full is not None or not isinstance(key, np.ndarray):
+            return np.asarray(self[key]).sum(axis=-1, dtype=np.int64)
+        idx = idx.astype(np.int64)
+        idx = np.where(idx < 0, idx + self.shape[0], idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.shape[0]):
+            raise IndexError(f"index out of bounds for a table of {self.shape[0]}")
+        flat = idx.ravel()
+        if len(flat) <= 16:
+            out = np.array([const + sum(c.one(i) for c in cols) for i in flat.tolist()], dtype=np.int64)
+        else:
+            out = np.full(len(flat), const, dtype=np.int64)
+            for c in cols:
+                out += c._take(flat)
+        return out.reshape(idx.shape)
+
+    def _row(self, i: int) -> list[int]:
+        """Row ``i`` (negative from the end) as Python ints: a card's few postings, a multitoken's counts."""
+        if i < 0:
+            i += self.shape[0]
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"index {i} is out of bounds for a table of {self.shape[0]}")
+        return [c.one(i) for c in self._cols]
+
+    def __iter__(self):
+        return iter(self.decoded())
+
+    def __repr__(self) -> str:
+        return f"BitColumns({self.dtype}, {self.shape})"
+
+
+_BC_MAGIC = b"TLBC"
+
+
+def encode_bc(a: np.ndarray) -> bytes:
+    """:class:`BitColumns`' bytes of a 2-D table: ``b"TLBC"``, ``int64 column byte offsets[k+1]``,
+    then each column's :func:`encode_bp` bytes."""
+    a = np.asarray(a)
+    cols = []
+    for j in range(a.shape[1]):
+        col = np.ascontiguousarray(a[:, j])
+        cols.append(encode_bp(col))
+        del col
+    off = np.zeros(len(cols) + 1, dtype="<i8")
+    np.cumsum([len(c) for c in cols], out=off[1:])
+    return _BC_MAGIC + off.tobytes() + b"".join(cols)
+
+
+class FixedBits(Encoded):
+    """``value - min`` in a fixed number of bits (0..56; little-endian bit order): ids in no order
+    (the entity of each pending occurrence, the multitoken of each sorted n-gram) take the bits of
+    the largest, not a byte or four. Any value reads with two 64-bit words."""
+
+    def __init__(self, buf, dtype, n: int):
+        super().__init__(dtype, n)
+        self._w, self._base = struct.unpack_from(_FB_HEAD, buf, 0)
+        at = struct.calcsize(_FB_HEAD)
+        size = _fb_bytes(int(n), self._w)
+        self._words = np.frombuffer(buf, dtype="<u8", count=size // 8, offset=at)
+        self._bytes = memoryview(buf)[at:at + size]
+        self._mask = (1 << self._w) - 1
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        w = self._w
+        out = np.empty(len(idx), dtype=self.dtype)
+        if w == 0:
+            out[:] = self._base
+            return out
+        words, mask = self._words, np.uint64(self._mask)
+        jit = _query_kernels() or kernels(len(idx))
+        if jit is not None:  # compiled: once the query kernels are loaded, or for a large read
+            v = jit.fb_take(words, w, idx.astype(np.int64, copy=False))
+            if self.dtype.kind == "i":
+                out[:] = v.view(np.int64) + np.int64(self._base)
+            else:
+                out[:] = v + np.uint64(self._base)
+            return out
+        for a in range(0, len(idx), PIECE):  # bounded temporaries (a fill reads millions of postings)
+            bit = idx[a:a + PIECE].astype(np.int64) * w
+            q = bit >> 6
+            off = (bit & 63).astype(np.uint64)
+            v = (words[q] >> off) | ((words[q + 1] << (np.uint64(63) - off)) << np.uint64(1))
+            v &= mask
+            if self.dtype.kind == "i":
+                out[a:a + PIECE] = v.view(np.int64) + np.int64(self._base)
+            else:
+                out[a:a + PIECE] = v + np.uint64(self._base)
+        return out
+
+    def _range(self, lo: int, hi: int) -> np.ndarray:
+        return self._take(np.arange(lo, hi, dtype=np.int64))
+
+    def __getitem__(self, key):
+        # an id or a few (a prompt's sorted n-grams, a card's postings): Python ints, no index checks
+        if isinstance(key, (int, np.integer)) and self._full is None:
+            i = int(key) + (self.size if int(key) < 0 else 0)
+            if not 0 <= i < self.size:
+                raise IndexError(f"index {key} is out of bounds for a table of {self.size}")
+            return self.dtype.type(self.one(i))
+        if type(key) is np.ndarray and key.ndim == 1 and key.size <= 16 and key.dtype.kind in "iu" \
+                and self._full is None:
+            got = [int(i) + (self.size if i < 0 else 0) for i in key.tolist()]
+            if any(not 0 <= i < self.size for i in got):
+                raise IndexError(f"index out of bounds for a table of {self.size}")
+            return np.array([self.one(i) for i in got], dtype=self.dtype)
+        return super().__getitem__(key)
+
+    def one(self, i: int) -> int:
+        """Value ``i`` (in range) as a Python int, without numpy's per-call costs."""
+        bit = i * self._w
+        at = bit >> 3
+        return ((int.from_bytes(self._bytes[at:at + 8], "little") >> (bit & 7)) & self._mask) + self._base
+
+
+_FB_HEAD = "<B7xq"
+FB_MAX = 56
+
+
+def _fb_bytes(n: int, w: int) -> int:
+    """Bytes of ``n`` values of ``w`` bits in 64-bit words, plus one word (a value's second word)."""
+    return 8 * (-(-n * w // 64) + 1) if w else 0
+
+
+def fixed_bits_width(a: np.ndarray) -> tuple[int, int]:
+    """(bits, min) of :class:`FixedBits` for ``a``: the bits of ``max - min``."""
+    base, top = span(np.asarray(a).reshape(-1))
+    return int(top - base).bit_length(), int(base)
+
+
+def encode_fb(a: np.ndarray) -> bytes:
+    a = np.asarray(a).reshape(-1)
+    w, base = fixed_bits_width(a) if a.size else (0, 0)
+    if w > FB_MAX:
+        raise ValueError(f"{w} bits a value: more than FixedBits holds")
+    out = [struct.pack(_FB_HEAD, w, base)]
+    if w:
+        for _, piece in _pieces(a):  # PIECE values of w bits: whole bytes, so pieces concatenate
+            v = (piece.astype(np.int64) - np.int64(base)).view(np.uint64) if a.dtype.kind == "i" \
+                else piece.astype(np.uint64) - np.uint64(base)
+            bits = np.empty((len(v), w), dtype=np.uint8)  # bit j of each value (uint8: w bytes a value)
+            for j in range(w):
+                bits[:, j] = (v >> np.uint64(j)) & np.uint64(1)
+            out.append(np.packbits(bits.ravel(), bitorder="little").tobytes())
+            del v, bits
+        out.append(bytes(_fb_bytes(len(a), w) - sum(len(x) for x in out[1:])))
+    return b"".join(out)
+
+
+class MultitokenWords(Encoded):
+    """``mt_words`` without what it repeats: the single words come first, multitoken ``i`` being
+    stem ``i`` (the row ``[i, -1, -1, -1]``), so they are not stored; each column of the other rows is
+    :class:`FixedBits` (a stem id, or -1, in the bits of the largest stem id)."""
+
+    ndim = 2
+
+    def __init__(self, buf, dtype, shape):
+        n, k = (int(x) for x in shape)
+        super().__init__(dtype, n)
+        self.shape, self.size = (n, k), n * k
+        self._singles, = struct.unpack_from("<q", buf, len(_MW_MAGIC))
+        at = len(_MW_MAGIC) + 8
+        off = np.frombuffer(buf, dtype="<i8", count=k + 1, offset=at)
+        at += 8 * (k + 1)
+        view = memoryview(buf)
+        self._cols = [FixedBits(view[at + int(off[j]):at + int(off[j + 1])], dtype, n - self._singles)
+                      for j in range(k)]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def lengths(self, key):
+        """``(self[key] >= 0).sum(axis=-1)``: the words of each multitoken, without building its rows
+        (a single word's row is 1 and not read)."""
+        n = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if int(key) < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} is out of bounds for a table of {n}")
+            return np.int64(1 if i < self._singles else sum(c.one(i - self._singles) >= 0 for c in self._cols))
+        if self._full is not None or not isinstance(key, np.ndarray) or key.dtype == bool:
+            return (np.asarray(self[key]) >= 0).sum(axis=-1)
+        idx = key.astype(np.int64)
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"index out of bounds for a table of {n}")
+        flat = idx.ravel()
+        out = np.ones(len(flat), dtype=np.int64)
+        multi = np.flatnonzero(flat >= self._singles)
+        if len(multi):
+            at = flat[multi] - self._singles
+            got = np.zeros(len(multi), dtype=np.int64)
+            for c in self._cols:  # a multi-word row: every column up to its last word holds one
+                if c._base >= 0:  # the smallest of the column is a word: every row has one there
+                    got += 1
+                else:
+                    got += c._take(at) >= 0
+            out[multi] = got
+        return out.reshape(idx.shape)
+
+    def _row(self, i: int) -> list[int]:
+        """Row ``i`` (negative from the end) as Python ints."""
+        if i < 0:
+            i += self.shape[0]
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"index {i} is out of bounds for a table of {self.shape[0]}")
+        if i < self._singles:
+            return [i] + [-1] * (self.shape[1] - 1)
+        return [c.one(i - self._singles) for c in self._cols]
+
+    def _rows(self, idx: np.ndarray) -> np.ndarray:
+        if len(idx) <= 24:  # a few rows (a prompt's): Python ints beat a dozen numpy calls a column
+            return np.array([self._row(i) for i in idx.tolist()], dtype=self.dtype).reshape(len(idx), self.shape[1])
+        out = np.full((len(idx), self.shape[1]), -1, dtype=self.dtype)
+        single = idx < self._singles
+        if single.all():
+            out[:, 0] = idx
+            return out
+        out[single, 0] = idx[single]
+        multi = np.flatnonzero(~single)
+        at = idx[multi] - self._singles
+        for j, c in enumerate(self._cols):
+            out[multi, j] = c._take(at)
+        return out
+
+    def decoded(self) -> np.ndarray:
+        if self._full is None:
+            n, k = self.shape
+            full = np.full((n, k), -1, dtype=self.dtype)
+            full[:self._singles, 0] = np.arange(self._singles)
+            at = np.arange(n - self._singles, dtype=np.int64)
+            for j, c in enumerate(self._cols):  # whole columns: slices, not index arrays
+                full[self._singles:, j] = c._take(at)
+            full.flags.writeable = False
+            self._full = full
+        return self._full
+
+    def __getitem__(self, key):
+        if self._full is not None:
+            return self._full[key]
+        if type(key) is np.ndarray and key.ndim == 1 and key.size <= 24 and key.dtype.kind in "iu":
+            return np.array([self._row(i) for i in key.tolist()], dtype=self.dtype).reshape(len(key), self.shape[1])
+        if isinstance(key, tuple):
+            rows = self[key[0]]
+            return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
+        n = self.shape[0]
+        if isinstance(key, slice):
+            return self._rows(np.arange(*key.indices(n), dtype=np.int64))
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if int(key) < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} is out of bounds for a table of {n}")
+            return np.array(self._row(i), dtype=self.dtype)
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            return self.decoded()[idx]
+        idx = idx.astype(np.int64)
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"index out of bounds for a table of {n}")
+        return self._rows(idx.ravel()).reshape(idx.shape + (self.shape[1],))
+
+    def __iter__(self):
+        return iter(self.decoded())
+
+    def __repr__(self) -> str:
+        return f"MultitokenWords({self.dtype}, {self.shape}, {self._singles} single words)"
+
+
+_MW_MAGIC = b"TLMW"
+
+
+def single_word_rows(words: np.ndarray) -> int:
+    """How many rows at the start of ``words`` are ``[i, -1, ...]`` for their index ``i``."""
+    words = np.asarray(words)
+    n1 = int(np.count_nonzero(words[:, 1:].max(axis=1, initial=-1) < 0)) if len(words) else 0
+    head = words[:n1]
+    ok = (head[:, 0] == np.arange(n1)) & (head[:, 1:] == -1).all(axis=1)
+    return n1 if ok.all() else int(np.argmin(ok))
+
+
+def encode_mw(a: np.ndarray) -> bytes:
+    a = np.asarray(a)
+    n1 = single_word_rows(a)
+    cols = [encode_fb(np.ascontiguousarray(a[n1:, j])) for j in range(a.shape[1])]
+    off = np.zeros(len(cols) + 1, dtype="<i8")
+    np.cumsum([len(c) for c in cols], out=off[1:])
+    return _MW_MAGIC + struct.pack("<q", n1) + off.tobytes() + b"".join(cols)
 
 
 class DeltaZlib(Encoded):
@@ -503,10 +906,15 @@ def forward_posts_derivable(arrays: dict) -> bool:
     return True
 
 
-ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib)}
+ARRAY_CODECS = {"dv": (encode_dv, DeltaVarint), "bp": (encode_bp, BitPacked), "dz": (encode_dz, DeltaZlib),
+                "bc": (encode_bc, BitColumns), "fb": (encode_fb, FixedBits), "mw": (encode_mw, MultitokenWords)}
 
 
 def decode_array(codec: str, buf, dtype: str, shape) -> Encoded:
+    if codec == "bc":
+        return BitColumns(buf, dtype, shape)
+    if codec == "mw":
+        return MultitokenWords(buf, dtype, shape)
     return ARRAY_CODECS[codec][1](buf, dtype, int(shape[0]))
 
 

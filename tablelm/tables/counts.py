@@ -626,6 +626,7 @@ def _context(p: Partial, post_indptr: np.ndarray, name: str, spool: Path | None,
     out_labels = _sink(spool, f"ctx_{name}_labels", np.int32)
     out_counts = _sink(spool, f"ctx_{name}_counts", np.int64)
     indptr = np.zeros(n_mt + 1, dtype=np.int64)
+    totals = np.zeros(len(labels))  # float64 sums of integers: exact (below 2**53)
     step = rows_per_chunk or RANGE_ROWS
     cuts = np.searchsorted(post_indptr, np.arange(step, int(post_indptr[-1]), step))
     bounds = np.unique(np.concatenate(([0], cuts, [n_mt]))).tolist()
@@ -641,11 +642,14 @@ def _context(p: Partial, post_indptr: np.ndarray, name: str, spool: Path | None,
         done += int(ctx.indptr[-1])
         out_labels.add(ctx.indices)
         out_counts.add(ctx.data)
+        if len(totals):
+            totals += np.bincount(ctx.indices, weights=ctx.data, minlength=len(totals))
         del tf_total, rows, ctx
         spill.release(p.post_tf, p.post_doc)
     empty = len(labels) == 0  # no index for a context the corpus leaves empty (TableSet.context)
     return {f"ctx_{name}_indptr": indptr[:1] if empty else indptr,
             f"ctx_{name}_labels": out_labels.finish(), f"ctx_{name}_counts": out_counts.finish(),
+            f"ctx_{name}_totals": totals.astype(np.int64),
             f"doc_{name}_indptr": d_indptr[:1] if empty else d_indptr, f"doc_{name}_labels": d_ids}
 
 

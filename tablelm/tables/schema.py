@@ -56,8 +56,11 @@ class Spec:
     collapses: bool = False  # stored as [0] when its context has no labels (no index for nothing)
     #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
     #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
-    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed)
+    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed),
+    #: "bc" each column of a 2-D count table bit-packed, "fb" fixed bits (ids in no order), "mw" mt_words
     codec: str | None = None
+    #: may be absent (a model of an older format: readers compute what it holds)
+    optional: bool = False
 
 
 def _context_specs(name: str) -> list[Spec]:
@@ -66,9 +69,14 @@ def _context_specs(name: str) -> list[Spec]:
         Spec(lab, "key", None, (lab,), "union, sorted", f"the distinct {name} labels, sorted"),
         Spec(f"ctx_{name}_indptr", "index", "int", ("multitokens+1",), "rebuilt",
              f"row pointers of multitoken -> {name} label counts", collapses=True, codec="dv"),
-        Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row"),
+        Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row",
+             codec="dv"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
-             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)"),
+             f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)",
+             codec="bp"),
+        Spec(f"ctx_{name}_totals", "derived", "uint", (lab,), "rebuilt",
+             f"the counts of each {name} label summed over every multitoken (the column totals of the PMI): "
+             "a query reads them instead of summing the whole table", codec="bp", optional=True),
         Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
              f"row pointers of entity -> its {name} labels", collapses=True),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
@@ -82,15 +90,17 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("display", "derived", None, ("stems",), "recomputed from surface counts",
          "the most frequent surface word of each stem (ties: alphabetical), shown to users"),
     Spec("mt_words", "key", "int32", ("multitokens", 4), "union, sorted",
-         "stem ids of each multitoken, padded with -1; ordered by length, then words"),
+         "stem ids of each multitoken, padded with -1; ordered by length, then words"),  # plain: the planner's
+    # compiled matcher reads it whole (codec "mw" would halve it, and cost a decode of every row there)
     Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
-         "occurrences of each multitoken per field (text, title, category, tags, meta)"),
+         "occurrences of each multitoken per field (text, title, category, tags, meta)", codec="bc"),
     # ---- postings
     Spec("post_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings"),
-    Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row"),
+    Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row",
+         codec="fb"),
     Spec("post_tf", "count", "uint", ("postings", 5), "sum by (multitoken, entity)",
-         "term frequency of the multitoken in the entity, per field (capped at 65535)"),
-    Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity"),
+         "term frequency of the multitoken in the entity, per field (capped at 65535)", codec="bc"),
+    Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity", codec="bc"),
     Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
     Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="dv"),
     Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry",
@@ -109,7 +119,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     # ---- sorted n-grams
     Spec("sng_hash", "derived", "uint64", ("sorted_ngrams",), "rebuilt",
          "hash of the sorted words of each multitoken of 2+ words, ascending"),
-    Spec("sng_mt", "derived", "int32", ("sorted_ngrams",), "rebuilt", "the multitoken of each hash"),
+    Spec("sng_mt", "derived", "int32", ("sorted_ngrams",), "rebuilt", "the multitoken of each hash", codec="fb"),
     # ---- the count store: what add/delete need beyond the tables a query reads
     Spec("stem_hash", "key", "uint64", ("stems",), "union", "a stable 64-bit hash of each stem's string"),
     Spec("surfaces", "key", None, ("surfaces",), "union, sorted", "every surface word, sorted"),
@@ -120,7 +130,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
          "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted",
          codec="dz"),
     Spec("pend_doc", "count", "int32", ("pending",), "concatenate", "the entity of each pending occurrence",
-         codec="dv"),
+         codec="fb"),
     # ---- entities
     Spec("ids", "entity", None, ("entities",), "concatenate", "entity ids, JSON-encoded, in corpus order"),
     Spec("entity_offsets", "entity", "int", ("entities+1",), "concatenate (shifted)",
@@ -199,11 +209,16 @@ class RowSum:
     """A per-row reduction of a 2-D table, computed for the rows indexed (a scalar or an index
     array), so that loading a model makes no pass over its multitokens."""
 
-    def __init__(self, table: np.ndarray, reduce):
+    def __init__(self, table: np.ndarray, reduce, direct=None):
         self._table = table
         self._reduce = reduce
+        #: the reduction of the rows indexed, straight from an encoded table (tables/codecs.py: it
+        #: reads only the columns that matter), instead of ``reduce(table[rows])``
+        self._direct = direct
 
     def __getitem__(self, rows):
+        if self._direct is not None:
+            return self._direct(rows)
         return self._reduce(self._table[rows])
 
     def __len__(self) -> int:
@@ -315,10 +330,13 @@ class TableSet:
         self.n_docs = len(self._strings["ids"])
         self.n_words = int(stats.get("words", 0))
         #: words of each multitoken and its total count: computed for the rows a query reads
-        self.mt_len = RowSum(self._arrays["mt_words"], lambda rows: (rows >= 0).sum(axis=-1))
+        words, counts = self._arrays["mt_words"], self._arrays["mt_counts"]
+        self.mt_len = RowSum(words, None, words.lengths) if hasattr(words, "lengths") else \
+            RowSum(words, lambda rows: (rows >= 0).sum(axis=-1))
         #: single words come first among the multitokens, a word's multitoken id being its stem id
         self.n_stems = len(self._strings["stems"])
-        self.mt_total = RowSum(self._arrays["mt_counts"], lambda rows: rows.sum(axis=-1, dtype=np.int64))
+        self.mt_total = RowSum(counts, None, counts.row_sums) if hasattr(counts, "row_sums") else \
+            RowSum(counts, lambda rows: rows.sum(axis=-1, dtype=np.int64))
         self._display_cache: dict[int, str] = {}
         self._stem_ids: StemIds | None = None
         self._ids: list[str] | None = None
@@ -337,6 +355,8 @@ class TableSet:
                 got = [len(self._strings[spec.name])]
             else:
                 a = self._arrays.get(spec.name)
+                if a is None and spec.optional:
+                    continue
                 if a is None:
                     raise ModelError(f"{self.where} has no {spec.name!r} table; rebuild it (tablelm upgrade).")
                 want = _KIND_OF_DTYPE.get(spec.dtype) or np.dtype(spec.dtype).kind

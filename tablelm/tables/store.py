@@ -49,6 +49,7 @@ from .bounded import drop_oldest, make_room
 from .build import Tables
 from .codecs import (
     ARRAY_CODECS,
+    FB_MAX,
     LINES_PER_BLOCK,
     Encoded,
     ForwardPosts,
@@ -59,15 +60,18 @@ from .codecs import (
     decode_array,
     encode_bp,
     encode_lines,
+    fixed_bits_width,
     forward_posts_derivable,
     write_zblocks,
 )
 from .schema import SPECS
 
-#: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store)
-FORMAT_VERSION = 5
-#: formats this tablelm loads (4: every table a plain .npy; it reads the same way)
-READABLE = (4, 5)
+#: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store);
+#: 6: field counts bit-packed by column (``bc``), context tables encoded with their label totals stored,
+#: ids in no order in fixed bits (``fb``), ``mt_words`` without the single words' rows (``mw``)
+FORMAT_VERSION = 6
+#: formats this tablelm loads (4: every table a plain .npy; 5: fewer tables encoded; they read the same way)
+READABLE = (4, 5, 6)
 MANIFEST = "manifest.json"
 #: seconds a writer waits for another writer of the same model directory (TABLELM_LOCK_TIMEOUT overrides)
 LOCK_TIMEOUT = 600.0
@@ -172,7 +176,7 @@ def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, 
     the schema's codec when it makes the file at least 10% smaller than the plain array. Depends on
     the values only, so the same tables give the same files."""
     codec = SPECS[name].codec if name in SPECS else None
-    if codec is None or arr.ndim != 1 or not arr.size or arr.dtype.kind not in "iu":
+    if codec is None or arr.ndim != (2 if codec in ("bc", "mw") else 1) or not arr.size or arr.dtype.kind not in "iu":
         return None, None
     if codec == "fwd":
         return ("fwd", b"") if forward_posts_derivable(dict(arrays, fwd_post=arr)) else (None, None)
@@ -183,6 +187,8 @@ def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, 
             return None, None
         return "bp", encode_bp(arr, width, base_top)
     if codec == "dv" and arr.dtype.itemsize > 4:
+        return None, None
+    if codec == "fb" and fixed_bits_width(arr)[0] > FB_MAX:
         return None, None
     data = ARRAY_CODECS[codec][0](arr)
     return (codec, data) if len(data) <= 0.9 * arr.nbytes else (None, None)
