@@ -182,7 +182,9 @@ class Encoded:
     def values(self) -> np.ndarray:
         """Every value, decoded now and not kept on the table (an update reads each table once:
         the kept copies of the model's pairs and postings added ~1 GB to an add's peak at 1M)."""
-        return self._full if self._full is not None else self._range(0, self.size)
+        if self._full is not None or type(self)._range is Encoded._range:  # a table decoded whole only
+            return self.decoded()
+        return self._range(0, self.size)
 
     def __array__(self, dtype=None, copy=None):
         a = self.decoded()
