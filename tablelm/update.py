@@ -69,7 +69,7 @@ def partial_of(t: TableSet) -> Partial:
     return Partial(
         n_docs=t.n_docs, stems=t.strings("stems"), stem_hash=stem_hash, mt_words=np.asarray(t.mt_words),
         mt_hash=mt_hashes(t.mt_words, stem_hash), mt_counts=np.asarray(t.mt_counts, dtype=np.int64),
-        post_mt=RowKeys(t.post_indptr), post_doc=t.post_docs, post_tf=_once(t.post_tf),
+        post_mt=RowKeys(t.post_indptr), post_doc=t.post_docs, post_tf=t.post_tf,
         pair_a=RowKeys(t.pair_indptr), pair_b=t.pair_cols, pair_adj=t.pair_adj, pair_ctx=t.pair_ctx,
         pend_hash=_once(t.pend_hash), pend_doc=_once(t.pend_doc), surfaces=t.strings("surfaces"),
         surface_stem=np.asarray(t.surface_stem), surface_count=np.asarray(t.surface_count, dtype=np.int64),
