@@ -285,31 +285,11 @@ class Planner:
 
     def __init__(self, model):
         self.model = model
-        self._token_stems: dict[str, tuple] = {}  # a prompt token -> its stems (bounded, see _words)
         self._stem_info: dict[str, tuple] = {}  # a prompt stem -> (stem, id, display) (bounded, see _stem_info_of)
         self._token_info: dict[str, tuple] = {}  # a prompt token -> its stems' infos (bounded, see _word_infos)
 
     def _stems_of(self, text: str) -> list[str]:
         return self.model.analyzer.prompt_stems(text)
-
-    def _words(self, text: str) -> list[tuple[str, tuple]]:
-        """(surface, stems) of each word of ``text`` in order, as ``Analyzer.tokens_with_spans`` gives
-        them (boundaries left out; a CJK run gives each of its grams); a token's stems are cached."""
-        a = self.model.analyzer
-        if a.bigrams:  # grams cite their own characters: the general path
-            return [(text[i:j], (s,)) for kind, s, i, j in a.tokens_with_spans(text) if kind == 0]
-        cache = self._token_stems
-        out = []
-        for tok in a.token_re.findall(text):
-            stems = cache.get(tok)
-            if stems is None:
-                stems = tuple(s for kind, s, _, _ in a.tokens_with_spans(tok) if kind == 0)
-                if len(cache) >= 50_000:
-                    cache.clear()
-                cache[tok] = stems
-            if stems:
-                out.append((tok, stems))
-        return out
 
     def _stem_info_of(self, s: str) -> tuple:
         """(stem, its id or -1, its display or None), cached (bounded)."""
@@ -324,10 +304,12 @@ class Planner:
         return got
 
     def _word_infos(self, text: str) -> list[tuple[str, tuple]]:
-        """:meth:`_words` with each stem as :meth:`_stem_info_of` gives it; a token's are cached."""
+        """(surface, stem infos) of each word of ``text`` in order, as ``Analyzer.tokens_with_spans``
+        gives them (boundaries left out; a CJK run gives each of its grams), each stem as
+        :meth:`_stem_info_of` gives it; a token's infos are cached."""
         a = self.model.analyzer
-        if a.bigrams:
-            return [(w, tuple(self._stem_info_of(s) for s in stems)) for w, stems in self._words(text)]
+        if a.bigrams:  # grams cite their own characters: the general path
+            return [(text[i:j], (self._stem_info_of(s),)) for kind, s, i, j in a.tokens_with_spans(text) if kind == 0]
         cache = self._token_info
         out = []
         for tok in a.token_re.findall(text):

@@ -452,7 +452,47 @@ def encode_bp(a: np.ndarray, width: int | None = None, base_top: tuple[int, int]
             + b"".join(packs))
 
 
-class BitColumns(Encoded):
+class Encoded2D(Encoded):
+    """A 2-D encoded table read by rows like the plain array: an int, a slice, an index array or a
+    mask, then optionally the columns. ``_row(i)`` reads one row as Python ints, ``take_rows(flat)``
+    many (int64, in range) as a (len, columns) array."""
+
+    #: index arrays up to this size are read row by row in Python ints (a card's few rows)
+    SMALL = 16
+
+    def _row(self, i: int) -> list[int]:
+        raise NotImplementedError
+
+    def take_rows(self, flat: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        if self._full is not None:
+            return self._full[key]
+        if type(key) is np.ndarray and key.ndim == 1 and key.size <= self.SMALL and key.dtype.kind in "iu":
+            return np.array([self._row(i) for i in key.tolist()], dtype=self.dtype).reshape(len(key), self.shape[1])
+        if isinstance(key, tuple):
+            rows = self[key[0]]
+            return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
+        n = self.shape[0]
+        if isinstance(key, slice):
+            return self.take_rows(np.arange(*key.indices(n), dtype=np.int64))
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if int(key) < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} is out of bounds for a table of {n}")
+            return np.array(self._row(i), dtype=self.dtype)
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            return self.decoded()[idx]
+        idx = idx.astype(np.int64)
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"index out of bounds for a table of {n}")
+        return self.take_rows(idx.ravel()).reshape(idx.shape + (self.shape[1],))
+
+
+class BitColumns(Encoded2D):
     """A 2-D table of small counts (``(rows, fields)``: the postings' and the multitokens' field
     counts), each column bit-packed alone (:class:`BitPacked`): a field no entity has costs its header
     only, the text field 2 bits a posting instead of a byte. Read by rows like the plain array
@@ -481,29 +521,6 @@ class BitColumns(Encoded):
             full.flags.writeable = False
             self._full = full
         return self._full
-
-    def __getitem__(self, key):
-        if self._full is not None:
-            return self._full[key]
-        if type(key) is np.ndarray and key.ndim == 1 and key.size <= 16 and key.dtype.kind in "iu":
-            return np.array([self._row(i) for i in key.tolist()], dtype=self.dtype).reshape(len(key), self.shape[1])
-        if isinstance(key, tuple):
-            rows = self[key[0]]
-            return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
-        n = self.shape[0]
-        if isinstance(key, (int, np.integer)):
-            return np.array(self._row(int(key)), dtype=self.dtype)
-        if isinstance(key, slice):
-            idx = np.arange(*key.indices(n), dtype=np.int64)
-        else:
-            idx = np.asarray(key)
-            if idx.dtype == bool:
-                return self.decoded()[idx]
-            idx = idx.astype(np.int64)
-            idx = np.where(idx < 0, idx + n, idx)
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise IndexError(f"index out of bounds for a table of {n}")
-        return self.take_rows(idx.ravel()).reshape(idx.shape + (self.shape[1],))
 
     def take_rows(self, flat: np.ndarray) -> np.ndarray:
         """The rows ``flat`` (int64, in range: not checked), as a (len, columns) array."""
@@ -675,12 +692,13 @@ def encode_fb(a: np.ndarray) -> bytes:
     return b"".join(out)
 
 
-class MultitokenWords(Encoded):
+class MultitokenWords(Encoded2D):
     """``mt_words`` without what it repeats: the single words come first, multitoken ``i`` being
     stem ``i`` (the row ``[i, -1, -1, -1]``), so they are not stored; each column of the other rows is
     :class:`FixedBits` (a stem id, or -1, in the bits of the largest stem id)."""
 
     ndim = 2
+    SMALL = 24
 
     def __init__(self, buf, dtype, shape):
         n, k = (int(x) for x in shape)
@@ -736,7 +754,7 @@ class MultitokenWords(Encoded):
             return [i] + [-1] * (self.shape[1] - 1)
         return [c.one(i - self._singles) for c in self._cols]
 
-    def _rows(self, idx: np.ndarray) -> np.ndarray:
+    def take_rows(self, idx: np.ndarray) -> np.ndarray:
         if len(idx) <= 24:  # a few rows (a prompt's): Python ints beat a dozen numpy calls a column
             return np.array([self._row(i) for i in idx.tolist()], dtype=self.dtype).reshape(len(idx), self.shape[1])
         out = np.full((len(idx), self.shape[1]), -1, dtype=self.dtype)
@@ -762,31 +780,6 @@ class MultitokenWords(Encoded):
             full.flags.writeable = False
             self._full = full
         return self._full
-
-    def __getitem__(self, key):
-        if self._full is not None:
-            return self._full[key]
-        if type(key) is np.ndarray and key.ndim == 1 and key.size <= 24 and key.dtype.kind in "iu":
-            return np.array([self._row(i) for i in key.tolist()], dtype=self.dtype).reshape(len(key), self.shape[1])
-        if isinstance(key, tuple):
-            rows = self[key[0]]
-            return rows[(slice(None),) * (rows.ndim - 1) + tuple(key[1:])]
-        n = self.shape[0]
-        if isinstance(key, slice):
-            return self._rows(np.arange(*key.indices(n), dtype=np.int64))
-        if isinstance(key, (int, np.integer)):
-            i = int(key) + (n if int(key) < 0 else 0)
-            if not 0 <= i < n:
-                raise IndexError(f"index {key} is out of bounds for a table of {n}")
-            return np.array(self._row(i), dtype=self.dtype)
-        idx = np.asarray(key)
-        if idx.dtype == bool:
-            return self.decoded()[idx]
-        idx = idx.astype(np.int64)
-        idx = np.where(idx < 0, idx + n, idx)
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise IndexError(f"index out of bounds for a table of {n}")
-        return self._rows(idx.ravel()).reshape(idx.shape + (self.shape[1],))
 
     def __iter__(self):
         return iter(self.decoded())
