@@ -461,6 +461,14 @@ class Encoded2D(Encoded):
     SMALL = 16
 
     def _row(self, i: int) -> list[int]:
+        """Row ``i`` (negative from the end) as Python ints."""
+        if i < 0:
+            i += self.shape[0]
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"index {i} is out of bounds for a table of {self.shape[0]}")
+        return self._row_at(i)
+
+    def _row_at(self, i: int) -> list[int]:  # row i, in range
         raise NotImplementedError
 
     def take_rows(self, flat: np.ndarray) -> np.ndarray:
@@ -560,16 +568,8 @@ class BitColumns(Encoded2D):
                 out += c._take(flat)
         return out.reshape(idx.shape)
 
-    def _row(self, i: int) -> list[int]:
-        """Row ``i`` (negative from the end) as Python ints: a card's few postings, a multitoken's counts."""
-        if i < 0:
-            i += self.shape[0]
-        if not 0 <= i < self.shape[0]:
-            raise IndexError(f"index {i} is out of bounds for a table of {self.shape[0]}")
+    def _row_at(self, i: int) -> list[int]:  # a card's few postings, a multitoken's counts
         return [c.one(i) for c in self._cols]
-
-    def __iter__(self):
-        return iter(self.decoded())
 
     def __repr__(self) -> str:
         return f"BitColumns({self.dtype}, {self.shape})"
@@ -744,12 +744,7 @@ class MultitokenWords(Encoded2D):
             out[multi] = got
         return out.reshape(idx.shape)
 
-    def _row(self, i: int) -> list[int]:
-        """Row ``i`` (negative from the end) as Python ints."""
-        if i < 0:
-            i += self.shape[0]
-        if not 0 <= i < self.shape[0]:
-            raise IndexError(f"index {i} is out of bounds for a table of {self.shape[0]}")
+    def _row_at(self, i: int) -> list[int]:
         if i < self._singles:
             return [i] + [-1] * (self.shape[1] - 1)
         return [c.one(i - self._singles) for c in self._cols]
@@ -780,9 +775,6 @@ class MultitokenWords(Encoded2D):
             full.flags.writeable = False
             self._full = full
         return self._full
-
-    def __iter__(self):
-        return iter(self.decoded())
 
     def __repr__(self) -> str:
         return f"MultitokenWords({self.dtype}, {self.shape}, {self._singles} single words)"
