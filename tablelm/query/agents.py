@@ -55,12 +55,8 @@ def detect_agent(prompt: str) -> str | None:
         if not _NEEDLES.search(low):  # no agent's needle: most prompts
             return None
     for a in AGENTS:
-        if low is not None and a.needles:
-            for n in a.needles:
-                if n in low:
-                    break
-            else:
-                continue
+        if low is not None and a.needles and not any(n in low for n in a.needles):
+            continue
         if a.prompt.search(prompt):
             return a.name
     return None
