@@ -68,7 +68,7 @@ from .schema import SPECS
 
 #: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store);
 #: 6: field counts bit-packed by column (``bc``), context tables encoded with their label totals stored,
-#: ids in no order in fixed bits (``fb``), ``mt_words`` without the single words' rows (``mw``)
+#: ids in no order in fixed bits (``fb``); ``mw`` (mt_words less the single words' rows) is read, saved plain
 FORMAT_VERSION = 6
 #: formats this tablelm loads (4: every table a plain .npy; 5: fewer tables encoded; they read the same way)
 READABLE = (4, 5, 6)
