@@ -197,24 +197,28 @@ def test_kept_lines_copy_the_stored_blocks_they_share_and_give_the_same_bytes(sa
 @needs_data
 def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
     manifest = json.loads((cacm_dir / "manifest.json").read_text())
-    coded = {n for n, m in manifest["tables"].items() if m.get("codec") in (*C.ARRAY_CODECS, "fwd")}
+    coded = {n for n, m in manifest["tables"].items() if m.get("codec") in (*C.ARRAY_CODECS, "fwd", "fwdm")}
     # they pay on real data
-    assert {"pair_cols", "pair_t_order", "fwd_mt", "fwd_post", "pair_adj", "pend_hash", "pend_doc"} <= coded
+    assert {"pair_cols", "pair_t_order", "fwd_mt", "fwd_post", "pair_adj", "pend_hash", "pend_doc",
+            "mt_words"} <= coded
     model = tablelm.load(cacm_dir)
     rng = np.random.default_rng(3)
-    for name in sorted(coded - {"fwd_post"}):
+    for name in sorted(coded - {"fwd_post", "fwd_mt"}):
         enc = model.tables.arrays[name]
         assert isinstance(enc, C.Encoded), name
         fresh = type(enc)((cacm_dir / manifest["folder"] / manifest["tables"][name]["file"]).read_bytes(),
                           enc.dtype, enc.shape if enc.ndim == 2 else len(enc))
         (_check_row_reads if enc.ndim == 2 else _check_reads)(enc, np.asarray(fresh), rng)
-    # the forward index's postings are not stored: recomputed, entry by entry or whole
-    assert manifest["tables"]["fwd_post"]["codec"] == "fwd" and manifest["tables"]["fwd_post"]["bytes"] == 0
+    # the forward index is not stored: recomputed on first use (postings by entity, and their rows)
+    for name, codec in (("fwd_post", "fwd"), ("fwd_mt", "fwdm")):
+        assert manifest["tables"][name]["codec"] == codec and manifest["tables"][name]["bytes"] == 0
     t = model.tables
     whole = np.argsort(np.asarray(t.post_docs), kind="stable")
     np.testing.assert_array_equal(np.asarray(t.post_docs)[whole], np.repeat(np.arange(model.n_docs),
                                                                             np.diff(np.asarray(t.fwd_indptr))))
-    _check_reads(tablelm.load(cacm_dir).tables.fwd_post, whole.astype(t.fwd_post.dtype), rng)
+    rows = np.repeat(np.arange(len(t.post_indptr) - 1), np.diff(np.asarray(t.post_indptr)))
+    for name, want in (("fwd_post", whole), ("fwd_mt", rows[whole])):
+        _check_reads(getattr(tablelm.load(cacm_dir).tables, name), want.astype(t.arrays[name].dtype), rng)
     assert model.tables.stats  # the entity store reads back: every entity, in order
     assert [model.entity_at(i).id for i in (0, model.n_docs - 1)] == [model.ids[0], model.ids[-1]]
 
@@ -309,6 +313,39 @@ def test_compiled_encoders_give_the_numpy_encoders_bytes(monkeypatch):
         np.testing.assert_array_equal(g, want)
     monkeypatch.setattr(C, "PIECE", C.BLOCK)  # a piece at a time: the block pointers and escape positions
     assert encoded() == plain
+
+
+def test_the_forward_index_is_recomputed_alike_by_numpy_and_the_kernel(monkeypatch):
+    """The forward index recomputed from the postings (format 7 stores neither ``fwd_post`` nor ``fwd_mt``):
+    the stable order of the postings by entity and the row of each, by numpy and by the kernel, as the
+    build's counting sort makes them; empty rows and entities without postings included."""
+    pytest.importorskip("numba")
+    from tablelm.tables import _jit, compiled
+
+    rng = np.random.default_rng(5)
+    n_mt, n_docs = 60, 40
+    rows = [np.sort(rng.choice(n_docs - 3, size=int(rng.integers(0, 12)), replace=False)) for _ in range(n_mt)]
+    rows[3] = rows[17] = np.zeros(0, dtype=np.int64)
+    docs = np.concatenate(rows).astype(np.int32)
+    post_indptr = np.concatenate(([0], np.cumsum([len(r) for r in rows])))
+    fwd_indptr = np.concatenate(([0], np.cumsum(np.bincount(docs, minlength=n_docs))))
+    want_post = np.argsort(docs, kind="stable")
+    want_mt = np.repeat(np.arange(n_mt), np.diff(post_indptr))[want_post]
+    assert (np.bincount(docs, minlength=n_docs) == 0).any()  # an entity with no posting
+    for module in (False, _jit):
+        monkeypatch.setattr(compiled, "_module", module)
+        f_post, f_mt = C.forward_index(post_indptr, C.FixedBits(C.encode_fb(docs), docs.dtype, len(docs)),
+                                       fwd_indptr)
+        np.testing.assert_array_equal(f_post, want_post)
+        np.testing.assert_array_equal(f_mt, want_mt)
+        forward = C.Forward(post_indptr, docs, fwd_indptr, (np.int64, np.int32))
+        _check_reads(C.ForwardTable(np.int32, len(docs), forward, 1), want_mt.astype(np.int32), rng)
+        _check_reads(C.ForwardTable(np.int64, len(docs), forward, 0), want_post.astype(np.int64), rng)
+    arrays = {"post_indptr": post_indptr, "post_docs": docs, "fwd_post": want_post, "fwd_mt": want_mt}
+    assert C.forward_mt_derivable(arrays)
+    bad = want_mt.copy()
+    bad[7] += 1
+    assert not C.forward_mt_derivable(dict(arrays, fwd_mt=bad))
 
 
 def test_the_kernels_load_only_for_large_work(monkeypatch):

@@ -129,3 +129,18 @@ def fb_take(words, w, idx):
             v |= words[q + 1] << (np.uint64(64) - off)
         out[j] = v & mask
     return out
+
+
+@_jit
+def forward_index(post_indptr, post_docs, fwd_indptr, f_post, f_mt):
+    """``codecs.forward_index``: each posting into the next free slot of its entity, rows in order
+    (so a stable counting sort by entity), and the row (multitoken) of each slot, into ``f_post``
+    and ``f_mt``."""
+    cursor = fwd_indptr[:-1].copy()
+    for m in range(len(post_indptr) - 1):
+        for p in range(post_indptr[m], post_indptr[m + 1]):
+            d = post_docs[p]
+            s = cursor[d]
+            cursor[d] = s + 1
+            f_post[s] = p
+            f_mt[s] = m

@@ -56,7 +56,7 @@ class Spec:
     collapses: bool = False  # stored as [0] when its context has no labels (no index for nothing)
     #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
     #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
-    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd" not stored (recomputed),
+    #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd"/"fwdm" not stored (recomputed),
     #: "bc" each column of a 2-D count table bit-packed, "fb" fixed bits (ids in no order), "mw" mt_words
     codec: str | None = None
     #: may be absent (a model of an older format: readers compute what it holds)
@@ -90,8 +90,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("display", "derived", None, ("stems",), "recomputed from surface counts",
          "the most frequent surface word of each stem (ties: alphabetical), shown to users"),
     Spec("mt_words", "key", "int32", ("multitokens", 4), "union, sorted",
-         "stem ids of each multitoken, padded with -1; ordered by length, then words"),  # plain: the planner's
-    # compiled matcher reads it whole (codec "mw" would halve it, and cost a decode of every row there)
+         "stem ids of each multitoken, padded with -1; ordered by length, then words", codec="mw"),
     Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
          "occurrences of each multitoken per field (text, title, category, tags, meta)", codec="bc"),
     # ---- postings
@@ -102,7 +101,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
          "term frequency of the multitoken in the entity, per field (capped at 65535)", codec="bc"),
     Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity", codec="bc"),
     Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
-    Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="dv"),
+    Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="fwdm"),
     Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry",
          codec="fwd"),
     # ---- pairs (each unordered pair once, under its smaller id)

@@ -52,7 +52,9 @@ from .codecs import (
     FB_MAX,
     LINES_PER_BLOCK,
     Encoded,
+    Forward,
     ForwardPosts,
+    ForwardTable,
     LineBlocks,
     Spliced,
     ZBlocks,
@@ -61,6 +63,7 @@ from .codecs import (
     encode_bp,
     encode_lines,
     fixed_bits_width,
+    forward_mt_derivable,
     forward_posts_derivable,
     write_zblocks,
 )
@@ -68,10 +71,11 @@ from .schema import SPECS
 
 #: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store);
 #: 6: field counts bit-packed by column (``bc``), context tables encoded with their label totals stored,
-#: ids in no order in fixed bits (``fb``); ``mw`` (mt_words less the single words' rows) is read, saved plain
-FORMAT_VERSION = 6
-#: formats this tablelm loads (4: every table a plain .npy; 5: fewer tables encoded; they read the same way)
-READABLE = (4, 5, 6)
+#: ids in no order in fixed bits (``fb``); 7: the forward index not stored (``fwdm``: recomputed on first
+#: use), ``mt_words`` without the single words' rows (``mw``)
+FORMAT_VERSION = 7
+#: formats this tablelm loads (4: every table a plain .npy; 5, 6: fewer tables encoded; they read the same way)
+READABLE = (4, 5, 6, 7)
 MANIFEST = "manifest.json"
 #: seconds a writer waits for another writer of the same model directory (TABLELM_LOCK_TIMEOUT overrides)
 LOCK_TIMEOUT = 600.0
@@ -180,6 +184,8 @@ def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, 
         return None, None
     if codec == "fwd":
         return ("fwd", b"") if forward_posts_derivable(dict(arrays, fwd_post=arr)) else (None, None)
+    if codec == "fwdm":
+        return ("fwdm", b"") if forward_mt_derivable(dict(arrays, fwd_mt=arr)) else (None, None)
     if codec == "bp":  # its size is known before encoding: encode only when it pays, and once
         base_top = spill.span(arr)
         size, width = bitpacked_bytes(arr, base_top)
@@ -446,7 +452,7 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
                 # the manifest was read, and an open mapping keeps the old bytes readable
                 tables.blobs[name] = ZBlocks(_map(path)) if meta.get("codec") == "zlib" else _map(path)
                 loaded = None  # read on demand (the entity store): only its size is checked
-            elif meta.get("codec") == "fwd":
+            elif meta.get("codec") in ("fwd", "fwdm"):
                 derived[name] = meta
                 loaded = None
             elif meta.get("codec"):
@@ -461,14 +467,21 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
         except (OSError, ValueError, EOFError) as e:
             raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
         _check_table(path, name, meta, loaded)
+    a = tables.arrays
+    forward = None
     for name, meta in derived.items():  # recomputed from the tables just loaded
-        a = tables.arrays
         try:
-            tables.arrays[name] = loaded = ForwardPosts(meta["dtype"], meta["shape"][0], a["post_indptr"],
-                                                        a["post_docs"], a["fwd_indptr"], a["fwd_mt"])
+            if "fwd_mt" in derived:  # format 7: the whole forward index, on first use
+                forward = forward or Forward(a["post_indptr"], a["post_docs"], a["fwd_indptr"],
+                                             tuple(np.dtype(derived[n]["dtype"]) for n in ("fwd_post", "fwd_mt")))
+                loaded = ForwardTable(meta["dtype"], meta["shape"][0], forward, name == "fwd_mt")
+            else:
+                loaded = ForwardPosts(meta["dtype"], meta["shape"][0], a["post_indptr"], a["post_docs"],
+                                      a["fwd_indptr"], a["fwd_mt"])
         except KeyError as e:
             raise ModelError(f"{folder}: table {name!r} is derived from {e} which the model lacks; {_REBUILD}.") \
                 from None
+        tables.arrays[name] = loaded
         _check_table(folder / meta["file"], name, meta, loaded)
     return tables, manifest, folder
 
