@@ -69,6 +69,9 @@ class _FakeTables:
     def id_at(self, i):
         return self._strings["ids"][i][1:-1]
 
+    def ids_at(self, indices):
+        return [self.id_at(i) for i in indices]
+
 
 def test_id_index_answers_as_a_dict_of_every_id():
     ids = [f"doc{i % 700}" for i in range(1000)] + ["x", "", "doc5"]  # repeats: the last index wins
@@ -77,6 +80,9 @@ def test_id_index_answers_as_a_dict_of_every_id():
     for x in set(ids) | {"nope", "doc700", "X"}:
         assert index.get(x) == want.get(x), x
     assert index.get(["unhashable"]) is None
+    asked = sorted(set(ids) | {"nope", "doc700", "X"}) + ["doc5", "nope"]  # at once: the same answers
+    assert index.get_many(asked).tolist() == [want.get(x, -1) for x in asked]
+    assert index.get_many([]).tolist() == []
 
 
 def test_index_of_on_a_model_matches_its_ids(scifact_model_dir):
@@ -86,6 +92,8 @@ def test_index_of_on_a_model_matches_its_ids(scifact_model_dir):
     assert all(model.tables.index_of(x) == want[x] for x in ids[::7] + ids[-3:])
     assert model.tables.index_of("no such id") is None
     assert isinstance(model.tables._id_index, IdIndex)
+    asked = ids[::5] + ["no such id"] + ids[:3]
+    assert model.tables.indices_of(asked).tolist() == [want.get(x, -1) for x in asked]
 
 
 def test_released_pages_leave_every_answer_unchanged(scifact_model_dir):

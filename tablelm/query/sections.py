@@ -237,7 +237,7 @@ def importance_factor(model, params: dict) -> np.ndarray | None:
 
     def compute():
         ctx = model.tables.context("related")
-        index = np.asarray([model.index_of(n) if model.index_of(n) is not None else -1 for n in ctx.names])
+        index = model.tables.indices_of(list(ctx.names))
         targets = index[np.asarray(ctx.doc_labels, dtype=np.int64)] if len(ctx.doc_labels) else np.zeros(0, int)
         inlinks = np.bincount(targets[targets >= 0], minlength=model.n_docs).astype(np.float64)
         top = inlinks.max() if len(inlinks) else 0.0

@@ -310,6 +310,25 @@ class IdIndex:
                 return i
         return default
 
+    def get_many(self, entity_ids: list) -> np.ndarray:
+        """``get`` of each id, -1 where none: the hashes searched at once and the candidates' ids
+        decoded together (the importance prior looks up every link target of the model)."""
+        out = np.full(len(entity_ids), -1, dtype=np.int64)
+        if not len(entity_ids):
+            return out
+        h = np.fromiter(map(hash, entity_ids), dtype=np.int64, count=len(entity_ids))
+        lo = np.searchsorted(self._hashes, h, side="left")
+        hi = np.searchsorted(self._hashes, h, side="right")
+        one = np.flatnonzero(hi - lo == 1)
+        cand = self._order[lo[one]].astype(np.int64)
+        for k, i, got in zip(one.tolist(), cand.tolist(), self._tables.ids_at(cand.tolist())):
+            if got == entity_ids[k]:
+                out[k] = i
+        for k in np.flatnonzero(hi - lo > 1).tolist():  # a shared hash (or a repeated id): one by one
+            i = self.get(entity_ids[k])
+            out[k] = -1 if i is None else i
+        return out
+
 
 class TableSet:
     """Named, checked access to a model's tables.
@@ -428,9 +447,16 @@ class TableSet:
 
     def index_of(self, entity_id: str) -> int | None:
         """The index of the entity with this id (the last one, should ids repeat), or None."""
+        return self._ids_index().get(entity_id)
+
+    def indices_of(self, entity_ids: list) -> np.ndarray:
+        """:meth:`index_of` of each id at once, -1 where there is none."""
+        return self._ids_index().get_many(entity_ids)
+
+    def _ids_index(self) -> IdIndex:
         if self._id_index is None:
             self._id_index = IdIndex(self)
-        return self._id_index.get(entity_id)
+        return self._id_index
 
     def display_stem(self, stem_id: int) -> str:
         return self._strings["display"][stem_id]
