@@ -85,8 +85,11 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PROMPT_CHARS = 1000
 MAX_K = 100
 #: resident pages of the mapped model tables (MB) above which the server drops them after a
-#: request (tables/store.py trim_mapped); TABLELM_SERVE_MAPPED_MB overrides, 0 never drops
-MAPPED_MB = 512
+#: request (tables/store.py trim_mapped); TABLELM_SERVE_MAPPED_MB overrides, 0 never drops. The
+#: pages stay in the OS page cache: a dropped page costs a minor fault when read again. 256, not
+#: 512: the 1M model's server peaked at 1,046 MB over 10,000 asks with 512 (format 7: ~500 MB of it
+#: caches and impacts) and at 805 MB with 256, p95 46 ms (docs/scaling.md)
+MAPPED_MB = 256
 
 #: The model name the OpenAI-compatible endpoint announces.
 OPENAI_MODEL_ID = "tablelm"
