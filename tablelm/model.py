@@ -25,7 +25,7 @@ from .errors import ModelError, TablelmError
 from .query import kernel
 from .query.agents import agent_bit, entity_agents
 from .query.expand import expand
-from .query.filters import MAX_LETTER_CHECKS, excluded_entities, letter_factor, rescore_letters
+from .query.filters import excluded_entities
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
@@ -149,15 +149,13 @@ class Model:
         return P.resolve(overrides, stage=("query", "render"), base=self.defaults)
 
     @staticmethod
-    def _plain(plan, params: dict, letters: bool = False) -> bool:
+    def _plain(plan, params: dict) -> bool:
         """Whether :meth:`_rank` gives this plan the plain term sum (tablelm ranker) times the agent
         factor, with nothing excluded: then search_many scores it in the compiled batch. Anything
-        :meth:`_rank` adds must make this False, or search_many would skip it. ``letters``: the
-        letter factor allowed too (search_many re-scores the batch's top entities with it)."""
+        :meth:`_rank` adds must make this False, or search_many would skip it."""
         return (params["ranker"] == "tablelm" and params["expansion_weight"] <= 0 and params["prf_weight"] <= 0
                 and params["w_context"] <= 0 and params["w_importance"] <= 0
-                and not plan.exclusions and not plan.filters and not plan.required_mts
-                and (letters or not plan.letter_patterns))
+                and not plan.exclusions and not plan.filters and not plan.required_mts)
 
     def _rank(self, prompt: str, params: dict, plan=None):
         """Plan and score. Returns the plan, the scorer, the scores, the excluded entities and the
@@ -182,10 +180,6 @@ class Model:
                 factors[f"agent {plan.agent}"] = np.where(self.tables.entity_agents & bit, params["agent_boost"], 1.0)
             for f in factors.values():
                 scores = scores * f
-            letters = letter_factor(self, plan, scores, scorer)  # "vitamin A": the letter is not indexed
-            if letters is not None:
-                factors["letter phrase " + ", ".join(f'"{p}"' for p in plan.letter_phrases)] = letters
-                scores = scores * letters
         exclude = excluded_entities(self, plan, scores)  # !word, "exact phrase", filter
         return plan, scorer, scores, exclude, factors
 
@@ -204,22 +198,13 @@ class Model:
         plans = planned.plans
         ranked: list = [None] * len(plans)
         plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
-        # "vitamin A": the batch's top MAX_LETTER_CHECKS (or k) re-scored with the letter factor
-        lettered = [i for i, plan in enumerate(plans) if plan.letter_patterns and self._plain(plan, p, letters=True)]
         boost = p["agent_boost"]
-        for group, kk in ((plain, k), (lettered, max(k, MAX_LETTER_CHECKS))):
-            if not group:
-                continue
-            batch = planned.kernel_input(group, lambda mts: idf(self, mts))
-            bits = [agent_bit(plans[i].agent) for i in group] if boost != 1.0 else None
-            for i, got in zip(group, kernel.search_batch(self.postings_for(p), batch, kk, self.tables.entity_agents,
+        if plain:
+            batch = planned.kernel_input(plain, lambda mts: idf(self, mts))
+            bits = [agent_bit(plans[i].agent) for i in plain] if boost != 1.0 else None
+            for i, got in zip(plain, kernel.search_batch(self.postings_for(p), batch, k, self.tables.entity_agents,
                                                          boost, bits)):
                 ranked[i] = got
-        if lettered:
-            scorer = Scorer(self, p)
-            for i in lettered:
-                idx, sc = ranked[i]
-                ranked[i] = rescore_letters(self, plans[i], idx, sc, scorer, k)
         for i in range(len(plans)):
             if ranked[i] is None:
                 _, _, scores, exclude, _ = self._rank(texts[i], p, planned.fill(i))
@@ -704,23 +689,26 @@ def stored_entities(model_dir) -> tuple[list, dict]:
     return entities, manifest
 
 
-def _analyzer_of(manifest: dict) -> Analyzer:
+def _analyzer_of(manifest: dict, letters: bool | None = None) -> Analyzer:
+    """The analyzer a manifest records; ``letters`` overrides its letter rule (an upgrade's)."""
     a = manifest["analyzer"]
     return Analyzer(stem=a["stem"], stopwords=a["stopwords"], kw_map=a["kw_map"],
-                    language=a.get("language", "en"))  # models built before languages: English
+                    language=a.get("language", "en"),  # models built before languages: English
+                    letters=a.get("letters", False) if letters is None else letters)  # before letters: none
 
 
 @gc_paused()
 def upgrade(model_dir, *, progress: bool = False) -> Model:
     """Rebuild a model of an older format (or the current one) in place from the entities it stores.
 
-    The build parameters, analyzer, corpus description and tuned profile are kept; the switch
-    is atomic, like a build's.
+    The build parameters, analyzer, corpus description and tuned profile are kept (the analyzer
+    takes the current letter rule: a model built before it gets its letter multitokens); the
+    switch is atomic, like a build's.
     """
     entities, manifest = stored_entities(model_dir)
     try:
         bp = P.resolve(manifest.get("build_params", {}), stage="build")
-        analyzer = _analyzer_of(manifest)
+        analyzer = _analyzer_of(manifest, letters=True)
     except (KeyError, TypeError) as e:
         raise ModelError(f"{model_dir}/manifest.json lacks the build settings ({e}); rebuild the model from its "
                          "sources with tablelm build.") from None

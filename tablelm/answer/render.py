@@ -34,9 +34,8 @@ def _repeats_title(card) -> bool:
     return bare == card.title
 
 
-def plan_facts(plan: dict, verbose: bool, cards=()) -> list[str]:
-    """What the prompt became, in words: what matched, and every word that did not count.
-    ``cards``: the answer's cards (how many a letter phrase boosted)."""
+def plan_facts(plan: dict, verbose: bool) -> list[str]:
+    """What the prompt became, in words: what matched, and every word that did not count."""
     facts = []
     if plan.get("agent") and verbose:
         facts.append(f"agent: {plan['agent']}")
@@ -51,15 +50,18 @@ def plan_facts(plan: dict, verbose: bool, cards=()) -> list[str]:
     if plan.get("phrases"):
         facts.append("exact phrase: " + ", ".join(f'"{p}"' for p in plan["phrases"]))
     letters, phrases = plan.get("single_letters") or [], plan.get("letter_phrases") or []
-    if phrases:
-        said = ", ".join(f'"{p}"' for p in phrases)
-        n = sum(any(f["name"].startswith("letter phrase") for f in c.factors) for c in cards)
-        facts.append(f"single letters are not indexed: entities whose text says {said} were ranked higher"
-                     f" ({n} of these cards)" if n else
-                     f"single letters are not indexed: no top entity's text says {said}")
+    found = plan.get("letter_multitokens") or []
+    said = ", ".join(f'"{p}"' for p in phrases)
+    if phrases and plan.get("letters_indexed") is False:
+        facts.append(f"this model does not index single letters (built before letter phrases; tablelm upgrade "
+                     f"indexes them): {said} matched its words only")
+    elif found:
+        facts.append("a single letter counts with the word next to it: " + ", ".join(f'"{p}"' for p in found))
+    elif phrases:
+        facts.append(f"a single letter counts with the word next to it: no entity says {said}")
     alone = [x for x in letters if not any(x in p.split() for p in phrases)]
     if alone:
-        facts.append("single letters are not indexed, so they were not matched: " + ", ".join(alone))
+        facts.append("single letters are no terms of their own, so they were not matched: " + ", ".join(alone))
     missing = plan.get("forced_not_in_dictionary") or []
     if missing:
         facts.append("not in the dictionary, so its words were matched one by one: " + ", ".join(missing))
@@ -93,7 +95,7 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100, verbos
     plan = answer.plan
     mark = (lambda t: f"{_BOLD}{t}{_PLAIN}") if color else (lambda t: f"[{t}]")
     lines = [f"Prompt: {answer.prompt}"]
-    lines += ["  " + f for f in plan_facts(plan, verbose, answer.cards)]
+    lines += ["  " + f for f in plan_facts(plan, verbose)]
     if answer.routing:  # a split model: which sub-models answered, and why
         lines.append(f"  sub-models asked: {', '.join(answer.routing['asked'])} ({answer.routing['why']})")
     summary = summary_lines(answer.summary, width)

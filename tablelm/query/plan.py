@@ -27,7 +27,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
@@ -54,17 +53,16 @@ _GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the wo
 _NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
 
 
-def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[tuple[Any, str]]]]:
-    """Single letters attached to a neighbouring word: ``(letter, display, [(pattern, word), ...])``.
+def letter_phrases(prompt: str, is_content) -> list[tuple[str, str, list[tuple[str, int]]]]:
+    """Single letters attached to a neighbouring word: ``(letter, display, [(word, side), ...])``.
 
-    Single letters are not indexed, so "vitamin A" would match "vitamin" alone. A capital
-    letter ("vitamin A", "T cells", "C API"; "I" only after a word such as "type"), or any
-    letter joined by ``~`` ("vitamin~d"), is attached to the content words right before and
-    right after it (not after "A" and "I": "A deficiency of" starts with the article); each
-    pattern finds one such word (any case, any ending of its stem) and the letter next to each
-    other in an entity's text, so the ranker can prefer the entities that say "vitamin A" over
-    those that only say "vitamin D".
-    ``is_content(word)``: whether a word counts (not a stopword, not a letter); ``stem(word)``.
+    A single letter is no term of its own; the build indexes a capital one with the content word
+    right next to it as a two-word multitoken ("vitamin A", "T cells", "C API", "type I"; see
+    text/analyzer.py). The prompt's letters are read by the same rule: a capital letter ("I"
+    only after a word such as "type": elsewhere it is the pronoun), or any letter joined by ``~``
+    ("vitamin~d", which stands for "vitamin D"), is attached to the content words right before
+    (side -1) and right after it (side +1; not for "A" and "I": "A deficiency of" starts with the
+    article). ``is_content(word)``: whether a word counts (not a stopword, not a letter).
     """
     if not _may_have_letters(prompt):  # most prompts: one fast search
         return []
@@ -80,58 +78,16 @@ def letter_phrases(prompt: str, is_content, stem) -> list[tuple[str, str, list[t
         forced = (prev is not None and "~" in prompt[prev[2]:s]) or (nxt is not None and "~" in prompt[e:nxt[1]])
         if not forced and not (w.isupper() and (w != "I" or (prev is not None and prev[0].lower() in _NUMERAL_WORDS))):
             continue
-        letter = letter_class(w)
         # the content words next to it: "vitamin A", "T cells", "conventional T cells" (both)
-        sides: list[tuple[Any, str]] = []
+        sides: list[tuple[str, int]] = []
         if prev is not None and is_content(prev[0]):
-            prefix = _common_prefix(prev[0].lower(), stem(prev[0].lower()))
-            sides.append((BackwardPattern(rf"(?<!\w)(?i:{re.escape(prefix)})\w*[ \t-]+{letter}(?!\w)(?!\.\w)",
-                                          rf"{letter}(?<!\w{letter})(?<!\w\.{letter})[ \t-]+\w*"
-                                          rf"(?i:{re.escape(prefix[::-1])})(?!\w)"), prev[0]))
-        if nxt is not None and is_content(nxt[0]) and (w not in "AI" or forced):  # "A deficiency": the article
-            prefix = re.escape(_common_prefix(nxt[0].lower(), stem(nxt[0].lower())))
-            # the letter first, its lookbehind after it: re then scans for the letter (fast), not every position
-            sides.append((re.compile(rf"{letter}(?<![\w.]{letter})[ \t-]+(?i:{prefix})\w*"), nxt[0]))
+            sides.append((prev[0], -1))
+        if nxt is not None and is_content(nxt[0]) and (w.upper() not in "AI" or forced):  # "A deficiency"
+            sides.append((nxt[0], 1))
         if sides:
-            before = [prev[0]] if prev is not None and sides[0][1] is prev[0] else []
-            after = [nxt[0]] if nxt is not None and sides[-1][1] is nxt[0] else []
-            shown = " ".join(before + [w] + after)
+            shown = " ".join([x for x, side in sides if side < 0] + [w] + [x for x, side in sides if side > 0])
             out.append((w, shown, sides))
     return out
-
-
-class BackwardPattern:
-    """A regex that ends with a letter ("vitamin A": ``(?i:vitamin)\\w*[ \\t-]+A...``), searched as its mirror
-    image in the reversed text: the mirror starts with the letter, which re finds fast, where the
-    forward pattern starts with a case-insensitive word that re tries at every position (~40 µs per
-    abstract instead of ~1.5). ``pattern``: the forward regex; ``search(text)``: a match (of the reversed
-    text) exactly where the forward pattern has one, else None."""
-
-    __slots__ = ("_mirror", "pattern")
-
-    def __init__(self, pattern: str, mirror: str):
-        self.pattern = pattern
-        self._mirror = re.compile(mirror)
-
-    def search(self, text: str):
-        return self._mirror.search(text[::-1])
-
-    def __repr__(self) -> str:
-        return f"BackwardPattern({self.pattern!r})"
-
-
-def letter_class(w: str) -> str:
-    """The regex of a prompt's letter in an entity's text: as written when it is a capital (or a/i,
-    which are words), else either case."""
-    return re.escape(w) if w.isupper() or w in "ai" else f"[{w}{w.upper()}]"
-
-
-def _common_prefix(word: str, stem: str) -> str:
-    """The part of ``word`` its stem keeps ("vitamins", "vitamin" -> "vitamin"; "happy", "happi" -> "happ")."""
-    n = 0
-    while n < min(len(word), len(stem)) and word[n] == stem[n]:
-        n += 1
-    return word[:max(n, min(3, len(word)))]
 
 
 @dataclass
@@ -173,12 +129,14 @@ class Plan:
     forced_missing: list[str] = field(default_factory=list)
     phrases: list[str] = field(default_factory=list)        # "exact phrase" texts
     required_mts: list[int] = field(default_factory=list)   # their multitokens: entities must have them
-    letters: list[str] = field(default_factory=list)        # single letters, which are not indexed
-    # letters attached to a word ("vitamin A"): what the ranker checks in the top entities' text
+    letters: list[str] = field(default_factory=list)        # single letters (no terms of their own)
+    # letters attached to a word ("vitamin A"), as the prompt says them
     letter_phrases: list[str] = field(default_factory=list)
-    # per letter phrase: [(pattern, stem id of the word next to the letter, -1 if not in the corpus)]
-    # (a compiled re or a BackwardPattern: each has ``search``)
-    letter_patterns: list[list[tuple[Any, int, re.Pattern]]] = field(default_factory=list, repr=False)
+    # their two-word multitokens that the model has (scored as matched multitokens), and their display
+    letter_mts: list[int] = field(default_factory=list)
+    letter_found: list[str] = field(default_factory=list)
+    # False: the model was built before letters were indexed (its analyzer records none)
+    letters_indexed: bool = True
     filters: list[str] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
 
@@ -198,6 +156,8 @@ class Plan:
             "phrases": self.phrases,
             "single_letters": self.letters,
             "letter_phrases": self.letter_phrases,
+            "letter_multitokens": self.letter_found,
+            "letters_indexed": self.letters_indexed,
             "filters": self.filters,
             "multitokens_matched": [t.text for t in self.terms if t.role in ("prompt", "forced")],
             "dropped": {"contained": by("contained"), "generic": by("generic")},
@@ -344,7 +304,7 @@ class Planner:
         prepared = [self._prepare(p, params) for p in prompts]
         seqs = [seq for _, seq, _ in prepared]
         seq, s_ptr = _flatten(seqs)
-        who, matched = self._match_pairs(seqs, params, (seq, s_ptr))
+        who, matched = self._letter_pairs(prepared, *self._match_pairs(seqs, params, (seq, s_ptr)))
         n_stems = getattr(self.model.tables, "n_stems", None)
         jit = kernel.compiled()
         if jit is None or n_stems is None:
@@ -425,8 +385,8 @@ class Planner:
                 return " " + "~".join(words) + " "
 
             text = _PHRASE_RE.sub(phrase, text)
-        # single letters are not indexed ("vitamin A", "T cells"): those attached to a word are
-        # checked in the text of the top entities (filters.letter_factor); the others are said
+        # single letters are no terms ("vitamin A", "T cells"): one attached to a word is a two-word
+        # multitoken of the model (build and prompt read letters by one rule); the others are said
         a = m.analyzer
 
         def is_content(word: str) -> bool:
@@ -436,16 +396,18 @@ class Planner:
         # no capital one-letter word and no "~": no letter phrase and no single letter to say (the
         # letters kept below are capitals or attached ones)
         one_letter = _may_have_letters(text)
-        for letter, shown, sides in letter_phrases(text, is_content, a.stem_word) if one_letter else ():
+        plan.letters_indexed = a.letters
+        for letter, shown, sides in letter_phrases(text, is_content) if one_letter else ():
             attached.add(letter)
             plan.letter_phrases.append(shown)
-            # the letter standing alone, which every match of a side has: a pattern that starts with the
-            # letter is searched fast, and most records have no such letter (the sides are then not tried)
-            one = letter_class(letter)
-            alone = re.compile(rf"{one}(?<![\w.]{one})(?!\w)")
-            ids = [(pattern, m.tables.stem_ids.get(st[0], -1) if (st := a.word_stems(word.lower())) else -1, alone)
-                   for pattern, word in sides]
-            plan.letter_patterns.append(ids)
+            lid = m.tables.stem_ids.get(letter.upper(), -1) if a.letters else -1
+            for word, side in sides if lid >= 0 else ():
+                st = a.word_stems(word.lower())  # a KW_map expansion: the stem next to the letter
+                sid = m.tables.stem_ids.get(st[-1] if side < 0 else st[0], -1)
+                mt = m.tables.lookup_multitoken([sid, lid] if side < 0 else [lid, sid]) if sid >= 0 else None
+                if mt is not None and mt not in plan.letter_mts:
+                    plan.letter_mts.append(mt)
+                    plan.letter_found.append(m.tables.display(mt))
         forced = []
         if "~" in text:
             for group in _FORCED_RE.findall(text):
@@ -564,6 +526,16 @@ class Planner:
     def _match(self, seqs: list[list[int]], params: dict) -> list[set]:
         """Multitoken ids found among the sub-combinations of each prompt's stems."""
         return self._found(seqs, *self._match_pairs(seqs, params))
+
+    @staticmethod
+    def _letter_pairs(prepared: list, who: np.ndarray, matched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The matched (prompt index, multitoken id) pairs with each plan's letter multitokens
+        ("vitamin A") added: they are matched multitokens like the others."""
+        extra = [(i, mt) for i, (plan, _, _) in enumerate(prepared) for mt in plan.letter_mts]
+        if not extra:
+            return who, matched
+        q, mts = np.asarray(extra, dtype=np.int64).T
+        return np.concatenate([who, q]), np.concatenate([matched, mts])
 
     @staticmethod
     def _found(seqs: list[list[int]], who: np.ndarray, matched: np.ndarray) -> list[set]:

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..text.analyzer import CLAUSE, SENTENCE, Analyzer, SurfaceVocabulary
+from ..text.analyzer import CLAUSE, LETTER, SENTENCE, Analyzer, SurfaceVocabulary
 from .counts import Partial, Tables, assemble, labels_csr, merge, pending_table
 from .hashing import WIDTH, chain_hash, string_hashes
 from .schema import CONTEXTS, FIELDS  # noqa: F401  (CONTEXTS: re-exported for the tests and readers)
@@ -251,6 +251,7 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     doc = np.repeat(np.asarray(seg_doc, dtype=np.int32), lengths)
     fld = np.repeat(np.asarray(seg_field, dtype=np.int8), lengths)
 
+    letter_at, letter_stem, letter_side = _attached_letters(vocab, sid)  # "vitamin A", "T cells"
     # stems in alphabetical order → ids; surfaces keep their first-seen ids
     n_stems = len(vocab.stems)
     order = sorted(range(n_stems), key=vocab.stems.__getitem__)
@@ -260,6 +261,11 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     code_of_sid = np.asarray(vocab.stem_of, dtype=np.int64)
     code_of_sid = np.where(code_of_sid >= 0, rank[np.maximum(code_of_sid, 0)], code_of_sid)
     code = code_of_sid[sid]
+    # each attached letter's two-word n-gram (word, letter) or (letter, word), in text order
+    l_word = code[letter_at + letter_side]
+    l_letter = rank[letter_stem]
+    l_first, l_second = np.where(letter_side < 0, l_word, l_letter), np.where(letter_side < 0, l_letter, l_word)
+    l_doc, l_fld = doc[letter_at], fld[letter_at]
     is_sentence = code == SENTENCE
     sentence = np.cumsum(is_sentence)
     clause = np.cumsum(is_sentence | (code == CLAUSE))
@@ -281,7 +287,7 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     surface_stem = code_of_sid[alpha].astype(np.int32)
     surface_count = surf_count[alpha]
 
-    # ---- 2. n-grams level by level
+    # ---- 2. n-grams level by level (the letters' n-grams join the second level)
     min_count = int(params["min_multitoken_count"])
     kg_tok = fld_k != 0
     level_words = [np.arange(V, dtype=np.int64).reshape(-1, 1)]  # words of every distinct n-gram per level
@@ -294,16 +300,24 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     occ_level_ids = [w.astype(np.int64)]
     prev = w.astype(np.int64)
     valid_prev = np.ones(n_words, dtype=bool)
+    inv_l = np.zeros(0, dtype=np.int64)
     for n in range(2, int(params["max_ngram"]) + 1):
         span = n_words - n + 1
-        if span <= 0:
+        letters = n == 2 and len(l_first) > 0
+        if span <= 0 and not letters:
             break
-        valid = valid_prev[:span] & (clause_k[n - 1:] == clause_k[:span])
+        valid = valid_prev[:max(span, 0)] & (clause_k[n - 1:] == clause_k[:max(span, 0)])
         idx = np.flatnonzero(valid)
         key = prev[idx] * V + w[idx + n - 1]
+        kg_occ = kg_tok[idx]
+        if letters:
+            key = np.concatenate([key, l_first * V + l_second])
+            kg_occ = np.concatenate([kg_occ, l_fld != 0])
         uniq, inv = unique_inverse(key)
-        counts = np.bincount(inv, minlength=len(uniq))
-        kg_counts = np.bincount(inv[kg_tok[idx]], minlength=len(uniq))
+        if letters:
+            inv, inv_l = inv[:len(idx)], inv[len(idx):]
+        counts = np.bincount(np.concatenate([inv, inv_l]) if letters else inv, minlength=len(uniq))
+        kg_counts = np.bincount((np.concatenate([inv, inv_l]) if letters else inv)[kg_occ], minlength=len(uniq))
         level_hash = chain_hash(level_hash[uniq // V], stem_hash[uniq % V])
         if ngrams_only:
             counted.append((level_hash, counts, kg_counts))
@@ -318,6 +332,10 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
             out = np.flatnonzero(~kept[inv])
             pend_hash.append(level_hash[inv[out]])
             pend_doc.append(doc_k[idx[out]])
+            if letters:
+                out = np.flatnonzero(~kept[inv_l])
+                pend_hash.append(level_hash[inv_l[out]])
+                pend_doc.append(l_doc[out])
         level_words.append(np.hstack([level_words[-1][uniq // V], (uniq % V).reshape(-1, 1)]))
         cur = np.full(n_words, -1, dtype=np.int64)
         cur[idx] = inv
@@ -327,6 +345,19 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
 
     if ngrams_only:
         return sum_by_hash([c[0] for c in counted], [c[1] for c in counted], [c[2] for c in counted])
+
+    # a letter's stem is kept when a kept multitoken holds it (its single-word row has no count
+    # and no postings: the letter is never a term of its own); the others leave, the ids close up
+    if len(inv_l):
+        l_kept = np.flatnonzero(level_kept[1][inv_l])
+        held = level_words[1][inv_l[l_kept]]
+        level_kept[0][np.intersect1d(held, rank[letter_stem])] = True
+    smap = None
+    if not level_kept[0].all():  # the multitokens' words are renumbered below (a monotonic map)
+        smap = np.cumsum(level_kept[0]) - 1
+        stems = [st for st, k in zip(stems, level_kept[0].tolist()) if k]
+        stem_hash = stem_hash[level_kept[0]]
+        surface_stem = smap[surface_stem].astype(np.int32)
 
     # global multitoken ids: by length, then words in alphabetical order
     mt_of_level, words_rows, hash_rows_, offset = [], [], [], 0
@@ -341,6 +372,8 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
         words_rows.append(rows)
         hash_rows_.append(lh[k])
     n_mt = offset
+    if smap is not None:
+        words_rows = [np.where(r >= 0, smap[np.maximum(r, 0)], -1) for r in words_rows]
     mt_words = np.vstack(words_rows).astype(np.int32) if words_rows else np.zeros((0, WIDTH), np.int32)
     mt_hash = np.concatenate(hash_rows_) if hash_rows_ else np.zeros(0, dtype=np.uint64)
 
@@ -359,6 +392,13 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     del mt_at, flat, at
     occ_doc = doc_k[occ_start]
     occ_fld = fld_k[occ_start]
+    if len(inv_l):  # the letters' occurrences have postings and counts, and no pairs
+        l_mt = mt_of_level[1][inv_l]
+        at_l = np.flatnonzero(l_mt >= 0)
+        post_occ = (np.concatenate([occ_mt, l_mt[at_l]]), np.concatenate([occ_doc, l_doc[at_l]]),
+                    np.concatenate([occ_fld, l_fld[at_l]]))
+    else:
+        post_occ = (occ_mt, occ_doc, occ_fld)
     # the word after each occurrence's sentence
     sent_first = np.flatnonzero(np.concatenate(([True], sent_k[1:] != sent_k[:-1]))) if n_words else sent_k
     sent_stop = np.append(sent_first[1:], n_words)[np.searchsorted(sent_first, occ_start, side="right") - 1]
@@ -374,9 +414,11 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
     # (multitoken, entity × field) occurrence counts: a sparse matrix, summed by COO → CSR; an
     # entity's fields are neighbours in a row, so each run of one entity is one posting
     F = len(FIELDS)
-    entity_field = occ_doc.astype(np.int64) * F + occ_fld
-    by_field = sparse.coo_array((np.ones(len(occ_mt), dtype=np.int64), (occ_mt, entity_field)),
+    p_mt, p_doc, p_fld = post_occ
+    entity_field = p_doc.astype(np.int64) * F + p_fld
+    by_field = sparse.coo_array((np.ones(len(p_mt), dtype=np.int64), (p_mt, entity_field)),
                                 shape=(n_mt, n_docs * F)).tocsr()
+    del post_occ, p_mt, p_doc, p_fld
     entry_row = np.repeat(np.arange(n_mt, dtype=np.int64), np.diff(by_field.indptr))
     entry_doc, entry_fld = np.divmod(by_field.indices.astype(np.int64), F)
     new_post = np.ones(len(entry_row), dtype=bool)
@@ -405,6 +447,36 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
                    pend_hash=pend["pend_hash"], pend_doc=pend["pend_doc"], surfaces=surfaces,
                    surface_stem=surface_stem, surface_count=surface_count.astype(np.int64), doc_len=doc_len,
                    labels=labels)
+
+
+def _attached_letters(vocab: SurfaceVocabulary, sid: np.ndarray):
+    """The capital single letters of a surface-id stream that stand right next to a content word
+    (a stem of more than one character; nothing between them but what is no token: spaces, dashes,
+    slashes): ``(positions, the letter's stem index in vocab.stems, side)``, one row per letter and
+    side: side -1 the word before ("vitamin A", "type I"), +1 the word after ("T cells"; never
+    after "A" and "I", the article and the pronoun). The letters' stems (the capital letter itself:
+    stems are lowercase, so no word has it) are added to ``vocab.stems``."""
+    none = np.zeros(0, dtype=np.int64)
+    code = np.asarray(vocab.stem_of, dtype=np.int64)
+    if not vocab.analyzer.letters or not (code == LETTER).any() or len(sid) < 2:
+        return none, none, none
+    surfaces = vocab.surfaces
+    content = (code >= 0) & np.fromiter((len(x) > 1 for x in surfaces), dtype=bool, count=len(surfaces))
+    c = content[sid]
+    at = np.flatnonzero(code[sid] == LETTER)
+    before = at[(at > 0)]
+    before = before[c[before - 1]]
+    after = at[at + 1 < len(sid)]
+    after = after[c[after + 1] & ~np.isin(sid[after], [vocab.ids.get("A", -1), vocab.ids.get("I", -1)])]
+    pos = np.concatenate([before, after])
+    side = np.concatenate([np.full(len(before), -1, dtype=np.int64), np.ones(len(after), dtype=np.int64)])
+    if not len(pos):
+        return none, none, none
+    letter_sids = np.unique(sid[pos])
+    stem_of_letter = np.full(len(surfaces), -1, dtype=np.int64)
+    for s in letter_sids.tolist():
+        stem_of_letter[s] = vocab._stem_id(surfaces[s])
+    return pos.astype(np.int64), stem_of_letter[sid[pos]], side
 
 
 def entity_records(entities) -> tuple[bytes, np.ndarray]:

@@ -1093,7 +1093,7 @@ class Spliced:
 class ZBlocks:
     """A zlib-block blob read like bytes: ``len``, slices (inflating the blocks they cover), ``bytes()``."""
 
-    #: inflated blocks kept (of ZBLOCK bytes: 32 MB): cards and letter-phrase checks read records
+    #: inflated blocks kept (of ZBLOCK bytes: 32 MB): cards read records
     #: all over the store, and 256 blocks (2 MB) were inflated again and again on SciFact alone
     CACHE = 4096
 

@@ -214,7 +214,20 @@ def merge(parts: list, n_docs: int, spool: Path | None = None) -> Partial:
     del seen
     if (total < 0).any():
         raise ValueError("a merge subtracted counts it never had: the model and the change disagree")
-    alive = np.flatnonzero(total.sum(axis=1) > 0)
+    alive_b = total.sum(axis=1) > 0
+    # a letter's single-word row has no count (the letter is no term of its own, see
+    # build._attached_letters): it survives while a surviving multitoken holds the letter
+    single_b = words[:, 1] < 0
+    zero_single = np.flatnonzero(single_b & ~alive_b)
+    if len(zero_single):
+        held = np.zeros(len(union), dtype=bool)
+        multi = alive_b & ~single_b
+        held[words[multi, 0]] = True
+        held[words[multi, 1]] = True
+        alive_b[zero_single[held[words[zero_single, 0]]]] = True
+        del held, multi
+    alive = np.flatnonzero(alive_b)
+    del alive_b, single_b, zero_single
     u_words = words[alive]
     del words
     # the stems that survive: those of the single words left (every word of a surviving

@@ -8,6 +8,11 @@ spans). Its rules:
   NFKC-normalized (only when it is not ASCII) and lowercased.
 - A word is a run of letters and digits, with inner underscores kept
   (``read_file`` is one word). Single letters are dropped; single digits are kept.
+- A capital single letter (ASCII) right next to a content word forms a two-word multitoken
+  with it ("vitamin A", "T cells", "C API", "type I"): the build counts it with the others
+  (``letters``, on by default; models built before record none). "A" and "I" attach only to
+  the word before them ("A study", "I think" are the article and the pronoun). The letter
+  itself is never a term of its own: no single-letter postings.
 - ``. ! ? ; :`` followed by a space, and blank lines, end a *sentence*;
   commas, parentheses and brackets end a *clause*. Multitokens never cross a
   clause; contextual pairs never cross a sentence.
@@ -57,6 +62,7 @@ _CJK_CLAUSE = "，、（）「」『』【】《》〈〉［］｛｝"
 SENTENCE = -1
 CLAUSE = -2
 DROP = -3
+LETTER = -4  # a capital single letter (a surface of its own, dropped as DROP is; see ``letters``)
 
 _SENTENCE_MARKS = frozenset(".!?;:" + _CJK_SENTENCE)
 _CLAUSE_MARKS = frozenset(",()[]{}" + _CJK_CLAUSE)
@@ -137,16 +143,20 @@ class Analyzer:
         Word → replacement word(s), applied before stemming.
     language : str
         ISO 639-1 code (:data:`tablelm.text.languages.LANGUAGES`).
+    letters : bool
+        Index a capital single letter next to a content word as a two-word multitoken with it
+        (see the module notes); False for the models built before (their manifests say nothing).
     """
 
     def __init__(self, *, stem: bool = True, stopwords=None, kw_map: dict | None = None,
-                 language: str = "en"):
+                 language: str = "en", letters: bool = True):
         if language not in languages.LANGUAGES:
             from ..errors import ParamError
 
             raise ParamError(f"The 'language' parameter must be one of "
                              f"{', '.join(map(repr, languages.LANGUAGES))}. Got {language!r}.")
         self.language = language
+        self.letters = bool(letters)
         self.algorithm = languages.stemmer_name(language)
         self.stem = stem
         self._stems = stem and self.algorithm is not None
@@ -244,7 +254,7 @@ class Analyzer:
                 "stemmer": f"snowball-{self.algorithm}" if self._stems else None,
                 "segmentation": languages.segmentation(self.language),
                 "stopwords": sorted(self.stopwords),
-                "kw_map": {k: " ".join(v) for k, v in sorted(self.kw_map.items())}}
+                "kw_map": {k: " ".join(v) for k, v in sorted(self.kw_map.items())}, "letters": self.letters}
 
 
 def read_kw_map(path) -> dict[str, str]:
@@ -275,7 +285,8 @@ class SurfaceVocabulary:
     Surface ids 0 and 1 are the sentence and clause markers, 2 the end of a segment
     (a field of an entity; it also ends a sentence). ``stem_of`` holds, per
     surface id, a stem index into ``stems`` (first-seen order), or a negative code
-    (SENTENCE, CLAUSE, DROP). Words that the KW_map expands to several words get
+    (SENTENCE, CLAUSE, DROP, LETTER: a capital single letter, whose surface is the letter
+    itself, apart from the lowercase one). Words that the KW_map expands to several words get
     one surface id per produced stem, recorded in ``expansions``.
     """
 
@@ -328,7 +339,11 @@ class SurfaceVocabulary:
                 sids = [self._add(f"{word}\x00{i}", self._stem_id(st)) for i, st in enumerate(stems)]
                 self.expansions[word] = sids
                 self.ids[word] = sids[0]
+        letters = self.analyzer.letters
         for tok, norm in zip(raw_tokens, norms):
+            if letters and len(tok) == 1 and "A" <= tok <= "Z":  # a capital letter: its own surface
+                self.raw_ids[tok] = self.ids.get(tok) or self._add(tok, LETTER)
+                continue
             self.raw_ids[tok] = self.ids[norm]
             if norm in self.expansions:
                 self.raw_expansions[tok] = self.expansions[norm]

@@ -313,7 +313,11 @@ function planNode(answer) {
   add("too frequent to count", (plan.dropped || {}).generic);
   add("not in the dictionary (words matched one by one)", plan.forced_not_in_dictionary);
   const phrases = plan.letter_phrases || [];
-  add("single letters are not indexed; ranked higher for saying", phrases.map((p) => "\u201c" + p + "\u201d"));
+  const found = plan.letter_multitokens || [];
+  const quoted = (xs) => xs.map((p) => "\u201c" + p + "\u201d");
+  if (plan.letters_indexed === false) add("single letters not indexed in this model (tablelm upgrade)", quoted(phrases));
+  else if (found.length) add("a single letter counts with the word next to it", quoted(found));
+  else add("no entity says", quoted(phrases));
   add("single letters not matched", (plan.single_letters || []).filter((x) => !phrases.some((p) => p.split(" ").includes(x))));
   add("not in corpus", plan.unknown);
   add("excluded", plan.excluded);
