@@ -404,12 +404,12 @@ def test_category_and_tag_filters(builtin_model):
 def test_dropped_words_are_said_in_the_text_answer(builtin_model):
     from tablelm.answer.render import render_text
 
-    # a letter attached to a word is checked in the entities' text (test_letter_phrase_*); a
-    # letter with no word next to it ("is" is a stopword) is said to be left out
+    # a letter attached to a word is a multitoken of the model (test_letter_phrase_*); a letter
+    # with no word next to it ("is" is a stopword) is said to be left out
     text = render_text(builtin_model.ask("what is X"))
-    assert "single letters are not indexed, so they were not matched: X" in text
+    assert "single letters are no terms of their own, so they were not matched: X" in text
     text = render_text(builtin_model.ask("vitamin A and T cells"))  # no Python entity says either
-    assert 'single letters are not indexed: no top entity\'s text says "vitamin A", "T cells"' in text
+    assert 'a single letter counts with the word next to it: no entity says "vitamin A", "T cells"' in text
     assert "not matched: A" not in text
     text = render_text(builtin_model.ask("zzqq~file read"))
     assert "not in the dictionary, so its words were matched one by one" in text
@@ -418,31 +418,22 @@ def test_dropped_words_are_said_in_the_text_answer(builtin_model):
 
 
 @pytest.mark.parametrize("prompt, phrases", [
-    ("vitamin A", ["vitamin A"]), ("T cells", ["T cells"]), ("C API reference", ["C API"]),
-    ("type I diabetes", ["type I"]), ("vitamin~d", ["vitamin d"]),
-    ("vitamin A and T cells", ["vitamin A", "T cells"]), ("conventional T cells", ["conventional T cells"]),
-    ("A deficiency of vitamin B12", []), ("hepatitis A", ["hepatitis A"]),
-    ("how do I read a file", []), ("e.g. a file", []), ("U.S. policy", []), ("the a b c", []),
+    ("vitamin A", {"vitamin A": [("vitamin", -1)]}), ("T cells", {"T cells": [("cells", 1)]}),
+    ("C API reference", {"C API": [("API", 1)]}), ("type I diabetes", {"type I": [("type", -1)]}),
+    ("vitamin~d", {"vitamin d": [("vitamin", -1)]}),
+    ("vitamin A and T cells", {"vitamin A": [("vitamin", -1)], "T cells": [("cells", 1)]}),
+    ("conventional T cells", {"conventional T cells": [("conventional", -1), ("cells", 1)]}),
+    ("A deficiency of vitamin B12", {}), ("hepatitis A", {"hepatitis A": [("hepatitis", -1)]}),
+    ("vitamin A deficiency", {"vitamin A": [("vitamin", -1)]}),  # "A" never takes the word after it
+    ("how do I read a file", {}), ("e.g. a file", {}), ("U.S. policy", {}), ("the a b c", {}),
 ])
 def test_letter_phrases_of_a_prompt(prompt, phrases):
     from tablelm.query.plan import letter_phrases
     from tablelm.text.analyzer import Analyzer
 
     a = Analyzer()
-    got = letter_phrases(prompt, lambda w: len(w) > 1 and bool(a.word_stems(w.lower())), a.stem_word)
-    assert [shown for _, shown, _ in got] == phrases
-    patterns = {shown: sides[0][0] for _, shown, sides in got}
-    if "vitamin A" in patterns:
-        p = patterns["vitamin A"]
-        assert p.search("fat-soluble vitamins A and E") and p.search("Vitamin A.") and p.search("vitamin-A")
-        assert not p.search("vitamin D") and not p.search("vitamin Ab") and not p.search("vitamin a day")
-    if "T cells" in patterns:
-        assert patterns["T cells"].search("CD8+ T cell responses") and not patterns["T cells"].search("B cells")
-    if "conventional T cells" in patterns:  # both sides: "conventional T" or "T cells"
-        (_, _, sides), = got
-        assert [w for _, w in sides] == ["conventional", "cells"] and sides[1][0].search("T-cell")
-    if "vitamin d" in patterns:  # a forced lowercase letter matches either case
-        assert patterns["vitamin d"].search("Vitamin D status")
+    got = letter_phrases(prompt, lambda w: len(w) > 1 and bool(a.word_stems(w.lower())))
+    assert {shown: sides for _, shown, sides in got} == phrases
 
 
 @pytest.fixture(scope="module")
@@ -460,26 +451,25 @@ def vitamin_model(tmp_path_factory):
     return tablelm.build([path])
 
 
-def test_a_letter_alone_is_checked_first_and_never_hides_a_phrase(vitamin_model):
-    """letter_factor tries a side's pattern only where the letter stands alone (a fast search first):
-    on the SciFact corpus, every record a side's pattern matches has the letter alone, and the cheap
-    search turns most records away."""
-    from conftest import SCIFACT
-
-    texts = SCIFACT.read_text("utf-8").splitlines()
-    seen = 0
-    for prompt in ("vitamin A", "CD4 T cells", "vitamin~d", "type I interferon", "B cell lymphoma"):
-        plan = vitamin_model._planner.plan(prompt, vitamin_model.params())
-        assert plan.letter_patterns, prompt
-        for sides in plan.letter_patterns:
-            for pattern, _, alone in sides:
-                hits = [t for t in texts if pattern.search(t)]
-                assert hits, (prompt, pattern.pattern)
-                assert all(alone.search(t) for t in hits), (prompt, pattern.pattern)
-                passed = sum(1 for t in texts if alone.search(t))
-                assert passed < len(texts) / 2, (prompt, alone.pattern)  # the check is worth doing first
-                seen += 1
-    assert seen >= 6
+def test_letter_multitokens_hold_the_entities_that_say_them(vitamin_model):
+    """The build indexes "vitamin A" as a two-word multitoken: its postings are the abstracts whose
+    text has "vitamin(s)" and the capital letter side by side (a space or a dash between, as these
+    abstracts write it), and none that only say another letter ("vitamin D"); the letter itself is
+    no term: its single-word row has no count and no postings."""
+    m = vitamin_model
+    t = m.tables
+    for letter in "ADEK":
+        sid, aid = t.stem_ids["vitamin"], t.stem_ids[letter]
+        mt = t.lookup_multitoken([sid, aid])
+        assert mt is not None and t.display(mt) == f"vitamin {letter}"
+        docs = {m.entity_at(int(d)).id for d in t.postings(mt)[0]}
+        says = {e.id for e in map(m.entity_at, range(m.n_docs))
+                if re.search(rf"(?i:\bvitamins?)[ -]{letter}(?!\w)", " ".join([e.title, e.text]))}
+        assert docs == says and docs, letter
+        assert t.df([aid])[0] == 0 and not np.asarray(t.mt_counts[aid]).any()
+    # "vitamin A derivatives", ". A total": "A" never takes the word after it (the article)
+    for word in ("derivatives", "total", "number"):
+        assert t.lookup_multitoken([t.stem_ids["A"], t.stem_ids[m.analyzer.stem_word(word)]]) is None
 
 
 def _says(model, card, pattern) -> bool:
@@ -495,16 +485,47 @@ def test_letter_phrase_ranks_vitamin_a_above_vitamin_d(vitamin_model):
     assert not _says(vitamin_model, plain.cards[0], vitamin_a), "without the letter, a vitamin A abstract is not first"
     a = vitamin_model.ask("vitamin A", k=10)
     assert a.plan["letter_phrases"] == ["vitamin A"] and a.plan["single_letters"] == ["A"]
+    assert a.plan["letter_multitokens"] == ["vitamin A"] and "vitamin A" in a.plan["multitokens_matched"]
     says = [_says(vitamin_model, c, vitamin_a) for c in a.cards]
-    # the abstracts that say "vitamin A" (3 of 64) come first, and why says so
-    assert says[:2] == [True, True] and sum(says) == 3, [c.title for c in a.cards]
-    assert all(any(f["name"].startswith("letter phrase") for f in c.factors) == s for c, s in zip(a.cards, says))
-    assert '"vitamin A" were ranked higher (3 of these cards)' in render_text(a)
+    # the abstracts that say "vitamin A" (3 of 64) come first, and why says so: the multitoken's contribution
+    assert says[:3] == [True, True, True] and sum(says) == 3, [c.title for c in a.cards]
+    assert all(any(w["multitoken"] == "vitamin A" and w["contribution"] > 0 for w in c.why) == s
+               for c, s in zip(a.cards, says))
+    assert 'a single letter counts with the word next to it: "vitamin A"' in render_text(a)
     d = vitamin_model.ask("vitamin~d", k=5)
-    assert d.plan["letter_phrases"] == ["vitamin d"]
+    assert d.plan["letter_phrases"] == ["vitamin d"] and d.plan["letter_multitokens"] == ["vitamin D"]
     assert all(_says(vitamin_model, c, r"(?i:vitamins?)[ -]D(?!\w)") for c in d.cards)
     # search (the batch path) ranks as ask does
     assert [i for i, _ in vitamin_model.search("vitamin A", k=10)] == [c.id for c in a.cards]
+
+
+def test_a_model_built_before_letters_says_so_and_upgrade_indexes_them(tmp_path):
+    """A model whose analyzer records no letter rule (built before it) loads, says why a letter
+    phrase matched its words only, and ``tablelm upgrade`` builds its letter multitokens."""
+    import tablelm
+    from tablelm.answer.render import render_text
+    from tablelm.model import upgrade
+
+    from conftest import SCIFACT
+
+    if not SCIFACT.exists():
+        pytest.skip(f"test data not found at {SCIFACT}")
+    lines = [x for x in SCIFACT.read_text("utf-8").splitlines() if re.search(r"(?i)vitamin", x)]
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    out = tmp_path / "m"
+    tablelm.build([tmp_path / "c.jsonl"], out_dir=out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["analyzer"]["letters"]  # as the manifests written before the rule
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    old = tablelm.load(out)
+    assert not old.analyzer.letters
+    a = old.ask("vitamin A", k=5)
+    assert a.plan["letters_indexed"] is False and a.plan["letter_multitokens"] == []
+    assert "this model does not index single letters" in render_text(a) and "tablelm upgrade" in render_text(a)
+    new = upgrade(out)
+    assert new.analyzer.letters and json.loads((out / "manifest.json").read_text())["analyzer"]["letters"] is True
+    b = tablelm.load(out).ask("vitamin A", k=5)
+    assert b.plan["letter_multitokens"] == ["vitamin A"]
 
 
 def test_importance_prior_is_an_explained_factor(builtin_model):

@@ -128,7 +128,7 @@ def test_the_batch_path_gives_what_the_general_path_gives(cranfield, monkeypatch
     some = dict(list(queries.items())[:60])
     for params in PARAMS:
         batch = model.search_many(some, k=50, **params)
-        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p, letters=False: False))
+        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p: False))
         general = model.search_many(some, k=50, **params)
         monkeypatch.undo()
         assert batch == general
@@ -151,29 +151,28 @@ def scifact_letters(tmp_path_factory):
     model = tablelm.load(out)
     queries = read_queries(SCIFACT_QUERIES)
     plans = model._planner.plan_many(list(queries.values()), model.params())
-    return model, {q: t for (q, t), plan in zip(queries.items(), plans) if plan.letter_patterns}
+    return model, {q: t for (q, t), plan in zip(queries.items(), plans) if plan.letter_mts}
 
 
 @pytest.mark.parametrize("params", [{}, {"agent_boost": 2.0, "b": 0.3}], ids=["defaults", "agents"])
-def test_letter_phrases_are_rescored_in_the_batch_as_the_general_path_scores_them(scifact_letters, monkeypatch,
-                                                                                  params):
-    """search_many keeps letter-phrase prompts in the compiled batch and re-scores its top entities
-    with the letter factor (filters.rescore_letters): the same entities, order and floats as the
-    dense scores times letter_factor (Model._rank), with numba and with numpy, for k below, at and
-    above MAX_LETTER_CHECKS."""
-    from tablelm.query.filters import MAX_LETTER_CHECKS
+def test_letter_phrases_are_scored_in_the_batch_as_the_general_path_scores_them(scifact_letters, monkeypatch,
+                                                                                params):
+    """A letter phrase ("vitamin A", "T cells") is a matched multitoken of the plan, so its prompt is
+    scored in the compiled batch: the same entities, order and floats as Model._rank, with numba and
+    with numpy; and the letter multitokens do change rankings."""
+    from tablelm.query.plan import Planner
 
     model, queries = scifact_letters
-    assert len(queries) > 100  # 113 of the 1,109 claims
-    for k in (3, MAX_LETTER_CHECKS, MAX_LETTER_CHECKS + 50):
+    assert len(queries) > 80  # the claims whose letter phrase is a multitoken of SciFact
+    for k in (3, 100):
         run = lambda k=k: model.search_many(queries, k=k, **params)
         batch_np, batch = _both(monkeypatch, run) if HAS_NUMBA else (run(), run())
-        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p, letters=False: False))
+        monkeypatch.setattr(Model, "_plain", staticmethod(lambda plan, p: False))
         general = run()
         monkeypatch.undo()
         assert batch == general and batch_np == general
-        # the letter factor did change rankings: not the plain term sums' order
-        monkeypatch.setattr("tablelm.model.rescore_letters", lambda model, plan, idx, sc, scorer, k: (idx[:k], sc[:k]))
+        # without the letter multitokens: other rankings
+        monkeypatch.setattr(Planner, "_letter_pairs", staticmethod(lambda prepared, who, matched: (who, matched)))
         unlettered = run()
         monkeypatch.undo()
         changed = sum(unlettered[q] != batch[q] for q in queries)
@@ -269,36 +268,6 @@ def test_the_compiled_planner_makes_the_plans_of_the_python_one(cranfield, scifa
         assert any(t.qtf > 1 for plan in python for t in plan.terms)
 
 
-def test_letter_patterns_find_what_their_forward_regexes_find(scifact_letters):
-    """The letter-phrase patterns are searched letter first (the next word's side: the lookbehind after
-    the letter; the previous word's side: the mirror image in the reversed text, plan.BackwardPattern),
-    ~30x faster: on SciFact abstracts and on edge cases, each finds a phrase exactly where the forward
-    regex it stands for does."""
-    import re
-
-    from tablelm.query.plan import BackwardPattern
-
-    model, queries = scifact_letters
-    plans = model._planner.plan_many(list(queries.values()), model.params())
-    sides = {(p.pattern, p): alone for plan in plans for s in plan.letter_patterns for p, _, alone in s}
-    assert len(sides) > 60 and any(isinstance(p, BackwardPattern) for _, p in sides)
-    records = [model.entity_record(d) for d in range(0, model.n_docs, 8)]
-    edge = ["vitamins-A", "Vitamin\tA.x", "xvitamin A", "vitamin A1", "vitamin A.", "VITAMIN  -  A and", "vitamin_A",
-            "vitamın A", "T-cells", "αT cells", ".T cells", "T cellular", "in T  cells.", "A.T cells", "cells T",
-            "Vitamin A", "(vitamin A)", "vitamin-A,", "impaired T", "impaired T.5", "impaired Tx", "G-CSF", "G csf"]
-    found = 0
-    for (forward, pattern), alone in sides.items():
-        regex = re.compile(forward if isinstance(pattern, BackwardPattern) else
-                           re.sub(r"^(\[\w+\]|\w)\(\?<!\[\\w\.\]\1\)", r"(?<![\\w.])\1", forward))
-        assert regex.pattern != pattern.pattern or isinstance(pattern, BackwardPattern)
-        for text in records + edge:
-            want = regex.search(text) is not None
-            assert (pattern.search(text) is not None) == want, (forward, text[:80])
-            assert not want or alone.search(text)
-            found += want
-    assert found > 100  # 156: the phrases are there to be found
-
-
 @needs_numba
 def test_the_histogram_top_k_is_exact_on_ties_skew_and_exclusions(cranfield):
     """_jit._select keeps the candidates of the top score bins and sorts those only: on real score
@@ -350,8 +319,7 @@ def test_planning_pre_checks_never_change_what_they_skip(cranfield, monkeypatch)
     texts += ["x A", "_a_", "\u00e9a b", "a.b", "x-y", "\u65e5\u672ca", "T", "vitamin~d", "3 D", "a b c", "type I"]
 
     def plans_and_phrases():
-        shown = lambda got: [(w, d, [(p.pattern, x) for p, x in sides]) for w, d, sides in got]
-        return ([shown(plan.letter_phrases(t, is_content, a.stem_word)) for t in texts],
+        return ([plan.letter_phrases(t, is_content) for t in texts],
                 [p.to_dict() for p in model._planner.plan_many(texts, model.params())])
 
     fast = plans_and_phrases()

@@ -305,9 +305,10 @@ def test_concurrent_requests_get_identical_answers(server_url):
     assert all(status == 200 and ids == expected[p] for p, status, ids in results)
 
 
-def test_page_says_which_letters_were_not_indexed(builtin_model):
-    """The web page's plan line (app.js planNode, run by Node) names the letter phrases and the
-    letters left out, as the text answer does."""
+def test_page_says_what_the_letters_matched(builtin_model):
+    """The web page's plan line (app.js planNode, run by Node) names the letter multitokens matched
+    (or the phrases no entity says, or that the model indexes no letters) and the letters left out,
+    as the text answer does."""
     import json
     import shutil
     import subprocess
@@ -320,10 +321,14 @@ def test_page_says_which_letters_were_not_indexed(builtin_model):
     js = (WEB_DIR / "app.js").read_text("utf-8")
     body = re.search(r"^function planNode\(answer\) \{.*?^\}$", js, re.M | re.S).group(0)
     answer = builtin_model.ask("vitamin A and X", k=3).to_dict()
+    found = dict(answer, plan=dict(answer["plan"], letter_multitokens=["vitamin A"]))
+    old = dict(answer, plan=dict(answer["plan"], letters_indexed=False))
     stub = """
 const el = (tag, attrs, ...kids) => ({kids, append(...k) { this.kids.push(...k); }});
 const text = (n) => typeof n === "string" ? n : n.kids.map(text).join("");
-""" + body + "\nconsole.log(text(planNode(" + json.dumps(answer) + ")));"
+""" + body + "".join(f"\nconsole.log(text(planNode({json.dumps(a)})));" for a in (answer, found, old))
     out = subprocess.run([node, "-e", stub], capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "single letters are not indexed; ranked higher for saying: \u201cvitamin A\u201d" in out, out
-    assert "single letters not matched: X" in out, out
+    none, hit, before = out.splitlines()
+    assert "no entity says: \u201cvitamin A\u201d" in none and "single letters not matched: X" in none, out
+    assert "a single letter counts with the word next to it: \u201cvitamin A\u201d" in hit and "no entity" not in hit
+    assert "single letters not indexed in this model (tablelm upgrade): \u201cvitamin A\u201d" in before, out

@@ -70,6 +70,35 @@ def segments(entities, analyzer):
     return out
 
 
+def letter_pairs(entities, analyzer):
+    """``(doc, field, (word stem, letter) or (letter, word stem))`` of every capital single letter
+    right next to a content word (analyzer.py's rule: a token of the text itself, nothing but
+    non-tokens between; "A" and "I" only after the word), read token by token from the text."""
+    out = []
+    if not analyzer.letters:
+        return out
+    for d, e in enumerate(entities):
+        for f, texts in enumerate(field_parts(e)):
+            for t in texts:
+                toks = []  # per token: ("L", letter) or ("w", stems of a word of more than one character) or None
+                for m in analyzer.token_re.finditer(t):
+                    tok = m.group()
+                    if len(tok) == 1 and "A" <= tok <= "Z":
+                        toks.append(("L", tok))
+                    elif tok[0].isalnum() and len(normalize(tok)) > 1 and analyzer.word_stems(normalize(tok)):
+                        toks.append(("w", analyzer.word_stems(normalize(tok))))
+                    else:
+                        toks.append(None)
+                for i, x in enumerate(toks):
+                    if x is None or x[0] != "L":
+                        continue
+                    if i and toks[i - 1] is not None and toks[i - 1][0] == "w":
+                        out.append((d, f, (toks[i - 1][1][-1], x[1])))
+                    if x[1] not in "AI" and i + 1 < len(toks) and toks[i + 1] is not None and toks[i + 1][0] == "w":
+                        out.append((d, f, (x[1], toks[i + 1][1][0])))
+    return out
+
+
 def oracle(entities, analyzer, max_ngram, max_dist, min_count):
     """Every table of the documented rules, keyed by word tuples (not ids)."""
     segs = segments(entities, analyzer)
@@ -89,9 +118,18 @@ def oracle(entities, analyzer, max_ngram, max_dist, min_count):
                 if f != 0:
                     kg[key] += 1
                 occs.append((d, f, si, key, i, j))
+    letters = letter_pairs(entities, analyzer) if max_ngram >= 2 else []
+    for _d, f, key in letters:
+        count[key] += 1
+        if f != 0:
+            kg[key] += 1
     kept = {k for k in count if len(k) == 1 or count[k] >= min_count or kg[k] > 0}
+    # a letter's stem is the capital letter; its single-word row has no count, and it is kept
+    # while a kept multitoken holds it
+    held = {w for _, _, key in letters if key in kept for w in key if len(w) == 1 and "A" <= w <= "Z"}
+    kept |= {(w,) for w in held}
 
-    stems = sorted({w[0] for _, _, words in segs for w in words})
+    stems = sorted({w[0] for _, _, words in segs for w in words} | held)
     rank = {s: i for i, s in enumerate(stems)}
     mts = sorted(kept, key=lambda k: (len(k), [rank[s] for s in k]))
 
@@ -103,6 +141,12 @@ def oracle(entities, analyzer, max_ngram, max_dist, min_count):
             mt_counts[key][f] += 1
             post[(key, d)][f] += 1
             kept_occ[si].append((key, i, j, segs[si][2][i][2]))
+    for d, f, key in letters:  # postings and counts, no pairs
+        if key in kept:
+            mt_counts[key][f] += 1
+            post[(key, d)][f] += 1
+    for w in held:
+        mt_counts[(w,)] = [0] * len(FIELDS)  # the row, with no count
 
     doc_len = np.zeros((n_docs, len(FIELDS)), dtype=np.int64)
     for d, f, words in segs:

@@ -353,10 +353,10 @@ def count_partial(entities, analyzer: Analyzer, params: dict, dictionary: np.nda
         held = level_words[1][inv_l[l_kept]]
         level_kept[0][np.intersect1d(held, rank[letter_stem])] = True
     smap = None
-    if not level_kept[0].all():  # the multitokens' words are renumbered below (a monotonic map)
+    if not level_kept[0][:n_stems].all():  # the multitokens' words are renumbered below (a monotonic map)
         smap = np.cumsum(level_kept[0]) - 1
         stems = [st for st, k in zip(stems, level_kept[0].tolist()) if k]
-        stem_hash = stem_hash[level_kept[0]]
+        stem_hash = stem_hash[level_kept[0][:n_stems]]
         surface_stem = smap[surface_stem].astype(np.int32)
 
     # global multitoken ids: by length, then words in alphabetical order
