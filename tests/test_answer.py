@@ -492,6 +492,11 @@ def test_letter_phrase_ranks_vitamin_a_above_vitamin_d(vitamin_model):
     assert all(any(w["multitoken"] == "vitamin A" and w["contribution"] > 0 for w in c.why) == s
                for c, s in zip(a.cards, says))
     assert 'a single letter counts with the word next to it: "vitamin A"' in render_text(a)
+    # its citations are the spans that say it (the build's rule, read again in the card's text)
+    cited = [x for c in a.cards for x in c.citations if x.multitoken == "vitamin A"]
+    assert len(cited) >= 3 and all(re.fullmatch(r"(?i:vitamins?)[ -]A", x.text) for x in cited), cited
+    assert {c.id for c in a.cards if any(x.multitoken == "vitamin A" for x in c.citations)} == \
+        {c.id for c, s in zip(a.cards, says) if s}
     d = vitamin_model.ask("vitamin~d", k=5)
     assert d.plan["letter_phrases"] == ["vitamin d"] and d.plan["letter_multitokens"] == ["vitamin D"]
     assert all(_says(vitamin_model, c, r"(?i:vitamins?)[ -]D(?!\w)") for c in d.cards)

@@ -78,11 +78,46 @@ def _tokenize(model, text: str, memo: dict) -> list[tuple[int, int, int, int]]:
     return words
 
 
+def _letter_pairs(model, text: str) -> list[tuple[tuple[int, int], int, int]]:
+    """``((stem id, stem id), start, end)`` of the letter multitokens of ``text`` ("vitamin A", "T cells"),
+    by the build's rule (build._attached_letters): a capital single letter and the content word of the
+    token right before it, or right after it (not for "A" and "I")."""
+    an, ids = model.analyzer, model.tables.stem_ids
+    toks = list(an.token_re.finditer(text))
+
+    def content(m):  # the stems of a word of more than one character (None: a boundary, a stopword...)
+        word = normalize(m.group())
+        return (an.word_stems(word) or None) if len(word) > 1 and boundary(m.group()) is None else None
+
+    out = []
+    for i, m in enumerate(toks):
+        tok = m.group()
+        if len(tok) != 1 or not "A" <= tok <= "Z" or (lid := ids.get(tok, -1)) < 0:
+            continue
+        if i and (st := content(toks[i - 1])):
+            out.append(((ids.get(st[-1], -1), lid), toks[i - 1].start(), m.end()))
+        if tok not in "AI" and i + 1 < len(toks) and (st := content(toks[i + 1])):
+            out.append(((lid, ids.get(st[0], -1)), m.start(), toks[i + 1].end()))
+    return out
+
+
 def find_spans(model, text: str, targets: dict[tuple, str], max_n: int):
     """Yield ``(start, end, multitoken text)`` of every occurrence of ``targets``.
 
-    ``targets`` maps a tuple of stem ids (corpus order) to the display text.
+    ``targets`` maps a tuple of stem ids (corpus order) to the display text; a letter multitoken's
+    occurrences come after the others'.
     """
+    yield from _word_spans(model, text, targets, max_n)
+    if model.analyzer.letters and any(len(key) == 2 for key in targets):
+        letters = {model.tables.stem_ids.get(x, -1) for x in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"} - {-1}
+        if any(x in letters for key in targets if len(key) == 2 for x in key):
+            for key, start, end in _letter_pairs(model, text):
+                hit = targets.get(key)
+                if hit is not None:
+                    yield start, end, hit
+
+
+def _word_spans(model, text: str, targets: dict[tuple, str], max_n: int):
     words = _words(model, text)
     firsts = {key[0] for key in targets}
     for i, (first, start, _, clause) in enumerate(words):
