@@ -9,7 +9,11 @@ concatenated token stream:
 2. n-grams level by level: the id of the n-gram starting at ``i`` is the unique
    index of ``(id of the (n-1)-gram at i) * V + word[i+n-1]``; n-grams never
    cross a clause. Multitokens of two or more words are kept when they occur at
-   least ``min_multitoken_count`` times or in a knowledge-graph field.
+   least ``min_multitoken_count`` times or in a knowledge-graph field. A capital
+   single letter right next to a content word ("vitamin A", "T cells", see
+   text/analyzer.py) adds a two-word n-gram to the second level, counted and kept
+   as the others are, with postings and no pairs; the letter's own single-word row
+   (its stem is the capital letter) has no count and no postings.
 3. postings (multitoken, entity) → term frequency per field, dictionary counts,
    field lengths.
 4. pairs of non-overlapping multitoken occurrences in one sentence whose gap is
