@@ -258,6 +258,7 @@ def test_the_compiled_planner_makes_the_plans_of_the_python_one(cranfield, scifa
         got = batch.kernel_input(list(range(len(texts))), lambda mts: np.ones(len(mts)))
         want = kernel.prepare_many([plan.active() for plan in python], lambda mts: np.ones(len(mts)))
         assert all(np.array_equal(a, b) for a, b in zip(got, want))
+        assert not batch._filled[batch.compiled].any()  # the forced prompt's terms alone were made
         roles = {t.role for plan in python for t in plan.terms}
         # every role is reached (a cap of 1 makes every word generic: nothing left to contain)
         assert "prompt" in roles and ("contained" if params.get("max_token_count") != 1 else "generic") in roles

@@ -204,18 +204,32 @@ class PlanBatch:
         from . import kernel
 
         g = np.asarray(group, dtype=np.int64)
-        if not len(g) or not self.compiled[g].all():
+        comp = self.compiled[g] if len(g) else np.zeros(0, dtype=bool)
+        if not comp.any():
             return kernel.prepare_many([self.fill(i).active() for i in group], idf_of)
         q_ptr, mt, _, role, w, _, st = self.arrays
-        starts = q_ptr[g]
-        lens = q_ptr[g + 1] - starts
+        at = np.flatnonzero(comp)  # the compiled plans' terms read from the arrays
+        starts = q_ptr[g[at]]
+        lens = q_ptr[g[at] + 1] - starts
         idx = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-        owner = np.repeat(np.arange(len(g)), lens)
+        owner = np.repeat(at, lens)
         keep = (role[idx] != 3) & (w[idx] > 0)  # Plan.active(): not generic, a positive weight
         idx, owner = idx[keep], owner[keep]
+        t_mt, t_w, t_st = mt[idx], w[idx], st[idx]
+        if not comp.all():  # the others (a forced multitoken, a quoted phrase) from their terms alone:
+            rest = np.flatnonzero(~comp)  # one such prompt no longer makes the batch build every plan's
+            terms = [(j, t) for j in rest.tolist() for t in self.fill(int(g[j])).active()]
+            owner = np.concatenate((owner, np.fromiter((j for j, _ in terms), dtype=np.int64, count=len(terms))))
+            t_mt = np.concatenate((t_mt, np.fromiter((t.mt for _, t in terms), dtype=np.int64, count=len(terms))))
+            t_w = np.concatenate((t_w, np.fromiter((t.weight for _, t in terms), dtype=np.float64,
+                                                   count=len(terms))))
+            t_st = np.concatenate((t_st, np.fromiter((-1 if t.stretch is None else t.stretch for _, t in terms),
+                                                     dtype=np.int64, count=len(terms))))
+            order = np.argsort(owner, kind="stable")  # by plan, each plan's terms in their order
+            owner, t_mt, t_w, t_st = owner[order], t_mt[order], t_w[order], t_st[order]
         ptr = np.zeros(len(g) + 1, dtype=np.int64)
         ptr[1:] = np.cumsum(np.bincount(owner, minlength=len(g)))
-        return kernel.prepare_arrays(ptr, mt[idx], w[idx], st[idx], idf_of)
+        return kernel.prepare_arrays(ptr, t_mt, t_w, t_st, idf_of)
 
 
 def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
