@@ -11,11 +11,16 @@ Each line is ``prompt | alternative ...``; a card hits an alternative when
 
 Usage::
 
-    python benchmarks/everyday.py [-m MODEL_DIR] [-p name=value ...] [--json]
+    python benchmarks/everyday.py [-m MODEL_DIR] [-p name=value ...] [--split] [--json]
 
 An alternative written ``+name`` was added after the list was first measured (a correct answer
 the first list did not name, such as the FAQ entry that asks the very question); the comment line
 above its question says why. The rates are reported with and without those additions.
+
+Questions after the line ``# --- held out`` were written after the defaults of the built-in
+profile were last chosen and are never used to choose them. ``--split`` reports three groups
+apart: ``A`` (the 1st, 3rd, 5th ... question before that line: where a default is chosen),
+``B`` (the 2nd, 4th ...: where the choice is checked) and ``held-out``.
 
 Without ``-m`` it uses the built-in model (built on first use). The per-question lines show
 the rank of the first hit in the top 10 ("-" when none) and the top card.
@@ -46,6 +51,22 @@ def read_questions(path: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
+HELD_OUT_MARK = "# --- held out"
+
+
+def question_groups(path: Path) -> list[str]:
+    """The group of each question of :func:`read_questions` (module notes): A, B or held-out."""
+    out: list[str] = []
+    held = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(HELD_OUT_MARK):
+            held = True
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        out.append("held-out" if held else "AB"[sum(g != "held-out" for g in out) % 2])
+    return out
+
+
 def hits(card_id: str, alternatives: list[str]) -> bool:
     """Whether a card id answers one of the alternatives (see the module notes)."""
     bare = card_id.split(":", 1)[1] if card_id.startswith(KIND_PREFIXES) else card_id
@@ -73,12 +94,15 @@ def evaluate(model, questions, k: int = 10, **params) -> dict:
         rows.append({"prompt": prompt, "expected": alts, "rank": rank, "rank_original": rank0, "top": ids[:3]})
     n = len(rows)
 
-    def rates(key: str) -> dict:
-        return {"top1": sum(r[key] == 1 for r in rows) / n,
-                "top3": sum(r[key] is not None and r[key] <= 3 for r in rows) / n,
-                "top10": sum(r[key] is not None for r in rows) / n}
+    return {"questions": n, **rates(rows, "rank"), "original": rates(rows, "rank_original"), "rows": rows}
 
-    return {"questions": n, **rates("rank"), "original": rates("rank_original"), "rows": rows}
+
+def rates(rows: list[dict], key: str = "rank") -> dict:
+    """Top-1 / top-3 / top-10 hit rates of ``rows`` (as :func:`evaluate` makes them)."""
+    n = max(len(rows), 1)
+    return {"top1": sum(r[key] == 1 for r in rows) / n,
+            "top3": sum(r[key] is not None and r[key] <= 3 for r in rows) / n,
+            "top10": sum(r[key] is not None for r in rows) / n}
 
 
 def main(argv=None) -> int:
@@ -86,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("-m", "--model", help="Model directory (default: the built-in model).")
     ap.add_argument("--questions", type=Path, default=DEFAULT_FILE)
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--split", action="store_true",
+                    help="Also report the groups A, B and held-out apart (module notes).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
@@ -96,6 +122,11 @@ def main(argv=None) -> int:
     model = load(args.model) if args.model else builtin_model(progress=True)
     params = P.resolve(P.parse_assignments(args.param), stage=("query", "render"), base={})
     rep = evaluate(model, read_questions(args.questions), **params)
+    groups = question_groups(args.questions)
+    for r, g in zip(rep["rows"], groups):
+        r["group"] = g
+    rep["groups"] = {g: {"questions": groups.count(g), **rates([r for r in rep["rows"] if r["group"] == g])}
+                     for g in dict.fromkeys(groups)}
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
@@ -105,6 +136,10 @@ def main(argv=None) -> int:
     print(f"{rep['questions']} questions: top-1 {rep['top1']:.2f}, top-3 {rep['top3']:.2f}, "
           f"top-10 {rep['top10']:.2f} (original list, without the +additions: top-1 {o['top1']:.2f}, "
           f"top-3 {o['top3']:.2f}, top-10 {o['top10']:.2f})")
+    if args.split:
+        for g, x in rep["groups"].items():
+            print(f"  {g:<8} {x['questions']:>3} questions: top-1 {x['top1']:.2f}, top-3 {x['top3']:.2f}, "
+                  f"top-10 {x['top10']:.2f}")
     return 0
 
 
