@@ -14,7 +14,7 @@ from pathlib import Path
 from .tables.store import FORMAT_VERSION, MANIFEST
 
 #: Bumped whenever the built-in corpus, its KW_map or its profile changes, so that caches are rebuilt.
-CORPUS_REVISION = 6
+CORPUS_REVISION = 7
 
 #: The built-in model's query profile when it includes the HTML documentation: the importance
 #: prior on. There, a link to a documented object (``library/functions.html#open``) is an in-link

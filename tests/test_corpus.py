@@ -673,6 +673,7 @@ def test_html_docs_are_found_for_this_python_only(tmp_path, monkeypatch):
     site = write(tmp_path / "html" / "_static" / "documentation_options.js",
                  f"var DOCUMENTATION_OPTIONS = {{ VERSION: '{xy}.99', LANGUAGE: 'en' }};").parents[1]
     write(site / "library" / "demo.html", "<html><body><div class='body'><h1>demo</h1>"
+          "<p>The demo module makes <a href='other.html#top'>food</a>.</p>"
           "<dl class='py function'><dt class='sig sig-object py' id='demo.spam'>demo.spam(x)</dt>"
           "<dd><p>Return spam for x.</p><p>Second paragraph.</p></dd></dl>"
           "<dl class='py function'><dt class='sig sig-object py' id='demo.eggs'>demo.eggs()</dt>"
@@ -687,7 +688,10 @@ def test_html_docs_are_found_for_this_python_only(tmp_path, monkeypatch):
     obj = ents["library/demo.html#demo.spam"]
     assert obj.title == "demo.spam" and obj.text == "demo.spam(x)\nReturn spam for x.\n\nSecond paragraph."
     assert obj.category == ("Library reference", "demo") and obj.tags == ("function",)
-    assert "library/demo.html" in ents  # the page itself, from the HTML reader
+    # the page itself, from the HTML reader: its own prose and links, not its objects' (their entities
+    # hold them: one text, one card)
+    assert ents["library/demo.html"].text == "The demo module makes food."
+    assert ents["library/demo.html"].related == ("library/other.html",)
     # a link to a documented object goes to the object's entity (its in-links: the importance
     # prior), not to the page around it; an object's own links are its related items
     assert ents["library/other.html"].related == ("library/demo.html#demo.spam",)
@@ -717,6 +721,10 @@ def test_builtin_corpus_includes_the_installed_html_docs(pydocs_run):
     ids = set(by_id)
     assert all(r in ids for e in entities for r in e.related)
     assert not any(e.id.startswith(("whatsnew/", "c-api/", "genindex")) for e in entities)
+    # an object's description is in its own entity only, not also in the sections around it
+    words = "Serialize obj as a JSON formatted stream to fp"
+    assert [e.id for e in entities if words in e.text] == ["library/json.html#json.dump"]
+    assert "The csv module defines the following functions" in by_id["library/csv.html#module-contents"].text
 
 
 def test_content_key_is_computed_once_per_entity(monkeypatch):

@@ -42,7 +42,7 @@ from __future__ import annotations
 import codecs
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
@@ -340,8 +340,13 @@ def _drop_boilerplate(root, is_body: bool) -> None:
                 parent.text = (parent.text or "") + tail
 
 
-def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = ()) -> Page | None:
-    """Parse one decoded HTML page into a :class:`Page` (None when it holds no markup)."""
+def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = (),
+               omit: Callable[[object], bool] | None = None) -> Page | None:
+    """Parse one decoded HTML page into a :class:`Page` (None when it holds no markup).
+
+    ``omit(element)``: whether an element's text and links stay out of the page's sections
+    because it is an entity of its own (the Python docs' object descriptions); its ids still
+    count as anchors of the section it is in."""
     doc = _parse(path, text)
     if doc is None:
         return None
@@ -403,6 +408,12 @@ def parse_page(path, text: str, relpath: str, dir_parts: tuple[str, ...] = ()) -
         el_id = el.get("id") or (el.get("name") if tag == "a" else None)
         if el_id:
             state["pending"].append(el_id)
+        if omit is not None and omit(el):
+            state["pending"] += [x for sub in el.iterdescendants() if isinstance(sub.tag, str) and (x := sub.get("id"))]
+            flush_pending(current)
+            if el.tail:
+                current.parts.append(el.tail.replace("\n", " "))
+            return
         h = _HEADING.match(tag)
         if h:
             level = int(h.group(1))
@@ -612,16 +623,17 @@ def page_entities(page: Page, links: LinkIndex, stats: ReadStats | None = None,
 
 
 def load_page(path: Path, relpath: str, dir_parts: tuple[str, ...] = (), *,
-              encoding: str = "utf-8") -> Page | None:
+              encoding: str = "utf-8", omit: Callable[[object], bool] | None = None) -> Page | None:
     """Read, decode and parse one HTML file; CorpusError on undecodable bytes."""
     data = Path(path).read_bytes()
     text = decode_html(path, data, encoding)
-    return parse_page(path, text, relpath, dir_parts)
+    return parse_page(path, text, relpath, dir_parts, omit)
 
 
 def read_html_pages(files: list[tuple[Path, str]], *, encoding: str = "utf-8",
                     on_error: str = "fail", stats: ReadStats | None = None,
-                    max_related: int = 100, links: LinkIndex | None = None) -> Iterator[TextEntity]:
+                    max_related: int = 100, links: LinkIndex | None = None,
+                    omit: Callable[[object], bool] | None = None) -> Iterator[TextEntity]:
     """Read a set of pages of one site: parse them all, then resolve links between them.
 
     Parameters
@@ -631,6 +643,8 @@ def read_html_pages(files: list[tuple[Path, str]], *, encoding: str = "utf-8",
     links : LinkIndex, optional
         The index to fill with the pages (and resolve through); pass one to resolve more links
         of the site after the pages (or to give it entities of anchors, ``LinkIndex(objects)``).
+    omit : callable, optional
+        ``omit(element)``: an element whose text and links the sections leave out (see :func:`parse_page`).
     """
     check_on_error(on_error)
     pages: list[Page] = []
@@ -638,7 +652,7 @@ def read_html_pages(files: list[tuple[Path, str]], *, encoding: str = "utf-8",
     for full, relpath in files:
         parts = tuple(relpath.split("/")[:-1])
         try:
-            page = load_page(full, relpath, parts, encoding=encoding)
+            page = load_page(full, relpath, parts, encoding=encoding, omit=omit)
         except CorpusError as err:
             handle_error(err, on_error, stats)
             continue

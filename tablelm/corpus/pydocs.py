@@ -194,7 +194,15 @@ def read_html_docs(folder: Path, stats: ReadStats | None = None, skip_modules=()
     # a link to a documented object (library/functions.html#open) goes to the object's entity,
     # not to the section around it, so the in-links (the importance prior) count for it
     links = LinkIndex(e.id for e in objects)
-    yield from read_html_pages(files, on_error="skip", stats=stats, links=links)
+    # and its description is its entity's text only: the section around it keeps its own prose
+    # (library/asyncio-task.html#sleeping held asyncio.sleep's whole text, two cards of one text)
+    names = frozenset(e.id.partition("#")[2] for e in objects)
+
+    def is_object(el) -> bool:
+        parts = _object_parts(el) if el.tag == "dl" else None
+        return parts is not None and parts[1].get("id") in names
+
+    yield from read_html_pages(files, on_error="skip", stats=stats, links=links, omit=is_object)
     for e in objects:
         page = e.id.partition("#")[0]
         related = dict.fromkeys(t for h in hrefs.get(e.id, ()) if (t := links.resolve(h, page)[0]) and t != e.id)
@@ -210,6 +218,18 @@ SPHINX_KINDS = ("function", "method", "class", "exception", "data", "attribute",
                 "classmethod", "staticmethod", "decorator")
 _PARAGRAPH_TAGS = frozenset({"p", "pre", "table", "ul", "ol", "dl", "blockquote", "div", "section"})
 _LINE_TAGS = frozenset({"li", "dt", "dd", "tr", "br", "h1", "h2", "h3", "h4", "h5", "h6"})
+
+
+def _object_parts(dl):
+    """``(kind, dt, dd)`` of a Sphinx object description (``<dl class="py function">`` with a
+    ``<dt id>`` and a ``<dd>``), else None."""
+    classes = (dl.get("class") or "").split()
+    if "py" not in classes:
+        return None
+    kind = next((k for k in SPHINX_KINDS if k in classes), None)
+    dt = next((c for c in dl if c.tag == "dt" and c.get("id")), None)
+    dd = next((c for c in dl if c.tag == "dd"), None)
+    return None if kind is None or dt is None or dd is None else (kind, dt, dd)
 
 
 def _block_text(el, skip: set) -> str:
@@ -245,10 +265,11 @@ def read_sphinx_objects(files: list[tuple[Path, str]], stats: ReadStats | None =
     """An entity per documented object of the library and language references.
 
     Sphinx writes each function, class, method or attribute as ``<dl class="py function">``
-    with ``<dt id="os.environ">`` (the signature) and ``<dd>`` (its documentation). The page
-    and section entities hold that text too, among pages of it (``library/functions.html`` is
-    70,000 characters); an entity of its own, id ``library/os.html#os.environ``, title the
-    object's name, answers "environment variable" with the object people need. A class's
+    with ``<dt id="os.environ">`` (the signature) and ``<dd>`` (its documentation), among pages
+    of them (``library/functions.html`` is 70,000 characters); an entity of its own, id
+    ``library/os.html#os.environ``, title the object's name, answers "environment variable" with
+    the object people need (the page and section entities of :func:`read_html_docs` leave its
+    text out). A class's
     methods are entities of their own, left out of the class's text. ``hrefs``, when given,
     receives each entity's links in order (its own text's, not its nested objects').
     """
@@ -268,12 +289,10 @@ def read_sphinx_objects(files: list[tuple[Path, str]], stats: ReadStats | None =
         top = "Library reference" if relpath.startswith("library/") else "Language reference"
         objects = [dl for dl in doc.iter("dl") if "py" in (dl.get("class") or "").split()]
         for dl in objects:
-            classes = (dl.get("class") or "").split()
-            kind = next((k for k in SPHINX_KINDS if k in classes), None)
-            dt = next((c for c in dl if c.tag == "dt" and c.get("id")), None)
-            dd = next((c for c in dl if c.tag == "dd"), None)
-            if kind is None or dt is None or dd is None:
+            parts = _object_parts(dl)
+            if parts is None:
                 continue
+            kind, dt, dd = parts
             name = dt.get("id")
             eid = f"{relpath}#{name}"
             if eid in seen:
@@ -920,3 +939,4 @@ def _stdlib_entities(modules: dict[str, _Module], root: Path, stats: ReadStats |
         yield TextEntity(id=eid, text=text, title=qualified, category=_prefixes(obj.module),
                          tags=tags, related=tuple(related), source=f"{obj.relpath}:{obj.lineno}",
                          metadata=meta)
+
