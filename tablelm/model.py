@@ -26,6 +26,7 @@ from .query import kernel
 from .query.agents import agent_bit, entity_agents
 from .query.expand import expand
 from .query.filters import excluded_entities
+from .query.passages import Factors, passage_factor
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, idf, top_k
 from .query.sections import build_sections, context_factor, importance_factor
@@ -154,7 +155,7 @@ class Model:
         factor, with nothing excluded: then search_many scores it in the compiled batch. Anything
         :meth:`_rank` adds must make this False, or search_many would skip it."""
         return (params["ranker"] == "tablelm" and params["expansion_weight"] <= 0 and params["prf_weight"] <= 0
-                and params["w_context"] <= 0 and params["w_importance"] <= 0
+                and params["w_context"] <= 0 and params["w_importance"] <= 0 and params["passage_words"] <= 0
                 and not plan.exclusions and not plan.filters and not plan.required_mts)
 
     def _rank(self, prompt: str, params: dict, plan=None):
@@ -162,11 +163,15 @@ class Model:
         per-entity factors applied on top of the term contributions ({name: array}, for ``why``)."""
         plan = plan or self._planner.plan(prompt, params)
         scorer = Scorer(self, params)
-        factors = {}
+        factors = Factors()
         if params["ranker"] == "reference":
             scores, _ = scorer.reference(plan.active())
         else:
             scores = scorer.tablelm(plan.active())
+            # the best passage of the prompt's own terms (their sum, before expansion and the priors)
+            passage = passage_factor(self, plan, scores, scorer, params)
+            if passage is not None:
+                factors["best passage"], factors.spans = passage
             if params["expansion_weight"] > 0 or params["prf_weight"] > 0:
                 scores = expand(self, plan, scorer, scores, params)
             factor = context_factor(self, plan, params)
@@ -271,6 +276,9 @@ class Model:
             self._shown.clear()
         self._shown[e.id] = d  # the summary and the citations look it up by id next
         applied = [{"name": name, "multiplier": round(float(f[d]), 6)} for name, f in factors.items() if f[d] != 1.0]
+        for item in applied:
+            if item["name"] == "best passage":  # the window that scored: its characters in the text
+                item["span"] = list(factors.spans[d])
         tfs = [scorer.term_tf(t.mt, np.array([d]))[0] for t in active]
         if contrib is not None:
             # contributions include the factors, so that they add up to the score

@@ -251,6 +251,16 @@ _PARAMS = [
           "Pseudo-relevance feedback: weight of the terms taken from the top answers (0 = off).", "query"),
     Param("prf_docs", 5, Interval(int, 1, 50), "Pseudo-relevance feedback: answers read for new terms.", "query"),
     Param("prf_terms", 10, Interval(int, 1, 100), "Pseudo-relevance feedback: terms added.", "query"),
+    Param("passage_words", 0, Interval(int, 0, 10_000),
+          "Passage scoring: an entity longer than this many words may score as its best window of this many "
+          "consecutive words (same BM25F, the window's length), when that is higher than the whole entity's "
+          "score; 0 = whole entities only.", "query"),
+    Param("passage_weight", 1.0, Interval(float, 0.0, 1.0),
+          "Passage scoring: an entity whose best passage scores higher than the whole gets the whole's score "
+          "plus this share of the difference (1 = the passage's score).", "query"),
+    Param("passage_pool", 100, Interval(int, 1, 10_000),
+          "Passage scoring: how many of the best entities (by their whole-entity score) are also scored by "
+          "their best passage.", "query"),
     Param("agent_boost", 1.15, Interval(float, 1.0, 3.0),
           "Score factor for entities that carry the agent detected in the prompt (e.g. 'example').", "query"),
     # ---- query: the reference ranker

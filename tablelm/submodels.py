@@ -1129,8 +1129,10 @@ class SplitModel:
 
 def local_params(p: dict) -> list[str]:
     """The parameters set in ``p`` that each sub-model applies from its own tables (pairs, labels,
-    links, dense ranks), so that merged scores are no longer exactly the unsplit model's."""
-    out = [name for name in ("expansion_weight", "prf_weight", "w_context", "w_importance") if p[name] > 0]
+    links, dense ranks, its own best entities' passages), so that merged scores are no longer exactly
+    the unsplit model's."""
+    out = [name for name in ("expansion_weight", "prf_weight", "w_context", "w_importance", "passage_words")
+           if p[name] > 0]
     return out + (["ranker=reference"] if p["ranker"] == "reference" else [])
 
 

@@ -34,6 +34,11 @@ def _repeats_title(card) -> bool:
     return bare == card.title
 
 
+def _span(factor: dict) -> str:
+    """Where a factor's evidence is, when it says (the best passage's characters)."""
+    return f" (characters {factor['span'][0]}-{factor['span'][1]})" if "span" in factor else ""
+
+
 def plan_facts(plan: dict, verbose: bool) -> list[str]:
     """What the prompt became, in words: what matched, and every word that did not count."""
     facts = []
@@ -127,7 +132,8 @@ def render_text(answer: Answer, *, color: bool = False, width: int = 100, verbos
             if why:
                 lines.append("    why: " + ", ".join(why))
             if c.factors:
-                lines.append("    boosted: " + ", ".join(f"{f['name']} x{f['multiplier']:.2f}" for f in c.factors))
+                lines.append("    boosted: " + ", ".join(f"{f['name']}{_span(f)} x{f['multiplier']:.2f}"
+                                                    for f in c.factors))
         snip = show(c.snippet, mark=mark)
         if snip:
             wrapped = textwrap.wrap(snip, width=width - 6)
