@@ -23,6 +23,10 @@ CORPUS_REVISION = 7
 #: 0.58 / 0.86). Without the HTML documentation the in-links are the docstrings' references and
 #: the prior hurts (0.32 / 0.50 / 0.64 → 0.24 / 0.42 / 0.64 at 1), so that model keeps the
 #: registry defaults, as do all other models (the judged collections: docs/benchmarks.md).
+#: Checked again on corpus revision 7 with ``--split`` (chosen on half A, checked on half B):
+#: w_importance 0 / 0.5 / 1 / 2 give MRR@10 0.427 / 0.572 / 0.599 / 0.544 on A and 0.461 / 0.547 /
+#: 0.588 / 0.570 on B; qtf_k3 (0, 1, 10), w_title (1, 2, 3, 4), w_category (0.1-1), phrase_weight
+#: (0.2-1), b and k1 and passage scoring (query/passages.py) found nothing better on A either.
 HTML_PROFILE_PARAMS: dict[str, float] = {"w_importance": 1.0}
 
 

@@ -73,3 +73,24 @@ def test_quick_benchmark_runs_both_systems(tmp_path):
     for row in ("| cranfield | bm25s | numpy | 225 |", f"| cranfield | tablelm | {ours} | 225 |"):
         assert row in table
     assert "FAILED" not in table
+
+
+def _everyday():
+    spec = importlib.util.spec_from_file_location("everyday", SCRIPT.parent / "everyday.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_everyday_groups_alternate_before_the_held_out_mark(tmp_path):
+    ev = _everyday()
+    f = tmp_path / "q.txt"
+    f.write_text("# comment\none | a\ntwo | b\n\nthree | c\n# --- held out: later\nfour | d\nfive | e\n", "utf-8")
+    assert [p for p, _ in ev.read_questions(f)] == ["one", "two", "three", "four", "five"]
+    assert ev.question_groups(f) == ["A", "B", "A", "held-out", "held-out"]
+    rows = [{"rank": 1}, {"rank": 3}, {"rank": None}, {"rank": 7}]
+    assert ev.rates(rows) == {"top1": 0.25, "top3": 0.5, "top10": 0.75}
+    # the benchmark's own file: the 50 first questions split 25 / 25, the 16 held-out ones apart
+    groups = ev.question_groups(ev.DEFAULT_FILE)
+    assert len(ev.read_questions(ev.DEFAULT_FILE)) == len(groups)
+    assert (groups.count("A"), groups.count("B"), groups.count("held-out")) == (25, 25, 16)
