@@ -28,7 +28,8 @@ randomization p >= 0.18).
 
 Word positions are not stored (they would double the model): the candidates' texts are
 re-tokenized with the build's analyzer and clause rule (answer/citations.py), as citations are,
-so a window counts exactly the occurrences the counting pass counted. A window may start at any
+so a window counts exactly the occurrences the counting pass counted (a letter multitoken, "vitamin
+A", at the word next to its letter: the letter is not a word of the window). A window may start at any
 occurrence of a matched multitoken (an optimal window can always be moved right until its first
 word is one, losing none), so only those starts are tried.
 """
@@ -85,7 +86,7 @@ def passage_factor(model, plan, scores: np.ndarray, scorer, params: dict):
     terms = plan.active()
     if width <= 0 or not terms or params["passage_weight"] <= 0:
         return None
-    from ..answer.citations import _words
+    from ..answer.citations import _letter_pairs, _words
 
     m = model
     docs = _best_docs(scores, int(params["passage_pool"]))
@@ -102,6 +103,9 @@ def passage_factor(model, plan, scores: np.ndarray, scorer, params: dict):
     # the fields other than the text count for every window: their weighted tf, per entity and term
     other_tf = np.stack([scorer.term_tf(t.mt, docs)[:, 1:] @ fw[1:] for t in terms], axis=1)
     keys = [tuple(int(x) for x in m.tables.mt_words[t.mt] if x >= 0) for t in terms]
+    letter_ids = {m.tables.stem_ids.get(x, -1) for x in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"} - {-1} \
+        if getattr(m.analyzer, "letters", False) else set()
+    letter_terms = [j for j, k in enumerate(keys) if len(k) == 2 and letter_ids.intersection(k)]
     groups: dict[int, list[int]] = {}
     free: list[int] = []
     for j, t in enumerate(terms):
@@ -118,6 +122,13 @@ def passage_factor(model, plan, scores: np.ndarray, scorer, params: dict):
         stems = np.fromiter((x[0] for x in words), dtype=np.int64, count=len(words))
         clauses = np.fromiter((x[3] for x in words), dtype=np.int64, count=len(words))
         pos = [_occurrences(stems, clauses, k) for k in keys]
+        if letter_terms:  # "vitamin A": a letter multitoken at its content word (the letter is no word)
+            at = np.fromiter((x[1] for x in words), dtype=np.int64, count=len(words))
+            found: dict[tuple, list[int]] = {}
+            for key, start, _ in _letter_pairs(m, text):
+                found.setdefault(key, []).append(int(np.searchsorted(at, start)))
+            for j in letter_terms:
+                pos[j] = np.unique(np.minimum(np.asarray(found.get(keys[j], []), dtype=np.int64), len(words) - 1))
         # no match in the text (the title's only): every window scores alike, the first one stands for them
         starts = np.unique(np.concatenate(pos)) if any(len(p) for p in pos) else np.zeros(1, dtype=np.int64)
         starts = np.minimum(starts, len(words) - width)  # a window near the end: the last W words
