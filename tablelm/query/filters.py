@@ -92,7 +92,11 @@ def excluded_entities(model, plan, scores: np.ndarray) -> np.ndarray | None:
         parts.append(np.flatnonzero(~keep))
     if not parts:
         return None
-    return np.unique(np.concatenate(parts).astype(np.int64))
+    # sorted and distinct through a mask: np.unique of a filter's ~N entities hashes them (0.4-0.5 s at 1M)
+    out = np.zeros(model.n_docs, dtype=bool)
+    for part in parts:
+        out[part] = True
+    return np.flatnonzero(out).astype(np.int64, copy=False)
 
 
 def _mentions(model, d: int, pattern) -> bool:
