@@ -34,11 +34,20 @@ def _impact(tf, fw, kp1, nrm, p):
 
 
 @_jit
-def fill_impacts(indptr, docs, tf, fw, kp1, norm, mts, imp):
-    """The float32 BM25F impact of every posting of the rows ``mts`` into ``imp``."""
+def fill_impacts(indptr, docs, tf, fw, kp1, norm, mts, imp, rmax):
+    """The float32 BM25F impact of every posting of the rows ``mts`` into ``imp``, and each row's
+    largest into ``rmax[mt]`` (NaN when one is NaN; 0 for an empty row): the pruning's bound."""
     for mt in mts:
+        top = np.float32(0.0)
+        nan = False
         for p in range(indptr[mt], indptr[mt + 1]):
-            imp[p] = _impact(tf, fw, kp1, norm[docs[p]], p)
+            v = _impact(tf, fw, kp1, norm[docs[p]], p)
+            imp[p] = v
+            if v != v or (p > indptr[mt] and docs[p] <= docs[p - 1]):  # the pruning probes rows by bisection
+                nan = True
+            elif v > top:
+                top = v
+        rmax[mt] = np.float32(np.nan) if nan else top
 
 
 @_jit
@@ -174,11 +183,306 @@ def top_k_dense(scores, k, exclude):
     return out_d
 
 
+#: the pruning's allowance for rounding: a bound adds the terms' bounds in another order than a score
+#: adds its terms (the two differ by less than n·2^-53 relative, n terms), so bounds are raised and
+#: thresholds lowered by this relative margin, far above any rounding, far below any score gap that matters
+_SLACK = 1e-9
+
+
+@_jit(inline="always")
+def _factor(agents, d, bit, boost):
+    return (boost if agents[d] & bit else 1.0) if bit != 0 else 1.0
+
+
 @_jit
-def search_batch(indptr, docs, imp, agents, q_ptr, mts, w, grp, bits, boost, k, acc, seen, touched, best, gseen,
-                 gtouched):
+def _kth_lower(vals, n, k, hist):
+    """A lower bound of the k-th largest of ``vals[:n]`` (non-negative): the lower edge of the
+    histogram bin that holds it, lowered by _SLACK; 0 when fewer than k are positive."""
+    if n < k or k <= 0:
+        return 0.0
+    mx = 0.0
+    for i in range(n):
+        mx = vals[i] if vals[i] > mx else mx
+    if not mx > 0.0:
+        return 0.0
+    scale = _BINS / mx
+    hist[:] = 0
+    for i in range(n):
+        hist[min(int(vals[i] * scale), _BINS - 1)] += 1
+    cum = 0
+    low = _BINS - 1
+    while low > 0:
+        cum += hist[low]
+        if cum >= k:
+            break
+        low -= 1
+    return (low / scale) * (1.0 - _SLACK)
+
+
+@_jit(inline="always")
+def _advance(docs, pos, end, d):
+    """The first position of ``docs[pos:end]`` (ascending) whose entity is not below ``d``
+    (galloping from ``pos``: candidates come in entity order, so each probe starts where the last ended)."""
+    if pos >= end or docs[pos] >= d:
+        return pos
+    lo = pos
+    step = 1
+    hi = pos + 1
+    while hi < end and docs[hi] < d:
+        lo = hi
+        step *= 2
+        hi = lo + step
+    if hi > end:
+        hi = end
+    lo += 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if docs[mid] < d:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_jit
+def _pruned_query(indptr, docs, imp, rmax, agents, mts, w, grp, lo, hi, bit, boost, k, check_min, acc, seen, touched,
+                  best, gseen, gtouched, hist, cd, cb, cs_out, cd_out):
+    """One query's candidates with exact scores, pruned as MaxScore does (Turtle & Flood, "Query
+    evaluation: strategies and optimizations", IP&M 1995), or -1 when its bounds are unknown.
+
+    The query's *units* (a free term, or a stretch: the best of its phrases) have a bound each, the
+    largest weight·impact of their rows. Units are added term at a time into ``acc`` from the largest
+    bound down (the rare terms first); before each, once k entities score, ``theta`` = a lower bound of
+    the k-th best score (the k-th best so far of the first entities met; it only rises). From then on an
+    entity not met yet joins only if the unit's contribution plus the bounds of the units after it reach
+    ``theta``. When the bounds of the units left add up to less than ``theta``, no new entity can reach
+    the top k: the units left are only looked up for the entities met (by galloping in their rows, or
+    one read of the rows when most of their entities are met), and entities whose score so far plus the
+    bounds left is below ``theta`` are dropped as they go. The survivors' scores are then computed again
+    term by term in plan order, the floats of the exhaustive loop; every entity left out scores strictly
+    below k others (the tests are strict and allow for rounding): the same top k, ties included.
+
+    ``check_min``: postings left from which theta is checked (the tests check always, with 0).
+    Writes the survivors' positive scores and entities into ``cs_out``/``cd_out`` (entity order);
+    returns (how many, their largest score)."""
+    n_t = hi - lo
+    u_lo = np.empty(n_t, dtype=np.int64)
+    u_hi = np.empty(n_t, dtype=np.int64)
+    ub = np.empty(n_t, dtype=np.float64)
+    npost = np.empty(n_t, dtype=np.int64)
+    nu = 0
+    for j in range(lo, hi):
+        if j == lo or grp[j] < 0 or grp[j] != grp[j - 1]:
+            u_lo[nu] = j
+            ub[nu] = 0.0
+            npost[nu] = 0
+            nu += 1
+        u_hi[nu - 1] = j + 1
+        mt = mts[j]
+        n = indptr[mt + 1] - indptr[mt]
+        if n == 0:
+            continue
+        wj = w[j]
+        top = np.float64(rmax[mt])
+        if not (wj >= 0.0 and wj < 1e300) or top != top:  # negative, NaN or infinite; a row without bound
+            return -1, 0.0
+        b = wj * top
+        ub[nu - 1] = b if b > ub[nu - 1] else ub[nu - 1]
+        npost[nu - 1] += n
+    fmax = 1.0
+    if bit != 0:
+        if not boost >= 0.0:
+            return -1, 0.0
+        fmax = boost if boost > 1.0 else 1.0
+    order = np.argsort(-ub[:nu], kind="mergesort")
+    suf = np.zeros(nu + 1, dtype=np.float64)  # the bounds of the units from the i-th on (in that order)
+    rpost = np.zeros(nu + 1, dtype=np.int64)
+    for i in range(nu - 1, -1, -1):
+        suf[i] = suf[i + 1] + ub[order[i]]
+        rpost[i] = rpost[i + 1] + npost[order[i]]
+    nt = 0
+    i = 0
+    theta = 0.0
+    # theta from the first entities met only (those of the largest bounds, the likeliest to lead): a lower
+    # bound of the k-th best all the same, and a check then costs a pass over a few thousand, not all met
+    sample = max(32 * k, 1024)
+    while i < nu:
+        if i > 0 and nt >= k and rpost[i] >= check_min:
+            ns = min(nt, sample)
+            for t in range(ns):
+                d = touched[t]
+                cb[t] = acc[d] * _factor(agents, d, bit, boost)
+            t2 = _kth_lower(cb, ns, k, hist)
+            theta = t2 if t2 > theta else theta
+            if theta > 0.0 and suf[i] * fmax * (1.0 + _SLACK) < theta:
+                break
+        u = order[i]
+        if theta > 0.0 and u_hi[u] - u_lo[u] == 1:
+            # one term, a threshold known: an entity not met yet joins only if this term's contribution and
+            # the bounds after it can reach theta (its score cannot be more: it had no earlier contribution,
+            # or it was left out as hopeless then). The others are added to as always.
+            j = u_lo[u]
+            mt = mts[j]
+            wj = w[j]
+            after = suf[i + 1]
+            for p in range(indptr[mt], indptr[mt + 1]):
+                d = docs[p]
+                c = wj * np.float64(imp[p])
+                if seen[d]:
+                    acc[d] += c
+                elif (c + after) * fmax * (1.0 + _SLACK) >= theta:
+                    seen[d] = True
+                    touched[nt] = d
+                    nt += 1
+                    acc[d] += c
+        else:
+            nt = _score_query(indptr, docs, imp, mts, w, grp, u_lo[u], u_hi[u], acc, seen, touched, nt, best, gseen,
+                              gtouched)
+        i += 1
+    if i == nu:  # all added: the threshold of the final scores
+        for t in range(nt):
+            d = touched[t]
+            cb[t] = acc[d] * _factor(agents, d, bit, boost)
+        t2 = _kth_lower(cb, nt, k, hist)
+        theta = t2 if t2 > theta else theta
+    rest = suf[i]
+    c = 0
+    for t in range(nt):  # the entities met that may still reach the top k (``seen``, their score so far in ``acc``)
+        d = touched[t]
+        if theta <= 0.0 or (acc[d] + rest) * _factor(agents, d, bit, boost) * (1.0 + _SLACK) >= theta:
+            cd[c] = d
+            c += 1
+        else:
+            acc[d] = 0.0
+            seen[d] = False
+    ordered = False
+    while i < nu and c > 0:
+        u = order[i]
+        if c * 8 < npost[u]:  # few entities left: each looked up in the unit's rows, in entity order
+            if not ordered:
+                cd[:c].sort()
+                ordered = True
+            for x in range(c):
+                cb[x] = -1.0
+            for j in range(u_lo[u], u_hi[u]):
+                mt = mts[j]
+                pos = indptr[mt]
+                end = indptr[mt + 1]
+                wj = w[j]
+                for x in range(c):
+                    pos = _advance(docs, pos, end, cd[x])
+                    if pos >= end:
+                        break
+                    if docs[pos] == cd[x]:
+                        v = wj * np.float64(imp[pos])
+                        cb[x] = v if v > cb[x] else cb[x]
+            for x in range(c):
+                if cb[x] > 0.0:
+                    acc[cd[x]] += cb[x]
+        else:  # many: the unit's postings read through, those of the entities left added
+            g = u_hi[u] - u_lo[u] > 1
+            for j in range(u_lo[u], u_hi[u]):
+                mt = mts[j]
+                wj = w[j]
+                for p in range(indptr[mt], indptr[mt + 1]):
+                    d = docs[p]
+                    if seen[d]:
+                        v = wj * np.float64(imp[p])
+                        if not g:
+                            acc[d] += v
+                        elif not gseen[d]:
+                            gseen[d] = True
+                            best[d] = v
+                        elif v > best[d]:
+                            best[d] = v
+            if g:
+                for x in range(c):
+                    d = cd[x]
+                    if gseen[d]:
+                        acc[d] += best[d]
+                        gseen[d] = False
+                        best[d] = 0.0
+        i += 1
+        rest = suf[i]
+        n = 0
+        for x in range(c):  # in place: the order (entity order once sorted) is kept
+            d = cd[x]
+            if theta <= 0.0 or (acc[d] + rest) * _factor(agents, d, bit, boost) * (1.0 + _SLACK) >= theta:
+                cd[n] = d
+                n += 1
+            else:
+                acc[d] = 0.0
+                seen[d] = False
+        c = n
+        if c > k:  # a higher threshold from the survivors' scores so far
+            for x in range(c):
+                cb[x] = acc[cd[x]] * _factor(agents, cd[x], bit, boost)
+            t2 = _kth_lower(cb, c, k, hist)
+            theta = t2 if t2 > theta else theta
+    if not ordered:
+        cd[:c].sort()
+    for x in range(c):
+        acc[cd[x]] = 0.0
+        seen[cd[x]] = False
+    # the survivors' exact scores: term by term in plan order, as _score_query adds them
+    pos_t = np.empty(n_t, dtype=np.int64)
+    for j in range(lo, hi):
+        pos_t[j - lo] = indptr[mts[j]]
+    m = 0
+    mx = 0.0
+    for x in range(c):
+        d = cd[x]
+        s = 0.0
+        j = lo
+        while j < hi:
+            g = grp[j]
+            if g < 0:
+                mt = mts[j]
+                p = _advance(docs, pos_t[j - lo], indptr[mt + 1], d)
+                pos_t[j - lo] = p
+                if p < indptr[mt + 1] and docs[p] == d:
+                    s += w[j] * np.float64(imp[p])
+                j += 1
+                continue
+            found = False
+            bst = 0.0
+            while j < hi and grp[j] == g:
+                mt = mts[j]
+                p = _advance(docs, pos_t[j - lo], indptr[mt + 1], d)
+                pos_t[j - lo] = p
+                if p < indptr[mt + 1] and docs[p] == d:
+                    v = w[j] * np.float64(imp[p])
+                    if not found:
+                        bst = v
+                        found = True
+                    elif v > bst:
+                        bst = v
+                j += 1
+            if found:
+                s += bst
+        if bit != 0:
+            s = s * (boost if agents[d] & bit else 1.0)
+        cs_out[m] = s
+        cd_out[m] = d
+        m += s > 0
+        mx = s if s > mx else mx
+    return m, mx
+
+
+#: search_batch prunes a query (_pruned_query) of at least this many postings per result asked (k, at
+#: least 8): below, the passes that pruning adds cost more than the postings it skips. At 1M entities
+#: (benchmarks/bench_scale.py's queries, ~90k postings each) pruning cut the batch's kernel time by
+#: ~1.3x at k=10 and lost ~1.2x at k=100 for every query above 16k postings; 2048·k prunes those of k=10,
+#: and of k=100 the few where it broke even; no query of SciFact, Cranfield or CACM is pruned.
+PRUNE_PER_K = 2048
+
+
+@_jit
+def search_batch(indptr, docs, imp, rmax, agents, q_ptr, mts, w, grp, bits, boost, k, per_k, acc, seen, touched,
+                 best, gseen, gtouched):
     """Top k of each query (terms q_ptr[q]..q_ptr[q+1]); scratch arrays are zeros of n_docs on entry
-    and are left so. Returns (result pointers, entities, scores)."""
+    and are left so. ``rmax``: each row's largest impact, or empty: no pruning; a query of
+    ``per_k``·max(k, 8) postings or more is pruned (_pruned_query). Returns (result pointers, entities, scores)."""
     n_q = len(q_ptr) - 1
     kk = max(k, 0)
     out_ptr = np.zeros(n_q + 1, dtype=np.int64)
@@ -188,6 +492,14 @@ def search_batch(indptr, docs, imp, agents, q_ptr, mts, w, grp, bits, boost, k, 
     cs = np.empty(n_docs + 1, dtype=np.float64)  # one query's candidates: positive scores, entities
     cd = np.empty(n_docs + 1, dtype=np.int64)
     hist = np.zeros(_BINS, dtype=np.int64)
+    prune = len(rmax) > 0 and 0 < kk < n_docs
+    prune_min = per_k * max(kk, 8)
+    if prune:  # the pruning's candidates: entities, a unit's best or scores
+        pd = np.empty(n_docs + 1, dtype=np.int64)
+        pb = np.empty(n_docs + 1, dtype=np.float64)
+    else:
+        pd = np.empty(0, dtype=np.int64)
+        pb = np.empty(0, dtype=np.float64)
     at = 0
     none = np.zeros(0, dtype=np.bool_)
     for q in range(n_q):
@@ -195,6 +507,14 @@ def search_batch(indptr, docs, imp, agents, q_ptr, mts, w, grp, bits, boost, k, 
         n_post = 0
         for j in range(lo, hi):
             n_post += indptr[mts[j] + 1] - indptr[mts[j]]
+        if prune and n_post >= prune_min:
+            m, mx = _pruned_query(indptr, docs, imp, rmax, agents, mts, w, grp, lo, hi, bits[q], boost, kk,
+                                  min(prune_min, max(32 * kk, 1024)), acc, seen, touched, best, gseen, gtouched, hist,
+                                  pd, pb, cs, cd)
+            if m >= 0:
+                at += _select(cs, cd, m, mx, kk, hist, out_s, out_d, at)
+                out_ptr[q + 1] = at
+                continue
         # many postings for the entities: scan them all afterwards rather than track the touched
         # ones (a random read and an unpredictable branch per posting)
         dense = n_post * 4 >= n_docs

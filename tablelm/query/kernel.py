@@ -125,7 +125,12 @@ def prepare(terms, idf_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class Postings:
     """The arrays a query reads, in the types the kernels are compiled for (read-only views), and
     the compiled kernels' impact cache of this parameter set: the float32 impact of each posting
-    of the rows queried so far (``imp``, filled row by row; ``ready`` marks the rows filled)."""
+    of the rows queried so far (``imp``, filled row by row; ``ready`` marks the rows filled), and
+    the largest impact of each row filled (``rmax``: the bound of the kernels' pruning; NaN for a
+    row that cannot be pruned: a NaN impact, or entities not ascending)."""
+
+    #: None: the kernels score every posting (a Postings made field by field, tablelm/submodels.py)
+    rmax: np.ndarray | None = None
 
     def __init__(self, tables, norm: np.ndarray, fw, k1: float):
         self.indptr = _ro(tables.post_indptr)
@@ -145,6 +150,7 @@ class Postings:
         # zeroed on allocation: the pages of rows never queried cost no memory
         self.imp = np.zeros(len(self.docs), dtype=np.float32)
         self.ready = np.zeros(max(len(self.indptr) - 1, 0), dtype=np.bool_)
+        self.rmax = np.zeros(len(self.ready), dtype=np.float32)
         #: the rows whose entities the cache holds (``ready`` ones too, when the table is encoded)
         self.docs_ready = self.ready.copy()
 
@@ -176,10 +182,19 @@ class Postings:
                 docs = self.docs[idx]
             tf = self.tf.take_rows(idx) if hasattr(self.tf, "take_rows") else self.tf[idx]
             imp = np.zeros(len(idx), dtype=np.float32)
-            jit.fill_impacts(sub, docs, tf, self.fw, self.kp1, self.norm, np.arange(len(at), dtype=np.int64), imp)
+            top = np.zeros(len(at), dtype=np.float32)
+            jit.fill_impacts(sub, docs, tf, self.fw, self.kp1, self.norm, np.arange(len(at), dtype=np.int64), imp,
+                             top)
             self.imp[idx] = imp
+            if self.rmax is not None:
+                self.rmax[rows] = top
+        elif indptr is self.indptr and self.rmax is not None:  # the rows' bounds written in place
+            jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp, self.rmax)
         else:
-            jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp)
+            top = np.zeros(max(len(indptr) - 1, 0), dtype=np.float32)
+            jit.fill_impacts(indptr, self.docs, self.tf, self.fw, self.kp1, self.norm, at, self.imp, top)
+            if self.rmax is not None:
+                self.rmax[rows] = top[at]
         self.ready[rows] = True
 
     def row_docs(self, mt: int, s: int, e: int) -> np.ndarray:
@@ -208,6 +223,9 @@ class Postings:
         out = copy.copy(self)
         out.indptr = bounds
         out.ready = np.ones(max(len(bounds) - 1, 0), dtype=np.bool_)
+        if self.rmax is not None:  # row 2j's bound: its row's (the whole row, filled above)
+            out.rmax = np.zeros(len(out.ready), dtype=np.float32)
+            out.rmax[2 * np.arange(len(rows))] = self.rmax[rows]
         out.docs_ready = np.zeros(len(out.ready), dtype=np.bool_)  # row_docs of its rows: decoded again
         return out
 
@@ -306,6 +324,20 @@ def _scratch(n: int, touched: bool = False) -> tuple:
     return (np.zeros(n), np.zeros(n, dtype=np.bool_), np.empty(n, dtype=np.int32), *group)
 
 
+def _prune() -> bool:
+    """Whether the compiled batch prunes (``TABLELM_PRUNE=0``: every posting scored, for comparisons)."""
+    return os.environ.get("TABLELM_PRUNE", "1").strip() != "0"
+
+
+def _prune_per_k(jit) -> int:
+    """Postings per result from which a query is pruned (``_jit.PRUNE_PER_K``; ``TABLELM_PRUNE_PER_K=0``:
+    every query, as the tests do on small collections)."""
+    try:
+        return max(int(os.environ.get("TABLELM_PRUNE_PER_K", jit.PRUNE_PER_K)), 0)
+    except ValueError:
+        return int(jit.PRUNE_PER_K)
+
+
 def top_k(scores: np.ndarray, k: int, exclude=None) -> np.ndarray:
     """Indices of the ``k`` best positive scores, best first; ties broken by entity order."""
     jit = compiled()
@@ -377,8 +409,10 @@ def search_batch(post: Postings, queries, k: int, agents: np.ndarray, boost: flo
             out.append((idx, scores[idx]))
         _spent(t0)
         return out
+    imp = post.impacts(jit, mts)
+    rmax = post.rmax if post.rmax is not None and _prune() else np.zeros(0, dtype=np.float32)
     r_ptr, r_docs, r_scores = jit.search_batch(
-        post.indptr, post.docs, post.impacts(jit, mts), _ro(agents), ptr, mts, w, grp, bits, float(boost), int(k),
-        *_scratch(post.n_docs, touched=True))
+        post.indptr, post.docs, imp, rmax, _ro(agents), ptr, mts, w, grp, bits, float(boost), int(k),
+        _prune_per_k(jit), *_scratch(post.n_docs, touched=True))
     bounds = r_ptr.tolist()
     return [(r_docs[bounds[i]:bounds[i + 1]], r_scores[bounds[i]:bounds[i + 1]]) for i in range(n)]
