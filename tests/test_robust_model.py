@@ -153,6 +153,36 @@ def test_a_second_writer_waits_for_the_lock_or_fails_clearly(scifact_model_dir, 
 
 
 @needs_data
+def test_a_reader_waits_out_a_same_content_switch(scifact_model_dir, tmp_path, monkeypatch):
+    """A build of the same content moves the model's folder aside and its copy into place
+    (store.switch_in): between the two renames the manifest names a missing folder. A load in that
+    moment looks again instead of reporting a missing file (the race test below saw it once)."""
+    from tablelm.tables import store
+
+    d, _, folder = _copy(scifact_model_dir, tmp_path)
+    aside = d / ".tablelm-tmp-aside"
+    folder.rename(aside)
+    real_sleep = store.time.sleep
+    pauses, put_back = [], [True]
+
+    def sleep(seconds):  # the writer's second rename happens while the reader pauses
+        pauses.append(seconds)
+        if len(pauses) == 2 and put_back[0]:
+            aside.rename(folder)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(store.time, "sleep", sleep)
+    model = tablelm.load(d)
+    assert model.n_docs == 300 and len(pauses) == 2
+    folder.rename(aside)  # a folder that stays missing is still reported, after the retries
+    pauses.clear()
+    put_back[0] = False
+    with pytest.raises(ModelError, match="is missing"):
+        tablelm.load(d)
+    assert len(pauses) == store.MISSING_RETRIES
+
+
+@needs_data
 def test_concurrent_builds_into_one_directory_leave_a_complete_model(scifact_file, scifact_model_dir, tmp_path):
     """Two builds (different parameters) race into a directory holding a model, while a reader loads it."""
     d, _, _ = _copy(scifact_model_dir, tmp_path)

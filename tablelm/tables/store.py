@@ -707,17 +707,28 @@ def load_tables(model_dir, mmap: bool = True) -> tuple[Tables, dict, Path]:
     """Load a model directory; arrays are memory-mapped unless ``mmap`` is False.
 
     A build that switches the manifest while this reads removes the old folder; the
-    reader then finds a file missing, sees a new manifest and reads that one instead.
+    reader then finds a file missing, sees a new manifest and reads that one instead. A build
+    of the same content moves the folder aside and its copy into place (:func:`switch_in`): for
+    that moment the manifest names a folder that is not there, so a file missing under an
+    unchanged manifest is looked for again, after a pause, before it is reported.
     """
-    for _attempt in range(5):
+    missing = 0
+    for _attempt in range(5 + MISSING_RETRIES):
         before = _manifest_folder(model_dir)
         try:
             return _load_once(model_dir, mmap)
         except FileNotFoundError as e:
             if _manifest_folder(model_dir) != before:
                 continue  # a writer switched the manifest meanwhile: read the new one
-            raise ModelError(f"{e.filename} is missing; {_REBUILD}.") from None
+            missing += 1
+            if missing > MISSING_RETRIES:
+                raise ModelError(f"{e.filename} is missing; {_REBUILD}.") from None
+            time.sleep(0.005 * missing)  # a writer between its two renames (microseconds apart)
     raise ModelError(f"{model_dir} kept changing while it was read (another build?); try again.")
+
+
+#: how often :func:`load_tables` looks again for a file missing under an unchanged manifest
+MISSING_RETRIES = 4
 
 
 def _manifest_folder(model_dir):
