@@ -111,6 +111,23 @@ def accumulate(indptr, docs, imp, mts, w, grp, scores, best, gseen, gtouched):
 _BINS = 1024
 
 
+@_jit(inline="always")
+def _kth_bin(vals, n, k, scale, hist):
+    """The lowest of _BINS bins of width 1/``scale`` that, with the bins above it, holds ``k`` of
+    ``vals[:n]`` (0 when they all fit): the histogram of _select and of the pruning's threshold."""
+    hist[:] = 0
+    for i in range(n):
+        hist[min(int(vals[i] * scale), _BINS - 1)] += 1
+    cum = 0
+    low = _BINS - 1
+    while low > 0:
+        cum += hist[low]
+        if cum >= k:
+            break
+        low -= 1
+    return low
+
+
 @_jit
 def _select(cs, cd, m, mx, k, hist, out_s, out_d, at):
     """The k best of the m candidates ``cs[:m]`` (positive scores, at most ``mx``) of the entities
@@ -124,16 +141,7 @@ def _select(cs, cd, m, mx, k, hist, out_s, out_d, at):
         return 0
     if m > k:
         scale = _BINS / mx
-        hist[:] = 0
-        for i in range(m):
-            hist[min(int(cs[i] * scale), _BINS - 1)] += 1
-        cum = 0
-        low = _BINS - 1
-        while low > 0:
-            cum += hist[low]
-            if cum >= k:
-                break
-            low -= 1
+        low = _kth_bin(cs, m, k, scale, hist)
         j = 0
         for i in range(m):
             keep = min(int(cs[i] * scale), _BINS - 1) >= low
@@ -206,17 +214,7 @@ def _kth_lower(vals, n, k, hist):
     if not mx > 0.0:
         return 0.0
     scale = _BINS / mx
-    hist[:] = 0
-    for i in range(n):
-        hist[min(int(vals[i] * scale), _BINS - 1)] += 1
-    cum = 0
-    low = _BINS - 1
-    while low > 0:
-        cum += hist[low]
-        if cum >= k:
-            break
-        low -= 1
-    return (low / scale) * (1.0 - _SLACK)
+    return (_kth_bin(vals, n, k, scale, hist) / scale) * (1.0 - _SLACK)
 
 
 @_jit(inline="always")
