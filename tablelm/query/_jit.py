@@ -218,6 +218,23 @@ def _kth_lower(vals, n, k, hist):
 
 
 @_jit(inline="always")
+def _may_reach(src, n, out, acc, seen, rest, theta, agents, bit, boost):
+    """The entities of ``src[:n]`` whose score so far plus the bounds ``rest`` left may still reach
+    ``theta``, into ``out`` in order (``out`` may be ``src``: written no faster than read); the others
+    are dropped from ``acc`` and ``seen``. Returns how many are kept."""
+    c = 0
+    for x in range(n):
+        d = src[x]
+        if theta <= 0.0 or (acc[d] + rest) * _factor(agents, d, bit, boost) * (1.0 + _SLACK) >= theta:
+            out[c] = d
+            c += 1
+        else:
+            acc[d] = 0.0
+            seen[d] = False
+    return c
+
+
+@_jit(inline="always")
 def _advance(docs, pos, end, d):
     """The first position of ``docs[pos:end]`` (ascending) whose entity is not below ``d``
     (galloping from ``pos``: candidates come in entity order, so each probe starts where the last ended)."""
@@ -344,15 +361,8 @@ def _pruned_query(indptr, docs, imp, rmax, agents, mts, w, grp, lo, hi, bit, boo
         t2 = _kth_lower(cb, nt, k, hist)
         theta = t2 if t2 > theta else theta
     rest = suf[i]
-    c = 0
-    for t in range(nt):  # the entities met that may still reach the top k (``seen``, their score so far in ``acc``)
-        d = touched[t]
-        if theta <= 0.0 or (acc[d] + rest) * _factor(agents, d, bit, boost) * (1.0 + _SLACK) >= theta:
-            cd[c] = d
-            c += 1
-        else:
-            acc[d] = 0.0
-            seen[d] = False
+    # the entities met that may still reach the top k (``seen``, their score so far in ``acc``)
+    c = _may_reach(touched, nt, cd, acc, seen, rest, theta, agents, bit, boost)
     ordered = False
     while i < nu and c > 0:
         u = order[i]
@@ -402,16 +412,7 @@ def _pruned_query(indptr, docs, imp, rmax, agents, mts, w, grp, lo, hi, bit, boo
                         best[d] = 0.0
         i += 1
         rest = suf[i]
-        n = 0
-        for x in range(c):  # in place: the order (entity order once sorted) is kept
-            d = cd[x]
-            if theta <= 0.0 or (acc[d] + rest) * _factor(agents, d, bit, boost) * (1.0 + _SLACK) >= theta:
-                cd[n] = d
-                n += 1
-            else:
-                acc[d] = 0.0
-                seen[d] = False
-        c = n
+        c = _may_reach(cd, c, cd, acc, seen, rest, theta, agents, bit, boost)  # in place: the order is kept
         if c > k:  # a higher threshold from the survivors' scores so far
             for x in range(c):
                 cb[x] = acc[cd[x]] * _factor(agents, cd[x], bit, boost)
