@@ -11,7 +11,8 @@ Each line is ``prompt | alternative ...``; a card hits an alternative when
 
 Usage::
 
-    python benchmarks/everyday.py [-m MODEL_DIR] [-p name=value ...] [--split] [--json]
+    python benchmarks/everyday.py [-m MODEL_DIR] [-p name=value ...] [--split] [--compare]
+                                  [--prefix TEXT] [--json]
 
 An alternative written ``+name`` was added after the list was first measured (a correct answer
 the first list did not name, such as the FAQ entry that asks the very question); the comment line
@@ -23,7 +24,15 @@ apart: ``A`` (the 1st, 3rd, 5th ... question before that line: where a default i
 ``B`` (the 2nd, 4th ...: where the choice is checked) and ``held-out``.
 
 Without ``-m`` it uses the built-in model (built on first use). The per-question lines show
-the rank of the first hit in the top 10 ("-" when none) and the top card.
+the rank of the first hit in the top 10 ("-" when none) and the top card. Each rate line also
+gives MRR@10, the mean reciprocal rank of the first hit (0 when none in the top 10).
+
+``--compare`` also runs the questions with the model's own defaults (without the ``-p``
+settings) and tests the ``-p`` run against it per group: the per-question reciprocal ranks go
+through ``tablelm.evaluation.paired_test`` (paired randomization test, 10,000 sign flips).
+``--prefix "how do I "`` asks every question with that text in front: the same questions as a
+user phrases them when asking for a procedure, which turns on the prompt's ``howto`` agent
+(query/agents.py); a change that depends on the prompt's intent is checked there too.
 """
 
 from __future__ import annotations
@@ -82,10 +91,12 @@ def hits(card_id: str, alternatives: list[str]) -> bool:
     return False
 
 
-def evaluate(model, questions, k: int = 10, **params) -> dict:
-    """Per-question first-hit rank (None: not in the top ``k``) and the top-1 / top-3 rates."""
+def evaluate(model, questions, k: int = 10, prefix: str = "", **params) -> dict:
+    """Per-question first-hit rank (None: not in the top ``k``) and the top-1 / top-3 rates;
+    ``prefix`` is put in front of every prompt (module notes)."""
     rows = []
     for prompt, alts in questions:
+        prompt = prefix + prompt
         answer = model.ask(prompt, k=k, **params)
         ids = [c.id for c in answer.cards]
         original = [a for a in alts if not a.startswith("+")]
@@ -97,12 +108,33 @@ def evaluate(model, questions, k: int = 10, **params) -> dict:
     return {"questions": n, **rates(rows, "rank"), "original": rates(rows, "rank_original"), "rows": rows}
 
 
+def reciprocal_rank(rank: int | None) -> float:
+    """1 / the rank of the first hit; 0 when there is none in the top 10."""
+    return 1.0 / rank if rank is not None and rank <= 10 else 0.0
+
+
 def rates(rows: list[dict], key: str = "rank") -> dict:
-    """Top-1 / top-3 / top-10 hit rates of ``rows`` (as :func:`evaluate` makes them)."""
+    """Top-1 / top-3 / top-10 hit rates and MRR@10 of ``rows`` (as :func:`evaluate` makes them)."""
     n = max(len(rows), 1)
     return {"top1": sum(r[key] == 1 for r in rows) / n,
             "top3": sum(r[key] is not None and r[key] <= 3 for r in rows) / n,
-            "top10": sum(r[key] is not None for r in rows) / n}
+            "top10": sum(r[key] is not None for r in rows) / n,
+            "mrr10": sum(reciprocal_rank(r[key]) for r in rows) / n}
+
+
+def compare(rows: list[dict], base_rows: list[dict], groups: list[str]) -> dict:
+    """Per group (and ``all``): ``tablelm.evaluation.paired_test`` of the per-question reciprocal
+    ranks of ``rows`` against ``base_rows`` (the same questions in the same order)."""
+    from tablelm.evaluation import paired_test
+
+    if [r["prompt"] for r in rows] != [r["prompt"] for r in base_rows] or len(rows) != len(groups):
+        raise ValueError("compare: the two runs must hold the same questions, in the same order, one group each")
+    out = {}
+    for g in ["all", *dict.fromkeys(groups)]:
+        at = [i for i, x in enumerate(groups) if g in ("all", x)]
+        out[g] = paired_test([reciprocal_rank(rows[i]["rank"]) for i in at],
+                             [reciprocal_rank(base_rows[i]["rank"]) for i in at])
+    return out
 
 
 def main(argv=None) -> int:
@@ -112,6 +144,10 @@ def main(argv=None) -> int:
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--split", action="store_true",
                     help="Also report the groups A, B and held-out apart (module notes).")
+    ap.add_argument("--compare", action="store_true",
+                    help="Also run the model's own defaults and test the -p run against them (module notes).")
+    ap.add_argument("--prefix", default="", metavar="TEXT",
+                    help="Put TEXT in front of every question, e.g. 'how do I ' (module notes).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))
@@ -121,12 +157,16 @@ def main(argv=None) -> int:
 
     model = load(args.model) if args.model else builtin_model(progress=True)
     params = P.resolve(P.parse_assignments(args.param), stage=("query", "render"), base={})
-    rep = evaluate(model, read_questions(args.questions), **params)
+    questions = read_questions(args.questions)
+    rep = evaluate(model, questions, prefix=args.prefix, **params)
     groups = question_groups(args.questions)
     for r, g in zip(rep["rows"], groups):
         r["group"] = g
     rep["groups"] = {g: {"questions": groups.count(g), **rates([r for r in rep["rows"] if r["group"] == g])}
                      for g in dict.fromkeys(groups)}
+    if args.compare:
+        base = evaluate(model, questions, prefix=args.prefix)
+        rep["compare"] = compare(rep["rows"], base["rows"], groups)
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
@@ -134,12 +174,18 @@ def main(argv=None) -> int:
         print(f"{r['rank'] or '-':>3}  {r['prompt']:<48} {', '.join(r['top'][:1])}")
     o = rep["original"]
     print(f"{rep['questions']} questions: top-1 {rep['top1']:.2f}, top-3 {rep['top3']:.2f}, "
-          f"top-10 {rep['top10']:.2f} (original list, without the +additions: top-1 {o['top1']:.2f}, "
-          f"top-3 {o['top3']:.2f}, top-10 {o['top10']:.2f})")
+          f"top-10 {rep['top10']:.2f}, MRR@10 {rep['mrr10']:.3f} (original list, without the +additions: "
+          f"top-1 {o['top1']:.2f}, top-3 {o['top3']:.2f}, top-10 {o['top10']:.2f})")
     if args.split:
         for g, x in rep["groups"].items():
             print(f"  {g:<8} {x['questions']:>3} questions: top-1 {x['top1']:.2f}, top-3 {x['top3']:.2f}, "
-                  f"top-10 {x['top10']:.2f}")
+                  f"top-10 {x['top10']:.2f}, MRR@10 {x['mrr10']:.3f}")
+    if args.compare:
+        print("Against the model's own defaults (MRR@10; W/T/L: questions whose reciprocal rank rises / stays / "
+              "falls; p: paired randomization test):")
+        for g, t in rep["compare"].items():
+            print(f"  {g:<8} {t['n']:>3} questions: {t['mean_a']:.3f} vs {t['mean_b']:.3f} ({t['delta']:+.3f}), "
+                  f"W/T/L {t['wins']}/{t['ties']}/{t['losses']}, p {t['p_randomization']:.4f}")
     return 0
 
 

@@ -89,8 +89,43 @@ def test_everyday_groups_alternate_before_the_held_out_mark(tmp_path):
     assert [p for p, _ in ev.read_questions(f)] == ["one", "two", "three", "four", "five"]
     assert ev.question_groups(f) == ["A", "B", "A", "held-out", "held-out"]
     rows = [{"rank": 1}, {"rank": 3}, {"rank": None}, {"rank": 7}]
-    assert ev.rates(rows) == {"top1": 0.25, "top3": 0.5, "top10": 0.75}
+    assert ev.rates(rows) == {"top1": 0.25, "top3": 0.5, "top10": 0.75, "mrr10": (1 + 1 / 3 + 1 / 7) / 4}
     # the benchmark's own file: the 50 first questions split 25 / 25, the 16 held-out ones apart
     groups = ev.question_groups(ev.DEFAULT_FILE)
     assert len(ev.read_questions(ev.DEFAULT_FILE)) == len(groups)
     assert (groups.count("A"), groups.count("B"), groups.count("held-out")) == (25, 25, 16)
+
+
+def test_everyday_compare_tests_reciprocal_ranks_per_group():
+    ev = _everyday()
+    groups = ["A", "B", "A", "B", "held-out"]
+    base = [{"prompt": str(i), "rank": r} for i, r in enumerate([2, 1, None, 1, 5])]
+    rows = [{"prompt": str(i), "rank": r} for i, r in enumerate([1, 1, 1, 2, 5])]
+    out = ev.compare(rows, base, groups)
+    assert list(out) == ["all", "A", "B", "held-out"]
+    a, b, held = out["A"], out["B"], out["held-out"]
+    assert (a["n"], a["mean_a"], a["mean_b"], a["wins"], a["losses"]) == (2, 1.0, 0.25, 2, 0)
+    assert (b["n"], b["mean_a"], b["mean_b"], b["wins"], b["ties"], b["losses"]) == (2, 0.75, 1.0, 0, 1, 1)
+    assert held["p_randomization"] == 1.0 and held["delta"] == 0.0
+    assert out["all"]["n"] == 5 and out["all"]["delta"] == (0.5 + 1.0 - 0.5) / 5
+    # a rank past 10 is no hit, as in the rates
+    assert ev.reciprocal_rank(11) == 0.0 and ev.reciprocal_rank(None) == 0.0 and ev.reciprocal_rank(4) == 0.25
+    with pytest.raises(ValueError, match="same questions"):
+        ev.compare(rows[::-1], base, groups)
+
+
+def test_everyday_prefix_is_put_in_front_of_every_question():
+    ev = _everyday()
+    asked = []
+
+    class Model:
+        def ask(self, prompt, k, **params):
+            asked.append(prompt)
+
+            class Card:
+                id = "fn:open"
+            return type("Answer", (), {"cards": [Card()]})()
+
+    rep = ev.evaluate(Model(), [("read a file", ["open"]), ("x", ["y"])], prefix="how do I ")
+    assert asked == ["how do I read a file", "how do I x"]
+    assert [r["rank"] for r in rep["rows"]] == [1, None] and rep["mrr10"] == 0.5
