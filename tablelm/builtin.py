@@ -27,6 +27,15 @@ CORPUS_REVISION = 7
 #: w_importance 0 / 0.5 / 1 / 2 give MRR@10 0.427 / 0.572 / 0.599 / 0.544 on A and 0.461 / 0.547 /
 #: 0.588 / 0.570 on B; qtf_k3 (0, 1, 10), w_title (1, 2, 3, 4), w_category (0.1-1), phrase_weight
 #: (0.2-1), b and k1 and passage scoring (query/passages.py) found nothing better on A either.
+#: Checked for the README question (issue 13: "how do I read a file line by line" puts
+#: fileinput.nextfile first, an 89-word docstring that says read/line/file 5-6 times each, and
+#: io.IOBase.readline second): nothing principled puts an expected answer first without lowering B
+#: or held-out (``everyday.py --split --compare``, MRR@10, base A 0.599 / B 0.588 / held-out 0.523).
+#: A document-kind prior for "how" prompts (tutorial, HOWTO and FAQ sections x1.5 put the tutorial
+#: first) lowers the same questions asked "how do I ..." (``--prefix``) to B 0.466 (p 0.002) and
+#: held-out 0.427 (p 0.016); k1=3, best on A (0.659), lowers B to 0.565 and the README question to
+#: rank 4; k1 x b, contained_weight (0.4-0.8), a weight for a phrase covering the whole prompt
+#: (0.5-2) and prompt words joined into an identifier ("read" + "line" -> readline) lower A or B.
 HTML_PROFILE_PARAMS: dict[str, float] = {"w_importance": 1.0}
 
 
