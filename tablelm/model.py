@@ -29,7 +29,7 @@ from .query.filters import excluded_entities
 from .query.passages import Factors, passage_factor
 from .query.plan import Planner
 from .query.rank import Scorer, field_weights, idf, top_k
-from .query.sections import build_sections, context_factor, importance_factor
+from .query.sections import answer_shares, build_sections, context_factor, importance_factor
 from .tables import build as build_module
 from .tables import spill
 from .tables.bounded import make_room
@@ -260,7 +260,7 @@ class Model:
                             factors, scorer, p) for r, d in enumerate(idx.tolist())]
         summary = answer_summary(self, plan, cards, p)
         t2 = time.perf_counter()
-        sections = build_sections(self, plan, p)
+        sections = build_sections(self, plan, p, answer_shares(plan, cards))
         t3 = time.perf_counter()
         return Answer(prompt=prompt, plan=plan.to_dict(), cards=cards, sections=sections, params=dict(p, k=k),
                       summary=summary,

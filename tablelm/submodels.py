@@ -906,7 +906,7 @@ class SplitModel:
         """:meth:`Model.ask` over the routed sub-models; ``answer.routing`` says which and why."""
         from .answer.summary import answer_summary
         from .answer.types import Answer
-        from .query.sections import build_sections
+        from .query.sections import answer_shares, build_sections
 
         if not isinstance(prompt, str):
             raise TablelmError(f"The prompt must be a string. Got {type(prompt).__name__}.")
@@ -940,7 +940,8 @@ class SplitModel:
         first = state[chosen[0]][1] if chosen else plan
         summary = answer_summary(self._state()[3], first, cards, p)
         t2 = time.perf_counter()
-        sections = merge_sections([build_sections(state[s][0], state[s][1], p) for s in chosen], p)
+        sections = merge_sections([build_sections(state[s][0], state[s][1], p, answer_shares(state[s][1], cards))
+                                   for s in chosen], p)
         t3 = time.perf_counter()
         return Answer(prompt=prompt, plan=first.to_dict(), cards=cards, sections=sections, params=dict(p, k=k),
                       summary=summary, routing=routing,
@@ -1160,7 +1161,6 @@ def merge_sections(parts: list[dict], params: dict) -> dict:
     for name in params["sections"]:
         rows: dict[str, dict] = {}
         key = "multitoken" if name == "embeddings" else "label"
-        score = "pmi" if name == "embeddings" else "score"
         for part in parts:
             for row in part.get(name, []):
                 have = rows.get(row[key])
@@ -1170,7 +1170,7 @@ def merge_sections(parts: list[dict], params: dict) -> dict:
                 for c in ("count", "n_ab"):
                     if c in row:
                         have[c] += row[c]
-                have[score] = max(have[score], row[score])
+                have["score"] = max(have["score"], row["score"])
                 have["via"] = sorted(set(have["via"]) | set(row.get("via", [])))
-        out[name] = sorted(rows.values(), key=lambda r: (-r[score], r[key]))[:limit]
+        out[name] = sorted(rows.values(), key=lambda r: (-r["score"], r[key]))[:limit]
     return out

@@ -167,6 +167,55 @@ def test_sections_are_present(builtin_model):
         assert row["multitoken"] not in a.plan["multitokens_matched"]
 
 
+def _answer_multitokens(answer) -> set[str]:
+    return {w["multitoken"] for c in answer.cards for w in c.why if w.get("contribution", 0) > 0}
+
+
+@pytest.mark.parametrize("prompt", ["how to get the current date and time", "read a file line by line",
+                                    "random integer between two numbers", "parse a json string"])
+def test_sections_follow_the_answer(builtin_model, prompt):
+    """Every section row comes from prompt multitokens that the cards contain: "get current" is
+    matched in "how to get the current date and time" but in no card of its answer, so the
+    inspect, tkinter and asyncio-task labels it links to (and "voltage") stay out."""
+    a = builtin_model.ask(prompt, k=10)
+    carried = _answer_multitokens(a)
+    assert carried
+    shown = 0
+    for name, rows in a.sections.items():
+        for row in rows:
+            assert row["via"] and set(row["via"]) <= carried, (name, row, carried)
+            shown += 1
+    assert shown, "the built-in corpus has sections for an everyday question"
+    if prompt.startswith("how to get the current"):
+        assert "get current" in a.plan["multitokens_matched"] and "get current" not in carried
+        labels = [r["label"] for r in a.sections["categories"]]
+        assert labels and "datetime" in labels[0], labels
+        assert not [x for x in labels if "inspect" in x or "tkinter" in x or "Coroutines" in x], labels
+        assert "voltage" not in [r["multitoken"] for r in a.sections["embeddings"]]
+
+
+def test_sections_skip_words_with_too_many_links(builtin_model, monkeypatch):
+    from tablelm.query import sections
+
+    prompt = "how to get the current date and time"
+    contained = {t["multitoken"] for t in builtin_model.ask(prompt, k=10).plan["terms"] if t["role"] == "contained"}
+    monkeypatch.setattr(sections, "MAX_LINKS", 0)  # every contained word "links to everything"
+    a = builtin_model.ask(prompt, k=10)
+    for rows in a.sections.values():
+        for row in rows:
+            assert not set(row["via"]) & contained, row
+
+
+def test_sections_of_the_reference_ranker(builtin_model):
+    """The reference ranker's cards carry no contributions: the sections follow the distilled
+    prompt multitokens, as before."""
+    a = builtin_model.ask("regular expression match", k=5, ranker="reference")
+    assert a.sections["categories"]
+    matched = set(a.plan["multitokens_matched"])
+    for row in a.sections["categories"]:
+        assert set(row["via"]) <= matched, row
+
+
 # --------------------------------------------------------------------------- prompt syntax and plan
 
 

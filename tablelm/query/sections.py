@@ -10,10 +10,13 @@ derived at query time from raw counts so that ``pmi``, ``min_pmi`` and
   (Church & Hanks, "Word association norms, mutual information, and
   lexicography", 1990).
 
-Sections group what the context tables say about the distilled prompt
-multitokens: each label (category, tag, title, related item) scores
-Σ_t idf(t) · (1 + ln count(t, label)), over the prompt multitokens t linked to it
-strongly enough: count(t, label) ≥ ``section_min_count`` and
+Sections group what the context tables say about the prompt multitokens that the
+answer's cards contain (those that contributed to a card's score, contained ones too:
+"get current", matched but in no card, does not fill the sections of "how to get the
+current date and time"; the distilled multitokens when the cards carry no contributions,
+as with the reference ranker): each label (category, tag, title, related item) scores
+Σ_t idf(t) · (1 + ln count(t, label)), over those multitokens t linked to it strongly
+enough: count(t, label) ≥ ``section_min_count`` and
 
     log PMI(t, label) = ln(T · count(t, label) / (count(t, ·) · count(·, label))) ≥ ``section_min_pmi``
 
@@ -21,13 +24,15 @@ strongly enough: count(t, label) ≥ ``section_min_count`` and
 goes with everything (the tag "method", the glossary every page links to) or a label reached
 through one generic word ("get current" → ``inspect`` functions) fills the section.
 
-Follow-up prompts (the embeddings section) must read like prompts: words of letters only,
+Follow-up prompts (the embeddings section) score Σ_t share(t) · pmi(t, follow-up) over the same
+multitokens, share(t) being t's part of the cards' scores, and must read like prompts: words of letters only,
 more than one letter to most words, a corpus count of at least ``section_min_count``, not one
 common word, and not a phrase inside (or around) one already shown.
 """
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 
 import numpy as np
@@ -46,14 +51,15 @@ def neighbours(model, mt: int, params: dict, limit: int) -> list[tuple[int, floa
     if len(cols) == 0:
         return []
     n_ab = adj.astype(np.float64) + ctx
+    keep = np.flatnonzero(n_ab >= params["nab_min"])  # first: most pairs occur once, and the gathers
+    cols, n_ab = cols[keep], n_ab[keep]               # below are the cost (a common word's partners)
     n_a = float(model.tables.mt_total[mt])
     n_b = model.tables.mt_total[cols].astype(np.float64)
     if params["pmi"] == "sqrt":
         pmi = n_ab / np.sqrt(np.maximum(n_a * n_b, 1.0))
     else:
         pmi = np.log2(np.maximum(model.tables.n_words * n_ab, 1.0) / np.maximum(n_a * n_b, 1.0))
-    ok = (n_ab >= params["nab_min"]) & (pmi >= params["min_pmi"]) & \
-        (model.tables.mt_len[cols] >= params["embedding_values_min_size"])
+    ok = (pmi >= params["min_pmi"]) & (model.tables.mt_len[cols] >= params["embedding_values_min_size"])
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
         return []
@@ -69,44 +75,120 @@ def readable(text: str) -> bool:
     return bool(words) and all(w.isalpha() for w in words) and sum(len(w) > 1 for w in words) * 2 > len(words)
 
 
-def embedding_rows(model, plan, params: dict) -> list[dict]:
-    """Related multitokens of the prompt's multitokens: suggested follow-up prompts."""
+#: a contained prompt word with more links than this (partners in the pairs table, labels in a
+#: context table) feeds no section: a common word links to everything ("python": 317,359 partners
+#: at 1M documents), and reading its links costs ~5 ms a table
+MAX_LINKS = 20_000
+
+
+def embedding_rows(model, plan, params: dict, shares: dict | None = None) -> list[dict]:
+    """Related multitokens of the prompt's multitokens: suggested follow-up prompts.
+
+    With ``shares`` (:func:`answer_shares`), the keys are the prompt multitokens that carry the
+    answer, and a follow-up scores Σ_key share(key) · pmi(key, follow-up): one that goes with
+    what the answer is about, not with another sense of one word ("current" → "voltage")."""
     t_ = model.tables
     limit = params["max_rows"]
-    keys = [t for t in plan.terms if t.role in ("prompt", "forced") and t.n >= params["embedding_key_min_size"]]
+    keys = section_terms(plan, params, shares, params["embedding_key_min_size"])
+    keys = [t for t in keys if t.role != "contained" or t_.n_partners(t.mt) <= MAX_LINKS]
     in_prompt = {t.mt for t in plan.terms}
     prompt_words = {int(w) for t in plan.terms for w in t_.mt_words[t.mt] if w >= 0}
     floor = params["section_min_count"]
-    best: dict[int, dict] = {}
+    found = []  # (key, multitoken, pmi, n_ab): each key's neighbours, best first
     for t in keys:
-        for mt, pmi, n_ab in neighbours(model, t.mt, params, 4 * limit + len(in_prompt)):
-            if mt in in_prompt or t_.mt_total[mt] < floor:
-                continue
-            words = {int(w) for w in t_.mt_words[mt] if w >= 0}
-            if words <= prompt_words:
-                continue  # only words of the prompt: nothing to follow up
-            text = t_.display(mt)
-            if not readable(text):
-                continue
-            if len(words) == 1 and int(t_.df([mt])[0]) * 100 > t_.n_docs:
-                continue  # one common word ("list", "want") is no follow-up
-            if mt not in best or pmi > best[mt]["pmi"]:
-                best[mt] = {"multitoken": text, "pmi": round(pmi, 6), "n_ab": n_ab, "via": [t.text]}
-    rows: list[dict] = []
-    for r in sorted(best.values(), key=lambda r: (-r["pmi"], r["multitoken"])):
-        # "convert tz", "convert tz time", "convert tz time zone": one of them is enough
-        mine = f" {r['multitoken']} "
-        if any(mine in f" {o['multitoken']} " or f" {o['multitoken']} " in mine for o in rows):
+        found += [(t, mt, pmi, n_ab) for mt, pmi, n_ab in neighbours(model, t.mt, params, 4 * limit + len(in_prompt))
+                  if mt not in in_prompt]
+    shown = _eligible(t_, sorted({f[1] for f in found}), prompt_words, floor)
+    best: dict[int, dict] = {}
+    for t, mt, pmi, n_ab in found:
+        if mt not in shown:
             continue
-        rows.append(r)
-        if len(rows) >= limit:
-            break
+        row = best.get(mt)
+        if row is None:
+            weight = 1.0 if shares is None else shares[t.mt]
+            best[mt] = {"score": weight * pmi, "pmi": pmi, "n_ab": n_ab, "via": [t.text]}
+        elif shares is None:  # the best key's PMI
+            if pmi > row["pmi"]:
+                best[mt] = {"score": pmi, "pmi": pmi, "n_ab": n_ab, "via": [t.text]}
+        else:  # the keys' shares add up
+            row["score"] += shares[t.mt] * pmi
+            row["pmi"], row["n_ab"] = max(row["pmi"], pmi), max(row["n_ab"], n_ab)
+            row["via"].append(t.text)
+    for r in best.values():
+        r["score"], r["pmi"] = round(r["score"], 6), round(r["pmi"], 6)
+    rows: list[dict] = []
+    # best first, ties by their text: a multitoken's text is made only when its score can be shown
+    by_score = sorted(best, key=lambda mt: -best[mt]["score"])
+    for _, group in itertools.groupby(by_score, key=lambda mt: best[mt]["score"]):
+        texts = [(t_.display(mt), mt) for mt in group]
+        for text, mt in sorted((text, mt) for text, mt in texts if readable(text)):
+            # "convert tz", "convert tz time", "convert tz time zone": one of them is enough
+            mine = f" {text} "
+            if any(mine in f" {o['multitoken']} " or f" {o['multitoken']} " in mine for o in rows):
+                continue
+            rows.append({"multitoken": text, **best[mt]})
+            if len(rows) >= limit:
+                return rows
     return rows
+
+
+def _eligible(t_, cands: list[int], prompt_words: set[int], floor: int) -> set[int]:
+    """The candidate follow-ups that may be shown if readable: counted at least ``floor`` times,
+    a word beyond the prompt's, not one common word. The tables are read for all candidates at
+    once (a read per candidate cost ~0.1 ms at 1M)."""
+    if not cands:
+        return set()
+    mts = np.asarray(cands, dtype=np.int64)
+    total = np.asarray(t_.mt_total[mts])
+    rows = np.asarray(t_.mt_words[mts]).tolist()
+    df = t_.df(mts).tolist()
+    out = set()
+    for j, mt in enumerate(cands):
+        words = {w for w in rows[j] if w >= 0}
+        if total[j] < floor or words <= prompt_words:
+            continue  # rare, or only words of the prompt: nothing to follow up
+        if len(words) == 1 and df[j] * 100 > t_.n_docs:
+            continue  # one common word ("list", "want") is no follow-up
+        out.add(mt)
+    return out
 
 
 def context_terms(plan, params: dict):
     """The prompt multitokens that feed the context sections."""
     return [t for t in plan.terms if t.role in ("prompt", "forced") and t.n >= params["context_multitoken_min_size"]]
+
+
+#: roles of the plan's terms that come from the prompt itself (not expansion or feedback)
+PROMPT_ROLES = ("prompt", "forced", "contained")
+
+
+def answer_shares(plan, cards) -> dict[int, float] | None:
+    """Each prompt multitoken's share of the answer: the sum of its contributions to the cards'
+    scores over the sum of all of them (``why``). None when the cards carry no contributions
+    (the reference ranker, no card): the sections then follow the prompt's multitokens alone."""
+    mt_of = {t.text: t.mt for t in plan.terms if t.role in PROMPT_ROLES}
+    sums: dict[int, float] = {}
+    total = 0.0
+    for card in cards:
+        for item in card.why:
+            value = item.get("contribution")
+            if value is None:
+                return None
+            total += value
+            mt = mt_of.get(item["multitoken"])
+            if mt is not None:
+                sums[mt] = sums.get(mt, 0.0) + value
+    if total <= 0:
+        return None
+    return {mt: v / total for mt, v in sums.items()}
+
+
+def section_terms(plan, params: dict, shares: dict | None, min_size: int):
+    """The prompt multitokens that feed a section: with the answer's ``shares``, those of the
+    prompt (contained ones too) that the answer's cards contain; else the distilled ones."""
+    if shares is None:
+        return [t for t in plan.terms if t.role in ("prompt", "forced") and t.n >= min_size]
+    return [t for t in plan.terms if t.role in PROMPT_ROLES and t.n >= min_size and shares.get(t.mt, 0.0) > 0]
 
 
 def label_scores(model, table: str, terms):
@@ -159,10 +241,14 @@ def strong_links(model, table: str, terms, params: dict):
     return term[ok], labels[ok], counts[ok]
 
 
-def context_rows(model, plan, name: str, params: dict) -> list[dict]:
+def context_rows(model, plan, name: str, params: dict, shares: dict | None = None) -> list[dict]:
+    """The rows of a context section: labels scoring Σ_t idf(t) · (1 + ln count(t, label)) over the
+    strong links of the section's terms (:func:`section_terms`)."""
     table = _TABLE[name]
-    terms = context_terms(plan, params)
-    names = model.tables.context(table).names
+    ctx = model.tables.context(table)
+    terms = [t for t in section_terms(plan, params, shares, params["context_multitoken_min_size"])
+             if t.role != "contained" or int(ctx.indptr[t.mt + 1]) - int(ctx.indptr[t.mt]) <= MAX_LINKS]
+    names = ctx.names
     if not terms or params["max_rows"] == 0 or len(names) == 0:
         return []
     term, labels, counts = strong_links(model, table, terms, params)
@@ -213,13 +299,14 @@ def context_factor(model, plan, params: dict) -> np.ndarray | None:
     return 1.0 + w * best
 
 
-def build_sections(model, plan, params: dict) -> dict:
+def build_sections(model, plan, params: dict, shares: dict | None = None) -> dict:
+    """Every section of ``params['sections']``; ``shares``: :func:`answer_shares` of the answer."""
     out = {}
     for name in params["sections"]:
         if name == "embeddings":
-            out[name] = embedding_rows(model, plan, params)
+            out[name] = embedding_rows(model, plan, params, shares)
         else:
-            out[name] = context_rows(model, plan, name, params)
+            out[name] = context_rows(model, plan, name, params, shares)
     return out
 
 

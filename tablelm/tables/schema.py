@@ -501,6 +501,12 @@ class TableSet:
         """Every pair of multitoken ``mt`` (see :func:`partners`)."""
         return partners(self._arrays, mt)
 
+    def n_partners(self, mt: int) -> int:
+        """How many pairs :meth:`partners` of ``mt`` returns (two row lengths: nothing decoded)."""
+        a = self._arrays
+        return int(a["pair_indptr"][mt + 1]) - int(a["pair_indptr"][mt]) + \
+            int(a["pair_t_indptr"][mt + 1]) - int(a["pair_t_indptr"][mt])
+
     def context(self, name: str) -> Context:
         a = self._arrays
         ptr, doc_ptr = a[f"ctx_{name}_indptr"], a[f"doc_{name}_indptr"]
