@@ -355,6 +355,7 @@ def test_mixed_folder_reads_what_it_can_and_says_why(tmp_path):
     assert "--encoding cp1252" in why["notes.txt"][1] and why["notes.txt"][0] == 1
     assert "binary data" in why["binary.txt"][1]
     assert "over the 1 MB limit" in why["big.txt"][1] and "max_file_mb" in why["big.txt"][1]
+    assert "--max-file-mb" in why["big.txt"][1]  # the fix on the command line too
     assert why["records.jsonl"][0] == 2
     assert stats.skipped == 5 and stats.duplicates == 1 and stats.empty == 1
     assert stats.duplicate_ids == [("dup.md#alpha", "a.md#alpha")]

@@ -172,7 +172,7 @@ def check_file(path, max_file_mb: float | None, text: bool = True, encoding: str
         raise CorpusError(
             path,
             f"the file is {size / 1024 / 1024:,.1f} MB, over the {max_file_mb:g} MB limit; fix: "
-            "split it, or raise the limit (read_corpus(max_file_mb=...))",
+            "split it, or raise the limit (tablelm build --max-file-mb MB; in Python: max_file_mb=MB)",
         )
     if not text:
         return
