@@ -424,3 +424,38 @@ def test_pruning_never_drops_a_top_k_entity(data, monkeypatch):
         mp.setenv("TABLELM_PRUNE", "0")
         exhaustive = run()
     assert pruned == exhaustive == with_numpy
+
+
+@needs_numba
+def test_pruning_admits_an_entity_that_the_units_after_lift_into_the_top_k(monkeypatch):
+    """The admission rule, on its edge: once the threshold is known (here after the rarest unit, whose
+    one entity a1 scores 10), an entity met first in a later single-term unit joins when its
+    contribution plus the bounds of the units after it can reach the threshold. x scores 6 + 4.01 =
+    10.01 (every impact is the same; the weights make the scores): it must be admitted at 6 + a bound of
+    4.01, and it is the top 1. A threshold applied 1 % more strictly (or the bounds after left out)
+    drops x and answers a1."""
+    n_docs = 6
+    rows = [[0], [1, 2, 3], [1]]  # A: a1 = entity 0; B: x = 1 and two entities of B alone; C: x
+    indptr = np.array([0, 1, 4, 5], dtype=np.int64)
+    docs = np.array([d for r in rows for d in r], dtype=np.int32)
+    tf = np.tile(np.array([[1, 0]], dtype=np.uint16), (len(docs), 1))
+    norm = np.ones(n_docs)
+    free = np.array([-1, -1, -1], dtype=np.int64)  # three single-term units
+    query = (np.array([0, 1, 2], dtype=np.int64), np.array([10.0, 6.0, 4.01]), free, 0)
+    agents = np.zeros(n_docs, dtype=np.uint8)
+
+    def run(k):
+        (ids, scores), = kernel.search_batch(_postings(indptr, docs, tf, norm), [query], k, agents, 1.0)
+        return ids.tolist(), scores.tolist()
+
+    monkeypatch.setenv("TABLELM_PRUNE_PER_K", "0")  # pruned, the threshold checked before every unit
+    for k in (1, 2):
+        with_numpy, pruned = _both(monkeypatch, lambda k=k: run(k))
+        monkeypatch.setenv("TABLELM_PRUNE", "0")
+        exhaustive = run(k)
+        monkeypatch.delenv("TABLELM_PRUNE")
+        assert pruned == exhaustive == with_numpy
+        ids, scores = pruned
+        assert ids == [1, 0][:k]
+        if k == 2:
+            assert scores[0] / scores[1] == pytest.approx(1.001)
