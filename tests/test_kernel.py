@@ -298,6 +298,61 @@ def test_the_histogram_top_k_is_exact_on_ties_skew_and_exclusions(cranfield):
                     assert got.tolist() == want
 
 
+#: prompts for the batched prepare: agents, letters, non-ASCII text, syntax, the separator character, empty
+BATCH_EXTRAS = ["Vitamin A deficiency", "I am interested in T cells", "how to list the flow", "What is a shock wave?",
+                "T cells and B cells", "", "the of and", "na\u00efve \u0130stanbul how flow",
+                "boundary\ue000layer flow",
+                "heat~transfer flow", '"boundary layer" flow', "!flow boundary layer", "type I and type II error",
+                "e.g. U.S. A_b x A", "compare versus vs. flow", "\u65e5\u672c flow", "flow flow flow boundary"]
+
+
+def test_the_batched_prepare_plans_as_prompt_by_prompt(cranfield, scifact_letters, tmp_path, monkeypatch):
+    """Planner._prepare_many reads a batch in one pass (tokens by code, agents and letters only where
+    their pre-checks find something, words and unknown words made when a plan is filled): the same
+    plans (every field, every term) and stem ids as _prepare prompt by prompt, with either kernel, on
+    every Cranfield and SciFact-letter query, CACM's, prompts of agents, letters, syntax, non-ASCII
+    text and the separator character, a KW_map word of two stems, and a token table emptied between
+    batches (TOKEN_CODES) that grows within one."""
+    from tablelm.query import plan as P
+
+    src = tmp_path / "kw.jsonl"
+    src.write_text("".join(json.dumps({"_id": str(i), "title": "", "text": t}) + "\n" for i, t in enumerate(
+        ["the boundary layer of a wing", "heat transfer in a boundary layer", "the bl and the flow", "T cells"] * 3)))
+    kw_model = tablelm.build([src], tmp_path / "kw", kw_map={"bl": "boundary layer"})
+    cacm = read_queries(DATA / "cacm" / "queries.jsonl") if (DATA / "cacm" / "queries.jsonl").exists() else {}
+    cases = [(cranfield[0], list(cranfield[1].values()) + list(cacm.values())),
+             (scifact_letters[0], list(scifact_letters[1].values())),
+             (kw_model, ["bl flow", "the bl", "heat transfer", "boundary layer flow", "T cells", "a wing"] * 2)]
+    for model, texts in cases:
+        texts = texts + BATCH_EXTRAS
+        p = model.params()
+        planner = model._planner
+
+        def plans(batch_min, texts=texts, p=p, planner=planner):
+            monkeypatch.setattr(P, "BATCH_MIN", batch_min)
+            _, seq, s_ptr, lazy = planner._prepare_many(texts, p)
+            return _terms(planner.plan_many(texts, p)), P._unflatten(seq, s_ptr), lazy
+
+        for tiny in (False, True):
+            if tiny:  # emptied at the start of each batch, grown past its first capacity within one
+                monkeypatch.setattr(P, "TOKEN_CODES", 3)
+            numpy_run, jit_run = _both(monkeypatch, lambda: (plans(10**9), plans(8)))
+            # the one pass takes every prompt without syntax, the long way a KW_map word of two stems
+            passed = [not any(c in t for c in '!"~\ue000') and not (model is kw_model and "bl" in t.split())
+                      for t in texts]
+            for one_by_one, batched in (numpy_run, jit_run):
+                assert batched[0] == one_by_one[0]
+                assert batched[1] == one_by_one[1] == [planner._prepare(t, p)[1] for t in texts]
+                assert one_by_one[2] is None and batched[2].tolist() == passed
+            assert numpy_run[0][0] == jit_run[0][0]
+    # what the pass skips is reached: agents, letters found, unknown words, a KW_map word of two stems
+    last = _terms(cases[0][0]._planner.plan_many(cases[0][1] + BATCH_EXTRAS, cases[0][0].params()))
+    assert {d["agent"] for d, _ in last} >= {None, "howto", "definition", "compare"}
+    assert any(d["letter_phrases"] for d, _ in last) and any(d["unknown"] for d, _ in last)
+    assert kw_model._planner._prepare("bl", kw_model.params())[1] == kw_model._planner._prepare(
+        "boundary layer", kw_model.params())[1]
+
+
 def test_planning_pre_checks_never_change_what_they_skip(cranfield, monkeypatch):
     """detect_agent's needles (an agent's regex tried only when a needle is in the lowercased ASCII
     prompt) and the letter pre-check (no capital one-letter word and no "~": no letter phrase, no single

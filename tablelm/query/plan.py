@@ -31,12 +31,18 @@ from functools import lru_cache
 import numpy as np
 
 from ..tables.hashing import _POS, WIDTH, hash_rows, sort_rows
-from .agents import detect_agent
+from ..text.analyzer import SEGMENT_END
+from .agents import _NEEDLES, detect_agent
 
 _EXCLUDE_RE = re.compile(r"(?<!\S)!(\S+)")
 _FORCED_RE = re.compile(r"(?<!\S)(\S+(?:~\S+)+)")
 _PHRASE_RE = re.compile(r'"([^"]+)"')
 MAX_PHRASE_PROMPT_WORDS = 12
+#: Planner._prepare_many reads a batch in one pass from this many prompts without syntax (fewer: one by
+#: one, which costs less than the pass's dozen numpy calls)
+BATCH_MIN = 8
+#: the tokens whose codes Planner._prepare_many keeps (see Planner._token_codes)
+TOKEN_CODES = 50_000
 _LETTER_RE = re.compile(r"(?<![\w.])([A-Za-z])(?![\w.])")
 _WORDISH_RE = re.compile(r"[^\W_]+")
 _ONE_CAPITAL_RE = re.compile(r"(?<![^\W_])[A-Z](?![^\W_])")  # a word of _WORDISH_RE that is one capital letter
@@ -177,19 +183,25 @@ class PlanBatch:
     stretches)``, prompt i's terms at ``q_ptr[i]:q_ptr[i+1]`` in plan order (role codes as
     :data:`ROLES`, stretch -1: none), or None when every plan's terms are filled. ``fill(i)``
     makes plan i's :class:`Term` objects from them (what ``ask`` and ``why`` read); the batched
-    search reads :meth:`kernel_input` instead and never makes them.
+    search reads :meth:`kernel_input` instead and never makes them. ``lazy``: the plans whose
+    ``words`` and ``unknown`` (what ``to_dict`` shows, no score reads them) ``fill(i)`` makes too
+    (those of :meth:`Planner._prepare_many`'s batched pass), or None: none.
     """
 
-    def __init__(self, planner: Planner, plans: list[Plan], arrays, compiled=None):
+    def __init__(self, planner: Planner, plans: list[Plan], arrays, compiled=None, lazy=None):
         self.planner = planner
         self.plans = plans
         self.arrays = arrays
         self.compiled = np.zeros(len(plans), dtype=bool) if arrays is None else compiled
         self._filled = ~self.compiled
+        self._lazy = lazy
 
     def fill(self, i: int) -> Plan:
-        """Plan ``i`` with its terms."""
+        """Plan ``i`` with its terms (and its words)."""
         plan = self.plans[i]
+        if self._lazy is not None and self._lazy[i]:
+            _, plan.words, plan.unknown, _ = self.planner._words(plan.prompt)
+            self._lazy[i] = False
         if not self._filled[i]:
             q_ptr, mt, n, role, w, qtf, st = self.arrays
             lo, hi = int(q_ptr[i]), int(q_ptr[i + 1])
@@ -239,6 +251,24 @@ def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(ptr[-1])), ptr
 
 
+def _unflatten(flat: np.ndarray, ptr: np.ndarray) -> list[list[int]]:
+    """:func:`_flatten`'s lists back."""
+    values, bounds = flat.tolist(), ptr.tolist()
+    return [values[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _several_words(flat: np.ndarray, ptr: np.ndarray) -> bool:
+    """Whether a prompt of the flat stems has two or more distinct known stems (then it may match a
+    multi-word multitoken): one of its known stems differs from its first known one."""
+    known = flat >= 0
+    if not known.any():
+        return False
+    owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))[known]
+    values = flat[known]
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # each prompt's first known stem
+    return bool((values != np.repeat(values[starts], np.diff(np.r_[starts, len(values)]))).any())
+
+
 def _ro_u64(a) -> np.ndarray:
     """``a`` as a uint64 array (the compiled matcher's type; a view when it is one already)."""
     return np.asarray(a, dtype=np.uint64)
@@ -261,6 +291,9 @@ class Planner:
         self.model = model
         self._stem_info: dict[str, tuple] = {}  # a prompt stem -> (stem, id, display) (bounded, see _stem_info_of)
         self._token_info: dict[str, tuple] = {}  # a prompt token -> its stems' infos (bounded, see _word_infos)
+        self._codes: dict[str, int] | None = None  # a prompt token -> its code (see _prepare_many)
+        self._code_n = np.zeros(0, dtype=np.int8)
+        self._code_sid = np.zeros(0, dtype=np.int64)
 
     def _stems_of(self, text: str) -> list[str]:
         return self.model.analyzer.prompt_stems(text)
@@ -297,6 +330,29 @@ class Planner:
                 out.append((tok, got))
         return out
 
+    def _words(self, text: str, ignore_stems=None, excluded_words=None, ignored=None):
+        """``text``'s stem ids in order (-1: not in the corpus), the words kept (each stem's display,
+        once), the unknown words (as written) and the stems kept; the surfaces of ``ignore_stems``'
+        words go to ``ignored``, the words of ``excluded_words`` (casefolded) nowhere."""
+        seq: list[int] = []
+        seen_words: set[str] = set()
+        unknown: list[str] = []
+        kept: list[str] = []
+        for surface, stems in self._word_infos(text):
+            for s, sid, shown in stems:
+                if ignore_stems and s in ignore_stems:
+                    ignored.append(surface)
+                    continue
+                if excluded_words and surface.casefold() in excluded_words:  # "line ... !line": the word goes
+                    continue
+                seq.append(sid)
+                if sid < 0:
+                    unknown.append(surface)
+                elif s not in seen_words:
+                    seen_words.add(s)
+                    kept.append(shown)
+        return seq, kept, unknown, seen_words
+
     def plan(self, prompt: str, params: dict) -> Plan:
         """The plan of one prompt."""
         return self.plan_many([prompt], params)[0]
@@ -315,20 +371,19 @@ class Planner:
         with forced multitokens, :meth:`_finish` fills the terms here."""
         from . import kernel
 
-        prepared = [self._prepare(p, params) for p in prompts]
-        seqs = [seq for _, seq, _ in prepared]
-        seq, s_ptr = _flatten(seqs)
-        who, matched = self._letter_pairs(prepared, *self._match_pairs(seqs, params, (seq, s_ptr)))
+        prepared, seq, s_ptr, lazy = self._prepare_many(prompts, params)
+        who, matched = self._letter_pairs(prepared, *self._match_pairs(None, params, (seq, s_ptr)))
         n_stems = getattr(self.model.tables, "n_stems", None)
         jit = kernel.compiled()
         if jit is None or n_stems is None:
+            seqs = _unflatten(seq, s_ptr)
             found = self._found(seqs, who, matched)
             words = self._words_of(set().union(*found) if found else set())
-            plans = [self._finish(plan, f, forced, params, Counter(seq), words)
-                     for (plan, seq, forced), f in zip(prepared, found)]
-            return PlanBatch(self, plans, None)
+            plans = [self._finish(plan, f, forced, params, Counter(sq), words)
+                     for (plan, _, forced), sq, f in zip(prepared, seqs, found)]
+            return PlanBatch(self, plans, None, lazy=lazy)
         t = self.model.tables
-        n = len(seqs)
+        n = len(prepared)
         owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(s_ptr))
         known = seq >= 0  # single words: multitoken id == stem id
         n_mt = max(int(t.mt_words.shape[0]), 1)
@@ -354,7 +409,7 @@ class Planner:
                 self._finish(plan, set(mts[q_ptr[i]:q_ptr[i + 1]].tolist()), forced, params, Counter(sq))
                 compiled[i] = False
             plans.append(plan)
-        return PlanBatch(self, plans, (q_ptr, *out), compiled)
+        return PlanBatch(self, plans, (q_ptr, *out), compiled, lazy)
 
     def _long(self, mt: int) -> bool:
         """Whether multitoken ``mt`` has two or more words (single words come first: their ids
@@ -371,6 +426,119 @@ class Planner:
             return {}
         rows = self.model.tables.mt_words[np.asarray(long, dtype=np.int64)].tolist()
         return {mt: [x for x in row if x >= 0] for mt, row in zip(long, rows)}
+
+    def _prepare_many(self, prompts: list[str], params: dict):
+        """:meth:`_prepare` of every prompt, and their stem ids flattened (:func:`_flatten`):
+        ``(prepared, seq, s_ptr, lazy)``.
+
+        A batch of at least :data:`BATCH_MIN` prompts without syntax (no ``!``, ``"`` or ``~``;
+        no ``ignore`` words; a language without bigrams) is read in one pass instead of a Python
+        loop per word: the prompts joined by :data:`SEGMENT_END` (no word, letter or needle
+        crosses it), one ``findall`` for their tokens, each token's code (its stem id; cached,
+        bounded) looked up in C, the stems flattened with numpy; the agent's regexes run only
+        on the prompts that hold one of their needles, the letter rules only on those that hold
+        a capital one-letter word. Those prompts' entries of ``prepared`` have no stem list
+        (None: the flat arrays hold it) and their plans no ``words`` and ``unknown`` yet
+        (``lazy``: :meth:`PlanBatch.fill` makes them, with :meth:`_words`); everything else is
+        :meth:`_prepare`'s, value for value (tests/test_kernel.py checks it)."""
+        a = self.model.analyzer
+        fast = [] if a.bigrams or params["ignore"] else [
+            i for i, p in enumerate(prompts) if "!" not in p and '"' not in p and "~" not in p and SEGMENT_END not in p]
+        if len(fast) < BATCH_MIN:
+            one_by_one = [self._prepare(p, params) for p in prompts]
+            return (one_by_one, *_flatten([x[1] for x in one_by_one]), None)
+        texts = [prompts[i] for i in fast]
+        joined = SEGMENT_END.join(texts)
+        starts = np.zeros(len(texts), dtype=np.int64)
+        np.cumsum([len(t) + 1 for t in texts[:-1]], out=starts[1:])
+        owner_of = lambda pos: (np.searchsorted(starts, np.asarray(pos, dtype=np.int64), side="right") - 1).tolist()
+        # ---- tokens: one code per distinct token (its stem count and id), looked up in C
+        codes_of = self._token_codes()
+        toks = a.segment_re.findall(joined)
+        codes = np.fromiter(map(codes_of.get, toks, itertools.repeat(-1)), dtype=np.int64, count=len(toks))
+        miss = np.flatnonzero(codes < 0)
+        if len(miss):
+            for tok in dict.fromkeys(toks[i] for i in miss.tolist()):
+                self._add_token(tok)
+            codes[miss] = [codes_of[toks[i]] for i in miss.tolist()]
+        n_of, sid_of = self._code_n[codes], self._code_sid[codes]
+        owner = np.cumsum(codes == 0)  # code 0: the separator; prompt j's tokens follow the j-th one
+        slow = set(owner[n_of > 1].tolist())  # a KW_map word of several stems: that prompt the long way
+        keep = n_of == 1
+        if slow:
+            keep &= ~np.isin(owner, np.fromiter(slow, dtype=np.int64, count=len(slow)))
+        f_sid, f_own = sid_of[keep], owner[keep]
+        # ---- intent and letters, only where they can be
+        agents: list[str | None] = [None] * len(texts)
+        asc = [j for j, t in enumerate(texts) if t.isascii()]
+        if _NEEDLES.pattern and len(asc) == len(texts):
+            maybe = set(owner_of([x.start() for x in _NEEDLES.finditer(joined.lower())]))
+        else:  # the pre-check on ASCII prompts only (a lowercased non-ASCII text may change length)
+            maybe = set(range(len(texts)))
+        for j in maybe:
+            agents[j] = detect_agent(texts[j])
+        capitals = set(owner_of([x.start() for x in _ONE_CAPITAL_RE.finditer(joined)]))
+        # ---- the plans, and the other prompts the long way
+        n = len(prompts)
+        prepared: list = [None] * n
+        lazy = np.zeros(n, dtype=bool)
+        lens = np.zeros(n, dtype=np.int64)
+        filters = list(params.get("filter") or ())
+        letters = a.letters
+        for j, (i, text) in enumerate(zip(fast, texts)):
+            if j in slow:
+                continue
+            plan = Plan(prompt=text, agent=agents[j])
+            plan.letters_indexed = letters
+            plan.filters = list(filters)
+            if j in capitals:  # _prepare's letters of a prompt without "~"
+                attached = self._letter_phrases(plan, text)
+                plan.letters = [x for x in _LETTER_RE.findall(text) if (x.isupper() and x not in "AI") or x in attached]
+            prepared[i] = (plan, None, [])
+            lazy[i] = True
+        fast_arr = np.asarray(fast, dtype=np.int64)
+        lens[fast_arr] = np.bincount(f_own, minlength=len(texts))
+        for i in range(n):
+            if prepared[i] is None:
+                prepared[i] = self._prepare(prompts[i], params)
+                lens[i] = len(prepared[i][1])
+        s_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=s_ptr[1:])
+        seq = np.empty(int(s_ptr[-1]), dtype=np.int64)
+        f_lens = np.bincount(f_own, minlength=len(texts))
+        f_start = np.cumsum(f_lens) - f_lens
+        seq[s_ptr[fast_arr[f_own]] + np.arange(len(f_sid)) - f_start[f_own]] = f_sid
+        for i in np.flatnonzero(~lazy).tolist():
+            seq[s_ptr[i]:s_ptr[i + 1]] = prepared[i][1]
+        return prepared, seq, s_ptr, lazy
+
+    def _token_codes(self) -> dict[str, int]:
+        """The token -> code table of :meth:`_prepare_many` (code 0: the separator), emptied when it
+        holds :data:`TOKEN_CODES` tokens: bounded by that plus one batch's distinct tokens."""
+        if self._codes is None or len(self._codes) >= TOKEN_CODES:
+            codes: dict[str, int] = {}
+            self._codes = codes
+            self._code_n = np.zeros(64, dtype=np.int8)  # doubled as it fills
+            self._code_sid = np.full(64, -1, dtype=np.int64)
+            self._add_token(SEGMENT_END)
+            return codes
+        return self._codes
+
+    def _add_token(self, tok: str) -> None:
+        """A code for ``tok``: its number of stems (0: a stopword, a boundary, the separator; 2: two or
+        more) and, for one, its id (-1: not in the corpus), as :meth:`_word_infos` reads the token."""
+        codes = self._codes
+        assert codes is not None
+        code = len(codes)
+        if code == len(self._code_n):
+            self._code_n = np.concatenate((self._code_n, np.zeros(code, dtype=np.int8)))
+            self._code_sid = np.concatenate((self._code_sid, np.full(code, -1, dtype=np.int64)))
+        infos = tuple(self._stem_info_of(s) for kind, s, _, _ in self.model.analyzer.tokens_with_spans(tok)
+                      if kind == 0)
+        self._code_n[code] = min(len(infos), 2)
+        if len(infos) == 1:
+            self._code_sid[code] = infos[0][1]
+        codes[tok] = code
 
     def _prepare(self, prompt: str, params: dict):
         """Syntax, intent and the prompt's stem ids in order (-1: not in the corpus)."""
@@ -402,26 +570,13 @@ class Planner:
         # single letters are no terms ("vitamin A", "T cells"): one attached to a word is a two-word
         # multitoken of the model (build and prompt read letters by one rule); the others are said
         a = m.analyzer
-
-        def is_content(word: str) -> bool:
-            return len(word) > 1 and bool(a.word_stems(word.lower()))
-
-        attached = set()
+        attached: set[str] = set()
         # no capital one-letter word and no "~": no letter phrase and no single letter to say (the
         # letters kept below are capitals or attached ones)
         one_letter = _may_have_letters(text)
         plan.letters_indexed = a.letters
-        for letter, shown, sides in letter_phrases(text, is_content) if one_letter else ():
-            attached.add(letter)
-            plan.letter_phrases.append(shown)
-            lid = m.tables.stem_ids.get(letter.upper(), -1) if a.letters else -1
-            for word, side in sides if lid >= 0 else ():
-                st = a.word_stems(word.lower())  # a KW_map expansion: the stem next to the letter
-                sid = m.tables.stem_ids.get(st[-1] if side < 0 else st[0], -1)
-                mt = m.tables.lookup_multitoken([sid, lid] if side < 0 else [lid, sid]) if sid >= 0 else None
-                if mt is not None and mt not in plan.letter_mts:
-                    plan.letter_mts.append(mt)
-                    plan.letter_found.append(m.tables.display(mt))
+        if one_letter:
+            attached = self._letter_phrases(plan, text)
         forced = []
         if "~" in text:
             for group in _FORCED_RE.findall(text):
@@ -433,22 +588,7 @@ class Planner:
 
         # ---- tokens of the prompt, in order (unknown words keep their position)
         stem_ids = m.tables.stem_ids
-        seq: list[int] = []
-        seen_words: set[str] = set()
-        unknown, kept = plan.unknown, plan.words
-        for surface, stems in self._word_infos(text):
-            for s, sid, shown in stems:
-                if ignore_stems and s in ignore_stems:
-                    plan.ignored.append(surface)
-                    continue
-                if excluded_words and surface.casefold() in excluded_words:  # "line ... !line": the word goes
-                    continue
-                seq.append(sid)
-                if sid < 0:
-                    unknown.append(surface)
-                elif s not in seen_words:
-                    seen_words.add(s)
-                    kept.append(shown)
+        seq, plan.words, plan.unknown, seen_words = self._words(text, ignore_stems, excluded_words, plan.ignored)
         # an excluded word never removes another prompt word: "public conference !publication"
         # keeps "public" (same stem) and leaves out the entities that contain "publication" itself
         for s, w in excluded:
@@ -457,6 +597,29 @@ class Planner:
         plan.excluded_mts = sorted({sid for sid, _, _ in plan.exclusions})
         plan.filters = list(params.get("filter") or ())
         return plan, seq, forced
+
+    def _letter_phrases(self, plan: Plan, text: str) -> set[str]:
+        """The letters of ``text`` attached to a word (:func:`letter_phrases`) into ``plan``: as said,
+        and the two-word multitokens of them that the model has; returns the letters attached."""
+        m = self.model
+        a = m.analyzer
+
+        def is_content(word: str) -> bool:
+            return len(word) > 1 and bool(a.word_stems(word.lower()))
+
+        attached = set()
+        for letter, shown, sides in letter_phrases(text, is_content):
+            attached.add(letter)
+            plan.letter_phrases.append(shown)
+            lid = m.tables.stem_ids.get(letter.upper(), -1) if a.letters else -1
+            for word, side in sides if lid >= 0 else ():
+                st = a.word_stems(word.lower())  # a KW_map expansion: the stem next to the letter
+                sid = m.tables.stem_ids.get(st[-1] if side < 0 else st[0], -1)
+                mt = m.tables.lookup_multitoken([sid, lid] if side < 0 else [lid, sid]) if sid >= 0 else None
+                if mt is not None and mt not in plan.letter_mts:
+                    plan.letter_mts.append(mt)
+                    plan.letter_found.append(m.tables.display(mt))
+        return attached
 
     def _finish(self, plan: Plan, matched: set, forced: list, params: dict, counts: Counter | None = None,
                 known: dict | None = None) -> Plan:
@@ -559,14 +722,19 @@ class Planner:
             found[q].add(mt)
         return found
 
-    def _match_pairs(self, seqs: list[list[int]], params: dict, flat=None) -> tuple[np.ndarray, np.ndarray]:
+    def _match_pairs(self, seqs: list[list[int]] | None, params: dict, flat=None) -> tuple[np.ndarray, np.ndarray]:
         """The multi-word multitokens found among the sub-combinations of each prompt's stems:
         (prompt index, multitoken id) pairs, in two arrays (a pair may repeat). ``flat``: the stems
-        as :func:`_flatten` gives them, when the caller has them."""
+        as :func:`_flatten` gives them, when the caller has them (then ``seqs`` may be None)."""
         m = self.model
         none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         max_n = min(int(m.build_params["max_ngram"]), WIDTH)
-        if max_n < 2 or len(m.tables.sng_hash) == 0 or not any(len({x for x in s if x >= 0}) > 1 for s in seqs):
+        if max_n < 2 or len(m.tables.sng_hash) == 0:
+            return none
+        if flat is None:
+            assert seqs is not None
+            flat = _flatten(seqs)
+        if not _several_words(*flat):
             return none
         skip = int(params["match_skip"])
         pat = _patterns(skip, max_n)
@@ -575,8 +743,6 @@ class Planner:
         jit = kernel.compiled()
         if jit is not None:  # the windows, hashes, lookups and checks in one compiled pass (same matches)
             t = m.tables
-            if flat is None:
-                flat = _flatten(seqs)
             row, who_c, cand, exact, row_exact = jit.match_windows(
                 flat[0], flat[1], pat, _ro_u64(t.sng_hash), np.asarray(t.sng_mt), np.asarray(t.mt_words), _POS)
             rest = ~row_exact[row]
@@ -587,6 +753,7 @@ class Planner:
             first[1:] = r2[1:] != r2[:-1]
             return np.concatenate([who_c[exact], w2[first]]), np.concatenate([cand[exact], c2[first]])
         # all prompts in one array, apart by more than a combination's span (-2 never matches)
+        seqs = _unflatten(*flat) if seqs is None else seqs
         gap = [-2] * (max_n + skip)
         flat_l: list[int] = []
         owners: list[int] = []
