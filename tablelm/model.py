@@ -154,9 +154,13 @@ class Model:
         """Whether :meth:`_rank` gives this plan the plain term sum (tablelm ranker) times the agent
         factor, with nothing excluded: then search_many scores it in the compiled batch. Anything
         :meth:`_rank` adds must make this False, or search_many would skip it."""
+        return Model._plain_params(params) and not plan.exclusions and not plan.filters and not plan.required_mts
+
+    @staticmethod
+    def _plain_params(params: dict) -> bool:
+        """The part of :meth:`_plain` that the parameters decide (the same for every plan of a batch)."""
         return (params["ranker"] == "tablelm" and params["expansion_weight"] <= 0 and params["prf_weight"] <= 0
-                and params["w_context"] <= 0 and params["w_importance"] <= 0 and params["passage_words"] <= 0
-                and not plan.exclusions and not plan.filters and not plan.required_mts)
+                and params["w_context"] <= 0 and params["w_importance"] <= 0 and params["passage_words"] <= 0)
 
     def _rank(self, prompt: str, params: dict, plan=None):
         """Plan and score. Returns the plan, the scorer, the scores, the excluded entities and the
@@ -201,33 +205,39 @@ class Model:
         texts = list(queries.values())
         planned = self._planner.plan_batch(texts, p)  # the batch reads the terms as arrays
         plans = planned.plans
-        ranked: list = [None] * len(plans)
-        plain = [i for i, plan in enumerate(plans) if self._plain(plan, p)]
+        plain = [i for i, plan in enumerate(plans) if not plan.exclusions and not plan.filters
+                 and not plan.required_mts] if self._plain_params(p) else []  # = self._plain(plan, p)
         boost = p["agent_boost"]
         if plain:
             batch = planned.kernel_input(plain, lambda mts: idf(self, mts))
             bits = [agent_bit(plans[i].agent) for i in plain] if boost != 1.0 else None
-            for i, got in zip(plain, kernel.search_batch(self.postings_for(p), batch, k, self.tables.entity_agents,
-                                                         boost, bits)):
-                ranked[i] = got
-        for i in range(len(plans)):
-            if ranked[i] is None:
-                _, _, scores, exclude, _ = self._rank(texts[i], p, planned.fill(i))
-                idx = top_k(scores, k, exclude)
-                ranked[i] = idx, scores[idx]
+            r_ptr, r_docs, r_scores = kernel.search_batch_flat(self.postings_for(p), batch, k,
+                                                               self.tables.entity_agents, boost, bits)
+        if not plans:
+            return {}
+        if len(plain) == len(plans):  # the kernel's results are the batch's, in query order
+            bounds, flat, scores = r_ptr.tolist(), r_docs.tolist(), r_scores.tolist()
+        else:
+            ranked: list = [None] * len(plans)
+            if plain:
+                b = r_ptr.tolist()
+                for j, i in enumerate(plain):
+                    ranked[i] = r_docs[b[j]:b[j + 1]], r_scores[b[j]:b[j + 1]]
+            for i in range(len(plans)):
+                if ranked[i] is None:
+                    _, _, sc, exclude, _ = self._rank(texts[i], p, planned.fill(i))
+                    idx = top_k(sc, k, exclude)
+                    ranked[i] = idx, sc[idx]
+            bounds = np.cumsum([0] + [len(idx) for idx, _ in ranked]).tolist()
+            flat = np.concatenate([idx for idx, _ in ranked]).tolist()
+            scores = np.concatenate([sc for _, sc in ranked]).tolist()
         # every query's (id, score) pairs made in one pass over all the results, then cut per query
-        flat = np.concatenate([idx for idx, _ in ranked]).tolist() if ranked else []
         if len(flat) * 4 >= self.n_docs:  # many results: decode every id once
             ids = list(map(self.tables.ids.__getitem__, flat))
         else:
             ids = self.tables.ids_at(flat)
-        pairs = list(zip(ids, np.concatenate([sc for _, sc in ranked]).tolist() if ranked else []))
-        out = {}
-        at = 0
-        for qid, (idx, _) in zip(queries, ranked):
-            out[qid] = pairs[at:at + len(idx)]
-            at += len(idx)
-        return out
+        pairs = list(zip(ids, scores))
+        return {qid: pairs[lo:hi] for qid, lo, hi in zip(queries, bounds, bounds[1:])}
 
     def ask(self, prompt: str, k: int = 10, **params) -> Answer:
         """Answer ``prompt`` with up to ``k`` ranked, cited cards and the sections.

@@ -386,6 +386,14 @@ def search_batch(post: Postings, queries, k: int, agents: np.ndarray, boost: flo
     agent bit of each query (0: no agent factor; with the tuples, their fourth item). An entity whose
     agent bits include the query's has its score multiplied by ``boost``. Returns one (entity
     indices, scores) per query."""
+    r_ptr, r_docs, r_scores = search_batch_flat(post, queries, k, agents, boost, bits)
+    bounds = r_ptr.tolist()
+    return [(r_docs[lo:hi], r_scores[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def search_batch_flat(post: Postings, queries, k: int, agents: np.ndarray, boost: float, bits=None):
+    """:func:`search_batch`'s results concatenated: (pointers, entities, scores), query ``i``'s at
+    ``ptr[i]:ptr[i+1]`` (a batch's answer made from them needs no array per query)."""
     if isinstance(queries, list):
         bits = [q[3] for q in queries]
         ptr = np.zeros(len(queries) + 1, dtype=np.int64)
@@ -408,11 +416,13 @@ def search_batch(post: Postings, queries, k: int, agents: np.ndarray, boost: flo
             idx = _top_k_numpy(scores, k)
             out.append((idx, scores[idx]))
         _spent(t0)
-        return out
+        ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(idx) for idx, _ in out], out=ptr[1:])
+        if not out:
+            return ptr, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        return ptr, np.concatenate([idx for idx, _ in out]), np.concatenate([sc for _, sc in out])
     imp = post.impacts(jit, mts)
     rmax = post.rmax if post.rmax is not None and _prune() else np.zeros(0, dtype=np.float32)
-    r_ptr, r_docs, r_scores = jit.search_batch(
+    return jit.search_batch(
         post.indptr, post.docs, imp, rmax, _ro(agents), ptr, mts, w, grp, bits, float(boost), int(k),
         _prune_per_k(jit), *_scratch(post.n_docs, touched=True))
-    bounds = r_ptr.tolist()
-    return [(r_docs[bounds[i]:bounds[i + 1]], r_scores[bounds[i]:bounds[i + 1]]) for i in range(n)]
