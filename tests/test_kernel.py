@@ -303,7 +303,9 @@ BATCH_EXTRAS = ["Vitamin A deficiency", "I am interested in T cells", "how to li
                 "T cells and B cells", "", "the of and", "na\u00efve \u0130stanbul how flow",
                 "boundary\ue000layer flow",
                 "heat~transfer flow", '"boundary layer" flow', "!flow boundary layer", "type I and type II error",
-                "e.g. U.S. A_b x A", "compare versus vs. flow", "\u65e5\u672c flow", "flow flow flow boundary"]
+                "e.g. U.S. A_b x A", "compare versus vs. flow", "\u65e5\u672c flow", "flow flow flow boundary",
+                'a "boundary layer" in a long prompt of more than twelve words about the heat of the flow',
+                'one "word" quoted', "Hello flow!", "flow ! boundary", '"boundary layer flow of heat transfer"']
 
 
 def test_the_batched_prepare_plans_as_prompt_by_prompt(cranfield, scifact_letters, tmp_path, monkeypatch):
@@ -337,9 +339,10 @@ def test_the_batched_prepare_plans_as_prompt_by_prompt(cranfield, scifact_letter
             if tiny:  # emptied at the start of each batch, grown past its first capacity within one
                 monkeypatch.setattr(P, "TOKEN_CODES", 3)
             numpy_run, jit_run = _both(monkeypatch, lambda: (plans(10**9), plans(8)))
-            # the one pass takes every prompt without syntax, the long way a KW_map word of two stems
-            passed = [not any(c in t for c in '!"~\ue000') and not (model is kw_model and "bl" in t.split())
-                      for t in texts]
+            # the one pass takes every prompt without syntax (quotes of a long prompt, a "!" that starts no
+            # word are none), the long way a KW_map word of two stems
+            passed = [P._no_syntax(t) and not (model is kw_model and "bl" in t.split()) for t in texts]
+            assert sum(passed) >= len(texts) - 20 and not all(passed)
             for one_by_one, batched in (numpy_run, jit_run):
                 assert batched[0] == one_by_one[0]
                 assert batched[1] == one_by_one[1] == [planner._prepare(t, p)[1] for t in texts]

@@ -41,8 +41,8 @@ AGENTS = (
 )
 AGENT_NAMES = tuple(a.name for a in AGENTS)
 # any agent's needle; only when every agent has needles can finding none rule them all out
-_NEEDLES = re.compile("|".join(re.escape(n) for a in AGENTS for n in a.needles) if all(a.needles for a in AGENTS)
-                      else "")
+NEEDLES = tuple(n for a in AGENTS for n in a.needles)
+_NEEDLES = re.compile("|".join(map(re.escape, NEEDLES)) if all(a.needles for a in AGENTS) else "")
 
 
 def detect_agent(prompt: str) -> str | None:
