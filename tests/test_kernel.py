@@ -356,6 +356,26 @@ def test_the_batched_prepare_plans_as_prompt_by_prompt(cranfield, scifact_letter
         "boundary layer", kw_model.params())[1]
 
 
+def test_a_prompt_plans_and_ranks_alone_as_in_a_batch(cranfield, scifact_letters, monkeypatch):
+    """A prompt's plan and results do not depend on the prompts batched with it: one whose known words
+    are one stem said twice ("flow flow", "T cells and B cells") matches that stem's two-word
+    multitoken alone as among others (the matcher's shortcut for batches without a prompt of two
+    words counts a repeated word), with either kernel."""
+    for model, texts in ((cranfield[0], ["flow flow"]), (scifact_letters[0], ["cells cells", "T cells and B cells"])):
+        others = [t for t in list(cranfield[1].values())[:30]]
+        p = model.params()
+
+        def alone_and_among(model=model, texts=texts, others=others, p=p):
+            return [(_terms([model._planner.plan(t, p)]), _terms(model._planner.plan_many(others + [t], p)[-1:]),
+                     model.search(t, k=20), model.search_many({**dict(enumerate(others)), "x": t}, k=20)["x"])
+                    for t in texts]
+
+        for run in _both(monkeypatch, alone_and_among):
+            for alone, among, hits_alone, hits_among in run:
+                assert alone == among and hits_alone == hits_among
+                assert any(t[2] == 2 and len(set(t[1].split())) == 1 for t in alone[0][1])  # "flow flow"
+
+
 def test_planning_pre_checks_never_change_what_they_skip(cranfield, monkeypatch):
     """detect_agent's needles (an agent's regex tried only when a needle is in the lowercased ASCII
     prompt) and the letter pre-check (no capital one-letter word and no "~": no letter phrase, no single

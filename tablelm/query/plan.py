@@ -263,15 +263,11 @@ def _unflatten(flat: np.ndarray, ptr: np.ndarray) -> list[list[int]]:
 
 
 def _several_words(flat: np.ndarray, ptr: np.ndarray) -> bool:
-    """Whether a prompt of the flat stems has two or more distinct known stems (then it may match a
-    multi-word multitoken): one of its known stems differs from its first known one."""
-    known = flat >= 0
-    if not known.any():
-        return False
-    owner = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))[known]
-    values = flat[known]
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # each prompt's first known stem
-    return bool((values != np.repeat(values[starts], np.diff(np.r_[starts, len(values)]))).any())
+    """Whether a prompt of the flat stems has two or more known stems, the same one twice included (a
+    window of two known words may be a multitoken: "cells ... cells" may find "cell cell")."""
+    known = np.zeros(len(flat) + 1, dtype=np.int64)
+    np.cumsum(flat >= 0, out=known[1:])
+    return bool((known[ptr[1:]] - known[ptr[:-1]] >= 2).any())
 
 
 def _no_syntax(prompt: str) -> bool:
