@@ -144,3 +144,46 @@ def forward_index(post_indptr, post_docs, fwd_indptr, f_post, f_mt):
             cursor[d] = s + 1
             f_post[s] = p
             f_mt[s] = m
+
+
+@_jit(inline="always")
+def _popcount(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@_jit(inline="always")
+def _escape_bits(x, w):
+    if w == 1:
+        return x
+    y = x & (x >> np.uint64(1))
+    if w == 2:
+        return y & np.uint64(0x5555555555555555)
+    y = y & (y >> np.uint64(2))
+    return y & np.uint64(0x1111111111111111)
+
+
+@_jit
+def br_take(words, dirs, w, block, idx, codes, ranks):
+    """The ``w``-bit codes at ``idx`` of a ranked-bits table (``codecs.RankedBits``) into ``codes``,
+    and the rank of each escape (the escapes before it) into ``ranks`` (-1 for the others): what its
+    numpy reader computes, a value at a time."""
+    esc = np.uint64((1 << w) - 1)
+    for k in range(len(idx)):
+        bit = idx[k] * w
+        q = bit >> 6
+        sh = np.uint64(bit & 63)
+        x = words[q]
+        c = (x >> sh) & esc
+        codes[k] = np.uint8(c)
+        if c == esc:
+            b = q // block
+            r = np.int64(dirs[b])
+            for j in range(b * block, q):
+                r += _popcount(_escape_bits(words[j], w))
+            r += _popcount(_escape_bits(x, w) & ((np.uint64(1) << sh) - np.uint64(1)))
+            ranks[k] = r
+        else:
+            ranks[k] = -1
