@@ -200,7 +200,7 @@ def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
     coded = {n for n, m in manifest["tables"].items() if m.get("codec") in (*C.ARRAY_CODECS, "fwd", "fwdm")}
     # they pay on real data
     assert {"pair_cols", "pair_t_order", "fwd_mt", "fwd_post", "pair_adj", "pend_hash", "pend_doc",
-            "mt_words"} <= coded
+            "mt_words", "post_indptr", "pair_indptr", "entity_offsets", "pair_ctx", "sng_hash"} <= coded
     model = tablelm.load(cacm_dir)
     rng = np.random.default_rng(3)
     for name in sorted(coded - {"fwd_post", "fwd_mt"}):
@@ -457,6 +457,55 @@ def test_the_model_on_disk_is_within_five_times_the_corpus_file(cacm_dir):
     for name in ("tags", "related", "titles"):
         assert tables[f"ctx_{name}_labels"]["bytes"] <= 0.6 * plain(f"ctx_{name}_labels"), name
         assert tables[f"ctx_{name}_counts"]["bytes"] <= 0.5 * plain(f"ctx_{name}_counts"), name
+    # format 8: row pointers and offsets as their steps, pair counts in ranked bits
+    for name in ("post_indptr", "pair_indptr", "entity_offsets", "fwd_indptr"):
+        assert tables[name]["codec"] == "db" and tables[name]["bytes"] <= 0.5 * plain(name), name
+    for name in ("pair_adj", "pair_ctx"):
+        assert tables[name]["codec"] == "br" and tables[name]["bytes"] <= 0.45 * plain(name), name
+
+
+@needs_data
+def test_a_format_7_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path):
+    """Format 7 stored the row pointers and offsets, the sorted n-gram hashes and the entities' labels
+    plain, and the pair and context counts bit-packed (``bp``): such a model reads the same, and
+    ``upgrade`` rewrites it as a build of this format would."""
+    new = tablelm.load(cacm_dir)
+    old = tmp_path / "old7"
+    new.save(old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    folder = old / manifest["folder"]
+    changed = []
+    for name, meta in manifest["tables"].items():
+        was = meta.get("codec")
+        if not (was in ("db", "br") or name == "sng_hash" or (name.startswith("doc_") and was == "fb")):
+            continue
+        plain = np.asarray(new.tables.arrays[name])
+        (folder / meta["file"]).unlink()
+        if was == "br":
+            meta.update(codec="bp", file=f"{name}.bp")
+            (folder / meta["file"]).write_bytes(C.encode_bp(plain))
+        else:
+            meta.pop("codec")
+            meta["file"] = f"{name}.npy"
+            np.save(folder / meta["file"], plain)
+        meta["bytes"] = (folder / meta["file"]).stat().st_size
+        meta["sha256"] = hashlib.sha256((folder / meta["file"]).read_bytes()).hexdigest()
+        changed.append(name)
+    assert {"post_indptr", "pair_adj", "sng_hash", "entity_offsets"} <= set(changed)
+    manifest["format_version"] = 7
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    loaded = tablelm.load(old)
+    assert isinstance(loaded.tables.post_indptr, np.ndarray) and isinstance(loaded.tables.pair_adj, C.BitPacked)
+    for q in ("computer program", "parallel sorting algorithms", "operating system scheduling"):
+        a, b = loaded.ask(q), new.ask(q)
+        assert a.cards == b.cards and a.sections == b.sections
+    assert loaded.entity_at(7).text == new.entity_at(7).text
+    r = CliRunner().invoke(main, ["upgrade", "-m", str(old)])
+    assert r.exit_code == 0, r.output
+    up = json.loads((old / "manifest.json").read_text())
+    ref = json.loads((cacm_dir / "manifest.json").read_text())
+    assert up["format_version"] == FORMAT_VERSION == 8
+    assert {n: m["sha256"] for n, m in up["tables"].items()} == {n: m["sha256"] for n, m in ref["tables"].items()}
 
 
 def test_fixed_bits_and_multitoken_words_are_exact():
@@ -511,3 +560,92 @@ def test_the_compiled_delta_varint_decoder_reads_what_numpy_reads(monkeypatch):
     monkeypatch.delitem(sys.modules, "tablelm.query._jit")
     assert C._query_kernels() is None
     _check_reads(C.DeltaVarint(data, a.dtype, len(a)), a, rng)
+
+
+def _counts_like_pairs(rng, n: int) -> np.ndarray:
+    """Counts as pair counts are: most 0, 1 or 2, a long tail (and its extremes)."""
+    c = (rng.pareto(1.2, n) * 0.8).astype(np.uint32)
+    c[: 11 * 9: 11] = [0, 1, 2, 3, 15, 16, 255, 70000, 2**32 - 1][: len(c[: 11 * 9: 11])]
+    return c
+
+
+def test_ranked_bits_are_exact_at_every_width_and_depth(monkeypatch):
+    """``br``: codes of 1, 2 or 4 bits, the escapes' excess in an overflow table read at the escape's
+    rank (directory + popcount), ranked again up to BR_DEPTH: every read is the plain array's, across
+    directory runs (512 code bits), with no escape at all, and for a table of one value."""
+    rng = np.random.default_rng(12)
+    for n in (1, 5, 63, 64, 65, 511, 513, 4097, 70_001):
+        for a in (_counts_like_pairs(rng, n), rng.integers(0, 3, n).astype(np.uint8),
+                  rng.integers(0, 2, n).astype(np.uint16), np.full(n, 9, np.uint64),
+                  (_counts_like_pairs(rng, n) + 5).astype(np.uint64)):
+            for depth in range(C.BR_DEPTH + 1):
+                data = C.encode_br(a, depth)
+                _check_reads(C.RankedBits(data, a.dtype, len(a)), a, rng)
+            codec, data = C.encode_counts(a)
+            _check_reads(C.ARRAY_CODECS[codec][1](data, a.dtype, len(a)), a, rng)
+    # each width is exact, not just the one chosen
+    a = _counts_like_pairs(rng, 20_000)
+    sizes = {}
+    for w in (1, 2, 4):
+        monkeypatch.setattr(C, "_BR_WIDTHS", (w,))
+        data = C.encode_br(a)
+        assert C.RankedBits(data, a.dtype, len(a))._w == w
+        _check_reads(C.RankedBits(data, a.dtype, len(a)), a, rng)
+        sizes[w] = len(data)
+    monkeypatch.undo()
+    assert len(C.encode_br(a)) <= min(sizes.values())  # the smallest (its overflows choose their widths too)
+    assert len(C.encode_br(a)) < 0.75 * len(C.encode_bp(a))  # what it is for: ~2.5 bits a pair count, not 4
+    assert C.encode_br(np.array([-1, 0, 1], dtype=np.int32)) is None  # counts only
+    assert C.encode_counts(np.full(100, 7, np.uint16))[0] == "bp"  # one value: bp's header alone is smaller
+
+
+def test_ranked_bits_read_alike_compiled_and_in_numpy(monkeypatch):
+    """Once the query kernels are loaded, a gather of ranked bits runs compiled (``br_take``): the values
+    numpy reads, and every rank (a broken directory or popcount fails here)."""
+    pytest.importorskip("numba")
+    import sys
+
+    import tablelm.query._jit  # noqa: F401  (what a query process has loaded)
+
+    rng = np.random.default_rng(13)
+    a = _counts_like_pairs(rng, 9_000)
+    for w in (1, 2, 4):
+        monkeypatch.setattr(C, "_BR_WIDTHS", (w,))
+        enc = C.RankedBits(C.encode_br(a), a.dtype, len(a))
+        assert C._query_kernels() is not None
+        _check_reads(enc, a, rng)
+        idx = rng.integers(0, len(a), 3000)
+        np.testing.assert_array_equal(enc[idx], a[idx])
+        with monkeypatch.context() as m:
+            m.delitem(sys.modules, "tablelm.query._jit")
+            assert C._query_kernels() is None
+            np.testing.assert_array_equal(enc[idx], a[idx])
+            _check_reads(enc, a, rng)
+
+
+def test_delta_bits_are_exact_and_decode_once():
+    """``db``: a monotone index (row pointers, byte offsets) as its first value and its steps bit-packed,
+    decoded in full on first use and then read as that array."""
+    rng = np.random.default_rng(14)
+    for n in (1, 2, 3, C.BLOCK, 5000):
+        for a in (np.cumsum(rng.integers(0, 4, n)).astype(np.int32), np.arange(n, dtype=np.int32) + 7,
+                  np.full(n, 3, np.int64), np.r_[0, np.cumsum(rng.pareto(1.0, n - 1) * 30)].astype(np.int64),
+                  np.linspace(0, 2**31 - 1, n).astype(np.int32), np.sort(rng.integers(-2**40, 2**40, n))):
+            enc = C.DeltaBits(C.encode_db(a), a.dtype, len(a))
+            _check_reads(enc, a, rng)
+            assert np.asarray(enc) is np.asarray(enc)  # decoded once, kept
+    steps = np.array([5, 3, 9, 1], dtype=np.int32)  # not monotone: still exact (a negative step)
+    _check_reads(C.DeltaBits(C.encode_db(steps), steps.dtype, 4), steps, rng)
+    assert len(C.encode_db(np.arange(10**5, dtype=np.int32))) < 64  # equal steps: bp's header alone
+    with pytest.raises(ValueError):
+        C.DeltaBits(b"XXXX" + bytes(8), np.int32, 1)
+
+
+def test_new_encoders_give_the_same_bytes_a_piece_at_a_time(monkeypatch):
+    rng = np.random.default_rng(15)
+    counts = _counts_like_pairs(rng, 7 * 64 * 9 + 13)
+    ptr = np.cumsum(rng.integers(0, 40, 3001)).astype(np.int32)
+    whole = [C.encode_br(counts), C.encode_counts(counts), C.encode_db(ptr)]
+    for piece in (64 * 8, 64 * 24):
+        monkeypatch.setattr(C, "PIECE", piece)
+        assert [C.encode_br(counts), C.encode_counts(counts), C.encode_db(ptr)] == whole
