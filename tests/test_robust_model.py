@@ -121,13 +121,13 @@ def test_verify_command(scifact_model_dir, tmp_path):
                        timeout=60)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr
     d, _, folder = _copy(scifact_model_dir, tmp_path)
-    p = folder / "post_indptr.npy"
+    p = next(folder.glob("post_indptr.*"))  # .db (format 8) or .npy
     data = bytearray(p.read_bytes())
     data[-8:] = b"\xff" * 8  # row pointers out of range: queries would raise
     p.write_bytes(bytes(data))
     r = subprocess.run(tablelm_cmd("verify", "-m", d), env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
-    _one_line_error(r.stderr, "post_indptr.npy", "checksum", "rebuild")
+    _one_line_error(r.stderr, p.name, "checksum", "rebuild")
     # and a query on it is one line pointing at verify, not a traceback
     r = subprocess.run(tablelm_cmd("ask", "-m", d, "gene expression"), env=env, capture_output=True, text=True,
                        timeout=60)

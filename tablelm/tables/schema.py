@@ -57,7 +57,9 @@ class Spec:
     #: how the file is encoded when that saves space (tables/codecs.py; chosen at save from the values):
     #: "dv" delta-varint blocks (ids ascending within rows), "bp" bit-packed counts with escapes,
     #: "dz" zlib of the deltas, read in full (tables only updates read), "fwd"/"fwdm" not stored (recomputed),
-    #: "bc" each column of a 2-D count table bit-packed, "fb" fixed bits (ids in no order), "mw" mt_words
+    #: "bc" each column of a 2-D count table bit-packed, "fb" fixed bits (ids in no order), "mw" mt_words,
+    #: "db" a monotone index as its steps bit-packed (decoded in full on first use), "br" counts in ranked bits
+    #: (or "bp", whichever is smaller)
     codec: str | None = None
     #: may be absent (a model of an older format: readers compute what it holds)
     optional: bool = False
@@ -73,14 +75,14 @@ def _context_specs(name: str) -> list[Spec]:
              codec="dv"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
              f"summed term frequency of the multitoken in entities with that {name} label (metadata excluded)",
-             codec="bp"),
+             codec="br"),
         Spec(f"ctx_{name}_totals", "derived", "uint", (lab,), "rebuilt",
              f"the counts of each {name} label summed over every multitoken (the column totals of the PMI): "
              "a query reads them instead of summing the whole table", codec="bp", optional=True),
         Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
-             f"row pointers of entity -> its {name} labels", collapses=True),
+             f"row pointers of entity -> its {name} labels", collapses=True, codec="db"),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
-             "label ids of each entity, sorted"),
+             "label ids of each entity, sorted", codec="fb"),
     ]
 
 
@@ -94,30 +96,33 @@ SCHEMA: tuple[Spec, ...] = tuple([
     Spec("mt_counts", "count", "uint", ("multitokens", 5), "sum by multitoken",
          "occurrences of each multitoken per field (text, title, category, tags, meta)", codec="bc"),
     # ---- postings
-    Spec("post_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings"),
+    Spec("post_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of multitoken -> postings",
+         codec="db"),
     Spec("post_docs", "index", "int32", ("postings",), "rebuilt", "entity of each posting, ascending in a row",
          codec="fb"),
     Spec("post_tf", "count", "uint", ("postings", 5), "sum by (multitoken, entity)",
          "term frequency of the multitoken in the entity, per field (capped at 65535)", codec="bc"),
     Spec("doc_len", "entity", "uint", ("entities", 5), "concatenate", "words per field of each entity", codec="bc"),
-    Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings"),
+    Spec("fwd_indptr", "derived", "int", ("entities+1",), "rebuilt", "forward index: entity -> its postings",
+         codec="db"),
     Spec("fwd_mt", "derived", "int32", ("postings",), "rebuilt", "multitoken of each forward entry", codec="fwdm"),
     Spec("fwd_post", "derived", "int", ("postings",), "rebuilt", "posting index of each forward entry",
          codec="fwd"),
     # ---- pairs (each unordered pair once, under its smaller id)
-    Spec("pair_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs"),
+    Spec("pair_indptr", "index", "int", ("multitokens+1",), "rebuilt", "row pointers of the smaller id's pairs",
+         codec="db"),
     Spec("pair_cols", "index", "int32", ("pairs",), "rebuilt", "the larger id of each pair, ascending in a row",
          codec="dv"),
-    Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)", codec="bp"),
+    Spec("pair_adj", "count", "uint", ("pairs",), "sum by pair", "adjacent co-occurrences (gap 0)", codec="br"),
     Spec("pair_ctx", "count", "uint", ("pairs",), "sum by pair", "contextual co-occurrences (gap 1..max_dist)",
-         codec="bp"),
+         codec="br"),
     Spec("pair_t_indptr", "derived", "int", ("multitokens+1",), "rebuilt",
          "transposed index: row pointers by the larger id", codec="dv"),
     Spec("pair_t_order", "derived", "int", ("pairs",), "rebuilt", "pair entries of each larger id, in row order",
          codec="dv"),
     # ---- sorted n-grams
     Spec("sng_hash", "derived", "uint64", ("sorted_ngrams",), "rebuilt",
-         "hash of the sorted words of each multitoken of 2+ words, ascending"),
+         "hash of the sorted words of each multitoken of 2+ words, ascending", codec="dz"),
     Spec("sng_mt", "derived", "int32", ("sorted_ngrams",), "rebuilt", "the multitoken of each hash", codec="fb"),
     # ---- the count store: what add/delete need beyond the tables a query reads
     Spec("stem_hash", "key", "uint64", ("stems",), "union", "a stable 64-bit hash of each stem's string"),
@@ -133,7 +138,7 @@ SCHEMA: tuple[Spec, ...] = tuple([
     # ---- entities
     Spec("ids", "entity", None, ("entities",), "concatenate", "entity ids, JSON-encoded, in corpus order"),
     Spec("entity_offsets", "entity", "int", ("entities+1",), "concatenate (shifted)",
-         "byte offsets of each entity in entities.jsonl (as it reads uncompressed)"),
+         "byte offsets of each entity in entities.jsonl (as it reads uncompressed)", codec="db"),
     Spec("entity_agents", "entity", "uint8", ("entities",), "concatenate", "one bit per agent of each entity"),
     Spec("entity_content", "entity", "uint64", ("entities",), "concatenate",
          "hash of the normalized content (0: no text), to drop duplicates on add"),

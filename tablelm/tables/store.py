@@ -61,6 +61,7 @@ from .codecs import (
     bitpacked_bytes,
     decode_array,
     encode_bp,
+    encode_counts,
     encode_lines,
     fixed_bits_width,
     forward_mt_derivable,
@@ -72,10 +73,12 @@ from .schema import SPECS
 #: 5: tables encoded by tables/codecs.py (delta-varint ids, bit-packed counts, a zlib entity store);
 #: 6: field counts bit-packed by column (``bc``), context tables encoded with their label totals stored,
 #: ids in no order in fixed bits (``fb``); 7: the forward index not stored (``fwdm``: recomputed on first
-#: use), ``mt_words`` without the single words' rows (``mw``)
-FORMAT_VERSION = 7
-#: formats this tablelm loads (4: every table a plain .npy; 5, 6: fewer tables encoded; they read the same way)
-READABLE = (4, 5, 6, 7)
+#: use), ``mt_words`` without the single words' rows (``mw``); 8: the row pointers and offsets as their steps
+#: (``db``), pair and context counts in ranked bits (``br``), the sorted n-gram hashes and the entities' labels
+#: encoded (``dz``, ``fb``)
+FORMAT_VERSION = 8
+#: formats this tablelm loads (4: every table a plain .npy; 5, 6, 7: fewer tables encoded; they read the same way)
+READABLE = (4, 5, 6, 7, 8)
 MANIFEST = "manifest.json"
 #: seconds a writer waits for another writer of the same model directory (TABLELM_LOCK_TIMEOUT overrides)
 LOCK_TIMEOUT = 600.0
@@ -192,6 +195,11 @@ def choose_codec(name: str, arr: np.ndarray, arrays: dict) -> tuple[str | None, 
         if size > 0.9 * arr.nbytes:
             return None, None
         return "bp", encode_bp(arr, width, base_top)
+    if codec == "br":  # ranked bits when they are smaller than bit packing (pair counts: ~2.5 bits, not 4)
+        if arr.dtype.kind != "u":
+            return None, None
+        codec, data = encode_counts(arr)
+        return (codec, data) if len(data) <= 0.9 * arr.nbytes else (None, None)
     if codec == "dv" and arr.dtype.itemsize > 4:
         return None, None
     if codec == "fb" and fixed_bits_width(arr)[0] > FB_MAX:
