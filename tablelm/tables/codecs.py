@@ -376,11 +376,15 @@ class BitPacked(Encoded):
         bit = idx * w
         return (self._packed[bit >> 3] >> (bit & 7).astype(np.uint8)) & np.uint8((1 << w) - 1)
 
-    def _fix(self, codes: np.ndarray, where) -> np.ndarray:
+    def _fix(self, codes: np.ndarray, where, run: bool = False) -> np.ndarray:
         vals = codes.astype(self.dtype)
         esc = np.flatnonzero(codes == (1 << self._w) - 1) if self._w else ()
         if len(esc):
-            vals[esc] = self._val[np.searchsorted(self._pos, where(esc))].astype(self.dtype)
+            if run:  # a range: its escapes are a run of the sorted side table (one search, not one each)
+                k = int(np.searchsorted(self._pos, where(esc[:1])[0]))
+                vals[esc] = self._val[k:k + len(esc)].astype(self.dtype)
+            else:
+                vals[esc] = self._val[np.searchsorted(self._pos, where(esc))].astype(self.dtype)
         if self._base:
             vals += self.dtype.type(self._base)
         return vals
@@ -389,12 +393,12 @@ class BitPacked(Encoded):
         if self._w == 0:
             return self._fix(np.zeros(hi - lo, dtype=np.uint8), None)
         if self._w == 8:
-            return self._fix(self._packed[lo:hi], lambda e: e + lo)
+            return self._fix(self._packed[lo:hi], lambda e: e + lo, True)
         per = 8 // self._w
         b0, b1 = lo // per, -(-hi // per)
         shifts = (np.arange(per, dtype=np.uint8) * self._w)
         codes = ((self._packed[b0:b1, None] >> shifts) & np.uint8((1 << self._w) - 1)).ravel()
-        return self._fix(codes[lo - b0 * per: hi - b0 * per], lambda e: e + lo)
+        return self._fix(codes[lo - b0 * per: hi - b0 * per], lambda e: e + lo, True)
 
     def _take(self, idx: np.ndarray) -> np.ndarray:
         return self._fix(self._codes(idx), lambda e: idx[e])
