@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import shutil
+import struct
 import threading
 import time
 import uuid
@@ -472,7 +473,7 @@ def _load_once(model_dir, mmap: bool) -> tuple[Tables, dict, Path]:
                     _LIVE_MAPS.add(loaded._mmap)
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, EOFError) as e:
+        except (OSError, ValueError, EOFError, struct.error) as e:  # struct: a header cut short
             raise ModelError(f"{path} is damaged ({_one_line(e)}); {_REBUILD}.") from None
         _check_table(path, name, meta, loaded)
     a = tables.arrays
