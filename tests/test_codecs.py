@@ -608,19 +608,21 @@ def test_ranked_bits_read_alike_compiled_and_in_numpy(monkeypatch):
     import tablelm.query._jit  # noqa: F401  (what a query process has loaded)
 
     rng = np.random.default_rng(13)
-    a = _counts_like_pairs(rng, 9_000)
-    for w in (1, 2, 4):
-        monkeypatch.setattr(C, "_BR_WIDTHS", (w,))
-        enc = C.RankedBits(C.encode_br(a), a.dtype, len(a))
-        assert C._query_kernels() is not None
-        _check_reads(enc, a, rng)
-        idx = rng.integers(0, len(a), 3000)
-        np.testing.assert_array_equal(enc[idx], a[idx])
-        with monkeypatch.context() as m:
-            m.delitem(sys.modules, "tablelm.query._jit")
-            assert C._query_kernels() is None
-            np.testing.assert_array_equal(enc[idx], a[idx])
+    pairs = _counts_like_pairs(rng, 9_000)
+    # a minimum above 0, and overflows whose own minimum is (the gap above 0 and 1 and 2)
+    for a in (pairs, pairs + 5, np.where(pairs >= 1, pairs + 20, 0).astype(np.uint32)):
+        for w in (1, 2, 4):
+            monkeypatch.setattr(C, "_BR_WIDTHS", (w,))
+            enc = C.RankedBits(C.encode_br(a), a.dtype, len(a))
+            assert C._query_kernels() is not None
             _check_reads(enc, a, rng)
+            idx = rng.integers(0, len(a), 3000)
+            np.testing.assert_array_equal(enc[idx], a[idx])
+            with monkeypatch.context() as m:
+                m.delitem(sys.modules, "tablelm.query._jit")
+                assert C._query_kernels() is None
+                np.testing.assert_array_equal(enc[idx], a[idx])
+                _check_reads(enc, a, rng)
 
 
 def test_delta_bits_are_exact_and_decode_once():

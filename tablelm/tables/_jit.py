@@ -166,24 +166,50 @@ def _escape_bits(x, w):
 
 
 @_jit
-def br_take(words, dirs, w, block, idx, codes, ranks):
-    """The ``w``-bit codes at ``idx`` of a ranked-bits table (``codecs.RankedBits``) into ``codes``,
-    and the rank of each escape (the escapes before it) into ``ranks`` (-1 for the others): what its
-    numpy reader computes, a value at a time."""
-    esc = np.uint64((1 << w) - 1)
+def br_read(words, dirs, ws, bases, block, bp_packed, bp_w, bp_pos, bp_val, bp_base, idx, out):
+    """The values at ``idx`` of a ranked-bits table and its overflow tables, all levels at once, into
+    ``out`` (int64): ``words``/``dirs``/``ws``/``bases`` the levels' code words, rank directories, code
+    bits and minimums (tuples, outermost first), ``bp_*`` the last overflow table (``codecs.BitPacked``;
+    ``bp_w`` -1 when there is none). What ``codecs.RankedBits`` reads with numpy, a value at a time."""
+    n_levels = len(ws)
     for k in range(len(idx)):
-        bit = idx[k] * w
-        q = bit >> 6
-        sh = np.uint64(bit & 63)
-        x = words[q]
-        c = (x >> sh) & esc
-        codes[k] = np.uint8(c)
-        if c == esc:
+        i = idx[k]
+        acc = np.int64(0)
+        level = 0
+        while True:
+            if level == n_levels:  # the last overflow: bit-packed, escapes by binary search
+                if bp_w == 0:
+                    acc += bp_base
+                    break
+                bit = i * bp_w
+                c = np.int64((bp_packed[bit >> 3] >> (bit & 7)) & ((1 << bp_w) - 1))
+                if c == (1 << bp_w) - 1:
+                    lo, hi = 0, len(bp_pos)
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if bp_pos[mid] < i:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    c = np.int64(bp_val[lo])
+                acc += c + bp_base
+                break
+            w = ws[level]
+            lw = words[level]
+            bit = i * w
+            q = bit >> 6
+            sh = np.uint64(bit & 63)
+            x = lw[q]
+            esc = np.uint64((1 << w) - 1)
+            c = (x >> sh) & esc
+            acc += np.int64(c) + bases[level]
+            if c != esc:
+                break
             b = q // block
-            r = np.int64(dirs[b])
+            r = np.int64(dirs[level][b])
             for j in range(b * block, q):
-                r += _popcount(_escape_bits(words[j], w))
+                r += _popcount(_escape_bits(lw[j], w))
             r += _popcount(_escape_bits(x, w) & ((np.uint64(1) << sh) - np.uint64(1)))
-            ranks[k] = r
-        else:
-            ranks[k] = -1
+            i = r
+            level += 1
+        out[k] = acc

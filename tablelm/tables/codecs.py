@@ -974,6 +974,7 @@ class RankedBits(Encoded):
         self._bytes = np.frombuffer(buf, dtype=np.uint8, count=8 * n_words, offset=at)
         at += 8 * n_words
         view = memoryview(buf)[at:at + sub_len]
+        self._chain: tuple | None = None
         self._over: Encoded | None = None
         if n_over:
             self._over = (RankedBits if sub else BitPacked)(view, dtype, n_over)
@@ -1016,6 +1017,9 @@ class RankedBits(Encoded):
         return vals
 
     def _range(self, lo: int, hi: int) -> np.ndarray:
+        jit = _query_kernels() if hi - lo <= BLOCK << 6 else None
+        if jit is not None:  # a query's row (a pair row's counts): compiled, every level in one call
+            return self._compiled(jit, np.arange(lo, hi, dtype=np.int64))
         if hi - lo <= PIECE:
             return self._fix(self._codes(lo, hi), lambda e: e + lo, True)
         out = np.empty(hi - lo, dtype=self.dtype)  # a piece at a time: bounded temporaries
@@ -1024,19 +1028,34 @@ class RankedBits(Encoded):
             out[a - lo:b - lo] = self._fix(self._codes(a, b), lambda e, a=a: e + a, True)
         return out
 
+    def _levels(self):
+        """The compiled reader's view of this table and its overflows (:func:`tables._jit.br_read`)."""
+        if self._chain is None:
+            levels: list[RankedBits] = []
+            t: Encoded | None = self
+            while isinstance(t, RankedBits):
+                levels.append(t)
+                t = t._over
+            bp = t if isinstance(t, BitPacked) else None
+            none = np.zeros(1, dtype=np.int64)
+            self._chain = (tuple(x._words for x in levels), tuple(np.array(x._dir, dtype=np.int64) for x in levels),
+                           tuple(x._w for x in levels), tuple(x._base for x in levels),
+                           bp._packed if bp is not None else np.zeros(1, np.uint8), bp._w if bp is not None else -1,
+                           bp._pos if bp is not None else none, bp._val if bp is not None else none,
+                           bp._base if bp is not None else 0)
+        return self._chain
+
+    def _compiled(self, jit, idx: np.ndarray) -> np.ndarray:
+        words, dirs, ws, bases, packed, w, pos, val, base = self._levels()
+        out = np.empty(len(idx), dtype=np.int64)
+        jit.br_read(words, dirs, ws, bases, BR_WORDS, packed, w, pos, val, base, idx.astype(np.int64, copy=False),
+                    out)
+        return out.astype(self.dtype, copy=False)
+
     def _take(self, idx: np.ndarray) -> np.ndarray:
         jit = _query_kernels() or kernels(len(idx))
         if jit is not None:  # compiled: once the query kernels are loaded (a pair row's counts), or for a large read
-            codes = np.empty(len(idx), dtype=np.uint8)
-            ranks = np.empty(len(idx), dtype=np.int64)
-            jit.br_take(self._words, self._dir, self._w, BR_WORDS, idx.astype(np.int64, copy=False), codes, ranks)
-            vals = codes.astype(self.dtype)
-            esc = np.flatnonzero(ranks >= 0)
-            if len(esc) and self._over is not None:
-                vals[esc] += self._over._take(ranks[esc]).astype(self.dtype, copy=False)
-            if self._base:
-                vals += self.dtype.type(self._base)
-            return vals
+            return self._compiled(jit, idx)
         bit = idx * self._w
         codes = ((self._words[bit >> 6] >> (bit & 63).astype(np.uint64)) & np.uint64(self._esc)).astype(np.uint8)
         return self._fix(codes, lambda e: idx[e], False)

@@ -188,9 +188,11 @@ def partners(arrays: dict, mt: int):
     # the row (smaller id) of each entry; the needles in the row pointers' own (narrowed) type, or
     # numpy would convert the whole pointer table on every call
     below = np.searchsorted(indptr, idx.astype(indptr.dtype), side="right").astype(np.int64) - 1
-    at = np.concatenate([idx, np.arange(s, e, dtype=np.int64)])  # one gather per count table (encoded ones)
+    # the counts of the transposed entries gathered, those of the row read as a range (ranked bits, br,
+    # then rank one escape of the range, not each)
     return (np.concatenate([below, np.asarray(cols[s:e], dtype=np.int64)]),
-            np.asarray(adj[at], dtype=np.int64), np.asarray(ctx[at], dtype=np.int64))
+            np.concatenate([np.asarray(adj[idx], dtype=np.int64), np.asarray(adj[s:e], dtype=np.int64)]),
+            np.concatenate([np.asarray(ctx[idx], dtype=np.int64), np.asarray(ctx[s:e], dtype=np.int64)]))
 
 
 def conform(arrays: dict) -> dict:
