@@ -200,7 +200,7 @@ def test_encoded_tables_read_as_the_arrays_they_encode(cacm_dir):
     coded = {n for n, m in manifest["tables"].items() if m.get("codec") in (*C.ARRAY_CODECS, "fwd", "fwdm")}
     # they pay on real data
     assert {"pair_cols", "pair_t_order", "fwd_mt", "fwd_post", "pair_adj", "pend_hash", "pend_doc",
-            "mt_words", "post_indptr", "pair_indptr", "entity_offsets", "pair_ctx", "sng_hash"} <= coded
+            "mt_words", "post_indptr", "pair_indptr", "entity_offsets", "pair_ctx", "ctx_titles_indptr"} <= coded
     model = tablelm.load(cacm_dir)
     rng = np.random.default_rng(3)
     for name in sorted(coded - {"fwd_post", "fwd_mt"}):
@@ -466,9 +466,9 @@ def test_the_model_on_disk_is_within_five_times_the_corpus_file(cacm_dir):
 
 @needs_data
 def test_a_format_7_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path):
-    """Format 7 stored the row pointers and offsets, the sorted n-gram hashes and the entities' labels
-    plain, and the pair and context counts bit-packed (``bp``): such a model reads the same, and
-    ``upgrade`` rewrites it as a build of this format would."""
+    """Format 7 stored the row pointers and offsets and the entities' labels plain (or ``dv``), and the
+    pair and context counts bit-packed (``bp``): such a model reads the same, and ``upgrade`` rewrites it
+    as a build of this format would."""
     new = tablelm.load(cacm_dir)
     old = tmp_path / "old7"
     new.save(old)
@@ -477,7 +477,7 @@ def test_a_format_7_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path
     changed = []
     for name, meta in manifest["tables"].items():
         was = meta.get("codec")
-        if not (was in ("db", "br") or name == "sng_hash" or (name.startswith("doc_") and was == "fb")):
+        if not (was in ("db", "br") or (name.startswith("doc_") and was == "fb")):
             continue
         plain = np.asarray(new.tables.arrays[name])
         (folder / meta["file"]).unlink()
@@ -491,7 +491,7 @@ def test_a_format_7_model_loads_answers_the_same_and_upgrades(cacm_dir, tmp_path
         meta["bytes"] = (folder / meta["file"]).stat().st_size
         meta["sha256"] = hashlib.sha256((folder / meta["file"]).read_bytes()).hexdigest()
         changed.append(name)
-    assert {"post_indptr", "pair_adj", "sng_hash", "entity_offsets"} <= set(changed)
+    assert {"post_indptr", "pair_adj", "ctx_titles_indptr", "entity_offsets"} <= set(changed)
     manifest["format_version"] = 7
     (old / "manifest.json").write_text(json.dumps(manifest))
     loaded = tablelm.load(old)

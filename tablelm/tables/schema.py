@@ -70,7 +70,7 @@ def _context_specs(name: str) -> list[Spec]:
     return [
         Spec(lab, "key", None, (lab,), "union, sorted", f"the distinct {name} labels, sorted"),
         Spec(f"ctx_{name}_indptr", "index", "int", ("multitokens+1",), "rebuilt",
-             f"row pointers of multitoken -> {name} label counts", collapses=True, codec="dv"),
+             f"row pointers of multitoken -> {name} label counts", collapses=True, codec="db"),
         Spec(f"ctx_{name}_labels", "index", "int32", (f"ctx_{name}",), "rebuilt", "label ids, sorted within a row",
              codec="dv"),
         Spec(f"ctx_{name}_counts", "count", "uint", (f"ctx_{name}",), "sum by (multitoken, label)",
@@ -78,7 +78,7 @@ def _context_specs(name: str) -> list[Spec]:
              codec="br"),
         Spec(f"ctx_{name}_totals", "derived", "uint", (lab,), "rebuilt",
              f"the counts of each {name} label summed over every multitoken (the column totals of the PMI): "
-             "a query reads them instead of summing the whole table", codec="bp", optional=True),
+             "a query reads them instead of summing the whole table", codec="br", optional=True),
         Spec(f"doc_{name}_indptr", "entity", "int", ("entities+1",), "concatenate",
              f"row pointers of entity -> its {name} labels", collapses=True, codec="db"),
         Spec(f"doc_{name}_labels", "entity", "int32", (f"doc_{name}",), "concatenate (relabelled)",
@@ -122,14 +122,14 @@ SCHEMA: tuple[Spec, ...] = tuple([
          codec="dv"),
     # ---- sorted n-grams
     Spec("sng_hash", "derived", "uint64", ("sorted_ngrams",), "rebuilt",
-         "hash of the sorted words of each multitoken of 2+ words, ascending", codec="dz"),
+         "hash of the sorted words of each multitoken of 2+ words, ascending"),
     Spec("sng_mt", "derived", "int32", ("sorted_ngrams",), "rebuilt", "the multitoken of each hash", codec="fb"),
     # ---- the count store: what add/delete need beyond the tables a query reads
     Spec("stem_hash", "key", "uint64", ("stems",), "union", "a stable 64-bit hash of each stem's string"),
     Spec("surfaces", "key", None, ("surfaces",), "union, sorted", "every surface word, sorted"),
     Spec("surface_stem", "key", "int32", ("surfaces",), "union", "the stem id of each surface", codec="dv"),
     Spec("surface_count", "count", "uint", ("surfaces",), "sum by surface", "occurrences of each surface word",
-         codec="bp"),
+         codec="br"),
     Spec("pend_hash", "count", "uint64", ("pending",), "concatenate, sorted",
          "stable hash of each occurrence of an n-gram below min_multitoken_count (not in the dictionary), sorted",
          codec="dz"),

@@ -75,8 +75,7 @@ from .schema import SPECS
 #: 6: field counts bit-packed by column (``bc``), context tables encoded with their label totals stored,
 #: ids in no order in fixed bits (``fb``); 7: the forward index not stored (``fwdm``: recomputed on first
 #: use), ``mt_words`` without the single words' rows (``mw``); 8: the row pointers and offsets as their steps
-#: (``db``), pair and context counts in ranked bits (``br``), the sorted n-gram hashes and the entities' labels
-#: encoded (``dz``, ``fb``)
+#: (``db``), pair and context counts in ranked bits (``br``), the entities' labels in fixed bits (``fb``)
 FORMAT_VERSION = 8
 #: formats this tablelm loads (4: every table a plain .npy; 5, 6, 7: fewer tables encoded; they read the same way)
 READABLE = (4, 5, 6, 7, 8)
