@@ -625,9 +625,12 @@ def test_ranked_bits_read_alike_compiled_and_in_numpy(monkeypatch):
                 _check_reads(enc, a, rng)
 
 
-def test_delta_bits_are_exact_and_decode_once():
+@pytest.mark.parametrize("piece", [None, 64])
+def test_delta_bits_are_exact_and_decode_once(monkeypatch, piece):
     """``db``: a monotone index (row pointers, byte offsets) as its first value and its steps bit-packed,
-    decoded in full on first use and then read as that array."""
+    decoded in full on first use (a piece at a time) and then read as that array."""
+    if piece:
+        monkeypatch.setattr(C, "PIECE", piece)
     rng = np.random.default_rng(14)
     for n in (1, 2, 3, C.BLOCK, 5000):
         for a in (np.cumsum(rng.integers(0, 4, n)).astype(np.int32), np.arange(n, dtype=np.int32) + 7,

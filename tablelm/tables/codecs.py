@@ -889,13 +889,15 @@ class DeltaBits(Encoded):
 
     def decoded(self) -> np.ndarray:
         if self._full is None:
-            full = np.empty(self.size, dtype=np.int64)
+            full = np.empty(self.size, dtype=self.dtype)
             if self.size:
                 full[0] = self._first
-            if self._steps is not None:
-                np.cumsum(self._steps._range(0, self.size - 1), out=full[1:])
-                full[1:] += self._first
-            full = full.astype(self.dtype, copy=False)
+            at = self._first
+            for lo in range(0, self.size - 1, PIECE):  # a piece at a time: int64 temporaries of a piece only
+                sums = np.cumsum(self._steps._range(lo, min(lo + PIECE, self.size - 1)))  # type: ignore[union-attr]
+                sums += at
+                full[lo + 1:lo + 1 + len(sums)] = sums
+                at = int(sums[-1])
             full.flags.writeable = False
             self._full = full
         return self._full
