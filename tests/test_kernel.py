@@ -305,7 +305,8 @@ BATCH_EXTRAS = ["Vitamin A deficiency", "I am interested in T cells", "how to li
                 "heat~transfer flow", '"boundary layer" flow', "!flow boundary layer", "type I and type II error",
                 "e.g. U.S. A_b x A", "compare versus vs. flow", "\u65e5\u672c flow", "flow flow flow boundary",
                 'a "boundary layer" in a long prompt of more than twelve words about the heat of the flow',
-                'one "word" quoted', "Hello flow!", "flow ! boundary", '"boundary layer flow of heat transfer"']
+                'one "word" quoted', "Hello flow!", "flow ! boundary", '"boundary layer flow of heat transfer"',
+                "the data_type I chose", "TYPE I flow", "a particular I flow", "Type-I error of part I"]
 
 
 def test_the_batched_prepare_plans_as_prompt_by_prompt(cranfield, scifact_letters, tmp_path, monkeypatch):

@@ -59,9 +59,10 @@ def _may_have_letters(text: str) -> bool:
 _GLUE_RE = re.compile(r"[ \t~-]+")  # what may stand between a letter and the word it belongs to
 # "type I", "class II"...: after these words a capital I is a numeral, not the pronoun
 _NUMERAL_WORDS = frozenset("type class phase grade stage category group part chapter level world war".split())
-# one of them anywhere in a lowercased text: a capital I may be a numeral there (a word's lowercase is
-# the lowercase of its characters, so this finds every word whose lowercase is one of them)
-_NUMERAL_ANY = re.compile("|".join(sorted(_NUMERAL_WORDS)))
+# one of them as a word of a lowercased text: a capital I may be a numeral there (a word's lowercase is
+# the lowercase of its characters, and lowercasing makes no letter or digit of a character that is
+# neither, so this finds every word whose lowercase is one of them)
+_NUMERAL_ANY = re.compile(r"(?<![^\W_])(?:" + "|".join(sorted(_NUMERAL_WORDS)) + r")(?![^\W_])")
 
 
 def letter_phrases(prompt: str, is_content) -> list[tuple[str, str, list[tuple[str, int]]]]:
