@@ -19,9 +19,11 @@ the first list did not name, such as the FAQ entry that asks the very question);
 above its question says why. The rates are reported with and without those additions.
 
 Questions after the line ``# --- held out`` were written after the defaults of the built-in
-profile were last chosen and are never used to choose them. ``--split`` reports three groups
-apart: ``A`` (the 1st, 3rd, 5th ... question before that line: where a default is chosen),
-``B`` (the 2nd, 4th ...: where the choice is checked) and ``held-out``.
+profile were last chosen and are never used to choose them; those after ``# --- held out 2``
+(many answered by a tutorial, HOWTO or FAQ section) were written before any model
+was run on them, as a second check with more power. ``--split`` reports four groups apart:
+``A`` (the 1st, 3rd, 5th ... question before the first mark: where a default is chosen), ``B``
+(the 2nd, 4th ...: where the choice is checked), ``held-out`` and ``held-out-2``.
 
 Without ``-m`` it uses the built-in model (built on first use). The per-question lines show
 the rank of the first hit in the top 10 ("-" when none) and the top card. Each rate line also
@@ -61,18 +63,22 @@ def read_questions(path: Path) -> list[tuple[str, list[str]]]:
 
 
 HELD_OUT_MARK = "# --- held out"
+HELD_OUT_2_MARK = "# --- held out 2"
 
 
 def question_groups(path: Path) -> list[str]:
-    """The group of each question of :func:`read_questions` (module notes): A, B or held-out."""
+    """The group of each question of :func:`read_questions` (module notes): A, B, held-out or
+    held-out-2 (the group of the last mark line above it; A and B alternate before any mark)."""
     out: list[str] = []
-    held = False
+    held = ""
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith(HELD_OUT_MARK):
-            held = True
+        if line.startswith(HELD_OUT_2_MARK):
+            held = "held-out-2"
+        elif line.startswith(HELD_OUT_MARK):
+            held = "held-out"
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        out.append("held-out" if held else "AB"[sum(g != "held-out" for g in out) % 2])
+        out.append(held or "AB"[sum(g in ("A", "B") for g in out) % 2])
     return out
 
 
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--questions", type=Path, default=DEFAULT_FILE)
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--split", action="store_true",
-                    help="Also report the groups A, B and held-out apart (module notes).")
+                    help="Also report the groups A, B, held-out and held-out-2 apart (module notes).")
     ap.add_argument("--compare", action="store_true",
                     help="Also run the model's own defaults and test the -p run against them (module notes).")
     ap.add_argument("--prefix", default="", metavar="TEXT",
@@ -178,13 +184,13 @@ def main(argv=None) -> int:
           f"top-1 {o['top1']:.2f}, top-3 {o['top3']:.2f}, top-10 {o['top10']:.2f})")
     if args.split:
         for g, x in rep["groups"].items():
-            print(f"  {g:<8} {x['questions']:>3} questions: top-1 {x['top1']:.2f}, top-3 {x['top3']:.2f}, "
+            print(f"  {g:<10} {x['questions']:>3} questions: top-1 {x['top1']:.2f}, top-3 {x['top3']:.2f}, "
                   f"top-10 {x['top10']:.2f}, MRR@10 {x['mrr10']:.3f}")
     if args.compare:
         print("Against the model's own defaults (MRR@10; W/T/L: questions whose reciprocal rank rises / stays / "
               "falls; p: paired randomization test):")
         for g, t in rep["compare"].items():
-            print(f"  {g:<8} {t['n']:>3} questions: {t['mean_a']:.3f} vs {t['mean_b']:.3f} ({t['delta']:+.3f}), "
+            print(f"  {g:<10} {t['n']:>3} questions: {t['mean_a']:.3f} vs {t['mean_b']:.3f} ({t['delta']:+.3f}), "
                   f"W/T/L {t['wins']}/{t['ties']}/{t['losses']}, p {t['p_randomization']:.4f}")
     return 0
 

@@ -96,6 +96,23 @@ def test_everyday_groups_alternate_before_the_held_out_mark(tmp_path):
     assert (groups.count("A"), groups.count("B"), groups.count("held-out")) == (25, 25, 16)
 
 
+def test_everyday_second_held_out_group_is_apart_and_keeps_the_first_groups(tmp_path):
+    ev = _everyday()
+    f = tmp_path / "q.txt"
+    f.write_text("one | a\ntwo | b\nthree | c\n# --- held out: later\nfour | d\n"
+                 "# --- held out 2 (written later, before any result)\nfive | e\n\nsix | f\n", "utf-8")
+    assert ev.question_groups(f) == ["A", "B", "A", "held-out", "held-out-2", "held-out-2"]
+    # a second group straight after A / B: the alternation before it is unchanged
+    f.write_text("one | a\ntwo | b\n# --- held out 2\nthree | c\n", "utf-8")
+    assert ev.question_groups(f) == ["A", "B", "held-out-2"]
+    # and --compare tests it apart
+    base = [{"prompt": str(i), "rank": r} for i, r in enumerate([1, 1, None])]
+    rows = [{"prompt": str(i), "rank": r} for i, r in enumerate([1, 1, 2])]
+    out = ev.compare(rows, base, ev.question_groups(f))
+    assert list(out) == ["all", "A", "B", "held-out-2"]
+    assert (out["held-out-2"]["n"], out["held-out-2"]["mean_a"], out["held-out-2"]["wins"]) == (1, 0.5, 1)
+
+
 def test_everyday_compare_tests_reciprocal_ranks_per_group():
     ev = _everyday()
     groups = ["A", "B", "A", "B", "held-out"]
