@@ -35,6 +35,17 @@ through ``tablelm.evaluation.paired_test`` (paired randomization test, 10,000 si
 ``--prefix "how do I "`` asks every question with that text in front: the same questions as a
 user phrases them when asking for a procedure, which turns on the prompt's ``howto`` agent
 (query/agents.py); a change that depends on the prompt's intent is checked there too.
+
+Results (2026-12-04, built-in model, corpus revision 7, profile ``w_importance=1``; ``--split``;
+the ``all`` line now counts all 151 questions): MRR@10 A 0.599 / B 0.588 / held-out 0.523 /
+held-out-2 0.532 (held-out-2: top-1 0.41, top-3 0.60, top-10 0.79; all 151: 0.42 / 0.62 / 0.83,
+MRR@10 0.551). On held-out-2, the 26 questions whose expected answers are all prose (tutorial,
+HOWTO, FAQ, language reference, glossary) score 0.519, the 15 that expect only API entries 0.301
+(partly stricter judging: a module page that would accept its 50-160 entities is not accepted there).
+The closest candidate for the README question (title identifiers split into words at build time,
+``tablelm/builtin.py``), checked once on held-out-2 with its two variants fixed before the run:
+all title words 0.547 against 0.532 (W/T/L 5/75/5, p 0.35), the object's own name only 0.532
+(3/79/3, p 0.94). Neither is evidence for or against it (/work/notes/REPORT-questions.md).
 """
 
 from __future__ import annotations
