@@ -235,6 +235,19 @@ def _may_reach(src, n, out, acc, seen, rest, theta, agents, bit, boost):
 
 
 @_jit(inline="always")
+def _lower_bound(a, lo, hi, x):
+    """The first position of ``a[lo:hi]`` (ascending) whose value is not below ``x`` (``hi`` if none):
+    ``lo + np.searchsorted(a[lo:hi], x, side="left")``, without the slice."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_jit(inline="always")
 def _advance(docs, pos, end, d):
     """The first position of ``docs[pos:end]`` (ascending) whose entity is not below ``d``
     (galloping from ``pos``: candidates come in entity order, so each probe starts where the last ended)."""
@@ -249,14 +262,7 @@ def _advance(docs, pos, end, d):
         hi = lo + step
     if hi > end:
         hi = end
-    lo += 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if docs[mid] < d:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _lower_bound(docs, lo + 1, hi, d)
 
 
 @_jit
@@ -777,14 +783,7 @@ def match_windows(seq, s_ptr, pat, sng_hash, sng_mt, mt_words, pos_w):
                 continue
             _sorted_row(words, key)
             h = _hash_row(key, pos_w)
-            lo, hi = 0, n_tab  # searchsorted(side="left")
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if sng_hash[mid] < h:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            j = lo
+            j = _lower_bound(sng_hash, 0, n_tab, h)
             while j < n_tab and sng_hash[j] == h:
                 mt = np.int64(sng_mt[j])
                 _sorted_row(mt_words[mt], ck)

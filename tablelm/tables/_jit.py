@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..query._jit import _jit
+from ..query._jit import _jit, _lower_bound
 
 
 @_jit
@@ -184,14 +184,7 @@ def br_read(words, dirs, ws, bases, block, bp_packed, bp_w, bp_pos, bp_val, bp_b
                 bit = i * bp_w
                 c = np.int64((bp_packed[bit >> 3] >> (bit & 7)) & ((1 << bp_w) - 1))
                 if c == (1 << bp_w) - 1:
-                    lo, hi = 0, len(bp_pos)
-                    while lo < hi:
-                        mid = (lo + hi) >> 1
-                        if bp_pos[mid] < i:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    c = np.int64(bp_val[lo])
+                    c = np.int64(bp_val[_lower_bound(bp_pos, 0, len(bp_pos), i)])
                 acc += c + bp_base
                 break
             w = ws[level]
